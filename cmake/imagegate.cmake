@@ -1,0 +1,47 @@
+# Project-wide helpers: warnings fallback, compiler cache, the test registration helper.
+
+if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
+  set(CMAKE_BUILD_TYPE Release CACHE STRING "Build type" FORCE)
+endif()
+
+set(CMAKE_CXX_EXTENSIONS OFF)
+set(CMAKE_EXPORT_COMPILE_COMMANDS ON)
+
+# A compiler cache makes rebuilds on 2 cores bearable; used only when installed.
+find_program(IMAGEGATE_CCACHE ccache)
+if(IMAGEGATE_CCACHE AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
+  set(CMAKE_CXX_COMPILER_LAUNCHER ${IMAGEGATE_CCACHE})
+endif()
+
+# Warnings for builds that do not come from a preset (presets carry their own flags).
+add_library(imagegate_warnings INTERFACE)
+if(NOT IMAGEGATE_PRESET_FLAGS)
+  target_compile_options(imagegate_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow
+                                                      -Wnon-virtual-dtor -Wcast-qual)
+endif()
+
+# imagegate_add_library(NAME name SOURCES ... LIBS ...): one static library per folder.
+function(imagegate_add_library)
+  cmake_parse_arguments(A "" "NAME" "SOURCES;LIBS" ${ARGN})
+  add_library(${A_NAME} STATIC ${A_SOURCES})
+  target_compile_features(${A_NAME} PUBLIC cxx_std_20)
+  target_include_directories(${A_NAME} PUBLIC ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${A_NAME} PUBLIC ${A_LIBS} PRIVATE imagegate_warnings)
+endfunction()
+
+# imagegate_add_test(NAME n SOURCES ... LIBS ... LABELS ... TIMEOUT s): one Boost.Test
+# executable, registered with ctest.
+function(imagegate_add_test)
+  cmake_parse_arguments(A "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 300)
+  endif()
+  add_executable(${A_NAME} ${A_SOURCES})
+  target_compile_features(${A_NAME} PRIVATE cxx_std_20)
+  target_compile_definitions(${A_NAME} PRIVATE BOOST_TEST_DYN_LINK
+                             IMAGEGATE_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  target_link_libraries(${A_NAME} PRIVATE ${A_LIBS} Boost::unit_test_framework
+                                          imagegate_warnings)
+  add_test(NAME ${A_NAME} COMMAND ${A_NAME} --log_level=test_suite --report_level=short)
+  set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT})
+endfunction()

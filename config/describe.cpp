@@ -1,0 +1,5 @@
+#include "config/settings.hpp"
+
+namespace imagegate::config {
+std::string describe(const settings&) { return {}; }
+}  // namespace imagegate::config

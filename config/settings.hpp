@@ -1,0 +1,130 @@
+// The gateway's settings: one aggregate tree with documented defaults. Filled by
+// config::load (defaults < TOML < environment < flags) and immutable after start-up.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace imagegate::config {
+
+/// All durations are kept in milliseconds; the TOML/env/CLI layers accept "1500ms", "5s",
+/// "5m", "24h".
+using duration = std::chrono::milliseconds;
+
+inline constexpr std::uint64_t kib = 1024;
+inline constexpr std::uint64_t mib = 1024 * kib;
+
+/// `[server]`: the data-plane listener and its per-connection limits.
+struct server_settings {
+    /// HOST:PORT the image API is served on. Port 0 picks a free port (tests).
+    std::string listen = "127.0.0.1:8080";
+    /// HOST:PORT of the admin listener (/healthz, /readyz, /metrics, cache purge).
+    std::string admin_listen = "127.0.0.1:9090";
+    /// I/O threads; 0 means one per core (std::thread::hardware_concurrency()).
+    std::uint32_t threads = 0;
+    /// Deadline for a client to send a complete request head once it started one.
+    duration header_timeout = std::chrono::seconds(10);
+    /// How long a keep-alive connection may sit idle between requests.
+    duration idle_timeout = std::chrono::seconds(60);
+    /// Deadline for writing one response to a client.
+    duration write_timeout = std::chrono::seconds(10);
+    /// On SIGTERM/SIGINT: how long in-flight requests may take before the process exits.
+    duration drain_timeout = std::chrono::seconds(10);
+    /// Concurrent client connections on the data listener; more are accepted and closed.
+    std::uint64_t max_connections = 10000;
+    /// Request line + headers, in bytes; larger requests get 431.
+    std::uint64_t max_header_bytes = 16 * kib;
+};
+
+/// `[upstream]`: where misses are fetched and how.
+struct upstream_settings {
+    /// Base URL that `/accounts/...` is appended to.
+    std::string url = "https://api.cloudflare.com/client/v4";
+    /// PEM bundle of trusted CAs; empty means the system store.
+    std::string ca_file;
+    /// File holding the API token (first line); env CLOUDFLARE_API_TOKEN wins when set.
+    std::string token_file;
+    /// Deadline for resolve + TCP connect + TLS handshake.
+    duration connect_timeout = std::chrono::seconds(5);
+    /// Deadline for one whole exchange (write the request, read the full response).
+    duration request_timeout = std::chrono::seconds(15);
+    /// Open connections to the upstream at most (in use + idle).
+    std::uint64_t max_connections = 64;
+    /// Largest response body accepted from the upstream, in bytes.
+    std::uint64_t max_body_bytes = 1 * mib;
+    /// An idle pooled connection is closed after this long.
+    duration pool_idle_timeout = std::chrono::seconds(30);
+    /// A connection is retired after serving this many requests.
+    std::uint64_t max_requests_per_connection = 1000;
+    /// How long a request may wait for a pooled connection.
+    duration acquire_timeout = std::chrono::seconds(5);
+    /// Allow an `http://` upstream (no TLS). Only for local emulators.
+    bool allow_plaintext = false;
+};
+
+/// `[cache]`: the in-memory LRU and its freshness windows (RFC 5861 semantics).
+struct cache_settings {
+    /// Accounted bytes of all entries together never exceed this.
+    std::uint64_t max_bytes = 256 * mib;
+    /// Entries at most; 0 means bounded only by bytes.
+    std::uint64_t max_entries = 0;
+    /// An entry larger than this is answered but not stored.
+    std::uint64_t max_entry_bytes = 1 * mib;
+    /// Number of shards (power of two), each with its own lock.
+    std::uint32_t shards = 16;
+    /// How long a stored image record is fresh.
+    duration ttl = std::chrono::minutes(5);
+    /// Freshness of a record with "draft": true (capped by ttl).
+    duration draft_ttl = std::chrono::seconds(10);
+    /// Freshness of a stored "image not found" (404, code 5404).
+    duration negative_ttl = std::chrono::seconds(30);
+    /// After expiry, a stale entry is answered at once while one refresh runs.
+    duration stale_while_revalidate = std::chrono::seconds(60);
+    /// After expiry, a stale entry is answered when the refresh fails.
+    duration stale_if_error = std::chrono::hours(24);
+};
+
+/// `[shield]`: protects the upstream token's rate limit.
+struct shield_settings {
+    /// Upstream requests allowed per window (Cloudflare allows 1200 per 5 minutes).
+    std::uint64_t budget = 1000;
+    /// The window `budget` is spread over.
+    duration window = std::chrono::minutes(5);
+    /// Token bucket capacity: requests that may go out back to back.
+    std::uint64_t burst = 50;
+    /// How long a request waits for another request's fetch of the same key.
+    duration coalesce_timeout = std::chrono::seconds(10);
+    /// Let a client's `Cache-Control: no-cache` force a refetch.
+    bool honor_client_no_cache = false;
+};
+
+/// `[log]`
+struct log_settings {
+    /// trace, debug, info, warn, error, critical, off.
+    std::string level = "info";
+    /// "text" or "json".
+    std::string format = "text";
+    /// One line per request at info level.
+    bool access_log = true;
+};
+
+/// Values that must never be printed. Filled from the environment or files, never flags.
+struct secrets {
+    /// Bearer token sent upstream; empty means none.
+    std::string upstream_token;
+};
+
+struct settings {
+    server_settings server;
+    upstream_settings upstream;
+    cache_settings cache;
+    shield_settings shield;
+    log_settings log;
+    secrets secret;
+};
+
+/// One line per setting, secrets redacted; for the start-up log.
+std::string describe(const settings& s);
+
+}  // namespace imagegate::config

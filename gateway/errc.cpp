@@ -1,0 +1,74 @@
+#include "gateway/errc.hpp"
+
+#include <string>
+
+namespace imagegate {
+namespace {
+
+struct errc_info {
+    unsigned http_status;
+    std::uint32_t envelope_code;
+    std::string_view message;
+};
+
+errc_info info(errc e) noexcept {
+    switch (e) {
+        case errc::bad_request: return {400, 99400, "Malformed request"};
+        case errc::invalid_account_id:
+            return {400, 99401, "account_id must be 32 lowercase hexadecimal characters"};
+        case errc::invalid_image_id:
+            return {400, 99402, "image_id is not a valid percent-encoded image identifier"};
+        case errc::route_not_found: return {404, 99404, "No route for that URI"};
+        case errc::method_not_allowed: return {405, 99405, "Method not allowed on this route"};
+        case errc::header_too_large:
+            return {431, 99431, "Request header fields too large"};
+        case errc::unauthorized: return {401, 99410, "Authentication required"};
+        case errc::forbidden: return {403, 99411, "Not allowed to read this account"};
+        case errc::upstream_connect_failed:
+            return {502, 99502, "Could not connect to the upstream API"};
+        case errc::upstream_tls_failed:
+            return {502, 99503, "TLS with the upstream API failed"};
+        case errc::upstream_timeout: return {504, 99504, "The upstream API timed out"};
+        case errc::upstream_bad_status:
+            return {502, 99505, "The upstream API answered with a server error"};
+        case errc::upstream_too_large:
+            return {502, 99506, "The upstream response was too large"};
+        case errc::upstream_protocol_error:
+            return {502, 99507, "The upstream response was malformed"};
+        case errc::invalid_upstream_json:
+            return {502, 99508, "The upstream answered an invalid image record"};
+        case errc::upstream_rate_limited:
+            return {429, 99429, "The upstream API is rate limiting this token"};
+        case errc::budget_exhausted:
+            return {429, 99430, "The gateway's upstream request budget is exhausted"};
+        case errc::pool_exhausted:
+            return {503, 99530, "No upstream connection available"};
+        case errc::single_flight_timeout:
+            return {504, 99531, "Timed out waiting for the upstream answer"};
+        case errc::shutting_down: return {503, 99532, "The gateway is shutting down"};
+        case errc::not_implemented: return {501, 99501, "Not implemented"};
+        case errc::internal_error: return {500, 99500, "Internal gateway error"};
+    }
+    return {500, 99500, "Internal gateway error"};
+}
+
+class category final : public boost::system::error_category {
+public:
+    const char* name() const noexcept override { return "imagegate"; }
+    std::string message(int ev) const override {
+        return std::string(info(static_cast<errc>(ev)).message);
+    }
+};
+
+}  // namespace
+
+const boost::system::error_category& imagegate_category() noexcept {
+    static const category instance;
+    return instance;
+}
+
+unsigned to_http_status(errc e) noexcept { return info(e).http_status; }
+std::uint32_t to_envelope_code(errc e) noexcept { return info(e).envelope_code; }
+std::string_view to_client_message(errc e) noexcept { return info(e).message; }
+
+}  // namespace imagegate

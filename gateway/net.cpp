@@ -1,0 +1,6 @@
+// The one translation unit that compiles Asio, Asio-SSL and Beast (separate compilation:
+// BOOST_ASIO_SEPARATE_COMPILATION / BOOST_BEAST_SEPARATE_COMPILATION are PUBLIC on
+// imagegate_net, so every other TU only sees declarations).
+#include <boost/asio/impl/src.hpp>
+#include <boost/asio/ssl/impl/src.hpp>
+#include <boost/beast/src.hpp>
