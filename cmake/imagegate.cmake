@@ -17,7 +17,7 @@ endif()
 add_library(imagegate_warnings INTERFACE)
 if(NOT IMAGEGATE_PRESET_FLAGS)
   target_compile_options(imagegate_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow
-                                                      -Wnon-virtual-dtor -Wcast-qual)
+                                                      -Wcast-qual)
 endif()
 
 # imagegate_add_library(NAME name SOURCES ... LIBS ...): one static library per folder.
