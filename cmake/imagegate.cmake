@@ -45,3 +45,9 @@ function(imagegate_add_test)
   add_test(NAME ${A_NAME} COMMAND ${A_NAME} --log_level=test_suite --report_level=short)
   set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT})
 endfunction()
+
+# gateway/version.hpp must say the same version as project(VERSION).
+file(READ ${PROJECT_SOURCE_DIR}/gateway/version.hpp IMAGEGATE_VERSION_HPP)
+if(NOT IMAGEGATE_VERSION_HPP MATCHES "version = \"${PROJECT_VERSION}\"")
+  message(FATAL_ERROR "gateway/version.hpp does not match project version ${PROJECT_VERSION}")
+endif()
