@@ -24,6 +24,9 @@ errc_info info(errc e) noexcept {
             return {431, 99431, "Request header fields too large"};
         case errc::unauthorized: return {401, 99410, "Authentication required"};
         case errc::forbidden: return {403, 99411, "Not allowed to read this account"};
+        case errc::http_version_not_supported:
+            return {505, 99510, "HTTP version not supported"};
+        case errc::too_many_connections: return {503, 99533, "Too many connections"};
         case errc::upstream_connect_failed:
             return {502, 99502, "Could not connect to the upstream API"};
         case errc::upstream_tls_failed:

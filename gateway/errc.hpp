@@ -22,6 +22,8 @@ enum class errc : int {
     header_too_large,        ///< request line + headers over server.max_header_bytes
     unauthorized,            ///< no or unknown client credential
     forbidden,               ///< the credential may not read this account
+    http_version_not_supported,  ///< not HTTP/1.0 or HTTP/1.1
+    too_many_connections,        ///< server.max_connections reached
     // Upstream errors
     upstream_connect_failed,  ///< resolve or TCP connect failed
     upstream_tls_failed,      ///< TLS handshake or certificate verification failed
@@ -57,7 +59,8 @@ std::string_view to_client_message(errc e) noexcept;
 inline constexpr errc all_errcs[] = {
     errc::bad_request,         errc::invalid_account_id,      errc::invalid_image_id,
     errc::route_not_found,     errc::method_not_allowed,      errc::header_too_large,
-    errc::unauthorized,        errc::forbidden,               errc::upstream_connect_failed,
+    errc::unauthorized,        errc::forbidden,               errc::http_version_not_supported,
+    errc::too_many_connections, errc::upstream_connect_failed,
     errc::upstream_tls_failed, errc::upstream_timeout,        errc::upstream_bad_status,
     errc::upstream_too_large,  errc::upstream_protocol_error, errc::invalid_upstream_json,
     errc::upstream_rate_limited, errc::budget_exhausted,      errc::pool_exhausted,

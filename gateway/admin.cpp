@@ -1,0 +1,105 @@
+#include "gateway/admin.hpp"
+
+#include "gateway/envelope.hpp"
+#include "gateway/metrics.hpp"
+#include "gateway/route.hpp"
+
+#include <array>
+
+namespace imagegate::gateway {
+namespace {
+
+reply json_reply(unsigned status, std::string body, std::string_view route) {
+    reply r = make_reply(status, std::move(body), "application/json");
+    r.route = route;
+    return r;
+}
+
+reply error(errc e, std::string_view route) {
+    reply r = make_error_reply(e);
+    r.route = route;
+    return r;
+}
+
+bool is_get(const request& req) {
+    return req.method == http::verb::get || req.method == http::verb::head;
+}
+
+}  // namespace
+
+asio::awaitable<reply> admin_handler::handle(request req) {
+    co_return answer(req);
+}
+
+reply admin_handler::answer(const request& req) {
+    const std::string_view path = request_path(req.target);
+    if (path == "/healthz") {
+        if (!is_get(req)) {
+            return error(errc::method_not_allowed, "healthz");
+        }
+        return json_reply(200, R"({"status":"ok"})", "healthz");
+    }
+    if (path == "/readyz") {
+        if (!is_get(req)) {
+            return error(errc::method_not_allowed, "readyz");
+        }
+        if (!ready_.load(std::memory_order_relaxed)) {
+            return json_reply(503, R"({"status":"not ready"})", "readyz");
+        }
+        return json_reply(200, R"({"status":"ready"})", "readyz");
+    }
+    if (path == "/metrics") {
+        if (!is_get(req)) {
+            return error(errc::method_not_allowed, "metrics");
+        }
+        reply r = make_reply(200, metrics_.render(), "text/plain; version=0.0.4; charset=utf-8");
+        r.route = "metrics";
+        return r;
+    }
+    // DELETE /cache/accounts/{a}  and  DELETE /cache/accounts/{a}/images/{canonical id}
+    constexpr std::string_view purge_prefix = "/cache/accounts/";
+    if (path.starts_with(purge_prefix)) {
+        std::string_view rest = path.substr(purge_prefix.size());
+        const auto slash = rest.find('/');
+        const std::string_view account = rest.substr(0, slash);
+        std::string_view image;
+        if (slash != std::string_view::npos) {
+            std::string_view tail = rest.substr(slash + 1);
+            constexpr std::string_view images = "images/";
+            if (!tail.starts_with(images) || tail.size() == images.size() ||
+                tail.substr(images.size()).find('/') != std::string_view::npos) {
+                return error(errc::route_not_found, "not_found");
+            }
+            image = tail.substr(images.size());
+        }
+        if (req.method != http::verb::delete_) {
+            reply r = make_reply(405, error_envelope(errc::method_not_allowed), "application/json",
+                                 "Allow: DELETE\r\n");
+            r.route = "purge";
+            return r;
+        }
+        if (!is_account_id(account)) {
+            return error(errc::invalid_account_id, "purge");
+        }
+        if (image.empty()) {
+            const std::size_t n = purge_.account ? purge_.account(account) : 0;
+            return json_reply(200,
+                              R"({"success":true,"errors":[],"messages":[],"result":{"purged":)" +
+                                  std::to_string(n) + "}}",
+                              "purge");
+        }
+        std::string decoded;
+        if (!percent_decode(image, decoded) || decoded.empty() ||
+            decoded.size() > max_image_id_bytes || !is_valid_utf8(decoded)) {
+            return error(errc::invalid_image_id, "purge");
+        }
+        const bool removed = purge_.image ? purge_.image(account, percent_encode(decoded)) : false;
+        return json_reply(200,
+                          std::string(R"({"success":true,"errors":[],"messages":[],"result":{"purged":)") +
+                              (removed ? "1" : "0") + "}}",
+                          "purge");
+    }
+    return error(errc::route_not_found, "not_found");
+}
+
+}  // namespace imagegate::gateway

@@ -1,0 +1,440 @@
+#include "gateway/http_server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <cstdio>
+#include <optional>
+#include <atomic>
+#include <mutex>
+#include <random>
+#include <system_error>
+#include <unordered_set>
+
+namespace imagegate::gateway {
+
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+
+namespace detail {
+
+/// A session's handle for the server: lets stop()/close_all() reach its socket.
+/// `stream` and `busy` are touched only on the session's strand.
+struct session_control {
+    asio::any_io_executor strand;
+    beast::tcp_stream* stream = nullptr;  // null once the session ended
+    bool busy = false;                    // a request is being answered
+};
+
+struct server_state {
+    server_options opts;
+    handler_fn handler;
+    observer_fn observer;
+    std::shared_ptr<spdlog::logger> log;
+    asio::io_context& ioc;
+    tcp::acceptor acceptor;
+    std::atomic<bool> stopping{false};
+    std::atomic<std::size_t> sessions{0};
+    std::atomic<std::uint64_t> refused{0};
+    std::atomic<std::uint64_t> next_request{0};
+    std::string id_prefix;
+    std::string refusal;  // the rendered 503 for connections over the limit
+
+    std::mutex mu;
+    std::unordered_set<std::shared_ptr<session_control>> controls;  // guarded by mu
+
+    server_state(asio::io_context& io, server_options o, handler_fn h, observer_fn ob,
+                 std::shared_ptr<spdlog::logger> l)
+        : opts(std::move(o)),
+          handler(std::move(h)),
+          observer(std::move(ob)),
+          log(std::move(l)),
+          ioc(io),
+          acceptor(asio::make_strand(io)) {}
+};
+
+}  // namespace detail
+
+namespace {
+
+using detail::server_state;
+using detail::session_control;
+
+constexpr std::string_view connection_keep_alive = "Connection: keep-alive\r\n\r\n";
+constexpr std::string_view connection_close = "Connection: close\r\n\r\n";
+
+// Registers the session for stop()/close_all() and unregisters it on every exit path.
+class session_registration {
+public:
+    session_registration(std::shared_ptr<server_state> st, asio::any_io_executor strand,
+                         beast::tcp_stream& stream)
+        : st_(std::move(st)), ctl_(std::make_shared<session_control>()) {
+        ctl_->strand = std::move(strand);
+        ctl_->stream = &stream;
+        st_->sessions.fetch_add(1, std::memory_order_relaxed);
+        const std::lock_guard lock(st_->mu);
+        st_->controls.insert(ctl_);
+    }
+    ~session_registration() {
+        ctl_->stream = nullptr;
+        {
+            const std::lock_guard lock(st_->mu);
+            st_->controls.erase(ctl_);
+        }
+        st_->sessions.fetch_sub(1, std::memory_order_relaxed);
+    }
+    session_registration(const session_registration&) = delete;
+    session_registration& operator=(const session_registration&) = delete;
+
+    void set_busy(bool busy) noexcept { ctl_->busy = busy; }
+
+private:
+    std::shared_ptr<server_state> st_;
+    std::shared_ptr<session_control> ctl_;
+};
+
+bool is_benign(const boost::system::error_code& ec) {
+    return ec == beast::error::timeout || ec == asio::error::eof ||
+           ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+           ec == asio::error::bad_descriptor || ec == http::error::end_of_stream ||
+           ec == asio::error::broken_pipe;
+}
+
+// Writes `r` (headers only for HEAD) under the write deadline. Returns bytes written or 0.
+asio::awaitable<std::size_t> write_reply(beast::tcp_stream& stream, const reply& r,
+                                         bool head_only, bool close,
+                                         std::chrono::milliseconds timeout) {
+    const std::string_view conn = close ? connection_close : connection_keep_alive;
+    const std::string_view body = head_only ? std::string_view{} : r.body();
+    const std::array<asio::const_buffer, 4> buffers{
+        asio::buffer(r.prepared_head.data(), r.prepared_head.size()),
+        asio::buffer(r.head.data(), r.head.size()), asio::buffer(conn.data(), conn.size()),
+        asio::buffer(body.data(), body.size())};
+    stream.expires_after(timeout);
+    auto [ec, n] = co_await asio::async_write(stream, buffers, use_nothrow);
+    if (ec) {
+        co_return 0;
+    }
+    co_return n;
+}
+
+// Which errc a failed header read maps to, or nothing when the connection just ends
+// (EOF, reset, timeout: nobody is left to read an answer).
+std::optional<errc> classify_read_error(const boost::system::error_code& ec) {
+    if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+        return errc::header_too_large;
+    }
+    if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message &&
+        ec != http::error::need_more) {
+        return errc::bad_request;
+    }
+    return std::nullopt;
+}
+
+std::size_t count_fields(const http::fields& f, http::field name) {
+    const auto range = f.equal_range(name);
+    return static_cast<std::size_t>(std::distance(range.first, range.second));
+}
+
+// Checks RFC 9112 framing rules the parser leaves to us. Returns the error to answer with.
+std::optional<errc> check_request(const http::request_parser<http::empty_body>& parser) {
+    const auto& msg = parser.get();
+    if (msg.version() != 11 && msg.version() != 10) {
+        return errc::http_version_not_supported;
+    }
+    // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
+    if (msg.version() == 11 && count_fields(msg.base(), http::field::host) != 1) {
+        return errc::bad_request;
+    }
+    // A body on GET/HEAD has no meaning here (RFC 9110 §9.3.1) and would desynchronise
+    // keep-alive framing if ignored; the same goes for any method we do not serve.
+    if (parser.chunked() || (parser.content_length() && *parser.content_length() > 0)) {
+        return errc::bad_request;
+    }
+    return std::nullopt;
+}
+
+asio::awaitable<void> run_session(std::shared_ptr<server_state> st, tcp::socket socket) {
+    const auto& o = st->opts;
+    beast::tcp_stream stream(std::move(socket));
+    session_registration reg(st, stream.get_executor(), stream);
+    // Room for one maximal header plus some pipelined bytes.
+    beast::flat_buffer buffer(static_cast<std::size_t>(o.max_header_bytes) + 8192);
+    bool first = true;
+    char id_buf[40];
+
+    for (;;) {
+        if (buffer.size() == 0) {
+            // Between requests: the connection is idle, stop() may close it.
+            reg.set_busy(false);
+            if (st->stopping.load(std::memory_order_relaxed)) {
+                break;
+            }
+            stream.expires_after(first ? o.header_timeout : o.idle_timeout);
+            auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
+            if (ec) {
+                break;
+            }
+            buffer.commit(n);
+        }
+        first = false;
+        reg.set_busy(true);
+        const auto started = std::chrono::steady_clock::now();
+
+        http::request_parser<http::empty_body> parser;
+        parser.header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
+        stream.expires_after(o.header_timeout);
+        auto [rec, rn] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
+        (void)rn;
+
+        reply r;
+        request req;
+        bool close = false;
+        if (rec) {
+            const auto e = classify_read_error(rec);
+            if (!e) {
+                if (!is_benign(rec)) {
+                    SPDLOG_LOGGER_DEBUG(st->log, "{} session read failed: {}:{} {}", o.name,
+                                        rec.category().name(), rec.value(), rec.message());
+                }
+                break;
+            }
+            r = make_error_reply(*e);
+            r.route = "invalid";
+            close = true;
+        } else if (const auto bad = check_request(parser)) {
+            r = make_error_reply(*bad);
+            r.route = "invalid";
+            close = true;
+            req.method = parser.get().method();
+            req.target = parser.get().target();
+        } else {
+            const auto& msg = parser.get();
+            const auto n = st->next_request.fetch_add(1, std::memory_order_relaxed);
+            const auto len = std::snprintf(id_buf, sizeof id_buf, "%s-%llx", st->id_prefix.c_str(),
+                                           static_cast<unsigned long long>(n));
+            req.id = std::string_view(id_buf, static_cast<std::size_t>(std::max(len, 0)));
+            req.method = msg.method();
+            req.target = msg.target();
+            req.headers = &msg.base();
+            req.head_only = msg.method() == http::verb::head;
+            bool failed = false;
+            try {
+                reply handled = co_await st->handler(req);
+                r = std::move(handled);
+            } catch (const std::exception& e) {
+                st->log->error("{} handler threw: {} (request {})", o.name, e.what(), req.id);
+                failed = true;
+            }
+            if (failed) {
+                r = make_error_reply(errc::internal_error);
+                r.close = true;
+            }
+            close = r.close || !msg.keep_alive() || st->stopping.load(std::memory_order_relaxed);
+        }
+
+        const std::size_t written = co_await write_reply(stream, r, req.head_only, close,
+                                                         o.write_timeout);
+        if (st->observer) {
+            exchange_record rec_out;
+            rec_out.listener = o.name;
+            rec_out.method = rec ? std::string_view{"-"} : std::string_view(http::to_string(req.method));
+            rec_out.target = req.target;
+            rec_out.request_id = req.id;
+            rec_out.route = r.route;
+            rec_out.status = r.status;
+            rec_out.cache_status = r.cache_status;
+            rec_out.duration = std::chrono::steady_clock::now() - started;
+            rec_out.bytes_written = written;
+            st->observer(rec_out);
+        }
+        if (written == 0 || close) {
+            if (written != 0) {
+                // Half-close so the client reads the whole answer before it sees EOF.
+                boost::system::error_code ignored;
+                stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+            }
+            break;
+        }
+    }
+    boost::system::error_code ignored;
+    stream.socket().close(ignored);
+}
+
+// Completion handler of a session: a session that throws is a bug; log it and go on.
+struct session_done {
+    std::shared_ptr<server_state> st;
+    void operator()(const std::exception_ptr& ep) const {
+        if (!ep) {
+            return;
+        }
+        try {
+            std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+            st->log->error("{} session ended by exception: {}", st->opts.name, e.what());
+        } catch (...) {
+            st->log->error("{} session ended by unknown exception", st->opts.name);
+        }
+    }
+};
+
+// Over max_connections: a best-effort, non-blocking write of a fixed answer before closing,
+// so a client sees why instead of a bare reset; never waits on the client.
+void refuse(tcp::socket& socket, const std::string& answer) {
+    boost::system::error_code ec;
+    socket.non_blocking(true, ec);
+    socket.write_some(asio::buffer(answer), ec);
+    socket.shutdown(tcp::socket::shutdown_send, ec);
+    socket.close(ec);
+}
+
+asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
+    asio::steady_timer backoff(st->acceptor.get_executor());
+    for (;;) {
+        asio::any_io_executor strand = asio::make_strand(st->ioc);
+        auto [ec, socket] = co_await st->acceptor.async_accept(strand, use_nothrow);
+        if (st->stopping.load(std::memory_order_relaxed) || ec == asio::error::operation_aborted) {
+            co_return;
+        }
+        if (ec) {
+            // EMFILE/ENFILE and friends: back off briefly instead of spinning.
+            st->log->warn("{} accept failed: {}:{} {}", st->opts.name, ec.category().name(),
+                          ec.value(), ec.message());
+            backoff.expires_after(std::chrono::milliseconds(50));
+            co_await backoff.async_wait(use_nothrow);
+            continue;
+        }
+        if (st->sessions.load(std::memory_order_relaxed) >= st->opts.max_connections) {
+            st->refused.fetch_add(1, std::memory_order_relaxed);
+            refuse(socket, st->refusal);
+            continue;
+        }
+        boost::system::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        asio::co_spawn(strand, run_session(st, std::move(socket)), session_done{st});
+    }
+}
+
+struct accept_done {
+    std::shared_ptr<server_state> st;
+    void operator()(const std::exception_ptr& ep) const {
+        if (ep) {
+            st->log->critical("{} accept loop ended by exception", st->opts.name);
+        }
+    }
+};
+
+std::string random_prefix() {
+    std::random_device rd;
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%06x", rd() & 0xffffffu);
+    return buf;
+}
+
+}  // namespace
+
+http_server::http_server(asio::io_context& ioc, server_options opts, handler_fn handler,
+                         observer_fn observer, std::shared_ptr<spdlog::logger> log)
+    : state_(std::make_shared<server_state>(ioc, std::move(opts), std::move(handler),
+                                            std::move(observer), std::move(log))) {
+    auto& st = *state_;
+    st.id_prefix = random_prefix();
+    {
+        const reply r = make_error_reply(errc::too_many_connections, "Retry-After: 1\r\n");
+        st.refusal = r.head;
+        st.refusal += connection_close;
+        st.refusal += r.body();
+    }
+    boost::system::error_code ec;
+    const auto address = asio::ip::make_address(st.opts.host, ec);
+    if (ec) {
+        throw std::system_error(ec, "cannot listen on " + st.opts.host + ":" +
+                                        std::to_string(st.opts.port) + ": bad address");
+    }
+    const tcp::endpoint ep(address, st.opts.port);
+    auto fail = [&](const char* what) {
+        if (ec) {
+            throw std::system_error(ec, std::string("cannot listen on ") + st.opts.host + ":" +
+                                            std::to_string(st.opts.port) + " (" + what + ")");
+        }
+    };
+    st.acceptor.open(ep.protocol(), ec);
+    fail("open");
+    st.acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    fail("SO_REUSEADDR");
+    st.acceptor.bind(ep, ec);
+    fail("bind");
+    st.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    fail("listen");
+}
+
+http_server::~http_server() {
+    stop();
+}
+
+std::uint16_t http_server::port() const noexcept {
+    boost::system::error_code ec;
+    const auto ep = state_->acceptor.local_endpoint(ec);
+    return ec ? 0 : ep.port();
+}
+
+void http_server::start() {
+    asio::co_spawn(state_->acceptor.get_executor(), accept_loop(state_), accept_done{state_});
+}
+
+void http_server::stop() {
+    auto st = state_;
+    if (st->stopping.exchange(true)) {
+        return;
+    }
+    asio::post(st->acceptor.get_executor(), [st] {
+        boost::system::error_code ignored;
+        st->acceptor.close(ignored);
+    });
+    const std::lock_guard lock(st->mu);
+    for (const auto& ctl : st->controls) {
+        asio::post(ctl->strand, [ctl] {
+            if (ctl->stream != nullptr && !ctl->busy) {
+                boost::system::error_code ignored;
+                ctl->stream->socket().close(ignored);
+            }
+        });
+    }
+}
+
+void http_server::close_all() {
+    stop();
+    auto st = state_;
+    const std::lock_guard lock(st->mu);
+    for (const auto& ctl : st->controls) {
+        asio::post(ctl->strand, [ctl] {
+            if (ctl->stream != nullptr) {
+                boost::system::error_code ignored;
+                ctl->stream->socket().close(ignored);
+            }
+        });
+    }
+}
+
+std::size_t http_server::active_sessions() const noexcept {
+    return state_->sessions.load(std::memory_order_relaxed);
+}
+
+std::uint64_t http_server::refused_connections() const noexcept {
+    return state_->refused.load(std::memory_order_relaxed);
+}
+
+}  // namespace imagegate::gateway

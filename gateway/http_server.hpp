@@ -1,0 +1,99 @@
+// An HTTP/1.1 listener: accepts connections, runs one keep-alive session coroutine per
+// connection with deadlines and limits, and hands each request to a handler coroutine.
+#pragma once
+
+#include "gateway/net.hpp"
+#include "gateway/reply.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/verb.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace spdlog {
+class logger;
+}
+
+namespace imagegate::gateway {
+
+namespace http = boost::beast::http;
+
+/// One parsed request head, valid for the duration of the handler call.
+struct request {
+    http::verb method = http::verb::unknown;
+    std::string_view target;
+    const http::fields* headers = nullptr;
+    /// HEAD: the session writes headers only; handlers answer as for GET.
+    bool head_only = false;
+    /// Per-request id for logs ("<instance>-<counter>" in hex).
+    std::string_view id;
+};
+
+/// What the session tells its observer after each response (access log, metrics).
+struct exchange_record {
+    std::string_view listener;
+    std::string_view method;
+    std::string_view target;
+    std::string_view request_id;
+    std::string_view route;
+    unsigned status = 0;
+    std::string_view cache_status;
+    std::chrono::nanoseconds duration{};
+    std::size_t bytes_written = 0;
+};
+
+struct server_options {
+    /// "data" or "admin", for logs and metrics.
+    std::string name = "data";
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0;
+    std::uint64_t max_connections = 10000;
+    std::uint64_t max_header_bytes = 16 * 1024;
+    std::chrono::milliseconds header_timeout{10000};
+    std::chrono::milliseconds idle_timeout{60000};
+    std::chrono::milliseconds write_timeout{10000};
+};
+
+using handler_fn = std::function<asio::awaitable<reply>(request)>;
+using observer_fn = std::function<void(const exchange_record&)>;
+
+namespace detail {
+struct server_state;
+}
+
+/// Owns the acceptor and tracks the sessions it spawned. Construct, `start()`, later
+/// `stop()` (stop accepting, close idle connections; in-flight requests finish and close)
+/// and, if they do not finish in time, `close_all()`. Sessions share ownership of the
+/// server's state, so the object may be destroyed while sessions unwind.
+/// Thread-safety: all members may be called from any thread.
+class http_server {
+public:
+    /// Binds and listens at once so that start-up fails loudly (throws std::system_error
+    /// naming the address).
+    http_server(asio::io_context& ioc, server_options opts, handler_fn handler,
+                observer_fn observer, std::shared_ptr<spdlog::logger> log);
+    ~http_server();
+    http_server(const http_server&) = delete;
+    http_server& operator=(const http_server&) = delete;
+
+    /// The bound port (useful with port 0).
+    std::uint16_t port() const noexcept;
+    void start();
+    void stop();
+    void close_all();
+    /// Sessions still open.
+    std::size_t active_sessions() const noexcept;
+    /// Connections refused because max_connections was reached.
+    std::uint64_t refused_connections() const noexcept;
+
+private:
+    std::shared_ptr<detail::server_state> state_;
+};
+
+}  // namespace imagegate::gateway

@@ -1,0 +1,43 @@
+#include "gateway/reply.hpp"
+
+#include "gateway/envelope.hpp"
+
+#include <boost/beast/http/status.hpp>
+
+namespace imagegate::gateway {
+
+void append_status_line(std::string& out, unsigned status) {
+    out += "HTTP/1.1 ";
+    out += std::to_string(status);
+    out += ' ';
+    const auto reason = boost::beast::http::obsolete_reason(
+        static_cast<boost::beast::http::status>(status));
+    out.append(reason.data(), reason.size());
+    out += "\r\n";
+}
+
+reply make_reply(unsigned status, std::string body, std::string_view content_type,
+                 std::string_view extra_headers) {
+    reply r;
+    r.status = status;
+    r.head.reserve(128 + extra_headers.size());
+    append_status_line(r.head, status);
+    r.head += "Content-Type: ";
+    r.head += content_type;
+    r.head += "\r\nContent-Length: ";
+    r.head += std::to_string(body.size());
+    r.head += "\r\n";
+    r.head += extra_headers;
+    r.set_body(std::move(body));
+    return r;
+}
+
+reply make_error_reply(errc e, std::string_view extra_headers) {
+    std::string extra(extra_headers);
+    if (e == errc::method_not_allowed) {
+        extra += "Allow: GET, HEAD\r\n";
+    }
+    return make_reply(to_http_status(e), error_envelope(e), "application/json", extra);
+}
+
+}  // namespace imagegate::gateway

@@ -1,0 +1,216 @@
+#include "gateway/route.hpp"
+
+#include <array>
+
+namespace imagegate::gateway {
+namespace {
+
+constexpr std::string_view client_v4_prefix = "/client/v4";
+
+int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+bool is_unreserved(unsigned char c) noexcept {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+// Splits "/a/b/c" into at most N segments; returns the count, or N+1 when there are more.
+template <std::size_t N>
+std::size_t split_path(std::string_view path, std::array<std::string_view, N>& out) noexcept {
+    std::size_t n = 0;
+    if (path.empty() || path.front() != '/') {
+        return N + 1;
+    }
+    path.remove_prefix(1);
+    while (true) {
+        const auto slash = path.find('/');
+        if (n == N) {
+            return N + 1;
+        }
+        out[n++] = path.substr(0, slash);
+        if (slash == std::string_view::npos) {
+            return n;
+        }
+        path.remove_prefix(slash + 1);
+    }
+}
+
+// Endpoints that share the images/v1 prefix but are not image details
+// (upstream-api.md: keys, stats, variants[/…]).
+bool is_sibling_endpoint(std::string_view segment) noexcept {
+    return segment == "keys" || segment == "stats" || segment == "variants";
+}
+
+// C0 controls and DEL never occur in real ids; refusing them keeps ids safe to log.
+bool has_control_bytes(std::string_view s) noexcept {
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c < 0x20 || c == 0x7f) {
+            return true;
+        }
+    }
+    return false;
+}
+
+}  // namespace
+
+bool percent_decode(std::string_view in, std::string& out) {
+    out.clear();
+    out.reserve(in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        const char c = in[i];
+        if (c != '%') {
+            out.push_back(c);
+            continue;
+        }
+        if (i + 2 >= in.size()) {
+            return false;
+        }
+        const int hi = hex_value(in[i + 1]);
+        const int lo = hex_value(in[i + 2]);
+        if (hi < 0 || lo < 0) {
+            return false;
+        }
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+    }
+    return true;
+}
+
+std::string percent_encode(std::string_view in) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(in.size() * 3);
+    for (const char ch : in) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (is_unreserved(c)) {
+            out.push_back(ch);
+        } else {
+            out.push_back('%');
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 0x0f]);
+        }
+    }
+    return out;
+}
+
+bool is_valid_utf8(std::string_view s) noexcept {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        std::size_t len = 0;
+        std::uint32_t cp = 0;
+        if ((c & 0xe0) == 0xc0) {
+            len = 2;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + len > s.size()) {
+            return false;
+        }
+        for (std::size_t k = 1; k < len; ++k) {
+            const auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc & 0xc0) != 0x80) {
+                return false;
+            }
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        const bool overlong = (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+                              (len == 4 && cp < 0x10000);
+        if (overlong || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            return false;
+        }
+        i += len;
+    }
+    return true;
+}
+
+bool is_account_id(std::string_view s) noexcept {
+    if (s.size() != 32) {
+        return false;
+    }
+    for (const char c : s) {
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string_view request_path(std::string_view target) noexcept {
+    // Absolute-form (RFC 9112 §3.2.2): drop scheme and authority; the gateway's upstream
+    // is configured, never taken from the request.
+    if (target.starts_with("http://") || target.starts_with("https://")) {
+        const auto authority = target.find("//") + 2;
+        const auto path_start = target.find('/', authority);
+        target = path_start == std::string_view::npos ? std::string_view{"/"}
+                                                      : target.substr(path_start);
+    }
+    const auto q = target.find_first_of("?#");
+    return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+route_result route_image(std::string_view target) {
+    route_result r;
+    std::string_view path = request_path(target);
+    if (path.starts_with(client_v4_prefix) &&
+        (path.size() == client_v4_prefix.size() || path[client_v4_prefix.size()] == '/')) {
+        path.remove_prefix(client_v4_prefix.size());
+    }
+    // accounts / {a} / images / v1 / {id}
+    std::array<std::string_view, 5> seg{};
+    const std::size_t n = split_path(path, seg);
+    if (n != 5 || seg[0] != "accounts" || seg[2] != "images" || seg[3] != "v1") {
+        r.error = errc::route_not_found;
+        return r;
+    }
+    if (is_sibling_endpoint(seg[4])) {
+        r.error = errc::route_not_found;
+        return r;
+    }
+    if (!is_account_id(seg[1])) {
+        r.error = errc::invalid_account_id;
+        return r;
+    }
+    std::string decoded;
+    if (seg[4].empty() || !percent_decode(seg[4], decoded) || decoded.empty() ||
+        decoded.size() > max_image_id_bytes || decoded == "." || decoded == ".." ||
+        !is_valid_utf8(decoded) || has_control_bytes(decoded)) {
+        r.error = errc::invalid_image_id;
+        return r;
+    }
+    // An encoded sibling name ("%6Beys") would reach the same upstream endpoint once the
+    // upstream decodes it; never treat it as an image id.
+    if (is_sibling_endpoint(decoded)) {
+        r.error = errc::route_not_found;
+        return r;
+    }
+    r.image.account = std::string(seg[1]);
+    r.image.canonical_id = percent_encode(decoded);
+    r.image.image_id = std::move(decoded);
+    return r;
+}
+
+}  // namespace imagegate::gateway

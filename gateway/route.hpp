@@ -1,0 +1,58 @@
+// Pure routing of data-plane request targets: which endpoint, which account, and the
+// canonical form of the image id that keys the cache. No I/O; table-tested.
+#pragma once
+
+#include "gateway/errc.hpp"
+
+#include <string>
+#include <string_view>
+
+namespace imagegate::gateway {
+
+/// An image-details request, validated.
+struct image_route {
+    std::string account;       ///< 32 lowercase hex characters
+    std::string image_id;      ///< decoded id (UTF-8, 1..1024 bytes); compared with result.id
+    std::string canonical_id;  ///< re-encoded one fixed way; keys the cache, goes upstream
+
+    friend bool operator==(const image_route&, const image_route&) = default;
+};
+
+/// Outcome of routing one request target.
+struct route_result {
+    errc error{};  ///< value-initialised (0) when the target is the image route
+    image_route image;
+
+    bool ok() const noexcept { return error == errc{}; }
+};
+
+/// Largest decoded image id accepted (Cloudflare custom ids are at most 1024 bytes).
+inline constexpr std::size_t max_image_id_bytes = 1024;
+
+/// Routes `target` (origin-form, or absolute-form whose scheme and authority are ignored:
+/// the client never chooses the upstream) for method GET/HEAD. Accepts
+/// `/client/v4/accounts/{a}/images/v1/{id}` and `/accounts/{a}/images/v1/{id}`; the query
+/// string is ignored. Sibling endpoints (keys, stats, variants, {id}/blob) and unknown paths
+/// → route_not_found; a bad account → invalid_account_id; a bad id (empty, `.`, `..`,
+/// broken escapes, not UTF-8, control bytes, over 1024 bytes) → invalid_image_id.
+/// Method checks are the caller's (they need the route to decide between 404 and 405).
+route_result route_image(std::string_view target);
+
+/// Decodes RFC 3986 percent-encoding. Returns false on a broken escape (`%`, `%4`, `%zz`).
+bool percent_decode(std::string_view in, std::string& out);
+
+/// Encodes `in` so that only unreserved characters (ALPHA / DIGIT / "-" / "." / "_" / "~")
+/// stay literal and every other byte becomes `%XX` with upper-case hex. Applied to a decoded
+/// id this is the canonical form: `a%2fb`, `a%2Fb` all give `a%2Fb`.
+std::string percent_encode(std::string_view in);
+
+/// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, ≤ U+10FFFF).
+bool is_valid_utf8(std::string_view s) noexcept;
+
+/// True for `^[0-9a-f]{32}$`.
+bool is_account_id(std::string_view s) noexcept;
+
+/// The path without scheme/authority (absolute-form) and without the query string.
+std::string_view request_path(std::string_view target) noexcept;
+
+}  // namespace imagegate::gateway
