@@ -1,5 +1,6 @@
 #include "gateway/errc.hpp"
 
+#include <ostream>
 #include <string>
 
 namespace imagegate {
@@ -68,6 +69,40 @@ public:
 const boost::system::error_category& imagegate_category() noexcept {
     static const category instance;
     return instance;
+}
+
+std::string_view to_string(errc e) noexcept {
+    switch (e) {
+        case errc::bad_request: return "bad_request";
+        case errc::invalid_account_id: return "invalid_account_id";
+        case errc::invalid_image_id: return "invalid_image_id";
+        case errc::route_not_found: return "route_not_found";
+        case errc::method_not_allowed: return "method_not_allowed";
+        case errc::header_too_large: return "header_too_large";
+        case errc::unauthorized: return "unauthorized";
+        case errc::forbidden: return "forbidden";
+        case errc::http_version_not_supported: return "http_version_not_supported";
+        case errc::too_many_connections: return "too_many_connections";
+        case errc::upstream_connect_failed: return "upstream_connect_failed";
+        case errc::upstream_tls_failed: return "upstream_tls_failed";
+        case errc::upstream_timeout: return "upstream_timeout";
+        case errc::upstream_bad_status: return "upstream_bad_status";
+        case errc::upstream_too_large: return "upstream_too_large";
+        case errc::upstream_protocol_error: return "upstream_protocol_error";
+        case errc::invalid_upstream_json: return "invalid_upstream_json";
+        case errc::upstream_rate_limited: return "upstream_rate_limited";
+        case errc::budget_exhausted: return "budget_exhausted";
+        case errc::pool_exhausted: return "pool_exhausted";
+        case errc::single_flight_timeout: return "single_flight_timeout";
+        case errc::shutting_down: return "shutting_down";
+        case errc::not_implemented: return "not_implemented";
+        case errc::internal_error: return "internal_error";
+    }
+    return "unknown";
+}
+
+std::ostream& operator<<(std::ostream& os, errc e) {
+    return os << to_string(e);
 }
 
 unsigned to_http_status(errc e) noexcept { return info(e).http_status; }

@@ -5,6 +5,7 @@
 #include <boost/system/error_code.hpp>
 
 #include <cstdint>
+#include <iosfwd>
 #include <string_view>
 #include <type_traits>
 
@@ -54,6 +55,10 @@ unsigned to_http_status(errc e) noexcept;
 std::uint32_t to_envelope_code(errc e) noexcept;
 /// Client-safe message: never contains hosts, paths, or ec.message() of lower layers.
 std::string_view to_client_message(errc e) noexcept;
+
+/// Prints the enumerator's name (tests and logs).
+std::ostream& operator<<(std::ostream& os, errc e);
+std::string_view to_string(errc e) noexcept;
 
 /// All enumerators, for exhaustive tests and the README table.
 inline constexpr errc all_errcs[] = {

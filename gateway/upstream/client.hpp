@@ -1,0 +1,89 @@
+// The upstream client the gateway calls on a cache miss: builds the one GET the Images API
+// needs, runs it on a pooled connection with one safe retry, and maps failures to errc.
+#pragma once
+
+#include "gateway/net.hpp"
+#include "gateway/upstream/connection.hpp"
+#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/stats.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/system/result.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace spdlog {
+class logger;
+}
+
+namespace imagegate::upstream {
+
+/// Everything the client needs, mapped by the composition root from config::settings
+/// (upstream_settings + the parsed upstream URL + secrets). Plain fields, no config types.
+struct client_options {
+    /// Upstream host name or address (from the URL).
+    std::string host = "api.cloudflare.com";
+    /// Upstream TCP port (from the URL).
+    std::uint16_t port = 443;
+    /// https (true) or http (false) from the URL scheme.
+    bool tls = true;
+    /// Must be true for `tls == false` (config upstream.allow_plaintext).
+    bool allow_plaintext = false;
+    /// Path prefix before `/accounts/...`, e.g. "/client/v4" (from the URL).
+    std::string base_path = "/client/v4";
+    /// Name for SNI and certificate verification; empty means `host`. Tests set it to
+    /// check host-name verification while connecting to 127.0.0.1.
+    std::string server_name;
+    /// Bearer token; empty sends no Authorization header. Never logged.
+    std::string token;
+    /// Response head limit in bytes.
+    std::uint32_t max_header_bytes = 16 * 1024;
+    /// Response body limit in bytes (config upstream.max_body_bytes).
+    std::uint64_t max_body_bytes = 1024 * 1024;
+    /// Pool limits and the connect timeout.
+    pool_options pool;
+};
+
+/// One client per upstream origin, owned by main and shared by reference with handlers.
+/// Must be destroyed before the io_context.
+/// Thread-safety: fetch() may run concurrently from any number of coroutines on any
+/// executors; shutdown() from any thread.
+class client {
+public:
+    /// Throws std::invalid_argument for unusable options (empty host, zero
+    /// max_connections, plaintext without allow_plaintext, TLS without a context): these are
+    /// start-up errors. `tls_ctx` is ignored for plaintext and may then be null.
+    client(asio::any_io_executor ex, client_options opts,
+           std::shared_ptr<asio::ssl::context> tls_ctx,
+           std::shared_ptr<spdlog::logger> log = {});
+    client(const client&) = delete;
+    client& operator=(const client&) = delete;
+    ~client();
+
+    /// GET base_path + `target` by `deadline`. `target` is the already-encoded path after
+    /// the base path, starting with `/`. Any HTTP status is a value (the caller classifies
+    /// it); errors are errc values: upstream_connect_failed, upstream_tls_failed,
+    /// upstream_timeout, upstream_too_large, upstream_protocol_error, pool_exhausted,
+    /// shutting_down.
+    asio::awaitable<boost::system::result<response>> fetch(std::string target,
+                                                           clock::time_point deadline);
+
+    /// Stops the pool: waiters and later fetches fail with errc::shutting_down.
+    void shutdown();
+
+    const upstream::stats& stats() const noexcept { return *stats_; }
+
+private:
+    http::request<http::empty_body> make_request(const std::string& target) const;
+
+    client_options opts_;
+    std::shared_ptr<upstream::stats> stats_;
+    std::shared_ptr<spdlog::logger> log_;
+    std::string host_header_;
+    upstream::pool pool_;
+};
+
+}  // namespace imagegate::upstream

@@ -1,0 +1,189 @@
+#include "gateway/upstream/stats.hpp"
+
+#include "gateway/upstream/headers.hpp"
+
+#include <cstdio>
+
+namespace imagegate::upstream {
+
+namespace {
+
+constexpr auto relaxed = std::memory_order_relaxed;
+
+void append_number(std::string& out, std::uint64_t n) { out += std::to_string(n); }
+
+/// Milliseconds as Prometheus seconds without floating-point noise ("0.005", "10").
+void append_ms_as_seconds(std::string& out, std::uint64_t ms) {
+    out += std::to_string(ms / 1000);
+    if (const auto frac = ms % 1000; frac != 0) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, ".%03u", static_cast<unsigned>(frac));
+        std::string_view f(buf);
+        while (f.back() == '0') {
+            f.remove_suffix(1);
+        }
+        out += f;
+    }
+}
+
+void append_counter(std::string& out, std::string_view name, std::string_view type,
+                    std::string_view help, const std::atomic<std::uint64_t>& v,
+                    std::string_view labels = {}) {
+    out += "# HELP imagegate_upstream_";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE imagegate_upstream_";
+    out += name;
+    out += ' ';
+    out += type;
+    out += "\nimagegate_upstream_";
+    out += name;
+    out += labels;
+    out += ' ';
+    append_number(out, v.load(relaxed));
+    out += '\n';
+}
+
+}  // namespace
+
+void latency_histogram::observe(std::chrono::steady_clock::duration d) noexcept {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    const auto u = us < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(us);
+    std::size_t i = 0;
+    while (i < bounds_ms.size() && u > bounds_ms[i] * 1000) {
+        ++i;
+    }
+    buckets_[i].fetch_add(1, relaxed);
+    sum_us_.fetch_add(u, relaxed);
+    count_.fetch_add(1, relaxed);
+}
+
+void latency_histogram::render(std::string& out, std::string_view name,
+                               std::string_view help) const {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += " histogram\n";
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < buckets_.size(); ++i) {
+        cumulative += buckets_[i].load(relaxed);
+        out += name;
+        out += "_bucket{le=\"";
+        if (i < bounds_ms.size()) {
+            append_ms_as_seconds(out, bounds_ms[i]);
+        } else {
+            out += "+Inf";
+        }
+        out += "\"} ";
+        append_number(out, cumulative);
+        out += '\n';
+    }
+    const auto sum_us = sum_us_.load(relaxed);
+    char sum[48];
+    std::snprintf(sum, sizeof sum, "%.6f", static_cast<double>(sum_us) / 1e6);
+    out += name;
+    out += "_sum ";
+    out += sum;
+    out += '\n';
+    out += name;
+    out += "_count ";
+    // The +Inf bucket must equal _count; render the cumulative sum we printed.
+    append_number(out, cumulative);
+    out += '\n';
+}
+
+void stats::count_status(unsigned status) noexcept {
+    switch (status_class(status)) {
+    case 2: responses_2xx.fetch_add(1, relaxed); break;
+    case 3: responses_3xx.fetch_add(1, relaxed); break;
+    case 4: responses_4xx.fetch_add(1, relaxed); break;
+    case 5: responses_5xx.fetch_add(1, relaxed); break;
+    default: responses_other.fetch_add(1, relaxed); break;
+    }
+    switch (status) {
+    case 200: responses_200.fetch_add(1, relaxed); break;
+    case 404: responses_404.fetch_add(1, relaxed); break;
+    case 429: responses_429.fetch_add(1, relaxed); break;
+    default: break;
+    }
+}
+
+void stats::count_error(errc e) noexcept {
+    switch (e) {
+    case errc::upstream_connect_failed: connect_failures.fetch_add(1, relaxed); break;
+    case errc::upstream_tls_failed: tls_failures.fetch_add(1, relaxed); break;
+    case errc::upstream_timeout: timeouts.fetch_add(1, relaxed); break;
+    case errc::upstream_too_large: too_large.fetch_add(1, relaxed); break;
+    case errc::upstream_protocol_error: protocol_errors.fetch_add(1, relaxed); break;
+    default: break;
+    }
+}
+
+void stats::render(std::string& out) const {
+    constexpr std::string_view responses_help = "Complete upstream responses by status.";
+    out += "# HELP imagegate_upstream_responses_total ";
+    out += responses_help;
+    out += "\n# TYPE imagegate_upstream_responses_total counter\n";
+    const struct {
+        std::string_view label;
+        const counter& value;
+    } by_status[] = {
+        {"2xx", responses_2xx}, {"3xx", responses_3xx}, {"4xx", responses_4xx},
+        {"5xx", responses_5xx}, {"other", responses_other},
+    };
+    for (const auto& row : by_status) {
+        out += "imagegate_upstream_responses_total{class=\"";
+        out += row.label;
+        out += "\"} ";
+        append_number(out, row.value.load(relaxed));
+        out += '\n';
+    }
+    const struct {
+        std::string_view label;
+        const counter& value;
+    } exact[] = {{"200", responses_200}, {"404", responses_404}, {"429", responses_429}};
+    out += "# HELP imagegate_upstream_responses_by_code_total Upstream responses with the "
+           "statuses the gateway branches on.\n"
+           "# TYPE imagegate_upstream_responses_by_code_total counter\n";
+    for (const auto& row : exact) {
+        out += "imagegate_upstream_responses_by_code_total{code=\"";
+        out += row.label;
+        out += "\"} ";
+        append_number(out, row.value.load(relaxed));
+        out += '\n';
+    }
+    append_counter(out, "connects_total", "counter", "Upstream connections established.",
+                   connects);
+    append_counter(out, "connect_failures_total", "counter",
+                   "Resolve or TCP connect failures.", connect_failures);
+    append_counter(out, "tls_failures_total", "counter",
+                   "TLS handshake or certificate verification failures.", tls_failures);
+    append_counter(out, "timeouts_total", "counter", "Connect or exchange deadlines passed.",
+                   timeouts);
+    append_counter(out, "too_large_total", "counter", "Responses over the body limit.",
+                   too_large);
+    append_counter(out, "protocol_errors_total", "counter",
+                   "Malformed, truncated or reset responses.", protocol_errors);
+    append_counter(out, "reuses_total", "counter", "Exchanges on a reused connection.", reuses);
+    append_counter(out, "retries_total", "counter",
+                   "Retries after a reused connection failed before any response byte.",
+                   retries);
+    append_counter(out, "idle_closes_total", "counter",
+                   "Idle connections closed after the idle timeout.", idle_closes);
+    append_counter(out, "retired_total", "counter",
+                   "Connections closed after max requests per connection.", retired);
+    append_counter(out, "acquire_waits_total", "counter",
+                   "Acquires that found no idle connection.", acquire_waits);
+    append_counter(out, "acquire_timeouts_total", "counter",
+                   "Acquires that gave up waiting (pool exhausted).", acquire_timeouts);
+    append_counter(out, "connections_in_use", "gauge", "Connections lent out.", in_use);
+    append_counter(out, "connections_idle", "gauge", "Connections parked idle.", idle);
+    latency.render(out, "imagegate_upstream_latency_seconds",
+                   "Upstream exchange latency (request written to last byte read).");
+}
+
+}  // namespace imagegate::upstream

@@ -1,0 +1,86 @@
+// Counters, gauges and the latency histogram of the upstream client and its pool, for the
+// metrics page. Lock-free: every field is a relaxed atomic, read without a consistent snapshot.
+#pragma once
+
+#include "gateway/errc.hpp"
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace imagegate::upstream {
+
+/// Upstream latency (request written → full response read) with fixed buckets.
+/// Thread-safety: observe() and render() may run concurrently from any thread; a render
+/// may see an observation in `count` before its bucket (relaxed), which Prometheus tolerates.
+class latency_histogram {
+public:
+    /// Upper bounds in milliseconds; an implicit +Inf bucket follows.
+    static constexpr std::array<std::uint64_t, 11> bounds_ms{5,   10,  25,   50,   100,  250,
+                                                             500, 1000, 2500, 5000, 10000};
+
+    void observe(std::chrono::steady_clock::duration d) noexcept;
+
+    /// Appends `<name>_bucket{le="0.005"} N` ... `{le="+Inf"}`, `<name>_sum` (seconds) and
+    /// `<name>_count`, with `# HELP`/`# TYPE` lines. Buckets are cumulative.
+    void render(std::string& out, std::string_view name, std::string_view help) const;
+
+    std::uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
+
+private:
+    std::array<std::atomic<std::uint64_t>, bounds_ms.size() + 1> buckets_{};  // not cumulative
+    std::atomic<std::uint64_t> sum_us_{0};
+    std::atomic<std::uint64_t> count_{0};
+};
+
+/// All upstream counters. Owned by the client (shared with its pool through a shared_ptr so
+/// handlers that outlive the client stay valid). Thread-safety: any thread, relaxed atomics.
+struct stats {
+    using counter = std::atomic<std::uint64_t>;
+
+    // Responses by status (one exchange that produced a complete response counts once).
+    counter responses_2xx{0};  ///< any 2xx
+    counter responses_3xx{0};  ///< any 3xx (the API does not redirect; a sign of a bad base URL)
+    counter responses_4xx{0};  ///< any 4xx, including the three below
+    counter responses_5xx{0};  ///< any 5xx
+    counter responses_other{0};  ///< 1xx final or outside 100..599
+    counter responses_200{0};  ///< exactly 200 (image found)
+    counter responses_404{0};  ///< exactly 404 (image not found, code 5404: cached negatively)
+    counter responses_429{0};  ///< exactly 429 (rate limited: the shield pauses the budget)
+
+    // Connections.
+    counter connects{0};          ///< connections that completed resolve+connect(+handshake)
+    counter connect_failures{0};  ///< resolve or TCP connect failed (not TLS, not timeout)
+    counter tls_failures{0};      ///< TLS handshake or certificate verification failed
+    counter timeouts{0};          ///< connect or exchange deadline passed (any phase)
+    counter too_large{0};         ///< response body over max_body_bytes
+    counter protocol_errors{0};   ///< bad HTTP, truncated body, reset mid-answer
+    counter reuses{0};            ///< exchanges sent on a connection that served one before
+    counter retries{0};           ///< second attempts after a reused connection failed silently
+    counter idle_closes{0};       ///< idle connections closed after idle_timeout
+    counter retired{0};           ///< connections closed after max_requests_per_connection
+
+    // Pool.
+    counter acquire_waits{0};     ///< acquires that found no idle connection and had to wait
+    counter acquire_timeouts{0};  ///< acquires that gave up (errc::pool_exhausted)
+    counter in_use{0};            ///< gauge: connections lent out right now
+    counter idle{0};              ///< gauge: connections parked idle right now
+
+    latency_histogram latency;  ///< write-to-last-byte time of complete exchanges
+
+    /// Counts one complete response by status.
+    void count_status(unsigned status) noexcept;
+
+    /// Counts one failed connect or exchange by its classification (connect_failures,
+    /// tls_failures, timeouts, too_large or protocol_errors; other values are ignored).
+    void count_error(errc e) noexcept;
+
+    /// Appends every counter and the histogram as Prometheus text, names prefixed
+    /// `imagegate_upstream_`.
+    void render(std::string& out) const;
+};
+
+}  // namespace imagegate::upstream

@@ -1,0 +1,92 @@
+#include "gateway/admin.hpp"
+#include "gateway/metrics.hpp"
+
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+namespace gw = imagegate::gateway;
+namespace http = boost::beast::http;
+
+namespace {
+
+struct admin_fixture {
+    imagegate::metrics::registry registry;
+    std::atomic<bool> ready{true};
+    std::vector<std::string> purged;
+    gw::admin_handler handler{
+        registry, ready,
+        gw::purge_hooks{[this](std::string_view a, std::string_view id) {
+                            purged.push_back(std::string(a) + "/" + std::string(id));
+                            return true;
+                        },
+                        [this](std::string_view a) {
+                            purged.push_back(std::string(a));
+                            return std::size_t{3};
+                        }}};
+
+    gw::reply call(http::verb m, std::string_view target) {
+        gw::request req;
+        req.method = m;
+        req.target = target;
+        return handler.answer(req);
+    }
+};
+
+struct admin_case {
+    http::verb method;
+    std::string target;
+    unsigned status;
+};
+std::ostream& operator<<(std::ostream& os, const admin_case& c) {
+    return os << http::to_string(c.method) << ' ' << c.target;
+}
+
+const std::string test_account = "023e105f4ecef8ad9ca31a8372d0c353";
+const admin_case admin_cases[] = {
+    {http::verb::get, "/healthz", 200},
+    {http::verb::head, "/healthz", 200},
+    {http::verb::post, "/healthz", 405},
+    {http::verb::get, "/readyz", 200},
+    {http::verb::get, "/metrics", 200},
+    {http::verb::get, "/nope", 404},
+    {http::verb::delete_, "/cache/accounts/" + test_account, 200},
+    {http::verb::delete_, "/cache/accounts/" + test_account + "/images/a%2fb", 200},
+    {http::verb::get, "/cache/accounts/" + test_account, 405},
+    {http::verb::delete_, "/cache/accounts/xyz", 400},
+    {http::verb::delete_, "/cache/accounts/" + test_account + "/images/a%zz", 400},
+    {http::verb::delete_, "/cache/accounts/" + test_account + "/other/x", 404},
+};
+
+}  // namespace
+
+BOOST_DATA_TEST_CASE_F(admin_fixture, admin_routes, boost::unit_test::data::make(admin_cases),
+                       c) {
+    BOOST_TEST(call(c.method, c.target).status == c.status);
+}
+
+BOOST_FIXTURE_TEST_CASE(purge_uses_canonical_ids, admin_fixture) {
+    auto r = call(http::verb::delete_, "/cache/accounts/" + test_account + "/images/a%2fb");
+    BOOST_TEST(r.body().find(R"("purged":1)") != std::string_view::npos);
+    r = call(http::verb::delete_, "/cache/accounts/" + test_account);
+    BOOST_TEST(r.body().find(R"("purged":3)") != std::string_view::npos);
+    BOOST_TEST(purged.size() == 2u);
+    BOOST_TEST(purged[0] == test_account + "/a%2Fb");
+}
+
+BOOST_FIXTURE_TEST_CASE(readyz_follows_state, admin_fixture) {
+    ready = false;
+    BOOST_TEST(call(http::verb::get, "/readyz").status == 503u);
+}
+
+BOOST_FIXTURE_TEST_CASE(metrics_count_by_route_and_status, admin_fixture) {
+    registry.record("image", 200, std::chrono::milliseconds(3));
+    registry.record("image", 200, std::chrono::milliseconds(3));
+    registry.record("image", 418, std::chrono::milliseconds(3));
+    const std::string text(call(http::verb::get, "/metrics").body());
+    BOOST_TEST(text.find("imagegate_requests_total{route=\"image\",status=\"200\"} 2") !=
+               std::string::npos);
+    BOOST_TEST(text.find("imagegate_requests_total{route=\"image\",status=\"other\"} 1") !=
+               std::string::npos);
+    BOOST_TEST(text.find("imagegate_image_request_duration_seconds_count 3") !=
+               std::string::npos);
+}

@@ -1,0 +1,56 @@
+#include "gateway/envelope.hpp"
+#include "gateway/errc.hpp"
+#include "gateway/reply.hpp"
+
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <set>
+
+namespace ig = imagegate;
+namespace gw = imagegate::gateway;
+
+BOOST_DATA_TEST_CASE(every_errc_has_message_status_and_code,
+                     boost::unit_test::data::make(ig::all_errcs), e) {
+    const auto ec = make_error_code(e);
+    BOOST_TEST(std::string(ec.category().name()) == "imagegate");
+    BOOST_TEST(!ec.message().empty());
+    BOOST_TEST(ig::to_http_status(e) >= 400u);
+    BOOST_TEST(ig::to_http_status(e) < 600u);
+    BOOST_TEST(ig::to_envelope_code(e) >= 99000u);
+    BOOST_TEST(ec == e);
+}
+
+BOOST_AUTO_TEST_CASE(envelope_codes_are_unique) {
+    std::set<std::uint32_t> seen;
+    for (const auto e : ig::all_errcs) {
+        BOOST_TEST(seen.insert(ig::to_envelope_code(e)).second,
+                   "duplicate code " << ig::to_envelope_code(e));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(envelope_is_cloudflare_shaped) {
+    BOOST_TEST(gw::error_envelope(ig::errc::route_not_found) ==
+               R"({"success":false,"errors":[{"code":99404,"message":"No route for that URI"}],)"
+               R"("messages":[],"result":null})");
+    BOOST_TEST(gw::error_envelope(5, "a\"b\\c\n\x01") ==
+               R"({"success":false,"errors":[{"code":5,"message":"a\"b\\c\n\u0001"}],)"
+               R"("messages":[],"result":null})");
+}
+
+BOOST_AUTO_TEST_CASE(error_reply_has_length_and_allow) {
+    const auto r = gw::make_error_reply(ig::errc::method_not_allowed);
+    BOOST_TEST(r.status == 405u);
+    BOOST_TEST(r.head.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+    BOOST_TEST(r.head.find("Allow: GET, HEAD\r\n") != std::string::npos);
+    BOOST_TEST(r.head.find("Content-Length: " + std::to_string(r.body().size()) + "\r\n") !=
+               std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(reply_body_survives_moves) {
+    gw::reply a = gw::make_reply(200, "short", "text/plain");
+    gw::reply b = std::move(a);
+    gw::reply c;
+    c = std::move(b);
+    BOOST_TEST(c.body() == "short");
+}

@@ -1,0 +1,123 @@
+#define BOOST_TEST_MODULE unit_gateway
+#include "gateway/route.hpp"
+
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <ostream>
+
+
+namespace ig = imagegate;
+namespace gw = imagegate::gateway;
+namespace bdata = boost::unit_test::data;
+
+namespace {
+
+const std::string test_account = "023e105f4ecef8ad9ca31a8372d0c353";
+
+struct route_case {
+    std::string target;
+    ig::errc error;
+    std::string image_id;      // decoded, when ok
+    std::string canonical_id;  // when ok
+};
+
+std::ostream& operator<<(std::ostream& os, const route_case& c) {
+    return os << c.target;
+}
+
+const route_case route_cases[] = {
+    // Both prefixes reach the image route.
+    {"/client/v4/accounts/" + test_account + "/images/v1/abc", {}, "abc", "abc"},
+    {"/accounts/" + test_account + "/images/v1/abc", {}, "abc", "abc"},
+    // UUID-like and 35-character ids are opaque.
+    {"/accounts/" + test_account + "/images/v1/083eb7b2-5392-4565-b69e-aff66acddd00", {},
+     "083eb7b2-5392-4565-b69e-aff66acddd00", "083eb7b2-5392-4565-b69e-aff66acddd00"},
+    // Custom ids with '/' are one %2F-encoded segment; case of hex digits does not matter.
+    {"/accounts/" + test_account + "/images/v1/a%2Fb", {}, "a/b", "a%2Fb"},
+    {"/accounts/" + test_account + "/images/v1/a%2fb", {}, "a/b", "a%2Fb"},
+    {"/accounts/" + test_account + "/images/v1/a%2fb%20c", {}, "a/b c", "a%2Fb%20c"},
+    // Needless escapes and sub-delims canonicalise to one form.
+    {"/accounts/" + test_account + "/images/v1/%61bc", {}, "abc", "abc"},
+    {"/accounts/" + test_account + "/images/v1/a!b", {}, "a!b", "a%21b"},
+    {"/accounts/" + test_account + "/images/v1/a%21b", {}, "a!b", "a%21b"},
+    {"/accounts/" + test_account + "/images/v1/caf%C3%A9", {}, "caf\xC3\xA9", "caf%C3%A9"},
+    // Query strings are ignored; absolute-form never chooses the upstream.
+    {"/accounts/" + test_account + "/images/v1/abc?x=1", {}, "abc", "abc"},
+    {"http://evil.example/accounts/" + test_account + "/images/v1/abc", {}, "abc", "abc"},
+    // Sibling endpoints and unknown paths.
+    {"/accounts/" + test_account + "/images/v1/keys", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/stats", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/variants", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/variants/public", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/abc/blob", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/%6Beys", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v2", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a/b", ig::errc::route_not_found, "", ""},
+    {"/client/v4x/accounts/" + test_account + "/images/v1/abc", ig::errc::route_not_found, "", ""},
+    {"/", ig::errc::route_not_found, "", ""},
+    {"", ig::errc::route_not_found, "", ""},
+    {"*", ig::errc::route_not_found, "", ""},
+    // Account ids: 32 lowercase hex only.
+    {"/accounts/023E105F4ECEF8AD9CA31A8372D0C353/images/v1/abc", ig::errc::invalid_account_id,
+     "", ""},
+    {"/accounts/023e105f/images/v1/abc", ig::errc::invalid_account_id, "", ""},
+    {"/accounts/" + test_account + "0/images/v1/abc", ig::errc::invalid_account_id, "", ""},
+    {"/accounts/g23e105f4ecef8ad9ca31a8372d0c353/images/v1/abc", ig::errc::invalid_account_id,
+     "", ""},
+    // Bad image ids.
+    {"/accounts/" + test_account + "/images/v1/", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/.", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/..", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/%2E%2E", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a%", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a%2", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a%zz", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/%FF%FE", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/%C0%AF", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/%ED%A0%80", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a%00b", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a%0Ab", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/" + std::string(1025, 'x'), ig::errc::invalid_image_id,
+     "", ""},
+};
+
+}  // namespace
+
+BOOST_DATA_TEST_CASE(routes_image_targets, bdata::make(route_cases), c) {
+    const auto r = gw::route_image(c.target);
+    BOOST_TEST(r.error == c.error);
+    if (c.error == ig::errc{}) {
+        BOOST_TEST(r.image.account == test_account);
+        BOOST_TEST(r.image.image_id == c.image_id);
+        BOOST_TEST(r.image.canonical_id == c.canonical_id);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(longest_id_is_accepted) {
+    const auto r = gw::route_image("/accounts/" + test_account + "/images/v1/" + std::string(1024, 'x'));
+    BOOST_TEST(r.ok());
+    BOOST_TEST(r.image.image_id.size() == 1024u);
+}
+
+BOOST_AUTO_TEST_CASE(canonical_form_is_a_fixed_point) {
+    // Decoding then encoding the canonical form gives it back, for every byte value.
+    std::string all;
+    for (int c = 1; c < 256; ++c) {
+        all.push_back(static_cast<char>(c));
+    }
+    const std::string enc = gw::percent_encode(all);
+    std::string dec;
+    BOOST_TEST(gw::percent_decode(enc, dec));
+    BOOST_TEST(dec == all);
+    BOOST_TEST(gw::percent_encode(dec) == enc);
+}
+
+BOOST_AUTO_TEST_CASE(utf8_validation) {
+    BOOST_TEST(gw::is_valid_utf8("plain"));
+    BOOST_TEST(gw::is_valid_utf8("\xF0\x9F\x98\x80"));  // U+1F600
+    BOOST_TEST(!gw::is_valid_utf8("\xF4\x90\x80\x80"));  // > U+10FFFF
+    BOOST_TEST(!gw::is_valid_utf8("\xE0\x80\xAF"));      // overlong
+    BOOST_TEST(!gw::is_valid_utf8("\xC3"));              // truncated
+}
