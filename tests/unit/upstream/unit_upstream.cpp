@@ -1,0 +1,292 @@
+// Pure tests of the upstream client: slot transitions and sizing as tables, request/header
+// helpers, failure classification and the Prometheus rendering of stats.
+#define BOOST_TEST_MODULE unit_upstream
+#include "gateway/upstream/connection.hpp"
+#include "gateway/upstream/headers.hpp"
+#include "gateway/upstream/pool_slot.hpp"
+#include "gateway/upstream/stats.hpp"
+#include "gateway/upstream/tls.hpp"
+
+#include <boost/asio/ssl/error.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <ostream>
+
+namespace up = imagegate::upstream;
+namespace bdata = boost::unit_test::data;
+using up::slot_action;
+using up::slot_event;
+using up::slot_state;
+
+namespace {
+
+struct transition_row {
+    slot_state from;
+    slot_event event;
+    up::slot_facts facts;
+    up::slot_transition expected;
+};
+
+std::ostream& operator<<(std::ostream& os, const transition_row& r) {
+    return os << r.from << " --" << r.event << " (served=" << r.facts.requests_served
+              << " waiters=" << r.facts.waiters
+              << " fresh=" << r.facts.first_waiter_wants_fresh << ")--> " << r.expected;
+}
+
+constexpr up::slot_facts no_waiters{.requests_served = 1, .waiters = 0};
+constexpr up::slot_facts waiting{.requests_served = 1, .waiters = 2};
+constexpr up::slot_facts waiting_fresh{
+    .requests_served = 1, .waiters = 1, .first_waiter_wants_fresh = true};
+constexpr up::slot_facts worn_out{.requests_served = 10, .waiters = 2};
+constexpr up::slot_limits limits{.max_requests_per_connection = 10};
+
+const transition_row transition_rows[] = {
+    // connecting: a finished connect serves the oldest waiter, or parks
+    {slot_state::connecting, slot_event::connect_succeeded, waiting, {slot_state::in_use, slot_action::hand_to_waiter}},
+    {slot_state::connecting, slot_event::connect_succeeded, waiting_fresh, {slot_state::in_use, slot_action::hand_to_waiter}},
+    {slot_state::connecting, slot_event::connect_succeeded, no_waiters, {slot_state::idle, slot_action::park}},
+    {slot_state::connecting, slot_event::connect_failed, waiting, {slot_state::closing, slot_action::close}},
+    {slot_state::connecting, slot_event::shutdown, waiting, {slot_state::closing, slot_action::abort}},
+    {slot_state::connecting, slot_event::acquired, waiting, {slot_state::connecting, slot_action::invalid}},
+    {slot_state::connecting, slot_event::released_reusable, waiting, {slot_state::connecting, slot_action::invalid}},
+    {slot_state::connecting, slot_event::idle_expired, waiting, {slot_state::connecting, slot_action::invalid}},
+    // idle: lent, expired, evicted or shut down
+    {slot_state::idle, slot_event::acquired, no_waiters, {slot_state::in_use, slot_action::lend}},
+    {slot_state::idle, slot_event::idle_expired, no_waiters, {slot_state::closing, slot_action::close}},
+    {slot_state::idle, slot_event::evicted, no_waiters, {slot_state::closing, slot_action::close}},
+    {slot_state::idle, slot_event::shutdown, no_waiters, {slot_state::closing, slot_action::close}},
+    {slot_state::idle, slot_event::connect_succeeded, no_waiters, {slot_state::idle, slot_action::invalid}},
+    {slot_state::idle, slot_event::released_broken, no_waiters, {slot_state::idle, slot_action::invalid}},
+    // in_use: the release decides reuse
+    {slot_state::in_use, slot_event::released_reusable, no_waiters, {slot_state::idle, slot_action::park}},
+    {slot_state::in_use, slot_event::released_reusable, waiting, {slot_state::in_use, slot_action::hand_to_waiter}},
+    {slot_state::in_use, slot_event::released_reusable, waiting_fresh, {slot_state::closing, slot_action::close}},
+    {slot_state::in_use, slot_event::released_reusable, worn_out, {slot_state::closing, slot_action::close}},
+    {slot_state::in_use, slot_event::released_broken, waiting, {slot_state::closing, slot_action::close}},
+    {slot_state::in_use, slot_event::released_broken, no_waiters, {slot_state::closing, slot_action::close}},
+    {slot_state::in_use, slot_event::shutdown, waiting, {slot_state::closing, slot_action::none}},
+    {slot_state::in_use, slot_event::acquired, waiting, {slot_state::in_use, slot_action::invalid}},
+    {slot_state::in_use, slot_event::idle_expired, waiting, {slot_state::in_use, slot_action::invalid}},
+    // closing: whoever still owns the stream reports back, then the slot goes
+    {slot_state::closing, slot_event::released_reusable, waiting, {slot_state::closing, slot_action::close}},
+    {slot_state::closing, slot_event::released_broken, waiting, {slot_state::closing, slot_action::close}},
+    {slot_state::closing, slot_event::connect_succeeded, waiting, {slot_state::closing, slot_action::close}},
+    {slot_state::closing, slot_event::connect_failed, waiting, {slot_state::closing, slot_action::close}},
+    {slot_state::closing, slot_event::shutdown, waiting, {slot_state::closing, slot_action::none}},
+    {slot_state::closing, slot_event::acquired, waiting, {slot_state::closing, slot_action::invalid}},
+    {slot_state::closing, slot_event::idle_expired, waiting, {slot_state::closing, slot_action::invalid}},
+};
+
+struct sizing_row {
+    std::size_t max_connections, current, pending, waiters, expected;
+};
+
+std::ostream& operator<<(std::ostream& os, const sizing_row& r) {
+    return os << "max=" << r.max_connections << " current=" << r.current
+              << " pending=" << r.pending << " waiters=" << r.waiters << " -> " << r.expected;
+}
+
+const sizing_row sizing_rows[] = {
+    // nobody waits: open nothing
+    {4, 0, 0, 0, 0},
+    {4, 2, 1, 0, 0},
+    // one connect per waiter not yet covered by a pending connect
+    {4, 0, 0, 1, 1},
+    {4, 0, 0, 3, 3},
+    {4, 1, 1, 1, 0},
+    {4, 2, 1, 3, 2},
+    // capped by the room left under max_connections
+    {4, 0, 0, 9, 4},
+    {4, 3, 0, 2, 1},
+    {4, 4, 0, 5, 0},
+    {1, 1, 1, 7, 0},
+    // over the limit (max lowered at runtime, closing slots): never negative
+    {2, 3, 0, 1, 0},
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(pool_slot)
+
+BOOST_DATA_TEST_CASE(transitions, bdata::make(transition_rows), row) {
+    BOOST_TEST(up::transition(row.from, row.event, row.facts, limits) == row.expected);
+}
+
+BOOST_AUTO_TEST_CASE(unlimited_requests_never_wear_out) {
+    const up::slot_facts many{.requests_served = 1'000'000, .waiters = 0};
+    BOOST_TEST(up::transition(slot_state::in_use, slot_event::released_reusable, many, {}) ==
+               (up::slot_transition{slot_state::idle, slot_action::park}));
+}
+
+BOOST_DATA_TEST_CASE(sizing, bdata::make(sizing_rows), row) {
+    BOOST_TEST(up::connections_to_open({row.max_connections}, row.current, row.pending,
+                                       row.waiters) == row.expected);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(headers)
+
+BOOST_AUTO_TEST_CASE(host_header) {
+    BOOST_TEST(up::host_header_value("api.cloudflare.com", 443, true) == "api.cloudflare.com");
+    BOOST_TEST(up::host_header_value("api.cloudflare.com", 80, false) == "api.cloudflare.com");
+    BOOST_TEST(up::host_header_value("127.0.0.1", 8443, true) == "127.0.0.1:8443");
+    BOOST_TEST(up::host_header_value("127.0.0.1", 443, false) == "127.0.0.1:443");
+    BOOST_TEST(up::host_header_value("::1", 8443, true) == "[::1]:8443");
+    BOOST_TEST(up::host_header_value("[::1]", 443, true) == "[::1]");
+}
+
+BOOST_AUTO_TEST_CASE(target_joining) {
+    BOOST_TEST(up::join_target("/client/v4", "/accounts/a/images/v1/x") ==
+               "/client/v4/accounts/a/images/v1/x");
+    BOOST_TEST(up::join_target("/client/v4/", "/accounts/a") == "/client/v4/accounts/a");
+    BOOST_TEST(up::join_target("client/v4", "accounts/a") == "/client/v4/accounts/a");
+    BOOST_TEST(up::join_target("", "/accounts/a") == "/accounts/a");
+    BOOST_TEST(up::join_target("/", "/accounts/a%2Fb") == "/accounts/a%2Fb");
+}
+
+BOOST_AUTO_TEST_CASE(ip_literals) {
+    BOOST_TEST(up::is_ip_literal("127.0.0.1"));
+    BOOST_TEST(up::is_ip_literal("::1"));
+    BOOST_TEST(up::is_ip_literal("[::1]"));
+    BOOST_TEST(!up::is_ip_literal("localhost"));
+    BOOST_TEST(!up::is_ip_literal("api.cloudflare.com"));
+    BOOST_TEST(!up::is_ip_literal(""));
+}
+
+BOOST_AUTO_TEST_CASE(status_classes) {
+    BOOST_TEST(up::status_class(200) == 2u);
+    BOOST_TEST(up::status_class(404) == 4u);
+    BOOST_TEST(up::status_class(599) == 5u);
+    BOOST_TEST(up::status_class(99) == 0u);
+    BOOST_TEST(up::status_class(600) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(kept_header_values) {
+    BOOST_TEST(up::keep_header_value("\"default\";r=50;t=30") == "\"default\";r=50;t=30");
+    BOOST_TEST(up::keep_header_value("120") == "120");
+    BOOST_TEST(up::keep_header_value(std::string(up::max_kept_header_bytes, 'a')).size() ==
+               up::max_kept_header_bytes);
+    BOOST_TEST(up::keep_header_value(std::string(up::max_kept_header_bytes + 1, 'a')).empty());
+    BOOST_TEST(up::keep_header_value("a\r\nb").empty());
+    BOOST_TEST(up::keep_header_value(std::string_view("a\0b", 3)).empty());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(errors)
+
+struct classify_row {
+    boost::system::error_code ec;
+    up::phase where;
+    imagegate::errc expected;
+};
+
+std::ostream& operator<<(std::ostream& os, const classify_row& r) {
+    return os << r.where << " " << r.ec.category().name() << ":" << r.ec.value() << " -> "
+              << static_cast<int>(r.expected);
+}
+
+BOOST_AUTO_TEST_CASE(classification) {
+    namespace beast = boost::beast;
+    namespace asio = boost::asio;
+    using imagegate::errc;
+    const classify_row rows[] = {
+        // any deadline is a timeout, whatever the phase
+        {beast::error::timeout, up::phase::resolve, errc::upstream_timeout},
+        {beast::error::timeout, up::phase::connect, errc::upstream_timeout},
+        {beast::error::timeout, up::phase::handshake, errc::upstream_timeout},
+        {beast::error::timeout, up::phase::read, errc::upstream_timeout},
+        // reaching the host
+        {asio::error::host_not_found, up::phase::resolve, errc::upstream_connect_failed},
+        {asio::error::connection_refused, up::phase::connect, errc::upstream_connect_failed},
+        // TLS
+        {asio::ssl::error::stream_truncated, up::phase::handshake, errc::upstream_tls_failed},
+        {boost::system::error_code(0x1416F086, asio::error::get_ssl_category()),
+         up::phase::handshake, errc::upstream_tls_failed},
+        // the exchange
+        {beast::http::error::body_limit, up::phase::read, errc::upstream_too_large},
+        {beast::http::error::header_limit, up::phase::read, errc::upstream_protocol_error},
+        {beast::http::error::partial_message, up::phase::read, errc::upstream_protocol_error},
+        {asio::ssl::error::stream_truncated, up::phase::read, errc::upstream_protocol_error},
+        {asio::error::connection_reset, up::phase::read, errc::upstream_protocol_error},
+        {asio::error::broken_pipe, up::phase::write, errc::upstream_protocol_error},
+    };
+    for (const auto& row : rows) {
+        BOOST_TEST_CONTEXT(row) {
+            BOOST_TEST(make_error_code(up::classify(up::failure{row.ec, row.where, false})) ==
+                       make_error_code(row.expected));
+        }
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(stats)
+
+BOOST_AUTO_TEST_CASE(histogram_renders_cumulative_buckets) {
+    using namespace std::chrono_literals;
+    up::latency_histogram h;
+    h.observe(3ms);     // le 0.005
+    h.observe(5ms);     // le 0.005 (bounds are inclusive)
+    h.observe(7ms);     // le 0.01
+    h.observe(300ms);   // le 0.5
+    h.observe(20s);     // +Inf
+    std::string out;
+    h.render(out, "imagegate_upstream_latency_seconds", "help");
+    BOOST_TEST(out.find("# TYPE imagegate_upstream_latency_seconds histogram\n") != std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"0.005\"} 2\n") != std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"0.01\"} 3\n") != std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"0.25\"} 3\n") != std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"0.5\"} 4\n") != std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"10\"} 4\n") != std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"+Inf\"} 5\n") != std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_sum 20.315000\n") != std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_count 5\n") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(status_counting_and_render) {
+    up::stats s;
+    s.count_status(200);
+    s.count_status(404);
+    s.count_status(429);
+    s.count_status(503);
+    s.count_error(imagegate::errc::upstream_tls_failed);
+    BOOST_TEST(s.responses_2xx.load() == 1u);
+    BOOST_TEST(s.responses_4xx.load() == 2u);
+    BOOST_TEST(s.responses_5xx.load() == 1u);
+    BOOST_TEST(s.responses_429.load() == 1u);
+    BOOST_TEST(s.tls_failures.load() == 1u);
+    std::string out;
+    s.render(out);
+    BOOST_TEST(out.find("imagegate_upstream_responses_total{class=\"4xx\"} 2\n") != std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_responses_by_code_total{code=\"429\"} 1\n") != std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_tls_failures_total 1\n") != std::string::npos);
+    BOOST_TEST(out.find("# TYPE imagegate_upstream_connections_idle gauge\n") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(tls)
+
+BOOST_AUTO_TEST_CASE(context_errors_are_values) {
+    const auto missing = up::make_tls_context({.ca_file = "does-not-exist.pem", .ca_pem = {}});
+    BOOST_REQUIRE(missing.has_error());
+    BOOST_TEST(missing.error().reason.find("does-not-exist.pem") != std::string::npos);
+
+    const auto garbage = up::make_tls_context({.ca_file = {}, .ca_pem = "not a certificate"});
+    BOOST_TEST(garbage.has_error());
+
+    const auto both = up::make_tls_context({.ca_file = "a.pem", .ca_pem = "x"});
+    BOOST_TEST(both.has_error());
+
+    const auto system = up::make_tls_context({});
+    BOOST_TEST(system.has_value());
+    BOOST_CHECK_THROW(missing.value(), std::runtime_error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
