@@ -1,5 +1,21 @@
+#include "config/keys.hpp"
 #include "config/settings.hpp"
 
 namespace imagegate::config {
-std::string describe(const settings&) { return {}; }
+
+std::string describe(const settings& s) {
+    std::string out;
+    for (const auto& key : keys()) {
+        out += key.path();
+        out += " = ";
+        out += format_toml(key, s);
+        out += '\n';
+    }
+    // Whether a token is present is useful at start-up; its value or length is not.
+    out += "upstream.token = ";
+    out += s.secret.upstream_token.empty() ? "<unset>" : "<set>";
+    out += '\n';
+    return out;
+}
+
 }  // namespace imagegate::config

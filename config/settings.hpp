@@ -35,6 +35,8 @@ struct server_settings {
     std::uint64_t max_connections = 10000;
     /// Request line + headers, in bytes; larger requests get 431.
     std::uint64_t max_header_bytes = 16 * kib;
+
+    friend bool operator==(const server_settings&, const server_settings&) = default;
 };
 
 /// `[upstream]`: where misses are fetched and how.
@@ -61,6 +63,8 @@ struct upstream_settings {
     duration acquire_timeout = std::chrono::seconds(5);
     /// Allow an `http://` upstream (no TLS). Only for local emulators.
     bool allow_plaintext = false;
+
+    friend bool operator==(const upstream_settings&, const upstream_settings&) = default;
 };
 
 /// `[cache]`: the in-memory LRU and its freshness windows (RFC 5861 semantics).
@@ -83,6 +87,8 @@ struct cache_settings {
     duration stale_while_revalidate = std::chrono::seconds(60);
     /// After expiry, a stale entry is answered when the refresh fails.
     duration stale_if_error = std::chrono::hours(24);
+
+    friend bool operator==(const cache_settings&, const cache_settings&) = default;
 };
 
 /// `[shield]`: protects the upstream token's rate limit.
@@ -97,6 +103,8 @@ struct shield_settings {
     duration coalesce_timeout = std::chrono::seconds(10);
     /// Let a client's `Cache-Control: no-cache` force a refetch.
     bool honor_client_no_cache = false;
+
+    friend bool operator==(const shield_settings&, const shield_settings&) = default;
 };
 
 /// `[log]`
@@ -107,24 +115,40 @@ struct log_settings {
     std::string format = "text";
     /// One line per request at info level.
     bool access_log = true;
+
+    friend bool operator==(const log_settings&, const log_settings&) = default;
 };
 
 /// Values that must never be printed. Filled from the environment or files, never flags.
 struct secrets {
     /// Bearer token sent upstream; empty means none.
     std::string upstream_token;
+
+    friend bool operator==(const secrets&, const secrets&) = default;
 };
 
+/// The whole configuration. Each member is the TOML table (and IMAGEGATE_<SECTION>_ prefix)
+/// of the same name, except `secret`, which no file, variable or flag names directly.
 struct settings {
+    /// `[server]`: data-plane and admin listeners.
     server_settings server;
+    /// `[upstream]`: the Cloudflare API (or an emulator) and the connection pool.
     upstream_settings upstream;
+    /// `[cache]`: sizes and freshness windows.
     cache_settings cache;
+    /// `[shield]`: the upstream request budget.
     shield_settings shield;
+    /// `[log]`: level, format, access log.
     log_settings log;
+    /// The upstream token; see config/load.hpp for where it comes from.
     secrets secret;
+
+    friend bool operator==(const settings&, const settings&) = default;
 };
 
-/// One line per setting, secrets redacted; for the start-up log.
+/// One `section.key = value` line per setting (TOML syntax, each line ending in '\n') for the
+/// start-up log. The token is never printed: its line reads `upstream.token = <set>` or
+/// `<unset>`.
 std::string describe(const settings& s);
 
 }  // namespace imagegate::config

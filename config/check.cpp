@@ -1,0 +1,66 @@
+// check(): every key's range (from the key table) plus the rules that span keys or touch
+// the file system.
+#include <algorithm>
+
+#include "config/files.hpp"
+#include "config/keys.hpp"
+#include "config/load.hpp"
+#include "config/parse.hpp"
+
+namespace imagegate::config {
+namespace {
+
+/// A CA bundle larger than this is surely not one.
+constexpr std::uint64_t max_ca_file_bytes = 16 * mib;
+
+bool is_power_of_two(std::uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
+
+bool has_error(const std::vector<config_error>& errors, std::string_view key) {
+    return std::any_of(errors.begin(), errors.end(),
+                       [&](const config_error& e) { return e.key == key; });
+}
+
+}  // namespace
+
+std::vector<config_error> check(const settings& s) {
+    std::vector<config_error> errors;
+    for (const auto& key : keys()) {
+        if (auto reason = validate(key, read(key, s))) {
+            errors.push_back({key.path(), std::move(*reason)});
+        }
+    }
+
+    if (!has_error(errors, "cache.shards") && !is_power_of_two(s.cache.shards)) {
+        errors.push_back({"cache.shards", "must be a power of two (1, 2, 4, ..., 1024)"});
+    }
+    // Cross-field rules only compare values that passed their own range check.
+    if (!has_error(errors, "cache.max_bytes") && s.cache.max_entry_bytes > s.cache.max_bytes) {
+        errors.push_back({"cache.max_entry_bytes", "must not exceed cache.max_bytes (" +
+                                                       format_size(s.cache.max_bytes) + ")"});
+    }
+    if (!has_error(errors, "shield.budget") && s.shield.burst > s.shield.budget) {
+        errors.push_back({"shield.burst", "must not exceed shield.budget (" +
+                                              std::to_string(s.shield.budget) + ")"});
+    }
+    // Plain HTTP would send the API token in clear text: allowed only on explicit request.
+    if (const auto url = parse_upstream_url(s.upstream.url);
+        url && !url->tls && !s.upstream.allow_plaintext) {
+        errors.push_back({"upstream.url",
+                          "http:// sends the API token unencrypted; use https:// or set "
+                          "upstream.allow_plaintext = true (local emulators only)"});
+    }
+    if (const auto data = parse_host_port(s.server.listen),
+        admin = parse_host_port(s.server.admin_listen);
+        data && admin && data->port != 0 && *data == *admin) {
+        errors.push_back({"server.admin_listen", "must differ from server.listen"});
+    }
+    if (!s.upstream.ca_file.empty()) {
+        if (auto file = read_regular_file(s.upstream.ca_file, max_ca_file_bytes);
+            !file.error.empty()) {
+            errors.push_back({"upstream.ca_file", std::move(file.error)});
+        }
+    }
+    return errors;
+}
+
+}  // namespace imagegate::config

@@ -1,0 +1,81 @@
+#include "config/files.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "config/parse.hpp"
+
+namespace imagegate::config {
+namespace {
+
+/// Owns a file descriptor.
+class fd_guard {
+public:
+    explicit fd_guard(int fd) : fd_(fd) {}
+    fd_guard(const fd_guard&) = delete;
+    fd_guard& operator=(const fd_guard&) = delete;
+    ~fd_guard() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+    }
+    int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+file_read failure(const std::string& path, const std::string& what) {
+    file_read out;
+    out.error = "cannot read " + path + ": " + what;
+    return out;
+}
+
+}  // namespace
+
+file_read read_regular_file(const std::string& path, std::uint64_t max_bytes) {
+    const fd_guard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    if (fd.get() < 0) {
+        return failure(path, std::strerror(errno));
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) {
+        return failure(path, std::strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return failure(path, "not a regular file");
+    }
+    if (static_cast<std::uint64_t>(st.st_size) > max_bytes) {
+        return failure(path, "larger than " + format_size(max_bytes));
+    }
+    file_read out;
+    out.mode = static_cast<unsigned>(st.st_mode) & 07777U;
+    out.text.reserve(static_cast<std::size_t>(st.st_size));
+    // Read to EOF rather than st_size bytes, so a file that grew after fstat() is refused
+    // instead of being cut short.
+    std::array<char, 16384> chunk{};
+    for (;;) {
+        const auto n = ::read(fd.get(), chunk.data(), chunk.size());
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return failure(path, std::strerror(errno));
+        }
+        if (n == 0) {
+            break;
+        }
+        out.text.append(chunk.data(), static_cast<std::size_t>(n));
+        if (out.text.size() > max_bytes) {
+            return failure(path, "larger than " + format_size(max_bytes));
+        }
+    }
+    return out;
+}
+
+}  // namespace imagegate::config

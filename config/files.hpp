@@ -1,0 +1,25 @@
+// Reading the small files the configuration names (TOML file, token file, CA bundle) with
+// the checks every one of them needs: a regular file, a size cap, errors as text.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace imagegate::config {
+
+/// The outcome of read_regular_file().
+struct file_read {
+    /// The whole content; valid when `error` is empty.
+    std::string text;
+    /// Permission bits of the file (st_mode & 07777), after following symlinks.
+    unsigned mode = 0;
+    /// Why the file could not be read, naming the file; empty on success.
+    std::string error;
+};
+
+/// Opens `path` (symlinks followed, as for Kubernetes secret volumes), requires a regular
+/// file of at most `max_bytes` and reads it. Mode and size come from the opened descriptor,
+/// so they describe the bytes that were read.
+file_read read_regular_file(const std::string& path, std::uint64_t max_bytes);
+
+}  // namespace imagegate::config
