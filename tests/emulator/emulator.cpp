@@ -1097,6 +1097,15 @@ asio::awaitable<void> close_gracefully(std::shared_ptr<connection<Stream>> c) {
   } else {
     error_code ec;
     lowest.socket().shutdown(tcp::socket::shutdown_send, ec);
+    // Lingering close: a close with unread input would send an RST that can destroy the
+    // response still in flight (RFC 9112 §9.6), e.g. after answering an oversized request.
+    std::array<char, 4096> sink{};
+    lowest.expires_after(std::chrono::seconds(1));
+    for (std::size_t drained = 0; !ec && !c->stopping && drained < 1024 * 1024;) {
+      auto [rec, rn] = co_await c->stream.async_read_some(asio::buffer(sink), use_nothrow);
+      ec = rec;
+      drained += rn;
+    }
   }
   error_code ec;
   lowest.socket().close(ec);
