@@ -136,6 +136,10 @@ std::optional<errc> classify_read_error(const boost::system::error_code& ec) {
     if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
         return errc::header_too_large;
     }
+    // Beast accepts only HTTP/1.0 and 1.1 and reports any other version this way.
+    if (ec == http::error::bad_version) {
+        return errc::http_version_not_supported;
+    }
     if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
         ec != http::error::end_of_stream && ec != http::error::partial_message &&
         ec != http::error::need_more) {
