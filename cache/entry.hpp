@@ -1,0 +1,143 @@
+// One cached answer: the pre-rendered response bytes of an image record (or of a "not found"
+// envelope), its freshness windows (RFC 9111 §4.2, RFC 5861) and the bytes it is charged for.
+#pragma once
+
+#include "cache/key.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <string_view>
+
+namespace imagegate::cache {
+
+using clock = std::chrono::steady_clock;
+using time_point = clock::time_point;
+
+/// What an entry stands for; chooses the freshness lifetime upstream of the cache and the
+/// cache-status metrics downstream.
+enum class entry_kind : std::uint8_t {
+    positive,  ///< a validated 200 image record
+    negative,  ///< a validated 404 envelope with code 5404: the image does not exist
+    draft,     ///< a validated 200 whose record has "draft": true (upload not finished yet)
+};
+
+/// Where `now` falls in an entry's life. The windows nest: fresh, then stale-while-revalidate,
+/// then stale-if-error, then expired; each state is decided by the first window `now` is in.
+enum class freshness : std::uint8_t {
+    fresh,             ///< now < fresh_until: answer from the cache as is
+    stale_revalidate,  ///< stale, inside stale-while-revalidate: answer, refresh in background
+    stale_if_error,    ///< stale, inside stale-if-error only: refetch, answer this on failure
+    expired,           ///< past every window: unusable, treat as a miss
+};
+
+std::string_view to_string(entry_kind k) noexcept;
+std::string_view to_string(freshness f) noexcept;
+std::ostream& operator<<(std::ostream& os, entry_kind k);
+std::ostream& operator<<(std::ostream& os, freshness f);
+
+/// Input of `make_entry`, meant for designated initialisers. Negative durations count as 0.
+struct entry_params {
+    cache::key key{};
+    unsigned status = 200;  ///< HTTP status to answer, 100..999 (200, or 404 for negative)
+    entry_kind kind = entry_kind::positive;
+    std::string_view body{};     ///< response body, copied into the entry
+    time_point stored_at{};      ///< when the upstream answer was received
+    clock::duration ttl{};       ///< freshness lifetime
+    clock::duration swr{};       ///< stale-while-revalidate, counted from the end of ttl
+    clock::duration sie{};       ///< stale-if-error, counted from the end of ttl
+};
+
+/// An immutable cached answer, shared as `std::shared_ptr<const entry>` by the cache and by
+/// every response being written from it; the last holder frees it.
+///
+/// Thread-safety: immutable after `make_entry`, so any number of threads may read one entry
+/// concurrently without synchronisation.
+///
+/// `bytes()` is what the entry costs in memory while alive, as the cache charges it:
+///
+///     bytes = chunk(sizeof(control block + entry))   make_shared's single allocation
+///           + chunk(head + body)                     the response buffer
+///           + chunk(key heap bytes) if the key is on the heap
+///
+/// where chunk(n) = max(32, round_up(n + 8, 16)) is the glibc malloc chunk size for an n-byte
+/// request on 64-bit (8-byte header, 16-byte alignment, 32-byte minimum) and the control block
+/// adds 16 bytes (vtable pointer, use and weak counts) to sizeof(entry).
+class entry;
+std::shared_ptr<const entry> make_entry(entry_params p);
+
+class entry {
+    struct private_tag {};
+
+public:
+    /// Use `make_entry`; public only so `std::make_shared` can reach it.
+    entry(private_tag, entry_params&& p);
+
+    entry(const entry&) = delete;
+    entry& operator=(const entry&) = delete;
+
+    friend std::shared_ptr<const entry> make_entry(entry_params p);
+
+    const cache::key& key() const noexcept { return key_; }
+    unsigned status() const noexcept { return status_; }
+    entry_kind kind() const noexcept { return kind_; }
+
+    /// Status line and the fixed headers (`Content-Type`, `Content-Length`), each ending in
+    /// CRLF, without the blank line: per-request headers (`Age`, `Cache-Status`, `Connection`)
+    /// go between head() and the blank line that precedes body().
+    std::string_view head() const noexcept { return {buffer_.get(), head_size_}; }
+    std::string_view body() const noexcept {
+        return {buffer_.get() + head_size_, buffer_size_ - head_size_};
+    }
+
+    time_point stored_at() const noexcept { return stored_at_; }
+    time_point fresh_until() const noexcept { return fresh_until_; }
+    time_point stale_while_revalidate_until() const noexcept { return swr_until_; }
+    /// Never earlier than stale_while_revalidate_until(): a record that may be answered
+    /// stale while it is being revalidated may also be answered when that revalidation fails.
+    time_point stale_if_error_until() const noexcept { return sie_until_; }
+
+    /// Accounted memory; formula in the class comment.
+    std::size_t bytes() const noexcept { return bytes_; }
+
+    /// Pure: which window `now` is in. A boundary instant belongs to the later state (at
+    /// exactly fresh_until the entry is stale: RFC 9111 §4.2, fresh while lifetime > age).
+    freshness classify(time_point now) const noexcept;
+
+    /// RFC 9111 §5.1 `Age`: whole seconds since stored_at, rounded down, never negative.
+    std::chrono::seconds age(time_point now) const noexcept;
+
+    /// RFC 9211 `ttl=`: freshness lifetime minus age(now), whole seconds; negative once stale.
+    /// Computed so that age + ttl_remaining always equals the lifetime in whole seconds.
+    std::chrono::seconds ttl_remaining(time_point now) const noexcept;
+
+private:
+    cache::key key_;
+    std::unique_ptr<char[]> buffer_;  // head bytes, then body bytes
+    std::size_t buffer_size_ = 0;
+    std::size_t head_size_ = 0;
+    std::size_t bytes_ = 0;
+    time_point stored_at_;
+    time_point fresh_until_;
+    time_point swr_until_;
+    time_point sie_until_;
+    unsigned status_ = 0;
+    entry_kind kind_ = entry_kind::positive;
+};
+
+/// Builds an entry: renders the head, copies the body, computes the windows and the bytes.
+/// Precondition: 100 <= p.status <= 999.
+std::shared_ptr<const entry> make_entry(entry_params p);
+
+/// glibc malloc chunk size for a request of `n` bytes (0 for n == 0); see `entry`.
+constexpr std::size_t allocation_bytes(std::size_t n) noexcept {
+    if (n == 0) {
+        return 0;
+    }
+    const std::size_t chunk = (n + 8 + 15) & ~std::size_t{15};
+    return chunk < 32 ? 32 : chunk;
+}
+
+}  // namespace imagegate::cache

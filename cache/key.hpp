@@ -1,0 +1,64 @@
+// The cache key: (account, canonical image id) held as one contiguous byte string, so a key
+// costs one allocation and one hash pass.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <string>
+#include <string_view>
+
+namespace imagegate::cache {
+
+/// Identifies one cached image record. The image id must already be canonical (the router
+/// decodes and normalises it); the cache compares both parts as opaque bytes.
+///
+/// Layout: `account + '\0' + image_id` in one string. Account ids are 32 hex characters and
+/// generated image ids 36, both past the 15-byte small-string buffer, so two strings would
+/// cost two heap blocks per key copy; one string costs one. The split offset is stored, so
+/// keys stay distinct even if a part contained a NUL byte.
+///
+/// Value type: distinct objects are safe to use from different threads; a shared object is
+/// safe for concurrent const use only.
+class key {
+public:
+    key() = default;
+    key(std::string_view account, std::string_view image_id);
+
+    std::string_view account() const noexcept { return {bytes_.data(), split_}; }
+    std::string_view image_id() const noexcept {
+        return std::string_view(bytes_).substr(split_ + 1);
+    }
+    /// The separator-joined bytes the hash is computed over.
+    std::string_view joined() const noexcept { return bytes_; }
+    /// Bytes held on the heap by this key (0 while they fit the small-string buffer).
+    std::size_t heap_bytes() const noexcept;
+
+    friend bool operator==(const key& a, const key& b) noexcept {
+        return a.split_ == b.split_ && a.bytes_ == b.bytes_;
+    }
+
+private:
+    std::string bytes_{'\0'};  // account, '\0', image_id
+    std::size_t split_ = 0;    // length of the account part
+};
+
+/// Prints `account/"image_id"`, with control and non-ASCII bytes escaped as \xNN so a log line
+/// cannot be forged through an id.
+std::ostream& operator<<(std::ostream& os, const key& k);
+
+/// Hash of the joined bytes, mixed with the split offset: ("ab","c") and ("a","bc") hash
+/// different inputs ("ab\0c" vs "a\0bc"), and parts containing NUL still differ by offset.
+struct key_hash {
+    std::size_t operator()(const key& k) const noexcept {
+        const std::size_t h = std::hash<std::string_view>{}(k.joined());
+        // boost::hash_combine's mixing step.
+        return h ^ (k.account().size() + 0x9e3779b97f4a7c15 + (h << 6) + (h >> 2));
+    }
+};
+
+}  // namespace imagegate::cache
+
+template <>
+struct std::hash<imagegate::cache::key> : imagegate::cache::key_hash {};

@@ -1,0 +1,199 @@
+#include "cache/sharded_cache.hpp"
+
+#include <bit>
+#include <limits>
+#include <ostream>
+#include <stdexcept>
+#include <utility>
+
+namespace imagegate::cache {
+namespace {
+
+using shard_lru = lru<key, std::shared_ptr<const entry>, key_hash>;
+
+// Estimated sizes of one entry's index slot in a shard (libstdc++ node layouts): the
+// unordered_map node holds its next pointer, the key copy, the cell (shared_ptr, weight,
+// list iterator) and possibly a cached hash; the list node holds two links and a key pointer.
+constexpr std::size_t map_node_bytes = sizeof(void*) + sizeof(key) +
+                                       sizeof(std::shared_ptr<const entry>) +
+                                       sizeof(std::uint64_t) + sizeof(void*) + sizeof(std::size_t);
+constexpr std::size_t list_node_bytes = 3 * sizeof(void*);
+constexpr std::size_t bucket_bytes = sizeof(void*);
+
+// Splits `total` over `n` parts; the parts sum to exactly `total`.
+std::uint64_t part(std::uint64_t total, std::uint32_t n, std::uint32_t i) noexcept {
+    return total / n + (i < total % n ? 1 : 0);
+}
+
+}  // namespace
+
+// Padded to a cache line so neighbouring shards' mutexes do not share one.
+struct alignas(64) sharded_cache::shard {
+    explicit shard(const lru_limits& limits) : lru_(limits) {}
+
+    mutable std::mutex mu_;
+    shard_lru lru_;  // guarded by mu_
+};
+
+std::uint64_t charged_bytes(const entry& e) noexcept {
+    return e.bytes() + allocation_bytes(map_node_bytes) +
+           allocation_bytes(e.key().heap_bytes()) + allocation_bytes(list_node_bytes) +
+           bucket_bytes;
+}
+
+sharded_cache::sharded_cache(const options& o) {
+    if (o.shards == 0 || !std::has_single_bit(o.shards)) {
+        throw std::invalid_argument("cache shards must be a power of two");
+    }
+    shard_mask_ = o.shards - 1;
+    shards_.reserve(o.shards);
+    for (std::uint32_t i = 0; i < o.shards; ++i) {
+        lru_limits limits{.max_bytes = part(o.max_bytes, o.shards, i)};
+        if (o.max_entries != 0) {
+            limits.max_entries = part(o.max_entries, o.shards, i);
+        }
+        if (o.max_entry_bytes != 0) {
+            limits.max_entry_bytes = o.max_entry_bytes;
+        }
+        shards_.push_back(std::make_unique<shard>(limits));
+    }
+}
+
+sharded_cache::~sharded_cache() = default;
+
+std::uint32_t sharded_cache::shard_index(const key& k) const noexcept {
+    // libstdc++'s unordered_map takes the hash modulo a prime bucket count, so a shard's
+    // map is not hurt by all its keys sharing these low bits.
+    return static_cast<std::uint32_t>(key_hash{}(k)) & shard_mask_;
+}
+
+void sharded_cache::account(std::uint64_t bytes_before, std::uint64_t entries_before,
+                            const shard& s) {
+    // Unsigned wrap-around turns a decrease into the matching subtraction. Each shard adds
+    // its own net change, so the gauge is always a sum of states each within a shard budget.
+    bytes_.fetch_add(s.lru_.bytes() - bytes_before, std::memory_order_relaxed);
+    entries_.fetch_add(s.lru_.size() - entries_before, std::memory_order_relaxed);
+}
+
+std::shared_ptr<const entry> sharded_cache::get(const key& k, time_point now) {
+    shard& s = *shards_[shard_index(k)];
+    std::shared_ptr<const entry> found;
+    std::optional<std::shared_ptr<const entry>> dropped;  // released after unlocking
+    {
+        const std::lock_guard lock(s.mu_);
+        if (auto* value = s.lru_.get(k)) {
+            if ((*value)->classify(now) == freshness::expired) {
+                const auto bytes_before = s.lru_.bytes();
+                const auto entries_before = s.lru_.size();
+                dropped = s.lru_.erase(k);
+                account(bytes_before, entries_before, s);
+            } else {
+                found = *value;
+            }
+        }
+    }
+    (found ? hits_ : misses_).fetch_add(1, std::memory_order_relaxed);
+    return found;
+}
+
+bool sharded_cache::put(std::shared_ptr<const entry> e) {
+    if (!e) {
+        return false;
+    }
+    const std::uint64_t weight = charged_bytes(*e);
+    // `k` refers into the entry, which the shard (or `result`) keeps alive.
+    const key& k = e->key();
+    shard& s = *shards_[shard_index(k)];
+    shard_lru::put_result result;  // released after unlocking
+    {
+        const std::lock_guard lock(s.mu_);
+        const auto bytes_before = s.lru_.bytes();
+        const auto entries_before = s.lru_.size();
+        result = s.lru_.put(k, std::move(e), weight);
+        account(bytes_before, entries_before, s);
+    }
+    (result.stored ? inserts_ : rejected_too_large_).fetch_add(1, std::memory_order_relaxed);
+    if (!result.evicted.empty()) {
+        evictions_.fetch_add(result.evicted.size(), std::memory_order_relaxed);
+    }
+    return result.stored;
+}
+
+bool sharded_cache::erase(const key& k) {
+    shard& s = *shards_[shard_index(k)];
+    std::optional<std::shared_ptr<const entry>> removed;  // released after unlocking
+    {
+        const std::lock_guard lock(s.mu_);
+        const auto bytes_before = s.lru_.bytes();
+        const auto entries_before = s.lru_.size();
+        removed = s.lru_.erase(k);
+        account(bytes_before, entries_before, s);
+    }
+    return removed.has_value();
+}
+
+std::size_t sharded_cache::erase_account(std::string_view account_id) {
+    std::size_t count = 0;
+    for (const auto& sp : shards_) {
+        shard& s = *sp;
+        std::vector<std::shared_ptr<const entry>> removed;  // released after unlocking
+        {
+            const std::lock_guard lock(s.mu_);
+            const auto bytes_before = s.lru_.bytes();
+            const auto entries_before = s.lru_.size();
+            removed = s.lru_.erase_if(
+                [account_id](const key& k, const auto&) { return k.account() == account_id; });
+            account(bytes_before, entries_before, s);
+        }
+        count += removed.size();
+    }
+    return count;
+}
+
+void sharded_cache::clear() {
+    for (const auto& sp : shards_) {
+        shard& s = *sp;
+        std::vector<std::shared_ptr<const entry>> removed;  // released after unlocking
+        {
+            const std::lock_guard lock(s.mu_);
+            const auto bytes_before = s.lru_.bytes();
+            const auto entries_before = s.lru_.size();
+            removed = s.lru_.clear();
+            account(bytes_before, entries_before, s);
+        }
+    }
+}
+
+stats sharded_cache::snapshot() const noexcept {
+    constexpr auto relaxed = std::memory_order_relaxed;
+    return {
+        .hits = hits_.load(relaxed),
+        .misses = misses_.load(relaxed),
+        .inserts = inserts_.load(relaxed),
+        .evictions = evictions_.load(relaxed),
+        .rejected_too_large = rejected_too_large_.load(relaxed),
+        .bytes = bytes_.load(relaxed),
+        .entries = entries_.load(relaxed),
+    };
+}
+
+shard_stats sharded_cache::shard_snapshot(std::uint32_t index) const {
+    const shard& s = *shards_.at(index);
+    const std::lock_guard lock(s.mu_);
+    return {.bytes = s.lru_.bytes(),
+            .entries = s.lru_.size(),
+            .max_bytes = s.lru_.limits().max_bytes};
+}
+
+std::ostream& operator<<(std::ostream& os, const stats& s) {
+    return os << "{hits=" << s.hits << " misses=" << s.misses << " inserts=" << s.inserts
+              << " evictions=" << s.evictions << " rejected_too_large=" << s.rejected_too_large
+              << " bytes=" << s.bytes << " entries=" << s.entries << '}';
+}
+
+std::ostream& operator<<(std::ostream& os, const shard_stats& s) {
+    return os << "{bytes=" << s.bytes << " entries=" << s.entries
+              << " max_bytes=" << s.max_bytes << '}';
+}
+
+}  // namespace imagegate::cache

@@ -1,0 +1,123 @@
+// The in-memory record cache: 2^k independently locked LRU shards under one byte budget,
+// with hit/miss/eviction counters.
+#pragma once
+
+#include "cache/entry.hpp"
+#include "cache/key.hpp"
+#include "cache/lru.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <vector>
+
+namespace imagegate::cache {
+
+/// Construction parameters; the gateway maps `config` settings onto them.
+struct options {
+    std::uint64_t max_bytes = 0;        ///< accounted bytes of all shards together, at most
+    std::uint64_t max_entries = 0;      ///< entries of all shards together; 0 = unbounded
+    std::uint64_t max_entry_bytes = 0;  ///< a heavier entry is not stored; 0 = shard budget
+    std::uint32_t shards = 16;          ///< a power of two, >= 1
+};
+
+/// Counters since construction, and the current gauges. Each field is read separately with
+/// relaxed ordering, so a snapshot taken under load is not one consistent instant.
+struct stats {
+    std::uint64_t hits = 0;                ///< `get` found a usable entry
+    std::uint64_t misses = 0;              ///< `get` found nothing, or only an expired entry
+    std::uint64_t inserts = 0;             ///< `put` stored an entry (new or replacing)
+    std::uint64_t evictions = 0;           ///< entries pushed out for room (not erases)
+    std::uint64_t rejected_too_large = 0;  ///< `put` refused an entry as too heavy
+    std::uint64_t bytes = 0;               ///< accounted bytes now stored
+    std::uint64_t entries = 0;             ///< entries now stored
+
+    friend bool operator==(const stats&, const stats&) = default;
+};
+std::ostream& operator<<(std::ostream& os, const stats& s);
+
+/// Occupancy of one shard, for metrics and tests.
+struct shard_stats {
+    std::uint64_t bytes = 0;
+    std::uint64_t entries = 0;
+    std::uint64_t max_bytes = 0;  ///< this shard's byte budget
+
+    friend bool operator==(const shard_stats&, const shard_stats&) = default;
+};
+std::ostream& operator<<(std::ostream& os, const shard_stats& s);
+
+/// The bytes one stored entry is charged while in a shard: the entry itself (`entry::bytes`)
+/// plus its index slot, i.e. the map node (key copy, cell, cached hash, next pointer), the
+/// key copy's heap block, the recency-list node and a bucket pointer.
+std::uint64_t charged_bytes(const entry& e) noexcept;
+
+/// Thread-safe cache of `shared_ptr<const entry>` keyed by `key`, bounded by accounted bytes.
+///
+/// Sharding: shard = hash(key) & (shards - 1). Each shard is a mutex plus an `lru` with
+/// byte budget max_bytes / shards (and max_entries / shards when bounded); the remainder is
+/// spread one unit per shard over the first shards, so the budgets sum to exactly the
+/// totals and the accounted bytes of the whole cache never exceed max_bytes. Every operation
+/// locks one shard for a few map operations (erase_account and clear visit each shard in
+/// turn); entries leaving the cache are released after the shard's mutex is unlocked, so a
+/// large body is never freed under a lock. An entry survives eviction for as long as a
+/// response being written still holds it.
+///
+/// Ownership: owned by `main`, shared by reference. Thread-safety: every member may be called
+/// concurrently from any thread.
+class sharded_cache {
+public:
+    /// Throws std::invalid_argument unless o.shards is a power of two (startup only).
+    explicit sharded_cache(const options& o);
+    ~sharded_cache();
+
+    sharded_cache(const sharded_cache&) = delete;
+    sharded_cache& operator=(const sharded_cache&) = delete;
+
+    /// The entry under `k`, marked recently used, or nullptr. An entry that classifies as
+    /// expired at `now` (past stale_if_error_until) is removed and reported as a miss.
+    std::shared_ptr<const entry> get(const key& k, time_point now);
+    std::shared_ptr<const entry> get(const key& k) { return get(k, clock::now()); }
+
+    /// Stores `e` under e->key(), replacing a previous entry. Returns false if `e` is too
+    /// heavy (see `lru::put`: a previous entry under that key is removed then as well).
+    bool put(std::shared_ptr<const entry> e);
+
+    /// Removes the entry under `k`; true if there was one.
+    bool erase(const key& k);
+
+    /// Removes every entry of `account`; returns how many. Visits all shards.
+    std::size_t erase_account(std::string_view account);
+
+    /// Removes everything.
+    void clear();
+
+    stats snapshot() const noexcept;
+
+    std::uint32_t shard_count() const noexcept { return shard_mask_ + 1; }
+    std::uint32_t shard_index(const key& k) const noexcept;
+    shard_stats shard_snapshot(std::uint32_t index) const;
+
+private:
+    struct shard;
+
+    // Adds the change of one shard's occupancy to the global gauges; called under that
+    // shard's mutex with the values read before and after the change.
+    void account(std::uint64_t bytes_before, std::uint64_t entries_before, const shard& s);
+
+    std::uint32_t shard_mask_ = 0;
+    std::vector<std::unique_ptr<shard>> shards_;  // shard_mask_ + 1; immutable after construction
+
+    std::atomic<std::uint64_t> hits_{0};
+    std::atomic<std::uint64_t> misses_{0};
+    std::atomic<std::uint64_t> inserts_{0};
+    std::atomic<std::uint64_t> evictions_{0};
+    std::atomic<std::uint64_t> rejected_too_large_{0};
+    std::atomic<std::uint64_t> bytes_{0};
+    std::atomic<std::uint64_t> entries_{0};
+};
+
+}  // namespace imagegate::cache
