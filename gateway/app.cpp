@@ -1,5 +1,6 @@
 #include "gateway/app.hpp"
 
+#include "config/parse.hpp"
 #include "gateway/admin.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/image_handler.hpp"
@@ -8,10 +9,12 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <stdexcept>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -21,21 +24,28 @@
 namespace imagegate::gateway {
 namespace {
 
-server_options make_server_options(std::string name, const std::string& host_port,
+// Turns a validated HOST:PORT into listener options; a host name is resolved once, here.
+server_options make_server_options(asio::io_context& ioc, std::string name,
+                                   const std::string& host_port,
                                    const config::server_settings& s) {
+    const auto hp = config::parse_host_port(host_port);
+    if (!hp) {
+        throw std::invalid_argument("invalid listen address " + host_port);
+    }
     server_options o;
     o.name = std::move(name);
-    // HOST:PORT or [v6]:PORT; config::check has validated the form.
-    const auto colon = host_port.rfind(':');
-    std::string host = host_port.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-        host = host.substr(1, host.size() - 2);
+    o.host = hp->host;
+    o.port = hp->port;
+    boost::system::error_code ec;
+    asio::ip::make_address(o.host, ec);
+    if (ec) {
+        asio::ip::tcp::resolver resolver(ioc);
+        const auto results = resolver.resolve(o.host, "", ec);
+        if (ec || results.empty()) {
+            throw std::invalid_argument("cannot resolve listen host " + o.host);
+        }
+        o.host = results.begin()->endpoint().address().to_string();
     }
-    if (host == "localhost") {
-        host = "127.0.0.1";
-    }
-    o.host = host;
-    o.port = static_cast<std::uint16_t>(std::stoul(host_port.substr(colon + 1)));
     o.max_connections = s.max_connections;
     o.max_header_bytes = s.max_header_bytes;
     o.header_timeout = s.header_timeout;
@@ -83,10 +93,10 @@ struct app::impl {
         auto handle_image = [this](request req) { return images.handle(req); };
         auto handle_admin = [this](request req) { return admin.handle(req); };
         data_server = std::make_unique<http_server>(
-            ioc, make_server_options("data", settings.server.listen, settings.server),
+            ioc, make_server_options(ioc, "data", settings.server.listen, settings.server),
             handle_image, observe, log);
         server_options admin_opts =
-            make_server_options("admin", settings.server.admin_listen, settings.server);
+            make_server_options(ioc, "admin", settings.server.admin_listen, settings.server);
         admin_opts.max_connections = 64;
         admin_server =
             std::make_unique<http_server>(ioc, admin_opts, handle_admin, observe, log);
@@ -110,10 +120,8 @@ void app::start() {
         m.threads.emplace_back([&m] { m.ioc.run(); });
     }
     m.ready.store(true);
-    m.log->info("imagegate listening on {}:{} (admin {}:{}), {} thread(s)",
-                m.settings.server.listen.substr(0, m.settings.server.listen.rfind(':')),
-                data_port(), m.settings.server.admin_listen.substr(
-                                 0, m.settings.server.admin_listen.rfind(':')),
+    m.log->info("imagegate listening on {} (port {}), admin on {} (port {}), {} thread(s)",
+                m.settings.server.listen, data_port(), m.settings.server.admin_listen,
                 admin_port(), n);
 }
 

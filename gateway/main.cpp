@@ -1,13 +1,53 @@
 // imagegate: a caching gateway for the Cloudflare Images "image details" API.
+// main() only loads the configuration, builds the logger and runs the composition root.
+#include "config/load.hpp"
 #include "gateway/app.hpp"
 #include "gateway/logging.hpp"
+#include "gateway/version.hpp"
 
 #include <spdlog/spdlog.h>
 
-int main() {
-    imagegate::config::settings s;
-    auto log = imagegate::gateway::make_logger(s.log);
-    imagegate::gateway::app a(s, log);
-    a.start();
-    return a.run_until_signal();
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+int main(int argc, char** argv) {
+    namespace config = imagegate::config;
+    const std::vector<std::string> args(argv + 1, argv + argc);
+    config::load_result loaded = config::load(args, config::process_environment());
+    if (loaded.show_help) {
+        std::fputs(config::help_text().c_str(), stdout);
+        return 0;
+    }
+    if (!loaded.errors.empty()) {
+        for (const auto& e : loaded.errors) {
+            std::fprintf(stderr, "imagegate: %s: %s\n", e.key.c_str(), e.reason.c_str());
+        }
+        std::fprintf(stderr, "imagegate: %zu configuration error(s); see imagegate --help\n",
+                     loaded.errors.size());
+        return 2;
+    }
+    if (loaded.check_only) {
+        std::puts("imagegate: configuration OK");
+        return 0;
+    }
+    std::shared_ptr<spdlog::logger> log;
+    try {
+        log = imagegate::gateway::make_logger(loaded.value.log);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "imagegate: log: %s\n", e.what());
+        return 2;
+    }
+    spdlog::set_default_logger(log);
+    log->info("imagegate {} starting", imagegate::version);
+    log->info("settings: {}", config::describe(loaded.value));
+    try {
+        imagegate::gateway::app gateway(std::move(loaded.value), log);
+        gateway.start();
+        return gateway.run_until_signal();
+    } catch (const std::exception& e) {
+        log->critical("cannot start: {}", e.what());
+        return 1;
+    }
 }
