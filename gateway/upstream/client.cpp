@@ -103,6 +103,9 @@ asio::awaitable<boost::system::result<response>> client::fetch(std::string targe
             co_return std::move(*r);
         }
         const failure f = r.error();
+        if (pool_.is_shutting_down()) {
+            co_return make_error_code(errc::shutting_down);  // our own abort, not the upstream's
+        }
         // RFC 9110 §9.2.2: GET is idempotent. A reused connection that failed before any
         // response byte was most likely closed by the upstream while idle; one retry on a
         // fresh connection is safe. Never after response bytes (the request was processed)

@@ -12,6 +12,7 @@
 #include <spdlog/logger.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <deque>
 #include <exception>
@@ -43,6 +44,10 @@ public:
     }
 
     asio::strand<asio::any_io_executor>& strand() noexcept { return strand_; }
+
+    /// Set (from any thread) as soon as shutdown is requested.
+    bool is_stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
+    void request_stop() noexcept { stopping_.store(true, std::memory_order_release); }
 
     static asio::awaitable<boost::system::result<lease>> acquire_on_strand(
         std::shared_ptr<pool_impl> self, clock::time_point deadline, acquire_mode mode);
@@ -98,7 +103,8 @@ private:
     std::deque<std::shared_ptr<waiter>> waiters_;  // FIFO
     std::size_t pending_connects_ = 0;             // slots in connecting state
     std::uint64_t next_id_ = 1;
-    bool shutting_down_ = false;
+    bool shutting_down_ = false;        // strand-confined view of the shutdown
+    std::atomic<bool> stopping_{false};  // any-thread view, set before the shutdown is posted
     asio::steady_timer reaper_;  // fires at the earliest idle expiry
     std::optional<clock::time_point> reaper_at_;
 };
@@ -396,8 +402,8 @@ void pool_impl::shutdown() {
         if (t.action == slot_action::close) {
             to_close.push_back(s.id);
         } else if (t.action == slot_action::abort) {
-            // The connect task owns the slot until it reports; closing its stream on its
-            // own strand makes the pending step fail with operation_aborted.
+            // The connect task or lease holder owns the slot until it reports; closing the
+            // stream on its own strand makes the pending step fail with operation_aborted.
             asio::post(s.conn->get_executor(), [conn = s.conn]() { conn->close(); });
         }
     }
@@ -518,10 +524,13 @@ asio::awaitable<boost::system::result<lease>> pool::acquire(clock::time_point de
     co_return r;
 }
 
+bool pool::is_shutting_down() const noexcept { return impl_->is_stopping(); }
+
 void pool::shutdown() {
     if (!impl_) {
         return;
     }
+    impl_->request_stop();
     asio::post(impl_->strand(), [impl = impl_]() { impl->shutdown(); });
 }
 

@@ -103,9 +103,13 @@ public:
     asio::awaitable<boost::system::result<lease>> acquire(clock::time_point deadline,
                                                           acquire_mode mode = acquire_mode::any);
 
-    /// Closes idle connections, aborts connects, fails every waiter with
-    /// errc::shutting_down, and closes lent connections when they come back. Idempotent.
+    /// Closes idle connections, aborts connects and in-flight exchanges, fails every waiter
+    /// with errc::shutting_down; lent slots are erased when their leases end. Idempotent.
+    /// Asynchronous: returns at once, the work runs on the pool strand.
     void shutdown();
+
+    /// shutdown() was called (any thread).
+    bool is_shutting_down() const noexcept;
 
 private:
     std::shared_ptr<detail::pool_impl> impl_;

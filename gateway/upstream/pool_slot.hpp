@@ -35,7 +35,7 @@ enum class slot_action {
     lend,            ///< the connection goes to the acquirer that triggered the event
     park,            ///< keep the connection as idle for later reuse
     close,           ///< close the connection and erase the slot (frees room)
-    abort,           ///< close the stream to abort the connect; keep the slot until it reports
+    abort,           ///< close the stream to abort its I/O; keep the slot until its owner reports
     invalid,         ///< the event cannot happen in this state: a pool bug
 };
 

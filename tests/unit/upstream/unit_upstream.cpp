@@ -68,7 +68,7 @@ const transition_row transition_rows[] = {
     {slot_state::in_use, slot_event::released_reusable, worn_out, {slot_state::closing, slot_action::close}},
     {slot_state::in_use, slot_event::released_broken, waiting, {slot_state::closing, slot_action::close}},
     {slot_state::in_use, slot_event::released_broken, no_waiters, {slot_state::closing, slot_action::close}},
-    {slot_state::in_use, slot_event::shutdown, waiting, {slot_state::closing, slot_action::none}},
+    {slot_state::in_use, slot_event::shutdown, waiting, {slot_state::closing, slot_action::abort}},
     {slot_state::in_use, slot_event::acquired, waiting, {slot_state::in_use, slot_action::invalid}},
     {slot_state::in_use, slot_event::idle_expired, waiting, {slot_state::in_use, slot_action::invalid}},
     // closing: whoever still owns the stream reports back, then the slot goes

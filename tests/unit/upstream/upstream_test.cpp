@@ -1,5 +1,376 @@
-// Integration tests of the upstream client against the in-process emulator over verified TLS.
+// The upstream client against the in-process emulator over verified TLS (its test CA):
+// success, keep-alive reuse, TLS failures, deadlines, limits, framing faults, the stale-
+// connection retry, pool limits, idle expiry and shutdown. No fixed ports, no sleeps.
 #define BOOST_TEST_MODULE upstream_test
+#include "gateway/upstream/client.hpp"
+#include "gateway/upstream/tls.hpp"
+#include "tests/emulator/emulator.hpp"
+#include "tests/emulator/pki.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/test/unit_test.hpp>
 
-BOOST_AUTO_TEST_CASE(placeholder) { BOOST_TEST(true); }
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <thread>
+#include <vector>
+
+namespace up = imagegate::upstream;
+namespace asio = boost::asio;
+namespace emu = imagegate::testing;
+using imagegate::errc;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::string_view account = "023e105f4ecef8ad9ca31a8372d0c353";
+
+/// Runs the emulator and the clients on one io_context with two threads, so the strand
+/// discipline is exercised (and checked under TSan).
+struct fixture {
+    asio::io_context ioc{2};
+    asio::executor_work_guard<asio::io_context::executor_type> work{ioc.get_executor()};
+    std::vector<std::thread> threads;
+    std::unique_ptr<emu::emulator> server;
+    std::shared_ptr<asio::ssl::context> tls;
+    std::shared_ptr<spdlog::logger> log = spdlog::stderr_color_mt("upstream-test-" +
+                                                                 std::to_string(counter()++));
+
+    fixture() {
+        emu::emulator_options o;
+        o.any_image_exists = true;
+        server = std::make_unique<emu::emulator>(ioc.get_executor(), std::move(o));
+        server->start();
+        tls = up::make_tls_context({.ca_file = {}, .ca_pem = server->ca_pem()}).value();
+        log->set_level(spdlog::level::debug);
+        for (int i = 0; i < 2; ++i) {
+            threads.emplace_back([this] { ioc.run(); });
+        }
+    }
+
+    ~fixture() {
+        server->stop();
+        work.reset();
+        // Bounded: everything should wind down at once; a stuck task fails the test run
+        // instead of hanging it.
+        const auto until = std::chrono::steady_clock::now() + 10s;
+        while (!ioc.stopped() && std::chrono::steady_clock::now() < until) {
+            std::this_thread::sleep_for(5ms);
+        }
+        BOOST_CHECK_MESSAGE(ioc.stopped(), "io_context still had work 10 s after the test");
+        ioc.stop();
+        for (auto& t : threads) {
+            t.join();
+        }
+        server.reset();
+        spdlog::drop(log->name());
+    }
+
+    static int& counter() {
+        static int n = 0;
+        return n;
+    }
+
+    up::client_options options() const {
+        up::client_options o;
+        o.host = "127.0.0.1";
+        o.port = server->port();
+        o.tls = true;
+        o.base_path = "/client/v4";
+        o.token = server->token();
+        o.pool.max_connections = 4;
+        o.pool.connect_timeout = 5s;
+        o.pool.idle_timeout = 30s;
+        o.pool.acquire_timeout = 5s;
+        return o;
+    }
+
+    std::unique_ptr<up::client> make_client(up::client_options o) {
+        return std::make_unique<up::client>(ioc.get_executor(), std::move(o), tls, log);
+    }
+
+    static std::string target(std::string_view id) {
+        return "/accounts/" + std::string(account) + "/images/v1/" + std::string(id);
+    }
+
+    /// Starts a fetch on the io_context; the future is ready when it completes.
+    std::future<boost::system::result<up::response>> start_fetch(
+        up::client& c, std::string id, std::chrono::steady_clock::duration budget = 10s) {
+        return asio::co_spawn(ioc, c.fetch(target(id), std::chrono::steady_clock::now() + budget),
+                              asio::use_future);
+    }
+
+    boost::system::result<up::response> fetch(up::client& c, std::string id,
+                                              std::chrono::steady_clock::duration budget = 10s) {
+        auto f = start_fetch(c, std::move(id), budget);
+        BOOST_REQUIRE(f.wait_for(30s) == std::future_status::ready);
+        return f.get();
+    }
+
+    /// Bounded polling for state owned by other threads (the emulator, the pool strand).
+    static bool eventually(const std::function<bool()>& pred,
+                           std::chrono::steady_clock::duration limit = 10s) {
+        const auto until = std::chrono::steady_clock::now() + limit;
+        while (!pred()) {
+            if (std::chrono::steady_clock::now() > until) {
+                return false;
+            }
+            std::this_thread::sleep_for(2ms);
+        }
+        return true;
+    }
+};
+
+void require_ok(const boost::system::result<up::response>& r, unsigned status = 200) {
+    BOOST_REQUIRE_MESSAGE(r.has_value(), "fetch failed: " << (r ? "" : r.error().message()));
+    BOOST_TEST(r->status == status);
+    BOOST_TEST(r->body.capacity() >= r->body.size() + up::body_padding);
+}
+
+void require_error(const boost::system::result<up::response>& r, errc expected) {
+    BOOST_REQUIRE_MESSAGE(r.has_error(), "fetch unexpectedly answered " << (r ? r->status : 0));
+    BOOST_TEST(r.error() == make_error_code(expected), r.error().message());
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(upstream, fixture)
+
+BOOST_AUTO_TEST_CASE(fetch_returns_the_record_and_reuses_the_connection) {
+    auto c = make_client(options());
+    for (int i = 0; i < 3; ++i) {
+        const auto r = fetch(*c, "img-" + std::to_string(i));
+        require_ok(r);
+        BOOST_TEST(r->body.find("\"success\":true") != std::string::npos);
+        BOOST_TEST(r->content_type.find("application/json") == 0u);
+        BOOST_TEST(!r->ratelimit.empty());
+        BOOST_TEST(r->reused_connection == (i > 0));
+    }
+    BOOST_TEST(server->connections_accepted() == 1u);
+    BOOST_TEST(server->snapshot().requests == 3u);
+    BOOST_TEST(c->stats().connects.load() == 1u);
+    BOOST_TEST(c->stats().reuses.load() == 2u);
+    BOOST_TEST(c->stats().responses_200.load() == 3u);
+    BOOST_TEST(c->stats().latency.count() == 3u);
+    BOOST_TEST(eventually([&] { return c->stats().idle.load() == 1u; }));
+}
+
+BOOST_AUTO_TEST_CASE(non_2xx_status_is_a_value) {
+    auto o = options();
+    o.token = "wrong-token";
+    auto c = make_client(o);
+    const auto r = fetch(*c, "img-1");
+    BOOST_REQUIRE(r.has_value());
+    BOOST_TEST(r->status >= 400u);
+    BOOST_TEST(r->status < 500u);
+    BOOST_TEST(c->stats().responses_4xx.load() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(server_name_other_than_the_address_is_verified) {
+    auto o = options();
+    o.server_name = "localhost";  // SAN DNS:localhost, sent as SNI
+    auto c = make_client(o);
+    require_ok(fetch(*c, "img-1"));
+}
+
+BOOST_AUTO_TEST_CASE(untrusted_ca_fails_tls_and_sends_nothing) {
+    const auto other = emu::make_test_pki();
+    auto ctx = up::make_tls_context({.ca_file = {}, .ca_pem = other.ca_cert_pem}).value();
+    up::client c(ioc.get_executor(), options(), ctx, log);
+    require_error(fetch(c, "img-1"), errc::upstream_tls_failed);
+    BOOST_TEST(server->snapshot().requests == 0u);
+    BOOST_TEST(c.stats().tls_failures.load() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(host_name_mismatch_fails_tls) {
+    auto o = options();
+    o.server_name = "api.cloudflare.com";  // chain is trusted, but not for this name
+    auto c = make_client(o);
+    require_error(fetch(*c, "img-1"), errc::upstream_tls_failed);
+    BOOST_TEST(server->snapshot().requests == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(connect_refused_is_connect_failed) {
+    auto o = options();
+    {
+        // A port that was free a moment ago: bind, read it back, close.
+        asio::ip::tcp::acceptor a(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+        o.port = a.local_endpoint().port();
+    }
+    auto c = make_client(o);
+    require_error(fetch(*c, "img-1"), errc::upstream_connect_failed);
+    BOOST_TEST(c->stats().connect_failures.load() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(hang_past_the_deadline_times_out_and_is_not_reused) {
+    auto c = make_client(options());
+    require_ok(fetch(*c, "warm"));
+    BOOST_TEST(server->connections_accepted() == 1u);
+    server->add_fault({.kind = emu::fault_kind::hang, .image_id = "slow", .times = 1});
+    const auto started = std::chrono::steady_clock::now();
+    require_error(fetch(*c, "slow", 300ms), errc::upstream_timeout);
+    BOOST_TEST((std::chrono::steady_clock::now() - started) < 5s);
+    BOOST_TEST(c->stats().timeouts.load() == 1u);
+    // The timed-out connection was closed; the next fetch needs a new one.
+    const auto r = fetch(*c, "after");
+    require_ok(r);
+    BOOST_TEST(!r->reused_connection);
+    BOOST_TEST(server->connections_accepted() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(oversized_body_is_too_large) {
+    auto o = options();
+    o.max_body_bytes = 4096;
+    auto c = make_client(o);
+    server->add_fault({.kind = emu::fault_kind::oversized, .image_id = "big", .times = 1,
+                       .size = 64 * 1024});
+    require_error(fetch(*c, "big"), errc::upstream_too_large);
+    BOOST_TEST(c->stats().too_large.load() == 1u);
+    require_ok(fetch(*c, "small"));
+}
+
+BOOST_AUTO_TEST_CASE(chunked_body_is_read_whole) {
+    auto c = make_client(options());
+    const auto plain = fetch(*c, "same");
+    require_ok(plain);
+    server->add_fault({.kind = emu::fault_kind::chunked, .image_id = "same", .times = 1});
+    const auto chunked = fetch(*c, "same");
+    require_ok(chunked);
+    BOOST_TEST(chunked->body == plain->body);
+    BOOST_TEST(chunked->reused_connection);
+}
+
+BOOST_AUTO_TEST_CASE(truncated_body_is_a_protocol_error) {
+    auto c = make_client(options());
+    server->add_fault({.kind = emu::fault_kind::truncated, .image_id = "cut", .times = 1});
+    require_error(fetch(*c, "cut"), errc::upstream_protocol_error);
+    BOOST_TEST(c->stats().protocol_errors.load() == 1u);
+    BOOST_TEST(c->stats().retries.load() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(reset_on_a_reused_connection_is_retried_once) {
+    auto c = make_client(options());
+    require_ok(fetch(*c, "warm"));
+    server->add_fault({.kind = emu::fault_kind::reset, .image_id = "flaky", .times = 1});
+    const auto r = fetch(*c, "flaky");
+    require_ok(r);
+    BOOST_TEST(!r->reused_connection);
+    BOOST_TEST(c->stats().retries.load() == 1u);
+    BOOST_TEST(server->connections_accepted() == 2u);
+    BOOST_TEST(server->requests_for("flaky") == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(reset_on_a_fresh_connection_is_not_retried) {
+    auto c = make_client(options());
+    server->add_fault({.kind = emu::fault_kind::reset, .image_id = "flaky", .times = 1});
+    require_error(fetch(*c, "flaky"), errc::upstream_protocol_error);
+    BOOST_TEST(c->stats().retries.load() == 0u);
+    BOOST_TEST(server->requests_for("flaky") == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(connection_close_answer_is_not_reused) {
+    auto c = make_client(options());
+    server->add_fault({.kind = emu::fault_kind::close, .image_id = "bye", .times = 1});
+    require_ok(fetch(*c, "bye"));
+    const auto r = fetch(*c, "next");
+    require_ok(r);
+    BOOST_TEST(!r->reused_connection);
+    BOOST_TEST(server->connections_accepted() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(max_connections_is_respected_under_concurrency) {
+    auto o = options();
+    o.pool.max_connections = 2;
+    auto c = make_client(o);
+    server->add_fault(
+        {.kind = emu::fault_kind::delay, .image_id = {}, .times = std::nullopt, .delay = 50ms});
+    std::vector<std::future<boost::system::result<up::response>>> futures;
+    for (int i = 0; i < 8; ++i) {
+        futures.push_back(start_fetch(*c, "c-" + std::to_string(i)));
+    }
+    for (auto& f : futures) {
+        BOOST_REQUIRE(f.wait_for(30s) == std::future_status::ready);
+        require_ok(f.get());
+    }
+    BOOST_TEST(server->connections_accepted() <= 2u);
+    BOOST_TEST(c->stats().acquire_waits.load() >= 2u);
+    BOOST_TEST(c->stats().acquire_timeouts.load() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(acquire_timeout_is_pool_exhausted) {
+    auto o = options();
+    o.pool.max_connections = 1;
+    o.pool.acquire_timeout = 200ms;
+    auto c = make_client(o);
+    server->add_fault({.kind = emu::fault_kind::delay, .image_id = "busy", .times = 1,
+                       .delay = 2s});
+    auto busy = start_fetch(*c, "busy");
+    BOOST_REQUIRE(eventually([&] { return server->requests_for("busy") == 1u; }));
+    require_error(fetch(*c, "starved"), errc::pool_exhausted);
+    BOOST_TEST(c->stats().acquire_timeouts.load() == 1u);
+    BOOST_REQUIRE(busy.wait_for(30s) == std::future_status::ready);
+    require_ok(busy.get());
+    // The released connection serves the next caller.
+    const auto r = fetch(*c, "later");
+    require_ok(r);
+    BOOST_TEST(r->reused_connection);
+}
+
+BOOST_AUTO_TEST_CASE(idle_connections_are_closed_after_idle_timeout) {
+    auto o = options();
+    o.pool.idle_timeout = 100ms;
+    auto c = make_client(o);
+    require_ok(fetch(*c, "one"));
+    BOOST_TEST(eventually([&] { return c->stats().idle_closes.load() == 1u; }));
+    BOOST_TEST(c->stats().idle.load() == 0u);
+    const auto r = fetch(*c, "two");
+    require_ok(r);
+    BOOST_TEST(!r->reused_connection);
+    BOOST_TEST(server->connections_accepted() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(max_requests_per_connection_retires_it) {
+    auto o = options();
+    o.pool.max_requests_per_connection = 2;
+    auto c = make_client(o);
+    for (int i = 0; i < 4; ++i) {
+        require_ok(fetch(*c, "r-" + std::to_string(i)));
+    }
+    BOOST_TEST(server->connections_accepted() == 2u);
+    BOOST_TEST(eventually([&] { return c->stats().retired.load() == 2u; }));
+}
+
+BOOST_AUTO_TEST_CASE(shutdown_wakes_waiters_and_aborts_exchanges) {
+    auto o = options();
+    o.pool.max_connections = 1;
+    o.pool.acquire_timeout = 20s;
+    auto c = make_client(o);
+    server->add_fault({.kind = emu::fault_kind::hang, .image_id = "stuck", .times = 1});
+    auto stuck = start_fetch(*c, "stuck", 20s);
+    BOOST_REQUIRE(eventually([&] { return server->requests_for("stuck") == 1u; }));
+    auto waiting = start_fetch(*c, "waiting", 20s);
+    BOOST_REQUIRE(eventually([&] { return c->stats().acquire_waits.load() == 2u; }));
+    const auto started = std::chrono::steady_clock::now();
+    c->shutdown();
+    BOOST_REQUIRE(waiting.wait_for(5s) == std::future_status::ready);
+    require_error(waiting.get(), errc::shutting_down);
+    BOOST_REQUIRE(stuck.wait_for(5s) == std::future_status::ready);
+    require_error(stuck.get(), errc::shutting_down);
+    BOOST_TEST((std::chrono::steady_clock::now() - started) < 5s);
+    require_error(fetch(*c, "after"), errc::shutting_down);
+}
+
+BOOST_AUTO_TEST_CASE(plaintext_requires_explicit_opt_in) {
+    auto o = options();
+    o.tls = false;
+    BOOST_CHECK_THROW(make_client(o), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
