@@ -131,7 +131,10 @@ public:
     void close() noexcept;
 
     /// The last exchange completed, both sides keep-alive, and no unread bytes are left.
-    bool is_reusable() const noexcept { return reusable_ && !closed_; }
+    bool is_reusable() const noexcept {
+        return reusable_.load(std::memory_order_relaxed) &&
+               !closed_.load(std::memory_order_relaxed);
+    }
 
     /// Completed exchanges; readable from any thread.
     std::uint64_t requests_served() const noexcept {
@@ -147,8 +150,10 @@ private:
     std::optional<asio::ssl::stream<beast::tcp_stream>> tls_;  // engaged for https
     std::optional<beast::tcp_stream> plain_;                    // engaged for http
     beast::flat_buffer buffer_;
-    bool closed_ = false;
-    bool reusable_ = false;
+    // Atomic because pool shutdown may close() on the strand while the lease holder, done
+    // with its exchange, reads is_reusable() on its own executor.
+    std::atomic<bool> closed_{false};
+    std::atomic<bool> reusable_{false};
     std::atomic<std::uint64_t> requests_served_{0};
 };
 

@@ -18,6 +18,7 @@
 #include <exception>
 #include <list>
 #include <optional>
+#include <vector>
 
 namespace imagegate::upstream {
 
