@@ -1,11 +1,14 @@
 #include "gateway/app.hpp"
 
+#include "cache/sharded_cache.hpp"
 #include "config/parse.hpp"
 #include "gateway/admin.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/image_handler.hpp"
 #include "gateway/logging.hpp"
 #include "gateway/metrics.hpp"
+#include "gateway/upstream/client.hpp"
+#include "gateway/upstream/tls.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -61,6 +64,64 @@ unsigned thread_count(const config::settings& s) {
     return std::max(1u, std::thread::hardware_concurrency());
 }
 
+cache::options cache_options(const config::cache_settings& c) {
+    return {.max_bytes = c.max_bytes,
+            .max_entries = c.max_entries,
+            .max_entry_bytes = c.max_entry_bytes,
+            .shards = c.shards};
+}
+
+image_policy image_policy_from(const config::settings& s) {
+    return {.ttl = s.cache.ttl,
+            .draft_ttl = s.cache.draft_ttl,
+            .negative_ttl = s.cache.negative_ttl,
+            .stale_while_revalidate = s.cache.stale_while_revalidate,
+            .stale_if_error = s.cache.stale_if_error,
+            .request_timeout = s.upstream.request_timeout,
+            .coalesce_timeout = s.shield.coalesce_timeout};
+}
+
+std::unique_ptr<upstream::client> make_client(asio::io_context& ioc, const config::settings& s,
+                                              std::shared_ptr<spdlog::logger> log) {
+    const auto url = config::parse_upstream_url(s.upstream.url);
+    if (!url) {
+        throw std::invalid_argument("invalid upstream url");
+    }
+    std::shared_ptr<asio::ssl::context> tls;
+    if (url->tls) {
+        tls = upstream::make_tls_context({.ca_file = s.upstream.ca_file, .ca_pem = {}}).value();
+    }
+    upstream::client_options o;
+    o.host = url->host;
+    o.port = url->port;
+    o.tls = url->tls;
+    o.allow_plaintext = s.upstream.allow_plaintext;
+    o.base_path = url->base_path;
+    o.token = s.secret.upstream_token;
+    o.max_body_bytes = s.upstream.max_body_bytes;
+    o.pool.max_connections = s.upstream.max_connections;
+    o.pool.connect_timeout = s.upstream.connect_timeout;
+    o.pool.idle_timeout = s.upstream.pool_idle_timeout;
+    o.pool.max_requests_per_connection = s.upstream.max_requests_per_connection;
+    o.pool.acquire_timeout = s.upstream.acquire_timeout;
+    return std::make_unique<upstream::client>(ioc.get_executor(), std::move(o), std::move(tls),
+                                              std::move(log));
+}
+
+void render_cache_metrics(std::string& out, const cache::stats& c, std::uint64_t max_bytes) {
+    using metrics::append_sample;
+    append_sample(out, "imagegate_cache_bytes", "gauge",
+                  "Accounted bytes of the entries in the cache.", c.bytes);
+    append_sample(out, "imagegate_cache_max_bytes", "gauge", "The cache's byte budget.",
+                  max_bytes);
+    append_sample(out, "imagegate_cache_entries", "gauge", "Entries in the cache.", c.entries);
+    append_sample(out, "imagegate_cache_evictions_total", "counter",
+                  "Entries evicted to make room (LRU).", c.evictions);
+    append_sample(out, "imagegate_cache_rejected_too_large_total", "counter",
+                  "Entries not stored because they exceed cache.max_entry_bytes.",
+                  c.rejected_too_large);
+}
+
 }  // namespace
 
 struct app::impl {
@@ -71,6 +132,8 @@ struct app::impl {
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
     metrics::registry registry;
     std::atomic<bool> ready{false};
+    cache::sharded_cache cache;
+    std::unique_ptr<upstream::client> client;
     image_handler images;
     admin_handler admin;
     std::unique_ptr<http_server> data_server;
@@ -82,7 +145,25 @@ struct app::impl {
         : settings(std::move(s)),
           log(std::move(l)),
           ioc(static_cast<int>(thread_count(settings))),
-          admin(registry, ready, purge_hooks{}) {
+          cache(cache_options(settings.cache)),
+          client(make_client(ioc, settings, log)),
+          images(cache, *client, image_policy_from(settings), ioc.get_executor(), log),
+          admin(registry, ready,
+                purge_hooks{[this](std::string_view account, std::string_view id) {
+                                return cache.erase(cache::key(account, id));
+                            },
+                            [this](std::string_view account) {
+                                return cache.erase_account(account);
+                            }}) {
+        registry.add_source([this](std::string& out) {
+            images.render_metrics(out);
+            render_cache_metrics(out, cache.snapshot(), settings.cache.max_bytes);
+            client->stats().render(out);
+        });
+        if (settings.secret.upstream_token.empty()) {
+            log->warn("no upstream token (CLOUDFLARE_API_TOKEN or upstream.token_file): "
+                      "requests go upstream without Authorization");
+        }
         const bool access = settings.log.access_log;
         auto observe = [this, access](const exchange_record& rec) {
             registry.record(rec.route, rec.status, rec.duration);
@@ -154,6 +235,7 @@ void app::shutdown() {
         }
         m.data_server->close_all();
         m.admin_server->close_all();
+        m.client->shutdown();
         m.work.reset();
         // Everything is closed; the threads return once the last handlers ran. A handler
         // that never completes would hang exit, so give it a bound.

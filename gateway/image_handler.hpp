@@ -1,14 +1,73 @@
-// The image-details route: validates the request, answers from the cache, fetches misses.
+// The image-details route: validates the request, answers fresh entries from the cache
+// without touching JSON, and fetches misses once per key (single-flight) over the upstream
+// client, storing only validated records.
 #pragma once
 
 #include "gateway/http_server.hpp"
 
+#include <atomic>
+#include <chrono>
+#include <memory>
+
+namespace spdlog {
+class logger;
+}
+
+namespace imagegate::cache {
+class sharded_cache;
+}
+
+namespace imagegate::upstream {
+class client;
+}
+
 namespace imagegate::gateway {
 
-/// Thread-safe; references only services owned by the composition root.
+/// Freshness and timing policy, mapped from config by the composition root.
+struct image_policy {
+    std::chrono::milliseconds ttl{std::chrono::minutes(5)};
+    std::chrono::milliseconds draft_ttl{std::chrono::seconds(10)};
+    std::chrono::milliseconds negative_ttl{std::chrono::seconds(30)};
+    std::chrono::milliseconds stale_while_revalidate{std::chrono::seconds(60)};
+    std::chrono::milliseconds stale_if_error{std::chrono::hours(24)};
+    /// Deadline of one upstream fetch (acquire + connect + exchange).
+    std::chrono::milliseconds request_timeout{std::chrono::seconds(15)};
+    /// How long a request waits for the fetch of its key.
+    std::chrono::milliseconds coalesce_timeout{std::chrono::seconds(10)};
+};
+
+/// Counters of the image route, keyed like Cache-Status (relaxed atomics).
+struct image_stats {
+    std::atomic<std::uint64_t> hits{0};             ///< fresh answers from the cache
+    std::atomic<std::uint64_t> misses{0};           ///< no usable entry: fetched
+    std::atomic<std::uint64_t> stale_refetches{0};  ///< entry past its freshness: fetched
+    std::atomic<std::uint64_t> stored{0};           ///< validated answers stored
+    std::atomic<std::uint64_t> collapsed{0};        ///< requests that joined another's fetch
+    std::atomic<std::uint64_t> invalid{0};          ///< upstream answers that failed validation
+    std::atomic<std::uint64_t> passthrough{0};      ///< upstream 4xx answered, not stored
+    std::atomic<std::uint64_t> coalesce_timeouts{0};  ///< waited coalesce_timeout in vain
+    std::atomic<std::uint64_t> upstream_errors{0};  ///< fetches that ended in a gateway error
+};
+
+/// Owned by the composition root; references services that outlive it. Thread-safe.
 class image_handler {
 public:
+    image_handler(cache::sharded_cache& cache, upstream::client& client, image_policy policy,
+                  asio::any_io_executor fetch_executor, std::shared_ptr<spdlog::logger> log);
+    ~image_handler();
+    image_handler(const image_handler&) = delete;
+    image_handler& operator=(const image_handler&) = delete;
+
     asio::awaitable<reply> handle(request req);
+
+    const image_stats& stats() const noexcept;
+    /// Appends the route's counters in Prometheus text.
+    void render_metrics(std::string& out) const;
+
+    struct impl;
+
+private:
+    std::shared_ptr<impl> impl_;
 };
 
 }  // namespace imagegate::gateway

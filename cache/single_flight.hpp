@@ -1,0 +1,124 @@
+// Single-flight: at most one fetch per key at a time. The first caller starts the fetch as a
+// task of its own (it belongs to the key, not to any client); every caller, the first one
+// included, waits for the result with its own deadline and is woken the moment it exists.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace imagegate::cache {
+
+/// One fetch in progress and the callers waiting for it.
+/// Thread-safety: all members are guarded by `mu_`; waiters' timers are touched only on
+/// their own executors (see `wait`).
+template <class Value>
+class flight {
+public:
+    /// Waits for the result until `deadline`. Must be called from a coroutine running on a
+    /// strand (or a single-threaded executor): the wake-up is posted to that executor, so it
+    /// cannot run between registering and suspending. Returns nothing on timeout.
+    boost::asio::awaitable<std::optional<Value>> wait(std::chrono::steady_clock::time_point deadline) {
+        auto ex = co_await boost::asio::this_coro::executor;
+        auto timer = std::make_shared<boost::asio::steady_timer>(ex, deadline);
+        {
+            const std::lock_guard lock(mu_);
+            if (result_) {
+                co_return result_;
+            }
+            waiters_.push_back(waiter{ex, timer});
+        }
+        auto [ec] = co_await timer->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+        (void)ec;  // cancelled (woken) or expired: the result slot decides
+        const std::lock_guard lock(mu_);
+        co_return result_;
+    }
+
+    /// Stores the result and wakes every waiter on its own executor.
+    void complete(Value v) {
+        std::vector<waiter> woken;
+        {
+            const std::lock_guard lock(mu_);
+            result_ = std::move(v);
+            woken.swap(waiters_);
+        }
+        for (auto& w : woken) {
+            boost::asio::post(w.ex, [t = std::move(w.timer)] { t->cancel(); });
+        }
+    }
+
+    bool is_done() const {
+        const std::lock_guard lock(mu_);
+        return result_.has_value();
+    }
+
+private:
+    struct waiter {
+        boost::asio::any_io_executor ex;
+        std::shared_ptr<boost::asio::steady_timer> timer;
+    };
+    mutable std::mutex mu_;
+    std::optional<Value> result_;   // guarded by mu_
+    std::vector<waiter> waiters_;   // guarded by mu_
+};
+
+/// The registry of flights by key. Results are delivered to the callers waiting at the
+/// time and never remembered: the flight leaves the map before its waiters are woken, so a
+/// request after completion goes to the cache or starts a new flight.
+/// Thread-safety: all members may be called from any thread.
+template <class Key, class Value, class Hash = std::hash<Key>>
+class single_flight {
+public:
+    using flight_ptr = std::shared_ptr<flight<Value>>;
+
+    /// Joins the flight for `k`, creating it if none runs. `leader` is true for the caller
+    /// that created it: that caller must start the fetch and end it with `finish`.
+    struct joined {
+        flight_ptr f;
+        bool leader = false;
+    };
+
+    joined join(const Key& k) {
+        const std::lock_guard lock(mu_);
+        auto [it, inserted] = flights_.try_emplace(k);
+        if (inserted) {
+            it->second = std::make_shared<flight<Value>>();
+        }
+        return {it->second, inserted};
+    }
+
+    /// Removes the flight of `k` (if it is still `f`), then wakes its waiters with `v`.
+    void finish(const Key& k, const flight_ptr& f, Value v) {
+        {
+            const std::lock_guard lock(mu_);
+            const auto it = flights_.find(k);
+            if (it != flights_.end() && it->second == f) {
+                flights_.erase(it);
+            }
+        }
+        f->complete(std::move(v));
+    }
+
+    std::size_t in_flight() const {
+        const std::lock_guard lock(mu_);
+        return flights_.size();
+    }
+
+private:
+    mutable std::mutex mu_;
+    std::unordered_map<Key, flight_ptr, Hash> flights_;  // guarded by mu_
+};
+
+}  // namespace imagegate::cache
