@@ -1,0 +1,166 @@
+// The shield end to end: single-flight under a herd, a leader that hangs up, stale serving
+// (RFC 5861) and negative caching, against the emulator with scripted faults.
+#define BOOST_TEST_MODULE shield_test
+#include "tests/integration/gateway_fixture.hpp"
+#include "tests/integration/herd.hpp"
+
+#include <sys/resource.h>
+
+namespace ts = imagegate::testing;
+using ts::contains;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A herd of 500 plus the gateway's own sockets, in one process: lift the soft fd limit.
+struct raise_fd_limit {
+    raise_fd_limit() {
+        rlimit rl{};
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096) {
+            rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, 4096);
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
+};
+BOOST_TEST_GLOBAL_FIXTURE(raise_fd_limit);
+
+ts::emulator_options any_image() {
+    ts::emulator_options o;
+    o.any_image_exists = true;
+    return o;
+}
+
+struct fixture {
+    ts::emulator_runner emu{any_image()};
+    ts::temp_dir dir;
+    imagegate::config::settings settings = ts::gateway_settings(*emu, dir);
+
+    void delay(const std::string& id, std::chrono::milliseconds d) {
+        ts::fault_rule f;
+        f.kind = ts::fault_kind::delay;
+        f.image_id = id;
+        f.delay = d;
+        emu->add_fault(f);
+    }
+    void fault(ts::fault_kind k, const std::string& id, unsigned status = 500) {
+        ts::fault_rule f;
+        f.kind = k;
+        f.image_id = id;
+        f.status = status;
+        emu->add_fault(f);
+    }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(herd_of_500_costs_one_upstream_call, fixture) {
+    ts::gateway_runner gw(settings);
+    delay("cold", 200ms);
+    const std::vector<std::string> targets(500, gw.image_path("cold"));
+    const auto results = ts::run_herd(gw.app().data_port(), targets);
+    std::size_t ok = 0;
+    std::size_t collapsed = 0;
+    for (const auto& r : results) {
+        ok += r.status == 200 ? 1 : 0;
+        collapsed += contains(r.cache_status, "collapsed") ? 1 : 0;
+    }
+    BOOST_TEST(ok == 500u);
+    BOOST_TEST(emu->requests_for("cold") == 1u);
+    BOOST_TEST(collapsed >= 400u);  // a few may arrive after the answer was stored (hits)
+    const auto median = ts::median_latency(results);
+    BOOST_TEST_MESSAGE("herd median latency " << median.count() << " us");
+    BOOST_TEST((median < 250ms));  // the upstream's 200 ms, plus at most 50 ms
+}
+
+BOOST_FIXTURE_TEST_CASE(leader_hang_up_does_not_fail_followers, fixture) {
+    ts::gateway_runner gw(settings);
+    delay("shared", 300ms);
+    // The first 5 clients send and hang up at once; one of them leads the flight.
+    const std::vector<std::string> targets(20, gw.image_path("shared"));
+    const auto results = ts::run_herd(gw.app().data_port(), targets, 5);
+    for (std::size_t i = 5; i < results.size(); ++i) {
+        BOOST_TEST(results[i].status == 200u);
+    }
+    BOOST_TEST(emu->requests_for("shared") == 1u);
+    // And the answer was stored.
+    BOOST_TEST(contains(gw.get(gw.image_path("shared")).header("Cache-Status"), "hit"));
+}
+
+BOOST_FIXTURE_TEST_CASE(stale_while_revalidate_answers_at_once_and_refreshes_once, fixture) {
+    settings.cache.ttl = 200ms;
+    settings.cache.stale_while_revalidate = 10s;
+    ts::gateway_runner gw(settings);
+    BOOST_TEST(gw.get(gw.image_path("swr")).status == 200u);
+    std::this_thread::sleep_for(250ms);
+    delay("swr", 300ms);  // the refresh is slow; stale answers must not wait for it
+    for (int i = 0; i < 5; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        const auto r = gw.get(gw.image_path("swr"));
+        BOOST_TEST(r.status == 200u);
+        BOOST_TEST(contains(r.header("Cache-Status"), "fwd=stale"));
+        const auto cs = r.header("Cache-Status");
+        BOOST_TEST(std::stoi(cs.substr(cs.find("ttl=") + 4)) <= 0);
+        BOOST_TEST(std::stoi(r.header("Age")) >= 0);
+        BOOST_TEST((std::chrono::steady_clock::now() - start < 150ms));
+    }
+    BOOST_TEST(ts::eventually([&] {
+        return contains(gw.get(gw.image_path("swr")).header("Cache-Status"), "hit");
+    }));
+    BOOST_TEST(emu->requests_for("swr") == 2u);  // the first fetch and exactly one refresh
+}
+
+BOOST_FIXTURE_TEST_CASE(stale_if_error_on_500_timeout_and_invalid_json, fixture) {
+    settings.cache.ttl = 150ms;
+    settings.cache.stale_while_revalidate = 0ms;
+    settings.cache.stale_if_error = 1h;
+    settings.upstream.request_timeout = 300ms;
+    ts::gateway_runner gw(settings);
+    struct row {
+        std::string id;
+        ts::fault_kind kind;
+    };
+    const row rows[] = {{"sie-500", ts::fault_kind::status},
+                        {"sie-timeout", ts::fault_kind::hang},
+                        {"sie-json", ts::fault_kind::invalid_json}};
+    for (const auto& r : rows) {
+        BOOST_TEST(gw.get(gw.image_path(r.id)).status == 200u);
+    }
+    std::this_thread::sleep_for(200ms);
+    for (const auto& r : rows) {
+        BOOST_TEST_CONTEXT(r.id) {
+            fault(r.kind, r.id);
+            const auto res = gw.get(gw.image_path(r.id));
+            BOOST_TEST(res.status == 200u);
+            BOOST_TEST(contains(res.header("Cache-Status"), "fwd=stale"));
+            BOOST_TEST(contains(res.header("Cache-Status"), "detail=stale-if-error"));
+            BOOST_TEST(contains(res.body, "\"id\":\"" + r.id + "\""));
+        }
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(negative_entries_expire, fixture) {
+    ts::emulator_runner strict;
+    ts::temp_dir d;
+    auto s = ts::gateway_settings(*strict, d);
+    s.cache.negative_ttl = 200ms;
+    ts::gateway_runner gw(s);
+    for (int i = 0; i < 5; ++i) {
+        BOOST_TEST(gw.get(gw.image_path("ghost")).status == 404u);
+    }
+    BOOST_TEST(strict->requests_for("ghost") == 1u);
+    std::this_thread::sleep_for(250ms);
+    BOOST_TEST(gw.get(gw.image_path("ghost")).status == 404u);
+    BOOST_TEST(strict->requests_for("ghost") == 2u);
+}
+
+BOOST_FIXTURE_TEST_CASE(errors_are_not_remembered, fixture) {
+    settings.cache.stale_if_error = 0ms;
+    ts::gateway_runner gw(settings);
+    ts::fault_rule f;
+    f.kind = ts::fault_kind::status;
+    f.image_id = "flaky";
+    f.times = 1;
+    emu->add_fault(f);
+    BOOST_TEST(gw.get(gw.image_path("flaky")).status == 502u);
+    BOOST_TEST(gw.get(gw.image_path("flaky")).status == 200u);
+}
