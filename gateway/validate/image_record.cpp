@@ -124,7 +124,8 @@ void prepend(violation& v, std::string_view token) {
 bool is_json_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 // Walks one document against a rule tree, reading every value so that On-Demand validates
-// every byte. Stops at the first violation; its pointer is built while unwinding.
+// every byte. Stops at the first violation; its pointer is built while unwinding, so the
+// success path allocates nothing. One checker per document, on the caller's stack.
 class checker {
 public:
     explicit checker(std::string_view expected_id) : expected_id_(expected_id) {}
@@ -324,7 +325,8 @@ private:
         return std::nullopt;
     }
 
-    // Called after the object starting at `start` was read to its end.
+    // Called after the object starting at `start` was read to its end. Rules with max_bytes
+    // never apply to the top-level value, so a token always follows the object.
     static std::optional<violation> check_extent(ondemand::value& v, const char* start,
                                                  std::size_t max_bytes) {
         const char* end = nullptr;
