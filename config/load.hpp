@@ -92,7 +92,8 @@ struct load_result {
     settings value;
     /// Every problem found, in source order (flags' syntax, file, env, flags, token, check).
     std::vector<config_error> errors;
-    /// --help was given: print help_text() and exit 0; nothing else was loaded.
+    /// --help was given: print help_text() and exit 0. Nothing else was loaded, and `errors`
+    /// holds only command-line mistakes.
     bool show_help = false;
     /// --check-config was given: exit after reporting (0 if `errors` is empty, else 2).
     bool check_only = false;

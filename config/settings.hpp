@@ -146,9 +146,9 @@ struct settings {
     friend bool operator==(const settings&, const settings&) = default;
 };
 
-/// One `section.key = value` line per setting (TOML syntax, each line ending in '\n') for the
-/// start-up log. The token is never printed: its line reads `upstream.token = <set>` or
-/// `<unset>`.
+/// One `section.key = value` line per setting, each ending in '\n', for the start-up log.
+/// Values are TOML (the lines read back with config::apply_toml) except the last line,
+/// `upstream.token = <set>` or `<unset>`: the token itself is never printed.
 std::string describe(const settings& s);
 
 }  // namespace imagegate::config
