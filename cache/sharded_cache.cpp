@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <limits>
+#include <optional>
 #include <ostream>
 #include <stdexcept>
 #include <utility>
@@ -67,33 +68,40 @@ std::uint32_t sharded_cache::shard_index(const key& k) const noexcept {
     return static_cast<std::uint32_t>(key_hash{}(k)) & shard_mask_;
 }
 
-void sharded_cache::account(std::uint64_t bytes_before, std::uint64_t entries_before,
-                            const shard& s) {
+// Runs `change(lru)` under the shard's mutex and publishes the occupancy change to the
+// gauges. Whatever `change` returns (the values that left the shard) is handed back and so
+// destroyed by the caller after the mutex is unlocked.
+template <class Change>
+auto sharded_cache::update(shard& s, Change&& change) {
+    const std::lock_guard lock(s.mu_);
+    const std::uint64_t bytes_before = s.lru_.bytes();
+    const std::uint64_t entries_before = s.lru_.size();
+    auto result = std::forward<Change>(change)(s.lru_);
     // Unsigned wrap-around turns a decrease into the matching subtraction. Each shard adds
     // its own net change, so the gauge is always a sum of states each within a shard budget.
     bytes_.fetch_add(s.lru_.bytes() - bytes_before, std::memory_order_relaxed);
     entries_.fetch_add(s.lru_.size() - entries_before, std::memory_order_relaxed);
+    return result;
 }
 
 std::shared_ptr<const entry> sharded_cache::get(const key& k, time_point now) {
-    shard& s = *shards_[shard_index(k)];
-    std::shared_ptr<const entry> found;
-    std::optional<std::shared_ptr<const entry>> dropped;  // released after unlocking
-    {
-        const std::lock_guard lock(s.mu_);
-        if (auto* value = s.lru_.get(k)) {
+    struct lookup {
+        std::shared_ptr<const entry> found;
+        std::optional<std::shared_ptr<const entry>> dropped;  // expired, removed
+    };
+    lookup l = update(*shards_[shard_index(k)], [&](shard_lru& lru) {
+        lookup out;
+        if (auto* value = lru.get(k)) {
             if ((*value)->classify(now) == freshness::expired) {
-                const auto bytes_before = s.lru_.bytes();
-                const auto entries_before = s.lru_.size();
-                dropped = s.lru_.erase(k);
-                account(bytes_before, entries_before, s);
+                out.dropped = lru.erase(k);
             } else {
-                found = *value;
+                out.found = *value;
             }
         }
-    }
-    (found ? hits_ : misses_).fetch_add(1, std::memory_order_relaxed);
-    return found;
+        return out;
+    });
+    (l.found ? hits_ : misses_).fetch_add(1, std::memory_order_relaxed);
+    return std::move(l.found);  // l.dropped is released here, after the unlock
 }
 
 bool sharded_cache::put(std::shared_ptr<const entry> e) {
@@ -103,15 +111,9 @@ bool sharded_cache::put(std::shared_ptr<const entry> e) {
     const std::uint64_t weight = charged_bytes(*e);
     // `k` refers into the entry, which the shard (or `result`) keeps alive.
     const key& k = e->key();
-    shard& s = *shards_[shard_index(k)];
-    shard_lru::put_result result;  // released after unlocking
-    {
-        const std::lock_guard lock(s.mu_);
-        const auto bytes_before = s.lru_.bytes();
-        const auto entries_before = s.lru_.size();
-        result = s.lru_.put(k, std::move(e), weight);
-        account(bytes_before, entries_before, s);
-    }
+    const auto result = update(*shards_[shard_index(k)], [&](shard_lru& lru) {
+        return lru.put(k, std::move(e), weight);
+    });
     (result.stored ? inserts_ : rejected_too_large_).fetch_add(1, std::memory_order_relaxed);
     if (!result.evicted.empty()) {
         evictions_.fetch_add(result.evicted.size(), std::memory_order_relaxed);
@@ -120,47 +122,25 @@ bool sharded_cache::put(std::shared_ptr<const entry> e) {
 }
 
 bool sharded_cache::erase(const key& k) {
-    shard& s = *shards_[shard_index(k)];
-    std::optional<std::shared_ptr<const entry>> removed;  // released after unlocking
-    {
-        const std::lock_guard lock(s.mu_);
-        const auto bytes_before = s.lru_.bytes();
-        const auto entries_before = s.lru_.size();
-        removed = s.lru_.erase(k);
-        account(bytes_before, entries_before, s);
-    }
-    return removed.has_value();
+    return update(*shards_[shard_index(k)], [&](shard_lru& lru) { return lru.erase(k); })
+        .has_value();
 }
 
 std::size_t sharded_cache::erase_account(std::string_view account_id) {
     std::size_t count = 0;
-    for (const auto& sp : shards_) {
-        shard& s = *sp;
-        std::vector<std::shared_ptr<const entry>> removed;  // released after unlocking
-        {
-            const std::lock_guard lock(s.mu_);
-            const auto bytes_before = s.lru_.bytes();
-            const auto entries_before = s.lru_.size();
-            removed = s.lru_.erase_if(
-                [account_id](const key& k, const auto&) { return k.account() == account_id; });
-            account(bytes_before, entries_before, s);
-        }
-        count += removed.size();
+    for (const auto& s : shards_) {
+        count += update(*s, [account_id](shard_lru& lru) {
+                     return lru.erase_if([account_id](const key& k, const auto&) {
+                         return k.account() == account_id;
+                     });
+                 }).size();
     }
     return count;
 }
 
 void sharded_cache::clear() {
-    for (const auto& sp : shards_) {
-        shard& s = *sp;
-        std::vector<std::shared_ptr<const entry>> removed;  // released after unlocking
-        {
-            const std::lock_guard lock(s.mu_);
-            const auto bytes_before = s.lru_.bytes();
-            const auto entries_before = s.lru_.size();
-            removed = s.lru_.clear();
-            account(bytes_before, entries_before, s);
-        }
+    for (const auto& s : shards_) {
+        update(*s, [](shard_lru& lru) { return lru.clear(); });
     }
 }
 

@@ -106,9 +106,9 @@ public:
 private:
     struct shard;
 
-    // Adds the change of one shard's occupancy to the global gauges; called under that
-    // shard's mutex with the values read before and after the change.
-    void account(std::uint64_t bytes_before, std::uint64_t entries_before, const shard& s);
+    // Applies a change to one shard under its mutex; defined in the .cpp, its only user.
+    template <class Change>
+    auto update(shard& s, Change&& change);
 
     std::uint32_t shard_mask_ = 0;
     std::vector<std::unique_ptr<shard>> shards_;  // shard_mask_ + 1; immutable after construction
