@@ -41,7 +41,15 @@ int main(int argc, char** argv) {
     }
     spdlog::set_default_logger(log);
     log->info("imagegate {} starting", imagegate::version);
-    log->info("settings: {}", config::describe(loaded.value));
+    {
+        const std::string settings = config::describe(loaded.value);
+        std::size_t start = 0;
+        while (start < settings.size()) {
+            const auto end = settings.find('\n', start);
+            log->info("setting {}", std::string_view(settings).substr(start, end - start));
+            start = end == std::string::npos ? settings.size() : end + 1;
+        }
+    }
     try {
         imagegate::gateway::app gateway(std::move(loaded.value), log);
         gateway.start();
