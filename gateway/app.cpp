@@ -78,7 +78,11 @@ image_policy image_policy_from(const config::settings& s) {
             .stale_while_revalidate = s.cache.stale_while_revalidate,
             .stale_if_error = s.cache.stale_if_error,
             .request_timeout = s.upstream.request_timeout,
-            .coalesce_timeout = s.shield.coalesce_timeout};
+            .coalesce_timeout = s.shield.coalesce_timeout,
+            .honor_client_no_cache = s.shield.honor_client_no_cache,
+            .budget = s.shield.budget,
+            .budget_window = s.shield.window,
+            .burst = s.shield.burst};
 }
 
 std::unique_ptr<upstream::client> make_client(asio::io_context& ioc, const config::settings& s,

@@ -6,10 +6,14 @@
 #include "cache/single_flight.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/route.hpp"
+#include "gateway/shield/budget.hpp"
+#include "gateway/shield/retry.hpp"
+#include "gateway/shield/upstream_limit.hpp"
 #include "gateway/upstream/client.hpp"
 #include "gateway/validate/image_record.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <fmt/ostream.h>
 #include <spdlog/spdlog.h>
@@ -17,6 +21,7 @@
 #include <simdjson.h>
 
 #include <cstdio>
+#include <random>
 
 // Keys print with control and non-ASCII bytes escaped (cache/key.hpp), safe for logs.
 template <>
@@ -35,10 +40,10 @@ struct fetch_outcome {
     entry_ptr entry;
     bool stored = false;
     unsigned upstream_status = 0;
-    /// Retry-After of a passed-through 429.
-    std::string retry_after;
     /// Set when there is no servable answer.
     errc error{};
+    /// For budget_exhausted / upstream_rate_limited: seconds until a call may go out.
+    std::uint64_t retry_after = 0;
 };
 
 // Cache-Status values for the access log (RFC 9211 parameters, abbreviated).
@@ -101,11 +106,36 @@ reply serve_entry(const entry_ptr& e, clock::time_point now, std::string_view fo
     return r;
 }
 
-reply gateway_error(errc e, std::string_view detail, std::string_view extra_headers = {}) {
+// RFC 9111 §5.2.1.4: request `Cache-Control: no-cache` (also the legacy `Pragma: no-cache`).
+bool wants_no_cache(const request& req) {
+    if (req.headers == nullptr) {
+        return false;
+    }
+    for (const auto& field : *req.headers) {
+        if (field.name() == http::field::cache_control || field.name() == http::field::pragma) {
+            std::string v(field.value());
+            for (auto& c : v) {
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            }
+            if (v.find("no-cache") != std::string::npos) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+reply gateway_error(errc e, std::string_view detail, std::uint64_t retry_after = 0) {
     std::string extra = "Age: 0\r\nCache-Status: imagegate; fwd=miss; detail=";
     extra += detail;
     extra += "\r\n";
-    extra += extra_headers;
+    if (e == errc::budget_exhausted || e == errc::upstream_rate_limited) {
+        // RFC 9110 §10.2.3: when a call could go out again, truthfully (never 0: SDKs retry
+        // at once on 0).
+        extra += "Retry-After: ";
+        append_number(extra, static_cast<long long>(std::max<std::uint64_t>(retry_after, 1)));
+        extra += "\r\n";
+    }
     reply r = make_error_reply(e, extra);
     r.route = "image";
     r.cache_status = cs_error;
@@ -122,10 +152,21 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     std::shared_ptr<spdlog::logger> log;
     image_stats stats;
     cache::single_flight<cache::key, fetch_outcome, cache::key_hash> flights;
+    // One credential (the gateway's token): one budget and one view of the upstream's limit.
+    shield::budget budget;
+    shield::upstream_limit limit;
 
     impl(cache::sharded_cache& c, upstream::client& cl, image_policy p, asio::any_io_executor ex,
          std::shared_ptr<spdlog::logger> l)
-        : cache(c), client(cl), policy(p), fetch_executor(std::move(ex)), log(std::move(l)) {}
+        : cache(c),
+          client(cl),
+          policy(p),
+          fetch_executor(std::move(ex)),
+          log(std::move(l)),
+          budget(shield::budget_options{.budget = p.budget,
+                                        .window = p.budget_window,
+                                        .burst = p.burst,
+                                        .background_reserve_percent = 20}) {}
 
     fetch_outcome classify(const cache::key& k, const image_route& route,
                            upstream::response& resp, clock::time_point received);
@@ -133,23 +174,107 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
 
 namespace {
 
-// The fetch of one key: runs as its own task, owned by the flight, not by any client.
-asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, cache::key k,
-                                image_route route,
-                                std::shared_ptr<cache::flight<fetch_outcome>> f) {
-    std::string target = "/accounts/" + route.account + "/images/v1/" + route.canonical_id;
-    const auto deadline = clock::now() + self->policy.request_timeout;
-    auto res = co_await self->client.fetch(std::move(target), deadline);
-    fetch_outcome out;
-    if (!res) {
-        const auto ec = res.error();
-        out.error = ec.category() == imagegate_category() ? static_cast<errc>(ec.value())
-                                                          : errc::upstream_protocol_error;
-        self->stats.upstream_errors.fetch_add(1, std::memory_order_relaxed);
-        self->log->warn("upstream fetch of {} failed: {}:{} {}", k, ec.category().name(),
-                        ec.value(), ec.message());
+// Waits until the budget grants a token or `deadline` would pass. Returns the wait still
+// needed when refused (zero when granted).
+asio::awaitable<shield::duration> acquire_budget(image_handler::impl& self, shield::priority prio,
+                                                 clock::time_point deadline) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+        const auto now = clock::now();
+        const auto got = self.budget.try_acquire(now, prio);
+        if (got.granted) {
+            co_return shield::duration::zero();
+        }
+        // Background refreshes never wait: misses that clients wait for go first.
+        if (prio == shield::priority::background || now + got.wait >= deadline) {
+            co_return got.wait;
+        }
+        timer.expires_after(got.wait);
+        co_await timer.async_wait(use_nothrow);
+    }
+}
+
+shield::failed_attempt failure_of(const boost::system::result<upstream::response>& res,
+                                  unsigned attempt) {
+    shield::failed_attempt f;
+    f.attempt = attempt;
+    if (res) {
+        f.kind = shield::failure_kind::status;
+        f.status = res->status;
+    } else if (res.error() == errc::upstream_connect_failed) {
+        f.kind = shield::failure_kind::connect_failed;
     } else {
-        out = self->classify(k, route, *res, clock::now());
+        f.kind = shield::failure_kind::exchange_failed;
+    }
+    return f;
+}
+
+// The fetch of one key: runs as its own task, owned by the flight, not by any client.
+// Every upstream call passes the shield: no call while the upstream's 429 pause runs, one
+// budget token per call (the retry included), Ratelimit headers observed on every answer.
+asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, cache::key k,
+                                image_route route, shield::priority prio,
+                                std::shared_ptr<cache::flight<fetch_outcome>> f) {
+    thread_local std::mt19937_64 jitter{std::random_device{}()};
+    // A fetch may wait for a budget token up to request_timeout; the exchange itself then gets
+    // its own request_timeout, so a token granted late is not spent on a doomed call.
+    const auto token_deadline = clock::now() + self->policy.request_timeout;
+    const std::string target =
+        "/accounts/" + route.account + "/images/v1/" + route.canonical_id;
+    fetch_outcome out;
+    for (unsigned attempt = 1;; ++attempt) {
+        if (const auto blocked = self->limit.blocked_for(clock::now())) {
+            self->stats.paused_refused.fetch_add(1, std::memory_order_relaxed);
+            out.error = errc::upstream_rate_limited;
+            out.retry_after = static_cast<std::uint64_t>(shield::retry_after_seconds(*blocked).count());
+            break;
+        }
+        const auto wait = co_await acquire_budget(*self, prio, token_deadline);
+        if (wait > shield::duration::zero()) {
+            self->stats.budget_refused.fetch_add(1, std::memory_order_relaxed);
+            out.error = errc::budget_exhausted;
+            out.retry_after = static_cast<std::uint64_t>(shield::retry_after_seconds(wait).count());
+            break;
+        }
+        const auto deadline = clock::now() + self->policy.request_timeout;
+        auto res = co_await self->client.fetch(target, deadline);
+        const auto now = clock::now();
+        if (res) {
+            self->limit.observe_ratelimit(now, res->ratelimit, res->ratelimit_policy);
+            if (res->status == 429) {
+                // Cloudflare blocks every call of the token for a while: stop calling.
+                self->limit.pause_until(now, shield::parse_retry_after(res->retry_after));
+                self->log->warn("upstream answered 429 for {}: pausing upstream calls", k);
+                out = fetch_outcome{};
+                out.error = errc::upstream_rate_limited;
+                const auto blocked = self->limit.blocked_for(now).value_or(shield::duration{});
+                out.retry_after =
+                    static_cast<std::uint64_t>(shield::retry_after_seconds(blocked).count());
+                break;
+            }
+        }
+        const auto failure = failure_of(res, attempt);
+        const bool failed = !res || res->status == 502 || res->status == 503 || res->status == 504;
+        if (failed) {
+            const auto decision = shield::decide_retry(failure, now, deadline, {}, jitter);
+            if (decision.retry) {
+                self->stats.retries.fetch_add(1, std::memory_order_relaxed);
+                asio::steady_timer backoff(co_await asio::this_coro::executor, decision.backoff);
+                co_await backoff.async_wait(use_nothrow);
+                continue;
+            }
+        }
+        if (!res) {
+            const auto ec = res.error();
+            out.error = ec.category() == imagegate_category() ? static_cast<errc>(ec.value())
+                                                              : errc::upstream_protocol_error;
+            self->stats.upstream_errors.fetch_add(1, std::memory_order_relaxed);
+            self->log->warn("upstream fetch of {} failed: {}:{} {}", k, ec.category().name(),
+                            ec.value(), ec.message());
+        } else {
+            out = self->classify(k, route, *res, now);
+        }
+        break;
     }
     self->flights.finish(k, f, std::move(out));
 }
@@ -232,16 +357,13 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
             store(404, cache::entry_kind::negative, policy.negative_ttl, {}, {});
             return out;
         }
-        // 401, 403, 429 and other 4xx: the upstream's answer, passed through, never stored.
+        // 401, 403 and other 4xx: the upstream's answer, passed through, never stored.
         stats.passthrough.fetch_add(1, std::memory_order_relaxed);
         out.entry = cache::make_entry({.key = k,
                                        .status = resp.status,
                                        .kind = cache::entry_kind::negative,
                                        .body = resp.body,
                                        .stored_at = received});
-        if (resp.status == 429) {
-            out.retry_after = resp.retry_after;
-        }
         return out;
     }
     if (resp.status >= 500) {
@@ -286,8 +408,16 @@ asio::awaitable<reply> image_handler::handle(request req) {
     const auto now = clock::now();
     entry_ptr cached = self.cache.get(k, now);
     auto state = cached ? cached->classify(now) : cache::freshness::expired;
+    if (state == cache::freshness::fresh && self.policy.honor_client_no_cache &&
+        wants_no_cache(req)) {
+        // Refetch, but keep the entry as the fallback if the fetch fails.
+        state = cache::freshness::stale_if_error;
+    }
     if (state == cache::freshness::fresh) {
         self.stats.hits.fetch_add(1, std::memory_order_relaxed);
+        if (cached->kind() == cache::entry_kind::negative) {
+            self.stats.negative_hits.fetch_add(1, std::memory_order_relaxed);
+        }
         reply r = serve_entry(cached, now, {}, 0, false, false, {});
         r.cache_status = cs_hit;
         co_return r;
@@ -295,14 +425,18 @@ asio::awaitable<reply> image_handler::handle(request req) {
 
     auto joined = self.flights.join(k);
     if (joined.leader) {
+        const auto prio = state == cache::freshness::stale_revalidate
+                              ? shield::priority::background
+                              : shield::priority::foreground;
         asio::co_spawn(asio::make_strand(self.fetch_executor),
-                       run_fetch(impl_, k, route.image, joined.f),
+                       run_fetch(impl_, k, route.image, prio, joined.f),
                        fetch_done{impl_, k, joined.f});
     }
 
     if (state == cache::freshness::stale_revalidate) {
         // RFC 5861 §3: answer the stale entry now; the refresh started (or joined) above
         // runs on its own.
+        self.stats.stale_swr.fetch_add(1, std::memory_order_relaxed);
         reply r = serve_entry(cached, now, "stale", 0, false, false, "stale-while-revalidate");
         r.cache_status = cs_stale;
         co_return r;
@@ -323,6 +457,7 @@ asio::awaitable<reply> image_handler::handle(request req) {
     if (!got) {
         self.stats.coalesce_timeouts.fetch_add(1, std::memory_order_relaxed);
         if (cached && cached->classify(done) != cache::freshness::expired) {
+            self.stats.stale_error.fetch_add(1, std::memory_order_relaxed);
             reply r = serve_entry(cached, done, "stale", 0, false, collapsed, "stale-if-error");
             r.cache_status = cs_stale;
             co_return r;
@@ -332,20 +467,16 @@ asio::awaitable<reply> image_handler::handle(request req) {
     if (got->error != errc{}) {
         // RFC 5861 §4: inside stale-if-error a failed refresh answers the stale entry.
         if (cached && cached->classify(done) != cache::freshness::expired) {
+            self.stats.stale_error.fetch_add(1, std::memory_order_relaxed);
             reply r = serve_entry(cached, done, "stale", 0, false, collapsed, "stale-if-error");
             r.cache_status = cs_stale;
             co_return r;
         }
-        co_return gateway_error(got->error, to_string(got->error));
+        co_return gateway_error(got->error, to_string(got->error), got->retry_after);
     }
     const std::string_view forward = cached ? "stale" : "miss";
     reply r = serve_entry(got->entry, done, forward, got->upstream_status, got->stored, collapsed,
                           {});
-    if (!got->retry_after.empty()) {
-        r.head += "Retry-After: ";
-        r.head += got->retry_after;
-        r.head += "\r\n";
-    }
     r.cache_status = collapsed ? cs_collapsed : got->stored ? cs_stored : cs_forwarded;
     co_return r;
 }
@@ -378,6 +509,35 @@ void image_handler::render_metrics(std::string& out) const {
     append_sample(out, "imagegate_upstream_failures_total", "counter",
                   "Upstream fetches that failed (connect, TLS, timeout, protocol).",
                   v(s.upstream_errors));
+    append_sample(out, "imagegate_negative_hits_total", "counter",
+                  "Fresh 'image not found' answers from the cache.", v(s.negative_hits));
+    out += "# HELP imagegate_stale_answers_total Stale entries answered, by reason.\n"
+           "# TYPE imagegate_stale_answers_total counter\n";
+    append_sample(out, "imagegate_stale_answers_total", "", "", v(s.stale_swr),
+                  "reason=\"stale-while-revalidate\"");
+    append_sample(out, "imagegate_stale_answers_total", "", "", v(s.stale_error),
+                  "reason=\"stale-if-error\"");
+    append_sample(out, "imagegate_upstream_retries_total", "counter",
+                  "Second upstream attempts after a connect error or 502/503/504.", v(s.retries));
+    append_sample(out, "imagegate_budget_refused_total", "counter",
+                  "Fetches refused because no budget token was available in time.",
+                  v(s.budget_refused));
+    append_sample(out, "imagegate_pause_refused_total", "counter",
+                  "Fetches refused because an upstream 429 pause was running.",
+                  v(s.paused_refused));
+    const auto now = std::chrono::steady_clock::now();
+    const auto tokens = impl_->budget.tokens(now);
+    append_sample(out, "imagegate_budget_tokens", "gauge",
+                  "Upstream calls that may go out right now (token bucket level).",
+                  static_cast<std::uint64_t>(tokens < 0 ? 0 : tokens));
+    const auto lim = impl_->limit.counters();
+    append_sample(out, "imagegate_upstream_429_total", "counter",
+                  "Upstream 429 answers (each pauses upstream calls).", lim.upstream_429s);
+    append_sample(out, "imagegate_upstream_paused_seconds_total", "counter",
+                  "Seconds upstream calls were paused (429 Retry-After or a low Ratelimit).",
+                  static_cast<std::uint64_t>(lim.seconds_paused));
+    append_sample(out, "imagegate_upstream_paused", "gauge",
+                  "1 while upstream calls are paused.", impl_->limit.is_paused(now) ? 1 : 0);
 }
 
 }  // namespace imagegate::gateway

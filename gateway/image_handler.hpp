@@ -34,6 +34,13 @@ struct image_policy {
     std::chrono::milliseconds request_timeout{std::chrono::seconds(15)};
     /// How long a request waits for the fetch of its key.
     std::chrono::milliseconds coalesce_timeout{std::chrono::seconds(10)};
+    /// Let a client's `Cache-Control: no-cache` force a fetch (still single-flight and
+    /// budgeted); ignored by default so one client cannot bypass the shield.
+    bool honor_client_no_cache = false;
+    /// The upstream budget (shield.budget per shield.window, bursts of shield.burst).
+    std::uint64_t budget = 1000;
+    std::chrono::milliseconds budget_window{std::chrono::minutes(5)};
+    std::uint64_t burst = 50;
 };
 
 /// Counters of the image route, keyed like Cache-Status (relaxed atomics).
@@ -47,6 +54,12 @@ struct image_stats {
     std::atomic<std::uint64_t> passthrough{0};      ///< upstream 4xx answered, not stored
     std::atomic<std::uint64_t> coalesce_timeouts{0};  ///< waited coalesce_timeout in vain
     std::atomic<std::uint64_t> upstream_errors{0};  ///< fetches that ended in a gateway error
+    std::atomic<std::uint64_t> negative_hits{0};    ///< fresh "not found" answers from the cache
+    std::atomic<std::uint64_t> stale_swr{0};        ///< stale answers while revalidating
+    std::atomic<std::uint64_t> stale_error{0};      ///< stale answers because a fetch failed
+    std::atomic<std::uint64_t> budget_refused{0};   ///< fetches refused: no budget in time
+    std::atomic<std::uint64_t> paused_refused{0};   ///< fetches refused: upstream 429 pause
+    std::atomic<std::uint64_t> retries{0};          ///< second attempts after 5xx/connect errors
 };
 
 /// Owned by the composition root; references services that outlive it. Thread-safe.
