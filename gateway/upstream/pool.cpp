@@ -164,6 +164,7 @@ void pool_impl::evict_oldest_idle() {
         const auto t = transition(oldest->state, slot_event::evicted, facts_for(*oldest),
                                   {opts_.max_requests_per_connection});
         BOOST_ASSERT(t.action == slot_action::close);
+        (void)t;  // only checked in debug builds
         close_and_erase(oldest->id);
     }
 }
