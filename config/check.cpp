@@ -20,6 +20,10 @@ bool has_error(const std::vector<config_error>& errors, std::string_view key) {
                        [&](const config_error& e) { return e.key == key; });
 }
 
+bool is_loopback(const std::string& host) {
+    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
 }  // namespace
 
 std::vector<config_error> check(const settings& s) {
@@ -53,6 +57,25 @@ std::vector<config_error> check(const settings& s) {
         admin = parse_host_port(s.server.admin_listen);
         data && admin && data->port != 0 && *data == *admin) {
         errors.push_back({"server.admin_listen", "must differ from server.listen"});
+    }
+    if (s.auth.mode != "token") {
+        errors.push_back({"auth.mode", "must be \"token\" (the only mode this version has)"});
+    }
+    for (std::size_t i = 0; i < s.auth.client_keys.size(); ++i) {
+        for (std::size_t j = 0; j < i; ++j) {
+            if (s.auth.client_keys[i].sha256 == s.auth.client_keys[j].sha256) {
+                errors.push_back({"auth.client_keys", "the same key hash appears twice"});
+            }
+        }
+    }
+    // A shared cache in front of a credential: with no client keys, anyone who can reach
+    // the listener reads through the gateway's token. Only loopback is safe by default.
+    if (const auto data = parse_host_port(s.server.listen);
+        data && s.auth.client_keys.empty() && !s.auth.allow_anonymous && !is_loopback(data->host)) {
+        errors.push_back({"auth.allow_anonymous",
+                          "server.listen is not a loopback address and no [[auth.client_keys]] "
+                          "are configured: add client keys, or set auth.allow_anonymous = true "
+                          "to serve anyone who can reach " + s.server.listen});
     }
     if (!s.upstream.ca_file.empty()) {
         if (auto file = read_regular_file(s.upstream.ca_file, max_ca_file_bytes);

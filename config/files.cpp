@@ -1,3 +1,4 @@
+#include <cstdio>
 #include "config/files.hpp"
 
 #include <fcntl.h>
@@ -76,6 +77,29 @@ file_read read_regular_file(const std::string& path, std::uint64_t max_bytes) {
         }
     }
     return out;
+}
+
+file_read read_secret_file(const std::string& path, std::uint64_t max_bytes) {
+    file_read file = read_regular_file(path, max_bytes);
+    if (file.error.empty() && (file.mode & 077U) != 0) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", file.mode);
+        file.error = "secret file " + path + " is readable or writable by group or others (mode " +
+                     mode + "); run `chmod 600 " + path +
+                     "` (Kubernetes: defaultMode: 0400 on the volume)";
+        file.text.clear();
+    }
+    return file;
+}
+
+std::string_view trim(std::string_view text) {
+    constexpr std::string_view space = " \t\r\n\f\v";
+    const auto first = text.find_first_not_of(space);
+    if (first == std::string_view::npos) {
+        return {};
+    }
+    const auto last = text.find_last_not_of(space);
+    return text.substr(first, last - first + 1);
 }
 
 }  // namespace imagegate::config

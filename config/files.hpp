@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace imagegate::config {
 
@@ -21,5 +22,13 @@ struct file_read {
 /// file of at most `max_bytes` and reads it. Mode and size come from the opened descriptor,
 /// so they describe the bytes that were read.
 file_read read_regular_file(const std::string& path, std::uint64_t max_bytes);
+
+/// read_regular_file() for a file holding a secret: additionally refused when group or
+/// others may read or write it (mode & 077), with the fix in the error. The error never
+/// contains the content.
+file_read read_secret_file(const std::string& path, std::uint64_t max_bytes);
+
+/// `text` without leading and trailing white space.
+std::string_view trim(std::string_view text);
 
 }  // namespace imagegate::config

@@ -84,6 +84,12 @@ constexpr std::array key_table{
     IMAGEGATE_KEY(log, level, log_level),
     IMAGEGATE_KEY(log, format, log_format),
     IMAGEGATE_KEY(log, access_log, boolean),
+
+    IMAGEGATE_KEY(auth, mode, text),
+    IMAGEGATE_KEY(auth, keys_file, text),
+    IMAGEGATE_KEY(auth, allow_anonymous, boolean),
+
+    IMAGEGATE_KEY(admin, token_file, text),
 };
 
 #undef IMAGEGATE_KEY

@@ -171,6 +171,8 @@ load_result load(std::span<const std::string> args, const env_lookup& env) {
     run_source(out.errors, "environment", [&] { return apply_env(env, out.value); });
     run_source(out.errors, "command line", [&] { return apply_flags(cl, out.value); });
     run_source(out.errors, "upstream.token_file", [&] { return load_token(env, out.value); });
+    run_source(out.errors, "auth.keys_file", [&] { return load_keys_file(out.value); });
+    run_source(out.errors, "admin.token_file", [&] { return load_admin_token(out.value); });
     run_source(out.errors, "check", [&] { return check(out.value); });
     return out;
 }

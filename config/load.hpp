@@ -82,6 +82,14 @@ std::vector<config_error> apply_flags(const command_line& cl, settings& s);
 /// token is not an error here. Messages never include the token.
 std::vector<config_error> load_token(const env_lookup& env, settings& s);
 
+/// Fills `s.secret.admin_token` from `admin.token_file` (first line, at least 16 visible ASCII
+/// characters; the file must be mode 600 or stricter).
+std::vector<config_error> load_admin_token(settings& s);
+
+/// Appends the `[[client_keys]]` entries of `auth.keys_file` (a TOML file, mode 600 or
+/// stricter) to `s.auth.client_keys`.
+std::vector<config_error> load_keys_file(settings& s);
+
 /// Ranges of every key plus the cross-field rules: shards a power of two, max_entry_bytes <=
 /// max_bytes, burst <= budget, http:// only with allow_plaintext, distinct listeners,
 /// ca_file readable. Keys in errors are key paths.
@@ -99,7 +107,8 @@ struct load_result {
     bool check_only = false;
 };
 
-/// Runs parse_command_line, apply_toml_file, apply_env, apply_flags, load_token and check.
+/// Runs parse_command_line, apply_toml_file, apply_env, apply_flags, load_token,
+/// load_keys_file, load_admin_token and check.
 /// Never throws: anything thrown inside becomes a config_error.
 load_result load(std::span<const std::string> args, const env_lookup& env);
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace imagegate::config {
 
@@ -119,10 +120,45 @@ struct log_settings {
     friend bool operator==(const log_settings&, const log_settings&) = default;
 };
 
+/// One `[[auth.client_keys]]` entry: a caller's key, known only by its hash.
+struct client_key {
+    /// Lower-case hex SHA-256 of the key (64 characters); the key itself is never stored.
+    std::string sha256;
+    /// Account ids (32 lowercase hex) the key may read, or "*" for every account.
+    std::vector<std::string> accounts;
+
+    friend bool operator==(const client_key&, const client_key&) = default;
+};
+
+/// `[auth]`: who may read what through the gateway.
+struct auth_settings {
+    /// "token": imagegate holds the upstream token; callers present client keys (or none).
+    std::string mode = "token";
+    /// A TOML file of `[[client_keys]]` entries (mode 600), added to `client_keys`.
+    std::string keys_file;
+    /// Serve callers without a client key on a non-loopback listener.
+    bool allow_anonymous = false;
+    /// `[[auth.client_keys]]` entries (TOML only; not settable by env or flags).
+    std::vector<client_key> client_keys;
+
+    friend bool operator==(const auth_settings&, const auth_settings&) = default;
+};
+
+/// `[admin]`: the admin listener's own protection.
+struct admin_settings {
+    /// File whose first line is the bearer token purge requests must present (mode 600);
+    /// without it, purge is refused.
+    std::string token_file;
+
+    friend bool operator==(const admin_settings&, const admin_settings&) = default;
+};
+
 /// Values that must never be printed. Filled from the environment or files, never flags.
 struct secrets {
     /// Bearer token sent upstream; empty means none.
     std::string upstream_token;
+    /// Bearer token for state-changing admin routes; empty disables them.
+    std::string admin_token;
 
     friend bool operator==(const secrets&, const secrets&) = default;
 };
@@ -140,7 +176,11 @@ struct settings {
     shield_settings shield;
     /// `[log]`: level, format, access log.
     log_settings log;
-    /// The upstream token; see config/load.hpp for where it comes from.
+    /// `[auth]`: client keys and who may read which account.
+    auth_settings auth;
+    /// `[admin]`: the admin token that state-changing admin routes require.
+    admin_settings admin;
+    /// The upstream and admin tokens; see config/load.hpp for where they come from.
     secrets secret;
 
     friend bool operator==(const settings&, const settings&) = default;

@@ -2,6 +2,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include "config/files.hpp"
 #include "config/keys.hpp"
@@ -77,7 +78,109 @@ std::optional<std::string> assign_node(const key_spec& key, const toml::node& no
     }
 }
 
+bool is_hex64(std::string_view s) {
+    return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+           });
+}
+
+bool is_account(std::string_view s) {
+    return s.size() == 32 && std::all_of(s.begin(), s.end(), [](char c) {
+               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+           });
+}
+
+/// `[[client_keys]]`: an array of tables `{ sha256 = "<64 hex>", accounts = ["<id>" | "*"] }`.
+/// Reports through `report(region, key, reason)`; appends valid entries to `out`.
+template <class Report>
+void parse_client_keys(const toml::node& node, const std::string& path, Report&& report,
+                       std::vector<client_key>& out) {
+    const auto* array = node.as_array();
+    if (array == nullptr || !array->is_array_of_tables()) {
+        report(node.source(), path, "expected [[" + path + "]] entries (an array of tables)");
+        return;
+    }
+    for (const auto& item : *array) {
+        const auto& table = *item.as_table();
+        client_key key;
+        bool ok = true;
+        for (const auto& [name, value] : table) {
+            const std::string field(name.str());
+            if (field == "sha256") {
+                const auto* str = value.as_string();
+                std::string hex = str != nullptr ? str->get() : std::string{};
+                std::transform(hex.begin(), hex.end(), hex.begin(),
+                               [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+                if (!is_hex64(hex)) {
+                    report(value.source(), path + ".sha256",
+                           "expected the hex SHA-256 of the key (64 hex characters)");
+                    ok = false;
+                }
+                key.sha256 = std::move(hex);
+            } else if (field == "accounts") {
+                const auto* accounts = value.as_array();
+                if (accounts == nullptr || accounts->empty()) {
+                    report(value.source(), path + ".accounts",
+                           "expected a non-empty array of account ids or \"*\"");
+                    ok = false;
+                    continue;
+                }
+                for (const auto& a : *accounts) {
+                    const auto* str = a.as_string();
+                    if (str == nullptr || (str->get() != "*" && !is_account(str->get()))) {
+                        report(a.source(), path + ".accounts",
+                               "expected an account id (32 lowercase hex characters) or \"*\"");
+                        ok = false;
+                        continue;
+                    }
+                    key.accounts.push_back(str->get());
+                }
+            } else {
+                report(name.source(), path + "." + field, "unknown key in a client key entry");
+                ok = false;
+            }
+        }
+        if (ok && (key.sha256.empty() || key.accounts.empty())) {
+            report(table.source(), path, "a client key entry needs sha256 and accounts");
+            ok = false;
+        }
+        if (ok) {
+            out.push_back(std::move(key));
+        }
+    }
+}
+
 }  // namespace
+
+std::vector<config_error> load_keys_file(settings& s) {
+    const auto& path = s.auth.keys_file;
+    if (path.empty()) {
+        return {};
+    }
+    const auto read = read_secret_file(path, max_config_file_bytes);
+    if (!read.error.empty()) {
+        return {{"auth.keys_file", read.error}};
+    }
+    toml::table root;
+    try {
+        root = toml::parse(read.text, path);
+    } catch (const toml::parse_error& e) {
+        return {{"auth.keys_file", where(path, e.source()) + ": " + std::string(e.description())}};
+    }
+    std::vector<config_error> errors;
+    const auto report = [&](const toml::source_region& at, std::string key, std::string reason) {
+        errors.push_back({std::move(key), std::move(reason) + " at " + where(path, at)});
+    };
+    for (const auto& [name, node] : root) {
+        if (name.str() == "client_keys") {
+            parse_client_keys(node, "client_keys", report, s.auth.client_keys);
+        } else {
+            report(name.source(), std::string(name.str()),
+                   "unknown key in a keys file (only [[client_keys]] entries)");
+        }
+    }
+    return errors;
+}
 
 std::vector<config_error> apply_toml(std::string_view text, std::string_view origin, settings& s) {
     toml::table root;
@@ -106,6 +209,10 @@ std::vector<config_error> apply_toml(std::string_view text, std::string_view ori
         }
         for (const auto& [name, node] : *table) {
             auto path = section + '.' + std::string(name.str());
+            if (path == "auth.client_keys") {
+                parse_client_keys(node, path, report, s.auth.client_keys);
+                continue;
+            }
             const auto* key = find_key(path);
             if (key == nullptr) {
                 report(name.source(), std::move(path), "unknown key in [" + section + "]");

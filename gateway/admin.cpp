@@ -1,5 +1,6 @@
 #include "gateway/admin.hpp"
 
+#include "gateway/auth.hpp"
 #include "gateway/envelope.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/route.hpp"
@@ -75,6 +76,16 @@ reply admin_handler::answer(const request& req) {
         if (req.method != http::verb::delete_) {
             reply r = make_reply(405, error_envelope(errc::method_not_allowed), "application/json",
                                  "Allow: DELETE\r\n");
+            r.route = "purge";
+            return r;
+        }
+        // Purge changes state: only with the admin token, compared in constant time.
+        if (!is_admin(req.headers, admin_token_)) {
+            if (admin_token_.empty()) {
+                return error(errc::forbidden, "purge");
+            }
+            reply r = make_error_reply(errc::unauthorized,
+                                       "WWW-Authenticate: Bearer realm=\"imagegate-admin\"\r\n");
             r.route = "purge";
             return r;
         }

@@ -24,8 +24,13 @@ struct purge_hooks {
 /// outlive it. Thread-safe.
 class admin_handler {
 public:
-    admin_handler(metrics::registry& metrics, const std::atomic<bool>& ready, purge_hooks purge)
-        : metrics_(metrics), ready_(ready), purge_(std::move(purge)) {}
+    /// `admin_token`: the bearer token purge requires; empty disables purge (403).
+    admin_handler(metrics::registry& metrics, const std::atomic<bool>& ready, purge_hooks purge,
+                  std::string admin_token)
+        : metrics_(metrics),
+          ready_(ready),
+          purge_(std::move(purge)),
+          admin_token_(std::move(admin_token)) {}
 
     asio::awaitable<reply> handle(request req);
     /// The synchronous core of handle(), for tests.
@@ -35,6 +40,7 @@ private:
     metrics::registry& metrics_;
     const std::atomic<bool>& ready_;
     purge_hooks purge_;
+    std::string admin_token_;
 };
 
 }  // namespace imagegate::gateway

@@ -3,6 +3,7 @@
 #include "cache/sharded_cache.hpp"
 #include "config/parse.hpp"
 #include "gateway/admin.hpp"
+#include "gateway/auth.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/image_handler.hpp"
 #include "gateway/logging.hpp"
@@ -138,6 +139,7 @@ struct app::impl {
     std::atomic<bool> ready{false};
     cache::sharded_cache cache;
     std::unique_ptr<upstream::client> client;
+    authorizer auth;
     image_handler images;
     admin_handler admin;
     std::unique_ptr<http_server> data_server;
@@ -151,14 +153,16 @@ struct app::impl {
           ioc(static_cast<int>(thread_count(settings))),
           cache(cache_options(settings.cache)),
           client(make_client(ioc, settings, log)),
-          images(cache, *client, image_policy_from(settings), ioc.get_executor(), log),
+          auth(settings.auth.client_keys),
+          images(cache, *client, auth, image_policy_from(settings), ioc.get_executor(), log),
           admin(registry, ready,
                 purge_hooks{[this](std::string_view account, std::string_view id) {
                                 return cache.erase(cache::key(account, id));
                             },
                             [this](std::string_view account) {
                                 return cache.erase_account(account);
-                            }}) {
+                            }},
+                settings.secret.admin_token) {
         registry.add_source([this](std::string& out) {
             images.render_metrics(out);
             render_cache_metrics(out, cache.snapshot(), settings.cache.max_bytes);

@@ -72,6 +72,9 @@ namespace {
 using detail::server_state;
 using detail::session_control;
 
+// Real clients send 10–20 fields; the official SDKs about 15.
+constexpr std::ptrdiff_t max_header_fields = 100;
+
 constexpr std::string_view connection_keep_alive = "Connection: keep-alive\r\n\r\n";
 constexpr std::string_view connection_close = "Connection: close\r\n\r\n";
 
@@ -148,6 +151,58 @@ std::optional<errc> classify_read_error(const boost::system::error_code& ec) {
     return std::nullopt;
 }
 
+// RFC 9112 §5.2: obs-fold (a field line continued on the next line) must be rejected or
+// replaced; Beast silently joins the lines, which can hide a header from a filter in front
+// of us that reads it differently. We see the raw head and reject it.
+bool has_obs_fold(std::string_view head) noexcept {
+    for (std::size_t i = 0; i + 1 < head.size(); ++i) {
+        if (head[i] == '\n' && (head[i + 1] == ' ' || head[i + 1] == '\t')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// Reads one request head into `parser`, feeding it from `buffer` ourselves so the raw head
+// bytes can be checked before they are consumed. Beast's parser takes a head only once it is
+// complete, so the bytes consumed by a successful put() are exactly the head.
+asio::awaitable<boost::system::error_code> read_header(
+    beast::tcp_stream& stream, beast::flat_buffer& buffer,
+    http::request_parser<http::empty_body>& parser) {
+    for (;;) {
+        if (buffer.size() > 0) {
+            boost::system::error_code ec;
+            const auto data = buffer.data();
+            const std::size_t used = parser.put(data, ec);
+            if (ec != http::error::need_more) {
+                if (!ec && has_obs_fold({static_cast<const char*>(data.data()), used})) {
+                    ec = http::error::bad_value;
+                }
+                buffer.consume(used);
+                if (ec || parser.is_header_done()) {
+                    co_return ec;
+                }
+                continue;
+            }
+        }
+        if (buffer.size() >= buffer.max_size()) {
+            co_return http::make_error_code(http::error::header_limit);
+        }
+        const std::size_t room = std::min<std::size_t>(4096, buffer.max_size() - buffer.size());
+        auto [ec, n] = co_await stream.async_read_some(buffer.prepare(room), use_nothrow);
+        if (ec) {
+            // EOF before any byte of a request is a clean close, mid-head a partial message.
+            if (ec == asio::error::eof) {
+                co_return parser.got_some() || buffer.size() > 0
+                    ? http::make_error_code(http::error::partial_message)
+                    : http::make_error_code(http::error::end_of_stream);
+            }
+            co_return ec;
+        }
+        buffer.commit(n);
+    }
+}
+
 std::size_t count_fields(const http::fields& f, http::field name) {
     const auto range = f.equal_range(name);
     return static_cast<std::size_t>(std::distance(range.first, range.second));
@@ -158,6 +213,11 @@ std::optional<errc> check_request(const http::request_parser<http::empty_body>& 
     const auto& msg = parser.get();
     if (msg.version() != 11 && msg.version() != 10) {
         return errc::http_version_not_supported;
+    }
+    // Bytes are bounded by header_limit; the count is bounded too, so a head of thousands
+    // of tiny fields cannot make every lookup walk a long list.
+    if (std::distance(msg.base().begin(), msg.base().end()) > max_header_fields) {
+        return errc::header_too_large;
     }
     // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
     if (msg.version() == 11 && count_fields(msg.base(), http::field::host) != 1) {
@@ -201,8 +261,7 @@ asio::awaitable<void> run_session(std::shared_ptr<server_state> st, tcp::socket 
         http::request_parser<http::empty_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
         stream.expires_after(o.header_timeout);
-        auto [rec, rn] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
-        (void)rn;
+        const auto rec = co_await read_header(stream, buffer, parser);
 
         reply r;
         request req;

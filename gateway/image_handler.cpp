@@ -4,6 +4,7 @@
 #include "cache/key.hpp"
 #include "cache/sharded_cache.hpp"
 #include "cache/single_flight.hpp"
+#include "gateway/auth.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/route.hpp"
 #include "gateway/shield/budget.hpp"
@@ -147,6 +148,7 @@ reply gateway_error(errc e, std::string_view detail, std::uint64_t retry_after =
 struct image_handler::impl : std::enable_shared_from_this<impl> {
     cache::sharded_cache& cache;
     upstream::client& client;
+    const authorizer& auth;
     image_policy policy;
     asio::any_io_executor fetch_executor;
     std::shared_ptr<spdlog::logger> log;
@@ -156,10 +158,11 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     shield::budget budget;
     shield::upstream_limit limit;
 
-    impl(cache::sharded_cache& c, upstream::client& cl, image_policy p, asio::any_io_executor ex,
-         std::shared_ptr<spdlog::logger> l)
+    impl(cache::sharded_cache& c, upstream::client& cl, const authorizer& a, image_policy p,
+         asio::any_io_executor ex, std::shared_ptr<spdlog::logger> l)
         : cache(c),
           client(cl),
+          auth(a),
           policy(p),
           fetch_executor(std::move(ex)),
           log(std::move(l)),
@@ -377,9 +380,10 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
 }
 
 image_handler::image_handler(cache::sharded_cache& cache, upstream::client& client,
-                             image_policy policy, asio::any_io_executor fetch_executor,
+                             const authorizer& auth, image_policy policy,
+                             asio::any_io_executor fetch_executor,
                              std::shared_ptr<spdlog::logger> log)
-    : impl_(std::make_shared<impl>(cache, client, policy, std::move(fetch_executor),
+    : impl_(std::make_shared<impl>(cache, client, auth, policy, std::move(fetch_executor),
                                    std::move(log))) {}
 
 image_handler::~image_handler() = default;
@@ -404,6 +408,21 @@ asio::awaitable<reply> image_handler::handle(request req) {
     }
 
     auto& self = *impl_;
+    // Decided before the cache and before any flight: a refused caller learns nothing about
+    // what is cached and costs no upstream call.
+    switch (self.auth.check(req.headers, route.image.account)) {
+        case authorizer::verdict::allowed: break;
+        case authorizer::verdict::unauthorized: {
+            self.stats.unauthorized.fetch_add(1, std::memory_order_relaxed);
+            reply r = gateway_error(errc::unauthorized, "unauthorized");
+            r.head += "WWW-Authenticate: Bearer realm=\"imagegate\"\r\n";
+            co_return r;
+        }
+        case authorizer::verdict::forbidden: {
+            self.stats.forbidden.fetch_add(1, std::memory_order_relaxed);
+            co_return gateway_error(errc::forbidden, "forbidden");
+        }
+    }
     cache::key k(route.image.account, route.image.canonical_id);
     const auto now = clock::now();
     entry_ptr cached = self.cache.get(k, now);
@@ -522,6 +541,10 @@ void image_handler::render_metrics(std::string& out) const {
     append_sample(out, "imagegate_budget_refused_total", "counter",
                   "Fetches refused because no budget token was available in time.",
                   v(s.budget_refused));
+    append_sample(out, "imagegate_auth_refused_total", "counter",
+                  "Image requests refused: no/unknown client key (401) or account not allowed "
+                  "(403).",
+                  v(s.unauthorized) + v(s.forbidden));
     append_sample(out, "imagegate_pause_refused_total", "counter",
                   "Fetches refused because an upstream 429 pause was running.",
                   v(s.paused_refused));

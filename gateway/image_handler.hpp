@@ -23,6 +23,8 @@ class client;
 
 namespace imagegate::gateway {
 
+class authorizer;
+
 /// Freshness and timing policy, mapped from config by the composition root.
 struct image_policy {
     std::chrono::milliseconds ttl{std::chrono::minutes(5)};
@@ -60,12 +62,15 @@ struct image_stats {
     std::atomic<std::uint64_t> budget_refused{0};   ///< fetches refused: no budget in time
     std::atomic<std::uint64_t> paused_refused{0};   ///< fetches refused: upstream 429 pause
     std::atomic<std::uint64_t> retries{0};          ///< second attempts after 5xx/connect errors
+    std::atomic<std::uint64_t> unauthorized{0};     ///< refused: no or unknown client key
+    std::atomic<std::uint64_t> forbidden{0};        ///< refused: key may not read the account
 };
 
 /// Owned by the composition root; references services that outlive it. Thread-safe.
 class image_handler {
 public:
-    image_handler(cache::sharded_cache& cache, upstream::client& client, image_policy policy,
+    image_handler(cache::sharded_cache& cache, upstream::client& client,
+                  const authorizer& auth, image_policy policy,
                   asio::any_io_executor fetch_executor, std::shared_ptr<spdlog::logger> log);
     ~image_handler();
     image_handler(const image_handler&) = delete;

@@ -230,15 +230,17 @@ BOOST_FIXTURE_TEST_CASE(byte_budget_holds_under_fill_with_lru_order, fixture) {
 }
 
 BOOST_FIXTURE_TEST_CASE(purge_removes_entries, fixture) {
+    settings.secret.admin_token = "purge-token-0123456789";
+    const ts::header_list admin_auth{{"Authorization", "Bearer purge-token-0123456789"}};
     ts::gateway_runner gw(settings);
     BOOST_TEST(gw.get(gw.image_path("p%2F1")).status == 200u);
     BOOST_TEST(gw.get(gw.image_path("p2")).status == 200u);
     auto r = ts::request(gw.admin(), verb::delete_,
-                         "/cache/accounts/" + ts::test_account + "/images/p%2f1");
+                         "/cache/accounts/" + ts::test_account + "/images/p%2f1", admin_auth);
     BOOST_TEST(r.status == 200u);
     BOOST_TEST(contains(r.body, R"("purged":1)"));
     BOOST_TEST(contains(gw.get(gw.image_path("p%2F1")).header("Cache-Status"), "fwd=miss"));
-    r = ts::request(gw.admin(), verb::delete_, "/cache/accounts/" + ts::test_account);
+    r = ts::request(gw.admin(), verb::delete_, "/cache/accounts/" + ts::test_account, admin_auth);
     BOOST_TEST(contains(r.body, R"("purged":2)"));
     BOOST_TEST(contains(gw.get(gw.image_path("p2")).header("Cache-Status"), "fwd=miss"));
 }

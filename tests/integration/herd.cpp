@@ -22,7 +22,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-asio::awaitable<void> one(std::uint16_t port, std::string target, bool hang_up,
+asio::awaitable<void> one(std::uint16_t port, std::string target, std::string extra, bool hang_up,
                           std::chrono::milliseconds timeout, herd_result* out,
                           std::shared_ptr<asio::steady_timer> started, std::size_t* pending) {
     auto ex = co_await asio::this_coro::executor;
@@ -39,7 +39,8 @@ asio::awaitable<void> one(std::uint16_t port, std::string target, bool hang_up,
     if (cec) {
         co_return;
     }
-    const std::string req = "GET " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    const std::string req =
+        "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + extra + "Connection: close\r\n\r\n";
     const auto t0 = std::chrono::steady_clock::now();
     auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(req), use_nothrow);
     (void)wn;
@@ -64,13 +65,17 @@ asio::awaitable<void> one(std::uint16_t port, std::string target, bool hang_up,
 }  // namespace
 
 std::vector<herd_result> run_herd(std::uint16_t port, const std::vector<std::string>& targets,
-                                  std::size_t hang_up, std::chrono::milliseconds timeout) {
+                                  std::size_t hang_up, std::chrono::milliseconds timeout,
+                                  const std::vector<std::string>& headers) {
     asio::io_context ioc;
     std::vector<herd_result> results(targets.size());
     auto started = std::make_shared<asio::steady_timer>(ioc, std::chrono::steady_clock::time_point::max());
     std::size_t pending = targets.size();
     for (std::size_t i = 0; i < targets.size(); ++i) {
-        asio::co_spawn(ioc, one(port, targets[i], i < hang_up, timeout, &results[i], started, &pending),
+        std::string extra = i < headers.size() ? headers[i] : std::string{};
+        asio::co_spawn(ioc,
+                       one(port, targets[i], std::move(extra), i < hang_up, timeout, &results[i],
+                           started, &pending),
                        asio::detached);
     }
     ioc.run_for(timeout + std::chrono::seconds(2));

@@ -19,9 +19,11 @@ struct herd_result {
 /// Sends `targets.size()` requests at once, each on its own connection to 127.0.0.1:port,
 /// all started before any answer is read. `hang_up` of them (the first ones) close their
 /// connection right after sending. Bounded by `timeout` overall.
+/// `headers[i]`, when given, is added to request i (complete lines, each ending in CRLF).
 std::vector<herd_result> run_herd(std::uint16_t port, const std::vector<std::string>& targets,
                                   std::size_t hang_up = 0,
-                                  std::chrono::milliseconds timeout = std::chrono::seconds(20));
+                                  std::chrono::milliseconds timeout = std::chrono::seconds(20),
+                                  const std::vector<std::string>& headers = {});
 
 /// The median of the answered latencies.
 std::chrono::microseconds median_latency(const std::vector<herd_result>& r);

@@ -153,12 +153,12 @@ BOOST_AUTO_TEST_CASE(sources_only_touch_what_they_name) {
     const auto file =
         dir.write("c.toml", "[cache]\nmax_bytes = \"64MiB\"\n[log]\nformat = \"json\"\n");
     const auto r =
-        run({"--config", file, "--threads", "4"}, {{"IMAGEGATE_SERVER_LISTEN", "0.0.0.0:8081"}});
+        run({"--config", file, "--threads", "4"}, {{"IMAGEGATE_SERVER_LISTEN", "127.0.0.2:8081"}});
     BOOST_TEST(r.errors.empty(), dump(r.errors));
     auto expected = settings{};
     expected.cache.max_bytes = 64 * mib;
     expected.log.format = "json";
-    expected.server.listen = "0.0.0.0:8081";
+    expected.server.listen = "127.0.0.2:8081";
     expected.server.threads = 4;
     BOOST_TEST((r.value == expected));
 }

@@ -9,6 +9,8 @@ namespace http = boost::beast::http;
 
 namespace {
 
+const std::string admin_token = "admin-secret-0123456789";
+
 struct admin_fixture {
     imagegate::metrics::registry registry;
     std::atomic<bool> ready{true};
@@ -22,12 +24,18 @@ struct admin_fixture {
                         [this](std::string_view a) {
                             purged.push_back(std::string(a));
                             return std::size_t{3};
-                        }}};
+                        }},
+        admin_token};
 
-    gw::reply call(http::verb m, std::string_view target) {
+    http::fields auth_headers;
+
+    admin_fixture() { auth_headers.set(http::field::authorization, "Bearer " + admin_token); }
+
+    gw::reply call(http::verb m, std::string_view target, bool with_token = true) {
         gw::request req;
         req.method = m;
         req.target = target;
+        req.headers = with_token ? &auth_headers : nullptr;
         return handler.answer(req);
     }
 };
@@ -89,4 +97,29 @@ BOOST_FIXTURE_TEST_CASE(metrics_count_by_route_and_status, admin_fixture) {
                std::string::npos);
     BOOST_TEST(text.find("imagegate_image_request_duration_seconds_count 3") !=
                std::string::npos);
+}
+
+BOOST_FIXTURE_TEST_CASE(purge_needs_the_admin_token, admin_fixture) {
+    const std::string target = "/cache/accounts/" + test_account;
+    BOOST_TEST(call(http::verb::delete_, target, false).status == 401u);
+    auth_headers.set(http::field::authorization, "Bearer wrong-token-0123456789");
+    BOOST_TEST(call(http::verb::delete_, target).status == 401u);
+    auth_headers.set(http::field::authorization, "Basic " + admin_token);
+    BOOST_TEST(call(http::verb::delete_, target).status == 401u);
+    BOOST_TEST(purged.empty());
+    // Health and metrics stay open.
+    BOOST_TEST(call(http::verb::get, "/metrics", false).status == 200u);
+}
+
+BOOST_AUTO_TEST_CASE(purge_is_refused_without_a_configured_token) {
+    imagegate::metrics::registry registry;
+    std::atomic<bool> ready{true};
+    gw::admin_handler handler(registry, ready, gw::purge_hooks{}, "");
+    http::fields h;
+    h.set(http::field::authorization, "Bearer ");
+    gw::request req;
+    req.method = http::verb::delete_;
+    req.target = "/cache/accounts/023e105f4ecef8ad9ca31a8372d0c353";
+    req.headers = &h;
+    BOOST_TEST(handler.answer(req).status == 403u);
 }
