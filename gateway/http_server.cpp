@@ -417,7 +417,7 @@ http_server::http_server(asio::io_context& ioc, server_options opts, handler_fn 
     st.id_prefix = random_prefix();
     {
         const reply r = make_error_reply(errc::too_many_connections, "Retry-After: 1\r\n");
-        st.refusal = r.head;
+        st.refusal = r.head.view();
         st.refusal += connection_close;
         st.refusal += r.body();
     }

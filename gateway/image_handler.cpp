@@ -55,15 +55,16 @@ constexpr std::string_view cs_stale = "fwd=stale";
 constexpr std::string_view cs_collapsed = "collapsed";
 constexpr std::string_view cs_error = "error";
 
-void append_number(std::string& out, long long v) {
+template <class Out>
+void append_number(Out& out, long long v) {
     char buf[24];
     const int n = std::snprintf(buf, sizeof buf, "%lld", v);
-    out.append(buf, static_cast<std::size_t>(n));
+    out.append(std::string_view(buf, static_cast<std::size_t>(n)));
 }
 
 // Per-request headers after an entry's prepared head: Age (RFC 9111 §5.1) and Cache-Status
 // (RFC 9211) with the cache name `imagegate`.
-void append_entry_headers(std::string& out, const cache::entry& e, clock::time_point now,
+void append_entry_headers(head_buffer& out, const cache::entry& e, clock::time_point now,
                           std::string_view forward, unsigned fwd_status, bool stored,
                           bool collapsed, std::string_view detail) {
     out += "Age: ";
@@ -99,7 +100,6 @@ reply serve_entry(const entry_ptr& e, clock::time_point now, std::string_view fo
     reply r;
     r.status = e->status();
     r.prepared_head = e->head();
-    r.head.reserve(96);
     append_entry_headers(r.head, *e, now, forward, fwd_status, stored, collapsed, detail);
     r.borrow_body(e->body());
     r.owner = e;

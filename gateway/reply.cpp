@@ -6,13 +6,13 @@
 
 namespace imagegate::gateway {
 
-void append_status_line(std::string& out, unsigned status) {
+void append_status_line(head_buffer& out, unsigned status) {
     out += "HTTP/1.1 ";
     out += std::to_string(status);
     out += ' ';
     const auto reason = boost::beast::http::obsolete_reason(
         static_cast<boost::beast::http::status>(status));
-    out.append(reason.data(), reason.size());
+    out.append(std::string_view(reason.data(), reason.size()));
     out += "\r\n";
 }
 
@@ -20,7 +20,6 @@ reply make_reply(unsigned status, std::string body, std::string_view content_typ
                  std::string_view extra_headers) {
     reply r;
     r.status = status;
-    r.head.reserve(128 + extra_headers.size());
     append_status_line(r.head, status);
     r.head += "Content-Type: ";
     r.head += content_type;

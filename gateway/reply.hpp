@@ -4,11 +4,74 @@
 
 #include "gateway/errc.hpp"
 
+#include <algorithm>
+#include <array>
 #include <memory>
 #include <string>
 #include <string_view>
 
 namespace imagegate::gateway {
+
+/// Header bytes built per response. Up to `inline_capacity` bytes live inside the object,
+/// so the per-request part of a cache hit (`Age`, `Cache-Status`) costs no allocation;
+/// longer heads (errors with extra headers) spill to the heap.
+class head_buffer {
+public:
+    static constexpr std::size_t inline_capacity = 200;
+
+    head_buffer() = default;
+    head_buffer(const head_buffer& o) { append(o.view()); }
+    head_buffer& operator=(const head_buffer& o) {
+        if (this != &o) {
+            clear();
+            append(o.view());
+        }
+        return *this;
+    }
+    head_buffer(head_buffer&& o) noexcept { *this = std::move(o); }
+    head_buffer& operator=(head_buffer&& o) noexcept {
+        size_ = o.size_;
+        heap_ = std::move(o.heap_);
+        if (size_ <= inline_capacity && heap_.empty()) {
+            std::copy_n(o.inline_.data(), size_, inline_.data());
+        }
+        o.clear();
+        return *this;
+    }
+
+    void append(std::string_view s) {
+        if (heap_.empty() && size_ + s.size() <= inline_capacity) {
+            std::copy_n(s.data(), s.size(), inline_.data() + size_);
+        } else {
+            if (heap_.empty()) {
+                heap_.reserve(2 * inline_capacity + s.size());
+                heap_.assign(inline_.data(), size_);
+            }
+            heap_.append(s);
+        }
+        size_ += s.size();
+    }
+    head_buffer& operator+=(std::string_view s) {
+        append(s);
+        return *this;
+    }
+    head_buffer& operator+=(char c) {
+        append(std::string_view(&c, 1));
+        return *this;
+    }
+    void clear() noexcept {
+        size_ = 0;
+        heap_.clear();
+    }
+    const char* data() const noexcept { return heap_.empty() ? inline_.data() : heap_.data(); }
+    std::size_t size() const noexcept { return size_; }
+    std::string_view view() const noexcept { return {data(), size_}; }
+
+private:
+    std::array<char, inline_capacity> inline_{};
+    std::size_t size_ = 0;
+    std::string heap_;  // used once the head outgrows inline_
+};
 
 /// A response ready to be written as one buffer sequence:
 /// `prepared_head` + `head` + "Connection: …\r\n\r\n" + body (body omitted for HEAD).
@@ -21,7 +84,7 @@ struct reply {
     std::string_view prepared_head;
     /// Per-request header lines (and the status line when `prepared_head` is empty), each
     /// ending in CRLF, without the final blank line. Must contain Content-Length.
-    std::string head;
+    head_buffer head;
     /// Keeps `prepared_head` and a borrowed body alive until the write completes.
     std::shared_ptr<const void> owner;
     /// Cache-Status value for the access log (points into static storage or `head`).
@@ -49,7 +112,7 @@ private:
 };
 
 /// Appends "HTTP/1.1 <status> <reason>\r\n".
-void append_status_line(std::string& out, unsigned status);
+void append_status_line(head_buffer& out, unsigned status);
 
 /// A complete reply with `body` of `content_type`; `extra_headers` are CRLF-terminated lines.
 reply make_reply(unsigned status, std::string body, std::string_view content_type,

@@ -41,10 +41,10 @@ BOOST_AUTO_TEST_CASE(envelope_is_cloudflare_shaped) {
 BOOST_AUTO_TEST_CASE(error_reply_has_length_and_allow) {
     const auto r = gw::make_error_reply(ig::errc::method_not_allowed);
     BOOST_TEST(r.status == 405u);
-    BOOST_TEST(r.head.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
-    BOOST_TEST(r.head.find("Allow: GET, HEAD\r\n") != std::string::npos);
-    BOOST_TEST(r.head.find("Content-Length: " + std::to_string(r.body().size()) + "\r\n") !=
-               std::string::npos);
+    BOOST_TEST(r.head.view().starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+    BOOST_TEST(r.head.view().find("Allow: GET, HEAD\r\n") != std::string::npos);
+    BOOST_TEST(r.head.view().find("Content-Length: " + std::to_string(r.body().size()) + "\r\n") !=
+               std::string_view::npos);
 }
 
 BOOST_AUTO_TEST_CASE(reply_body_survives_moves) {
@@ -53,4 +53,19 @@ BOOST_AUTO_TEST_CASE(reply_body_survives_moves) {
     gw::reply c;
     c = std::move(b);
     BOOST_TEST(c.body() == "short");
+}
+
+BOOST_AUTO_TEST_CASE(head_buffer_spills_and_moves) {
+    gw::head_buffer h;
+    h += "Age: 1\r\n";
+    gw::head_buffer moved = std::move(h);
+    BOOST_TEST(moved.view() == "Age: 1\r\n");
+    std::string big(500, 'x');
+    moved += big;
+    BOOST_TEST(moved.size() == 508u);
+    gw::head_buffer copy = moved;
+    BOOST_TEST(copy.view() == moved.view());
+    gw::head_buffer again = std::move(copy);
+    BOOST_TEST(again.view().substr(0, 8) == "Age: 1\r\n");
+    BOOST_TEST(again.size() == 508u);
 }
