@@ -82,8 +82,8 @@ file_read read_regular_file(const std::string& path, std::uint64_t max_bytes) {
 file_read read_secret_file(const std::string& path, std::uint64_t max_bytes) {
     file_read file = read_regular_file(path, max_bytes);
     if (file.error.empty() && (file.mode & 077U) != 0) {
-        char mode[8];
-        std::snprintf(mode, sizeof mode, "%04o", file.mode);
+        char mode[16];
+        std::snprintf(mode, sizeof mode, "%04o", file.mode & 07777U);
         file.error = "secret file " + path + " is readable or writable by group or others (mode " +
                      mode + "); run `chmod 600 " + path +
                      "` (Kubernetes: defaultMode: 0400 on the volume)";
