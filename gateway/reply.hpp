@@ -41,7 +41,10 @@ public:
 
     void append(std::string_view s) {
         if (heap_.empty() && size_ + s.size() <= inline_capacity) {
-            std::copy_n(s.data(), s.size(), inline_.data() + size_);
+            // The min() is a no-op here; it lets GCC 12 see the copy stays in bounds
+            // (otherwise -Warray-bounds fires on constant-size spills).
+            std::copy_n(s.data(), std::min(s.size(), inline_capacity - size_),
+                        inline_.data() + size_);
         } else {
             if (heap_.empty()) {
                 heap_.reserve(2 * inline_capacity + s.size());
