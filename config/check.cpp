@@ -1,5 +1,8 @@
 // check(): every key's range (from the key table) plus the rules that span keys or touch
 // the file system.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 
 #include "config/files.hpp"
@@ -20,8 +23,17 @@ bool has_error(const std::vector<config_error>& errors, std::string_view key) {
                        [&](const config_error& e) { return e.key == key; });
 }
 
+// An IP literal in 127.0.0.0/8 or ::1, or the name localhost; "127.example.com" is not.
 bool is_loopback(const std::string& host) {
-    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+    if (host == "localhost") {
+        return true;
+    }
+    in_addr v4{};
+    if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    }
+    in6_addr v6{};
+    return ::inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
 }  // namespace

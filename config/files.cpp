@@ -40,7 +40,9 @@ file_read failure(const std::string& path, const std::string& what) {
 }  // namespace
 
 file_read read_regular_file(const std::string& path, std::uint64_t max_bytes) {
-    const fd_guard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    // O_NONBLOCK: opening a FIFO named by mistake must not hang start-up; regular files
+    // ignore the flag.
+    const fd_guard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
     if (fd.get() < 0) {
         return failure(path, std::strerror(errno));
     }

@@ -14,8 +14,8 @@ packages=(
 )
 
 if [[ ${1:-} == --with-test-tools ]]; then
-  # Fuzzing with libFuzzer needs clang; formatting checks need clang-format.
-  packages+=(clang clang-format)
+  # Fuzzing with libFuzzer needs clang and its runtime; formatting checks need clang-format.
+  packages+=(clang libclang-rt-14-dev clang-format)
 fi
 
 sudo_cmd=()

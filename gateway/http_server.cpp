@@ -163,6 +163,18 @@ bool has_obs_fold(std::string_view head) noexcept {
     return false;
 }
 
+// Beast reports bad_version both for "HTTP/2.0" and for a malformed request line (bare LF,
+// garbage after the version). Only the first deserves 505 (RFC 9110 §15.6.6).
+bool names_other_version(std::string_view head) noexcept {
+    const auto eol = head.find("\r\n");
+    if (eol == std::string_view::npos || eol < 9) {
+        return false;
+    }
+    const std::string_view v = head.substr(eol - 8, 8);  // "HTTP/x.y"
+    return v.starts_with("HTTP/") && v[5] >= '0' && v[5] <= '9' && v[6] == '.' && v[7] >= '0' &&
+           v[7] <= '9' && head[eol - 9] == ' ';
+}
+
 // Reads one request head into `parser`, feeding it from `buffer` ourselves so the raw head
 // bytes can be checked before they are consumed. Beast's parser takes a head only once it is
 // complete, so the bytes consumed by a successful put() are exactly the head.
@@ -176,7 +188,11 @@ asio::awaitable<boost::system::error_code> read_header(
             const std::size_t used = parser.put(data, ec);
             if (ec != http::error::need_more) {
                 if (!ec && has_obs_fold({static_cast<const char*>(data.data()), used})) {
-                    ec = http::error::bad_value;
+                    ec = http::error::bad_obs_fold;
+                }
+                if (ec == http::error::bad_version &&
+                    !names_other_version({static_cast<const char*>(data.data()), data.size()})) {
+                    ec = http::error::bad_line_ending;  // malformed, not a version we lack: 400
                 }
                 buffer.consume(used);
                 if (ec || parser.is_header_done()) {

@@ -69,6 +69,11 @@ connection::connection(asio::any_io_executor ex, std::shared_ptr<const connectio
     } else {
         plain_.emplace(strand_);
     }
+    // Beast 1.81 bounds neither chunk extensions nor trailers: without a cap on what one
+    // read may buffer, a hostile upstream could make us hold bandwidth x request_timeout
+    // bytes per connection around max_body_bytes. Bodies still stream through: the parser
+    // consumes each read. (Found by reading the code while writing tests/fuzz.)
+    buffer_.max_size(static_cast<std::size_t>(opts_->header_limit) + 64 * 1024);
 }
 
 beast::tcp_stream& connection::lowest() noexcept {

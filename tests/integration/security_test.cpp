@@ -155,6 +155,8 @@ BOOST_FIXTURE_TEST_CASE(hostile_http_is_refused_and_closed, fixture) {
          "400"},
         {"http/0.9", "GET " + path + "\r\n\r\n", "400"},
         {"http/3.0", "GET " + path + " HTTP/3.0\r\nHost: x\r\n\r\n", "505"},
+        {"bare lf", "GET " + path + " HTTP/1.1\nHost: x\n\n", "400"},
+        {"garbage after version", "GET " + path + " HTTP/1.1x\r\nHost: x\r\n\r\n", "400"},
         {"tls hello", std::string("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 11) + "\r\n\r\n",
          "400"},
     };

@@ -86,6 +86,10 @@ BOOST_AUTO_TEST_CASE(anonymous_on_a_public_address_needs_consent) {
     BOOST_TEST(r.errors.empty(), dump(r.errors));
     r = run({"--listen", "[::1]:8080"});
     BOOST_TEST(r.errors.empty(), dump(r.errors));
+    r = run({"--listen", "127.9.9.9:8080"});
+    BOOST_TEST(r.errors.empty(), dump(r.errors));
+    r = run({"--listen", "127.example.com:8080"});
+    BOOST_TEST(find_error(r.errors, "auth.allow_anonymous") != nullptr, dump(r.errors));
     const temp_dir dir;
     const auto file = dir.write("c.toml", "[[auth.client_keys]]\nsha256 = \"" + hash_a +
                                               "\"\naccounts = [\"*\"]\n");
