@@ -23,35 +23,49 @@ std::size_t status_index(unsigned status) noexcept {
     return registry::statuses.size() - 1;
 }
 
-void append_double(std::string& out, double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", v);
-    out += buf;
+/// Microseconds as Prometheus seconds without floating-point noise ("0.0005", "10").
+void append_us_as_seconds(std::string& out, std::uint64_t us) {
+    out += std::to_string(us / 1'000'000);
+    if (const auto frac = us % 1'000'000; frac != 0) {
+        char buf[16];
+        std::snprintf(buf, sizeof buf, ".%06u", static_cast<unsigned>(frac));
+        std::string_view f(buf);
+        while (f.back() == '0') {
+            f.remove_suffix(1);
+        }
+        out += f;
+    }
 }
 
 }  // namespace
 
-void histogram::observe(std::chrono::nanoseconds d) noexcept {
-    const double s = std::chrono::duration<double>(d).count();
+void histogram::observe(std::chrono::steady_clock::duration d) noexcept {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    const auto u = us < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(us);
     std::size_t i = 0;
-    while (i < bounds.size() && s > bounds[i]) {
+    while (i < bounds_.size() && u > bounds_[i]) {
         ++i;
     }
     buckets_[i].fetch_add(1, std::memory_order_relaxed);
-    sum_ns_.fetch_add(static_cast<std::uint64_t>(d.count()), std::memory_order_relaxed);
+    sum_us_.fetch_add(u, std::memory_order_relaxed);
     count_.fetch_add(1, std::memory_order_relaxed);
 }
 
-void histogram::render(std::string& out, std::string_view name, std::string_view labels) const {
+void histogram::render(std::string& out, std::string_view name, std::string_view help) const {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += " histogram\n";
     std::uint64_t cumulative = 0;
-    for (std::size_t i = 0; i <= bounds.size(); ++i) {
+    for (std::size_t i = 0; i < buckets_.size(); ++i) {
         cumulative += buckets_[i].load(std::memory_order_relaxed);
         out += name;
-        out += "_bucket{";
-        out += labels;
-        out += "le=\"";
-        if (i < bounds.size()) {
-            append_double(out, bounds[i]);
+        out += "_bucket{le=\"";
+        if (i < bounds_.size()) {
+            append_us_as_seconds(out, bounds_[i]);
         } else {
             out += "+Inf";
         }
@@ -59,13 +73,17 @@ void histogram::render(std::string& out, std::string_view name, std::string_view
         out += std::to_string(cumulative);
         out += '\n';
     }
+    char sum[48];
+    std::snprintf(sum, sizeof sum, "%.6f",
+                  static_cast<double>(sum_us_.load(std::memory_order_relaxed)) / 1e6);
     out += name;
     out += "_sum ";
-    append_double(out, static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) / 1e9);
+    out += sum;
     out += '\n';
     out += name;
     out += "_count ";
-    out += std::to_string(count_.load(std::memory_order_relaxed));
+    // The +Inf bucket must equal _count: print the cumulative sum rendered above.
+    out += std::to_string(cumulative);
     out += '\n';
 }
 
@@ -130,9 +148,8 @@ std::string registry::render() const {
             append_sample(out, "imagegate_requests_total", "", "", v, labels);
         }
     }
-    out += "# HELP imagegate_image_request_duration_seconds Time to answer image requests.\n"
-           "# TYPE imagegate_image_request_duration_seconds histogram\n";
-    image_latency_.render(out, "imagegate_image_request_duration_seconds", "");
+    image_latency_.render(out, "imagegate_image_request_duration_seconds",
+                          "Time to answer image requests (read of the head to last byte written).");
     const std::lock_guard lock(mu_);
     for (const auto& source : sources_) {
         source(out);

@@ -10,23 +10,39 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 namespace imagegate::metrics {
 
-/// Fixed-bucket histogram of durations; relaxed atomics, lock-free to record.
+/// Fixed-bucket histogram of durations (Prometheus `histogram`), lock-free to record.
+/// Thread-safety: observe() and render() may run concurrently from any thread; a render may
+/// see an observation in one bucket before another (relaxed), which Prometheus tolerates.
 class histogram {
 public:
-    /// Upper bounds in seconds; +Inf is implicit.
-    static constexpr std::array<double, 12> bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                   0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
-    void observe(std::chrono::nanoseconds d) noexcept;
-    /// Appends `<name>_bucket{<labels>le="…"}`, `_sum` and `_count` lines.
-    void render(std::string& out, std::string_view name, std::string_view labels) const;
+    /// Upper bounds in microseconds, ascending; an implicit +Inf bucket follows.
+    using bounds_type = std::array<std::uint64_t, 12>;
+    /// Upstream exchanges: 5 ms .. 30 s.
+    static constexpr bounds_type slow_bounds{5'000,     10'000,    25'000,    50'000,
+                                             100'000,   250'000,   500'000,   1'000'000,
+                                             2'500'000, 5'000'000, 10'000'000, 30'000'000};
+    /// Requests answered from memory: 0.5 ms .. 5 s.
+    static constexpr bounds_type fast_bounds{500,     1'000,   2'500,     5'000,
+                                             10'000,  25'000,  50'000,    100'000,
+                                             250'000, 500'000, 1'000'000, 5'000'000};
+
+    explicit histogram(const bounds_type& bounds_us = slow_bounds) noexcept : bounds_(bounds_us) {}
+
+    void observe(std::chrono::steady_clock::duration d) noexcept;
+    /// Appends `# HELP`/`# TYPE`, `<name>_bucket{le="0.005"} N` … `{le="+Inf"}` (cumulative),
+    /// `<name>_sum` in seconds and `<name>_count` (equal to the +Inf bucket).
+    void render(std::string& out, std::string_view name, std::string_view help) const;
+    std::uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
 
 private:
-    std::array<std::atomic<std::uint64_t>, bounds.size() + 1> buckets_{};
-    std::atomic<std::uint64_t> sum_ns_{0};
+    bounds_type bounds_;
+    std::array<std::atomic<std::uint64_t>, std::tuple_size_v<bounds_type> + 1> buckets_{};
+    std::atomic<std::uint64_t> sum_us_{0};
     std::atomic<std::uint64_t> count_{0};
 };
 
@@ -53,7 +69,7 @@ public:
 private:
     std::array<std::array<std::atomic<std::uint64_t>, statuses.size()>, routes.size()>
         requests_{};
-    histogram image_latency_;
+    histogram image_latency_{histogram::fast_bounds};
     mutable std::mutex mu_;
     std::vector<std::function<void(std::string&)>> sources_;  // guarded by mu_
 };

@@ -12,20 +12,6 @@ constexpr auto relaxed = std::memory_order_relaxed;
 
 void append_number(std::string& out, std::uint64_t n) { out += std::to_string(n); }
 
-/// Milliseconds as Prometheus seconds without floating-point noise ("0.005", "10").
-void append_ms_as_seconds(std::string& out, std::uint64_t ms) {
-    out += std::to_string(ms / 1000);
-    if (const auto frac = ms % 1000; frac != 0) {
-        char buf[8];
-        std::snprintf(buf, sizeof buf, ".%03u", static_cast<unsigned>(frac));
-        std::string_view f(buf);
-        while (f.back() == '0') {
-            f.remove_suffix(1);
-        }
-        out += f;
-    }
-}
-
 void append_counter(std::string& out, std::string_view name, std::string_view type,
                     std::string_view help, const std::atomic<std::uint64_t>& v,
                     std::string_view labels = {}) {
@@ -46,55 +32,6 @@ void append_counter(std::string& out, std::string_view name, std::string_view ty
 }
 
 }  // namespace
-
-void latency_histogram::observe(std::chrono::steady_clock::duration d) noexcept {
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-    const auto u = us < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(us);
-    std::size_t i = 0;
-    while (i < bounds_ms.size() && u > bounds_ms[i] * 1000) {
-        ++i;
-    }
-    buckets_[i].fetch_add(1, relaxed);
-    sum_us_.fetch_add(u, relaxed);
-    count_.fetch_add(1, relaxed);
-}
-
-void latency_histogram::render(std::string& out, std::string_view name,
-                               std::string_view help) const {
-    out += "# HELP ";
-    out += name;
-    out += ' ';
-    out += help;
-    out += "\n# TYPE ";
-    out += name;
-    out += " histogram\n";
-    std::uint64_t cumulative = 0;
-    for (std::size_t i = 0; i < buckets_.size(); ++i) {
-        cumulative += buckets_[i].load(relaxed);
-        out += name;
-        out += "_bucket{le=\"";
-        if (i < bounds_ms.size()) {
-            append_ms_as_seconds(out, bounds_ms[i]);
-        } else {
-            out += "+Inf";
-        }
-        out += "\"} ";
-        append_number(out, cumulative);
-        out += '\n';
-    }
-    const auto sum_us = sum_us_.load(relaxed);
-    char sum[48];
-    std::snprintf(sum, sizeof sum, "%.6f", static_cast<double>(sum_us) / 1e6);
-    out += name;
-    out += "_sum ";
-    out += sum;
-    out += '\n';
-    out += name;
-    out += "_count ";
-    // The +Inf bucket must equal _count; render the cumulative sum we printed.
-    append_number(out, cumulative);
-    out += '\n';
-}
 
 void stats::count_status(unsigned status) noexcept {
     switch (status_class(status)) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "gateway/errc.hpp"
+#include "gateway/metrics.hpp"
 
 #include <array>
 #include <atomic>
@@ -13,28 +14,8 @@
 
 namespace imagegate::upstream {
 
-/// Upstream latency (request written → full response read) with fixed buckets.
-/// Thread-safety: observe() and render() may run concurrently from any thread; a render
-/// may see an observation in `count` before its bucket (relaxed), which Prometheus tolerates.
-class latency_histogram {
-public:
-    /// Upper bounds in milliseconds; an implicit +Inf bucket follows.
-    static constexpr std::array<std::uint64_t, 11> bounds_ms{5,   10,  25,   50,   100,  250,
-                                                             500, 1000, 2500, 5000, 10000};
-
-    void observe(std::chrono::steady_clock::duration d) noexcept;
-
-    /// Appends `<name>_bucket{le="0.005"} N` ... `{le="+Inf"}`, `<name>_sum` (seconds) and
-    /// `<name>_count`, with `# HELP`/`# TYPE` lines. Buckets are cumulative.
-    void render(std::string& out, std::string_view name, std::string_view help) const;
-
-    std::uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
-
-private:
-    std::array<std::atomic<std::uint64_t>, bounds_ms.size() + 1> buckets_{};  // not cumulative
-    std::atomic<std::uint64_t> sum_us_{0};
-    std::atomic<std::uint64_t> count_{0};
-};
+/// Upstream latency (request written → full response read): the project's one histogram.
+using latency_histogram = metrics::histogram;
 
 /// All upstream counters. Owned by the client (shared with its pool through a shared_ptr so
 /// handlers that outlive the client stay valid). Thread-safety: any thread, relaxed atomics.
