@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <limits>
+#include <new>
 #include <ostream>
-#include <string>
+#include <utility>
 
 namespace imagegate::cache {
 namespace {
@@ -20,58 +22,88 @@ std::string_view reason_phrase(unsigned status) noexcept {
     }
 }
 
-clock::duration non_negative(clock::duration d) noexcept {
-    return std::max(d, clock::duration::zero());
+// Milliseconds in `d` (negative counts as 0), capped at the largest 32-bit offset.
+std::uint32_t offset_ms(clock::duration d) noexcept {
+    constexpr auto max = std::numeric_limits<std::uint32_t>::max();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    if (ms <= 0) {
+        return 0;
+    }
+    return ms >= max ? max : static_cast<std::uint32_t>(ms);
 }
 
-// The control block std::make_shared puts in front of the object: vtable pointer plus the
-// use and weak counts.
+std::uint32_t add_capped(std::uint32_t a, std::uint32_t b) noexcept {
+    const std::uint64_t sum = std::uint64_t{a} + b;
+    constexpr auto max = std::numeric_limits<std::uint32_t>::max();
+    return sum >= max ? max : static_cast<std::uint32_t>(sum);
+}
+
+// The control block std::allocate_shared puts in front of the object: vtable pointer plus
+// the use and weak counts.
 constexpr std::size_t control_block_bytes = 16;
+
+// Bytes the next `trailing_allocator::allocate` on this thread adds after the object, and
+// the size it last requested. Thread-local, so the allocator itself is empty and adds
+// nothing to the control block (a stateful one would be stored there for the entry's life).
+thread_local std::size_t trailing_bytes = 0;
+thread_local std::size_t last_request = 0;
+
+// Allocates the control block + entry with `trailing_bytes` more room behind them: the
+// entry's key, head and body. Frees with the unsized operator delete, which needs no size.
+template <class T>
+struct trailing_allocator {
+    using value_type = T;
+
+    trailing_allocator() = default;
+    template <class U>
+    trailing_allocator(const trailing_allocator<U>&) noexcept {}  // NOLINT: rebinding
+
+    T* allocate(std::size_t n) {
+        last_request = n * sizeof(T) + std::exchange(trailing_bytes, 0);
+        return static_cast<T*>(::operator new(last_request));
+    }
+    void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
+
+    template <class U>
+    friend bool operator==(const trailing_allocator&, const trailing_allocator<U>&) noexcept {
+        return true;
+    }
+};
 
 }  // namespace
 
-entry::entry(private_tag, entry_params&& p)
-    : key_(std::move(p.key)),
-      stored_at_(p.stored_at),
-      status_(p.status),
+entry::entry(private_tag, const entry_params& p, std::string_view head) noexcept
+    : stored_at_(p.stored_at),
+      body_size_(p.body.size()),
+      key_size_(static_cast<std::uint32_t>(p.key.joined().size())),
+      split_(static_cast<std::uint32_t>(p.key.account().size())),
+      fresh_ms_(offset_ms(p.ttl)),
+      status_(static_cast<std::uint16_t>(p.status)),
+      head_size_(static_cast<std::uint8_t>(head.size())),
       kind_(p.kind) {
-    BOOST_ASSERT(p.status >= 100 && p.status <= 999);
-
-    char length[24];
-    const auto [length_end, ec] = std::to_chars(length, length + sizeof length, p.body.size());
-    BOOST_ASSERT(ec == std::errc{});
-    const std::string_view reason = reason_phrase(p.status);
-
-    std::string head;
-    head.reserve(64);
-    head.append("HTTP/1.1 ").append(std::to_string(p.status)).append(" ").append(reason);
-    head.append("\r\nContent-Type: application/json\r\nContent-Length: ");
-    head.append(length, length_end).append("\r\n");
-
-    head_size_ = head.size();
-    buffer_size_ = head.size() + p.body.size();
-    buffer_ = std::make_unique_for_overwrite<char[]>(buffer_size_);
-    std::memcpy(buffer_.get(), head.data(), head.size());
-    if (!p.body.empty()) {
-        std::memcpy(buffer_.get() + head_size_, p.body.data(), p.body.size());
+    swr_ms_ = add_capped(fresh_ms_, offset_ms(p.swr));
+    sie_ms_ = std::max(add_capped(fresh_ms_, offset_ms(p.sie)), swr_ms_);
+    char* out = data();
+    std::memcpy(out, p.key.joined().data(), key_size_);
+    std::memcpy(out + key_size_, head.data(), head_size_);
+    if (body_size_ != 0) {
+        std::memcpy(out + key_size_ + head_size_, p.body.data(), body_size_);
     }
+}
 
-    fresh_until_ = stored_at_ + non_negative(p.ttl);
-    swr_until_ = fresh_until_ + non_negative(p.swr);
-    sie_until_ = std::max(fresh_until_ + non_negative(p.sie), swr_until_);
-
-    bytes_ = allocation_bytes(control_block_bytes + sizeof(entry)) +
-             allocation_bytes(buffer_size_) + allocation_bytes(key_.heap_bytes());
+std::size_t entry::bytes() const noexcept {
+    return allocation_bytes(control_block_bytes + sizeof(entry) + key_size_ + head_size_ +
+                            body_size_);
 }
 
 freshness entry::classify(time_point now) const noexcept {
-    if (now < fresh_until_) {
+    if (now < at(fresh_ms_)) {
         return freshness::fresh;
     }
-    if (now < swr_until_) {
+    if (now < at(swr_ms_)) {
         return freshness::stale_revalidate;
     }
-    if (now < sie_until_) {
+    if (now < at(sie_ms_)) {
         return freshness::stale_if_error;
     }
     return freshness::expired;
@@ -85,11 +117,38 @@ std::chrono::seconds entry::age(time_point now) const noexcept {
 }
 
 std::chrono::seconds entry::ttl_remaining(time_point now) const noexcept {
-    return std::chrono::floor<std::chrono::seconds>(fresh_until_ - stored_at_) - age(now);
+    return std::chrono::floor<std::chrono::seconds>(std::chrono::milliseconds(fresh_ms_)) -
+           age(now);
 }
 
 std::shared_ptr<const entry> make_entry(entry_params p) {
-    return std::make_shared<const entry>(entry::private_tag{}, std::move(p));
+    BOOST_ASSERT(p.status >= 100 && p.status <= 999);
+    BOOST_ASSERT(p.key.joined().size() <= std::numeric_limits<std::uint32_t>::max());
+
+    // Rendered first: its size is part of the allocation. At most ~95 bytes (3-digit status,
+    // longest reason phrase, 20-digit length), so it fits head_size_'s 8 bits.
+    char head[128];
+    char* end = head;
+    const auto append = [&end](std::string_view s) {
+        end = std::copy(s.begin(), s.end(), end);  // no memcpy: s.data() may be null
+    };
+    append("HTTP/1.1 ");
+    end = std::to_chars(end, head + sizeof head, p.status).ptr;
+    append(" ");
+    append(reason_phrase(p.status));
+    append("\r\nContent-Type: application/json\r\nContent-Length: ");
+    end = std::to_chars(end, head + sizeof head, p.body.size()).ptr;
+    append("\r\n");
+    const std::string_view rendered(head, static_cast<std::size_t>(end - head));
+
+    const std::size_t trailing = p.key.joined().size() + rendered.size() + p.body.size();
+    trailing_bytes = trailing;
+    std::shared_ptr<const entry> e = std::allocate_shared<entry>(
+        trailing_allocator<entry>{}, entry::private_tag{}, p, rendered);
+    // The formula in bytes() assumes this request size; libstdc++'s in-place control block
+    // is the 16-byte header followed by the entry.
+    BOOST_ASSERT(last_request == control_block_bytes + sizeof(entry) + trailing);
+    return e;
 }
 
 std::string_view to_string(entry_kind k) noexcept {

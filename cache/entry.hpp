@@ -56,15 +56,23 @@ struct entry_params {
 /// Thread-safety: immutable after `make_entry`, so any number of threads may read one entry
 /// concurrently without synchronisation.
 ///
+/// Layout: one allocation per entry. `make_entry` uses `std::allocate_shared` with an
+/// allocator that over-allocates, so the control block, this object and a trailing byte
+/// buffer share one malloc chunk:
+///
+///     [control block 16][entry][key: account '\0' image_id][head][body]
+///
+/// The key bytes live only here: the cache indexes entries by a view of them. The windows
+/// are kept as 32-bit millisecond offsets from stored_at (windows longer than ~49.7 days are
+/// capped there; sub-millisecond parts are dropped).
+///
 /// `bytes()` is what the entry costs in memory while alive, as the cache charges it:
 ///
-///     bytes = chunk(sizeof(control block + entry))   make_shared's single allocation
-///           + chunk(head + body)                     the response buffer
-///           + chunk(key heap bytes) if the key is on the heap
+///     bytes = chunk(16 + sizeof(entry) + key + head + body)
 ///
 /// where chunk(n) = max(32, round_up(n + 8, 16)) is the glibc malloc chunk size for an n-byte
-/// request on 64-bit (8-byte header, 16-byte alignment, 32-byte minimum) and the control block
-/// adds 16 bytes (vtable pointer, use and weak counts) to sizeof(entry).
+/// request on 64-bit (8-byte header, 16-byte alignment, 32-byte minimum) and 16 is the
+/// shared_ptr control block (vtable pointer, use and weak counts).
 class entry;
 std::shared_ptr<const entry> make_entry(entry_params p);
 
@@ -72,35 +80,37 @@ class entry {
     struct private_tag {};
 
 public:
-    /// Use `make_entry`; public only so `std::make_shared` can reach it.
-    entry(private_tag, entry_params&& p);
+    /// Use `make_entry`; public only so `std::allocate_shared` can reach it. The trailing
+    /// buffer must already be allocated right after this object.
+    entry(private_tag, const entry_params& p, std::string_view head) noexcept;
 
     entry(const entry&) = delete;
     entry& operator=(const entry&) = delete;
 
     friend std::shared_ptr<const entry> make_entry(entry_params p);
 
-    const cache::key& key() const noexcept { return key_; }
+    /// The key, as a view of the bytes stored in this entry (valid while the entry is).
+    key_view key() const noexcept { return {{data(), key_size_}, split_}; }
     unsigned status() const noexcept { return status_; }
     entry_kind kind() const noexcept { return kind_; }
 
     /// Status line and the fixed headers (`Content-Type`, `Content-Length`), each ending in
     /// CRLF, without the blank line: per-request headers (`Age`, `Cache-Status`, `Connection`)
     /// go between head() and the blank line that precedes body().
-    std::string_view head() const noexcept { return {buffer_.get(), head_size_}; }
+    std::string_view head() const noexcept { return {data() + key_size_, head_size_}; }
     std::string_view body() const noexcept {
-        return {buffer_.get() + head_size_, buffer_size_ - head_size_};
+        return {data() + key_size_ + head_size_, body_size_};
     }
 
     time_point stored_at() const noexcept { return stored_at_; }
-    time_point fresh_until() const noexcept { return fresh_until_; }
-    time_point stale_while_revalidate_until() const noexcept { return swr_until_; }
+    time_point fresh_until() const noexcept { return at(fresh_ms_); }
+    time_point stale_while_revalidate_until() const noexcept { return at(swr_ms_); }
     /// Never earlier than stale_while_revalidate_until(): a record that may be answered
     /// stale while it is being revalidated may also be answered when that revalidation fails.
-    time_point stale_if_error_until() const noexcept { return sie_until_; }
+    time_point stale_if_error_until() const noexcept { return at(sie_ms_); }
 
     /// Accounted memory; formula in the class comment.
-    std::size_t bytes() const noexcept { return bytes_; }
+    std::size_t bytes() const noexcept;
 
     /// Pure: which window `now` is in. A boundary instant belongs to the later state (at
     /// exactly fresh_until the entry is stale: RFC 9111 §4.2, fresh while lifetime > age).
@@ -114,16 +124,22 @@ public:
     std::chrono::seconds ttl_remaining(time_point now) const noexcept;
 
 private:
-    cache::key key_;
-    std::unique_ptr<char[]> buffer_;  // head bytes, then body bytes
-    std::size_t buffer_size_ = 0;
-    std::size_t head_size_ = 0;
-    std::size_t bytes_ = 0;
+    // The trailing buffer starts right after this object, inside the same allocation.
+    const char* data() const noexcept { return reinterpret_cast<const char*>(this + 1); }
+    char* data() noexcept { return reinterpret_cast<char*>(this + 1); }
+    time_point at(std::uint32_t offset_ms) const noexcept {
+        return stored_at_ + std::chrono::milliseconds(offset_ms);
+    }
+
     time_point stored_at_;
-    time_point fresh_until_;
-    time_point swr_until_;
-    time_point sie_until_;
-    unsigned status_ = 0;
+    std::size_t body_size_ = 0;
+    std::uint32_t key_size_ = 0;  // account + '\0' + image_id
+    std::uint32_t split_ = 0;     // account size
+    std::uint32_t fresh_ms_ = 0;  // fresh_until - stored_at
+    std::uint32_t swr_ms_ = 0;    // stale_while_revalidate_until - stored_at
+    std::uint32_t sie_ms_ = 0;    // stale_if_error_until - stored_at
+    std::uint16_t status_ = 0;
+    std::uint8_t head_size_ = 0;
     entry_kind kind_ = entry_kind::positive;
 };
 

@@ -32,11 +32,13 @@ void write_escaped(std::ostream& os, std::string_view bytes) {
 
 }  // namespace
 
-std::ostream& operator<<(std::ostream& os, const key& k) {
+std::ostream& operator<<(std::ostream& os, key_view k) {
     write_escaped(os, k.account());
     os << "/\"";
     write_escaped(os, k.image_id());
     return os << '"';
 }
+
+std::ostream& operator<<(std::ostream& os, const key& k) { return os << k.view(); }
 
 }  // namespace imagegate::cache

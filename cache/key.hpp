@@ -11,6 +11,29 @@
 
 namespace imagegate::cache {
 
+class key;
+
+/// A non-owning view of a key's bytes, laid out like `key` (account, '\0', image id), e.g.
+/// the copy stored inside a cache entry. Valid while the bytes it points to are.
+class key_view {
+public:
+    key_view() = default;
+    key_view(std::string_view joined, std::size_t split) noexcept
+        : joined_(joined), split_(split) {}
+
+    std::string_view account() const noexcept { return joined_.substr(0, split_); }
+    std::string_view image_id() const noexcept { return joined_.substr(split_ + 1); }
+    std::string_view joined() const noexcept { return joined_; }
+
+    friend bool operator==(key_view a, key_view b) noexcept {
+        return a.split_ == b.split_ && a.joined_ == b.joined_;
+    }
+
+private:
+    std::string_view joined_{"", 1};  // account, '\0', image_id
+    std::size_t split_ = 0;           // length of the account part
+};
+
 /// Identifies one cached image record. The image id must already be canonical (the router
 /// decodes and normalises it); the cache compares both parts as opaque bytes.
 ///
@@ -35,6 +58,9 @@ public:
     /// Bytes held on the heap by this key (0 while they fit the small-string buffer).
     std::size_t heap_bytes() const noexcept;
 
+    key_view view() const noexcept { return {bytes_, split_}; }
+    operator key_view() const noexcept { return view(); }  // NOLINT: a key is its view
+
     friend bool operator==(const key& a, const key& b) noexcept {
         return a.split_ == b.split_ && a.bytes_ == b.bytes_;
     }
@@ -46,16 +72,21 @@ private:
 
 /// Prints `account/"image_id"`, with control and non-ASCII bytes escaped as \xNN so a log line
 /// cannot be forged through an id.
+std::ostream& operator<<(std::ostream& os, key_view k);
 std::ostream& operator<<(std::ostream& os, const key& k);
 
 /// Hash of the joined bytes, mixed with the split offset: ("ab","c") and ("a","bc") hash
 /// different inputs ("ab\0c" vs "a\0bc"), and parts containing NUL still differ by offset.
+/// Transparent: a key and a key_view of the same bytes hash equal.
 struct key_hash {
-    std::size_t operator()(const key& k) const noexcept {
+    using is_transparent = void;
+
+    std::size_t operator()(key_view k) const noexcept {
         const std::size_t h = std::hash<std::string_view>{}(k.joined());
         // boost::hash_combine's mixing step.
         return h ^ (k.account().size() + 0x9e3779b97f4a7c15 + (h << 6) + (h >> 2));
     }
+    std::size_t operator()(const key& k) const noexcept { return (*this)(k.view()); }
 };
 
 }  // namespace imagegate::cache

@@ -2,12 +2,12 @@
 // Not thread-safe; `sharded_cache` puts one behind each shard's mutex.
 #pragma once
 
+#include <bit>
+#include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <limits>
-#include <list>
+#include <memory>
 #include <optional>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -23,18 +23,51 @@ struct lru_limits {
     std::uint64_t max_entry_bytes = std::numeric_limits<std::uint64_t>::max();
 };
 
-/// Key → value map that evicts the least recently used values to stay within `lru_limits`
-/// (the shape of ClickHouse's LRUCachePolicy: a recency list plus a hash map, splice on hit).
+/// Values that know their own key and weight, indexed by that key and evicted least
+/// recently used first to stay within `lru_limits` (ClickHouse's LRUCachePolicy behaviour:
+/// splice on hit, evict from the front while over budget).
+///
+/// `Traits` supplies, as static members:
+///   - `key_type`: what lookups take, cheap to copy (a view: it may point into the value);
+///   - `key_type key_of(const Value&)`, `std::size_t hash(const key_type&)`;
+///   - `std::uint64_t weight(const Value&)`, constant for a given value.
+///
+/// Layout (compact: the key is never copied, only read through the value):
+///   - nodes `{Value, prev, next}` in blocks of `block_nodes`, dense: a removed node's slot is
+///     filled by moving the last node into it, so indices are 32-bit and the list links are
+///     indices;
+///   - an open-addressing table (linear probing, backward-shift deletion) of 32-bit node
+///     indices, a power of two in size, grown at 3/4 load, so between 3/8 and 3/4 full after
+///     growth: at most 32/3 bytes per value, never shrunk. `index_bytes_per_value` is
+///     sizeof(node) plus that bound, rounded up.
 ///
 /// Values that leave the index (evicted, replaced, erased) are moved out and handed back to
 /// the caller, so a caller holding a lock can destroy them after releasing it.
 ///
-/// Ownership: owns its keys and values. Thread-safety: none; distinct objects are
-/// independent, a shared object needs external synchronisation for every member, `get`
-/// included (it reorders the recency list).
-template <class Key, class Value, class Hash = std::hash<Key>>
+/// Ownership: owns its values. Thread-safety: none; distinct objects are independent, a
+/// shared object needs external synchronisation for every member, `get` included (it
+/// reorders the recency list).
+template <class Value, class Traits>
 class lru {
+    using index = std::uint32_t;
+    static constexpr index npos = std::numeric_limits<index>::max();
+
+    struct node {
+        Value value{};
+        index prev = npos;  // towards the least recently used
+        index next = npos;  // towards the most recently used
+    };
+
 public:
+    using key_type = typename Traits::key_type;
+
+    /// Nodes per block: the unused tail of the last block is the only slack of the node pool.
+    static constexpr std::size_t block_nodes = 256;
+    /// Memory one stored value costs the index: its node plus its worst-case share of the
+    /// table (4 bytes at 3/8 load).
+    static constexpr std::size_t index_bytes_per_value =
+        sizeof(node) + (sizeof(index) * 8 + 2) / 3;
+
     /// What `put` did.
     struct put_result {
         bool stored = false;            ///< false: refused as too heavy
@@ -47,41 +80,31 @@ public:
     lru(const lru&) = delete;
     lru& operator=(const lru&) = delete;
 
-    /// Stores `value` under `k` as most recently used, replacing any previous value. A value
-    /// heavier than max_entry_bytes or max_bytes is refused; the previous value under `k` is
-    /// then removed all the same (returned in `replaced`), because the caller holds newer
-    /// data for that key and the old value must not outlive it.
-    put_result put(const Key& k, Value value, std::uint64_t weight) {
+    /// Stores `value` under its key as most recently used, replacing any previous value. A
+    /// value heavier than max_entry_bytes or max_bytes is refused; the previous value under
+    /// its key is then removed all the same (returned in `replaced`), because the caller
+    /// holds newer data for that key and the old value must not outlive it.
+    put_result put(Value value) {
         put_result result;
-        auto it = cells_.find(k);
+        const std::uint64_t weight = Traits::weight(value);
+        // Hashed before `value` moves: the key may point into it.
+        const std::size_t hash = Traits::hash(Traits::key_of(value));
+        const std::size_t pos = find(Traits::key_of(value), hash);
+        if (pos != npos_pos) {
+            // Removing the old value first and then evicting for room is what splicing it to
+            // the back and evicting up to it would do: it is never among the evicted.
+            result.replaced = remove(pos);
+        }
         if (weight > limits_.max_bytes || weight > limits_.max_entry_bytes ||
             limits_.max_entries == 0) {
-            if (it != cells_.end()) {
-                result.replaced = remove(it);
-            }
             return result;
         }
-        if (it != cells_.end()) {
-            cell& c = it->second;
-            order_.splice(order_.end(), order_, c.pos);
-            bytes_ -= c.weight;
-            // Evict before accounting the new weight, so bytes_ never exceeds max_bytes.
-            // The replaced value is at the back; weight <= max_bytes stops the loop before it.
-            while (bytes_ + weight > limits_.max_bytes && order_.front() != &it->first) {
-                evict_front(result.evicted);
-            }
-            result.replaced = std::exchange(c.value, std::move(value));
-            c.weight = weight;
-            bytes_ += weight;
-            result.stored = true;
-            return result;
+        // Evict before accounting the new weight, so bytes_ never exceeds max_bytes.
+        while (size_ != 0 &&
+               (bytes_ + weight > limits_.max_bytes || size_ >= limits_.max_entries)) {
+            result.evicted.push_back(remove(find_index(head_)));
         }
-        while (!order_.empty() &&
-               (bytes_ + weight > limits_.max_bytes || cells_.size() >= limits_.max_entries)) {
-            evict_front(result.evicted);
-        }
-        it = cells_.emplace(k, cell{std::move(value), weight, {}}).first;
-        it->second.pos = order_.insert(order_.end(), &it->first);
+        insert(std::move(value), hash);
         bytes_ += weight;
         result.stored = true;
         return result;
@@ -89,41 +112,40 @@ public:
 
     /// The value under `k`, now most recently used; nullptr if absent. The pointer is valid
     /// until the next non-const call.
-    Value* get(const Key& k) {
-        const auto it = cells_.find(k);
-        if (it == cells_.end()) {
+    Value* get(const key_type& k) {
+        const std::size_t pos = find(k, Traits::hash(k));
+        if (pos == npos_pos) {
             return nullptr;
         }
-        order_.splice(order_.end(), order_, it->second.pos);
-        return &it->second.value;
+        const index i = table_[pos];
+        unlink(i);
+        link_back(i);
+        return &at(i).value;
     }
 
     /// Like `get` without changing recency.
-    const Value* peek(const Key& k) const {
-        const auto it = cells_.find(k);
-        return it == cells_.end() ? nullptr : &it->second.value;
+    const Value* peek(const key_type& k) const {
+        const std::size_t pos = find(k, Traits::hash(k));
+        return pos == npos_pos ? nullptr : &at(table_[pos]).value;
     }
 
     /// Removes and returns the value under `k`.
-    std::optional<Value> erase(const Key& k) {
-        const auto it = cells_.find(k);
-        if (it == cells_.end()) {
+    std::optional<Value> erase(const key_type& k) {
+        const std::size_t pos = find(k, Traits::hash(k));
+        if (pos == npos_pos) {
             return std::nullopt;
         }
-        return remove(it);
+        return remove(pos);
     }
 
-    /// Removes every value for which `pred(key, value)` is true; returns them.
+    /// Removes every value for which `pred(value)` is true; returns them.
     template <class Pred>
     std::vector<Value> erase_if(Pred pred) {
         std::vector<Value> removed;
-        for (auto it = cells_.begin(); it != cells_.end();) {
-            if (pred(it->first, std::as_const(it->second.value))) {
-                auto next = std::next(it);
-                removed.push_back(remove(it));
-                it = next;
-            } else {
-                ++it;
+        // Backwards: removing node i moves the last node, already visited, into slot i.
+        for (index i = size_; i-- > 0;) {
+            if (pred(std::as_const(at(i).value))) {
+                removed.push_back(remove(find_index(i)));
             }
         }
         return removed;
@@ -131,50 +153,158 @@ public:
 
     /// Removes everything; returns the values.
     std::vector<Value> clear() {
-        return erase_if([](const Key&, const Value&) { return true; });
+        return erase_if([](const Value&) { return true; });
     }
 
-    /// Calls `f(key, value)` from least to most recently used, without changing recency.
+    /// Calls `f(value)` from least to most recently used, without changing recency.
     template <class F>
     void for_each(F f) const {
-        for (const Key* k : order_) {
-            f(*k, cells_.find(*k)->second.value);
+        for (index i = head_; i != npos; i = at(i).next) {
+            f(std::as_const(at(i).value));
         }
     }
 
     /// Sum of the weights of stored values.
     std::uint64_t bytes() const noexcept { return bytes_; }
-    std::uint64_t size() const noexcept { return cells_.size(); }
+    std::uint64_t size() const noexcept { return size_; }
     const lru_limits& limits() const noexcept { return limits_; }
 
 private:
-    // Recency order of the keys, least recently used first. The pointers are to the keys
-    // inside cells_, which stay put (unordered_map nodes are stable), so each key is stored
-    // once.
-    using order_list = std::list<const Key*>;
+    static constexpr std::size_t npos_pos = std::numeric_limits<std::size_t>::max();
 
-    struct cell {
-        Value value;
-        std::uint64_t weight = 0;
-        typename order_list::iterator pos;
-    };
-    using cell_map = std::unordered_map<Key, cell, Hash>;
+    node& at(index i) noexcept { return blocks_[i / block_nodes][i % block_nodes]; }
+    const node& at(index i) const noexcept { return blocks_[i / block_nodes][i % block_nodes]; }
 
-    Value remove(typename cell_map::iterator it) {
-        Value value = std::move(it->second.value);
-        bytes_ -= it->second.weight;
-        order_.erase(it->second.pos);
-        cells_.erase(it);
+    // Fibonacci hashing onto the table: the high bits of the product, so values whose hashes
+    // share their low bits (all of one shard's) still spread.
+    std::size_t home(std::size_t hash) const noexcept {
+        return static_cast<std::size_t>((hash * 0x9e3779b97f4a7c15ULL) >> shift_);
+    }
+    std::size_t home_of(index i) const {
+        return home(Traits::hash(Traits::key_of(at(i).value)));
+    }
+
+    // Table position holding the node whose key equals `k`, or npos_pos.
+    std::size_t find(const key_type& k, std::size_t hash) const {
+        if (table_.empty()) {
+            return npos_pos;
+        }
+        const std::size_t mask = table_.size() - 1;
+        for (std::size_t pos = home(hash);; pos = (pos + 1) & mask) {
+            const index i = table_[pos];
+            if (i == npos) {
+                return npos_pos;
+            }
+            if (Traits::key_of(at(i).value) == k) {
+                return pos;
+            }
+        }
+    }
+
+    // Table position holding node index `i` (which is stored).
+    std::size_t find_index(index i) const {
+        const std::size_t mask = table_.size() - 1;
+        std::size_t pos = home_of(i);
+        while (table_[pos] != i) {
+            pos = (pos + 1) & mask;
+        }
+        return pos;
+    }
+
+    void unlink(index i) noexcept {
+        node& n = at(i);
+        (n.prev == npos ? head_ : at(n.prev).next) = n.next;
+        (n.next == npos ? tail_ : at(n.next).prev) = n.prev;
+    }
+
+    void link_back(index i) noexcept {
+        node& n = at(i);
+        n.prev = tail_;
+        n.next = npos;
+        (tail_ == npos ? head_ : at(tail_).next) = i;
+        tail_ = i;
+    }
+
+    void insert(Value value, std::size_t hash) {
+        if ((std::size_t{size_} + 1) * 4 > table_.size() * 3) {
+            grow_table();
+        }
+        if (size_ == blocks_.size() * block_nodes) {
+            blocks_.push_back(std::make_unique<node[]>(block_nodes));
+        }
+        const index i = size_++;
+        at(i).value = std::move(value);
+        link_back(i);
+        const std::size_t mask = table_.size() - 1;
+        std::size_t pos = home(hash);
+        while (table_[pos] != npos) {
+            pos = (pos + 1) & mask;
+        }
+        table_[pos] = i;
+    }
+
+    void grow_table() {
+        const std::size_t capacity = table_.empty() ? 16 : table_.size() * 2;
+        table_.assign(capacity, npos);
+        shift_ = 64 - static_cast<unsigned>(std::countr_zero(capacity));
+        const std::size_t mask = capacity - 1;
+        for (index i = 0; i < size_; ++i) {
+            std::size_t pos = home_of(i);
+            while (table_[pos] != npos) {
+                pos = (pos + 1) & mask;
+            }
+            table_[pos] = i;
+        }
+    }
+
+    // Removes the node at table position `pos`; returns its value.
+    Value remove(std::size_t pos) {
+        const index i = table_[pos];
+        Value value = std::move(at(i).value);
+        bytes_ -= Traits::weight(value);
+        unlink(i);
+        erase_slot(pos);
+        const index last = size_ - 1;
+        if (i != last) {
+            // Keep the nodes dense: move the last one into the hole and repoint its
+            // table slot and list neighbours.
+            table_[find_index(last)] = i;
+            node& moved = at(i);
+            moved = std::move(at(last));
+            (moved.prev == npos ? head_ : at(moved.prev).next) = i;
+            (moved.next == npos ? tail_ : at(moved.next).prev) = i;
+        }
+        at(last) = node{};
+        --size_;
+        // Keep at most one spare block.
+        while (blocks_.size() * block_nodes >= std::size_t{size_} + 2 * block_nodes) {
+            blocks_.pop_back();
+        }
         return value;
     }
 
-    void evict_front(std::vector<Value>& out) {
-        out.push_back(remove(cells_.find(*order_.front())));
+    // Backward-shift deletion: pull later members of the probe run into the hole unless that
+    // would move them before their home position.
+    void erase_slot(std::size_t hole) {
+        const std::size_t mask = table_.size() - 1;
+        for (std::size_t pos = (hole + 1) & mask; table_[pos] != npos; pos = (pos + 1) & mask) {
+            const std::size_t want = home_of(table_[pos]);
+            // Movable iff `want` is not cyclically inside (hole, pos].
+            if (((pos - want) & mask) >= ((pos - hole) & mask)) {
+                table_[hole] = table_[pos];
+                hole = pos;
+            }
+        }
+        table_[hole] = npos;
     }
 
     lru_limits limits_;
-    cell_map cells_;
-    order_list order_;
+    std::vector<std::unique_ptr<node[]>> blocks_;  // nodes [0, size_) in use
+    std::vector<index> table_;                     // node index per slot, npos = empty
+    unsigned shift_ = 64;                          // 64 - log2(table_.size())
+    index size_ = 0;
+    index head_ = npos;  // least recently used
+    index tail_ = npos;  // most recently used
     std::uint64_t bytes_ = 0;
 };
 

@@ -10,16 +10,18 @@
 namespace imagegate::cache {
 namespace {
 
-using shard_lru = lru<key, std::shared_ptr<const entry>, key_hash>;
+// Indexes entries by a view of the key bytes stored inside each entry, so the key is kept
+// once per entry.
+struct entry_traits {
+    using key_type = key_view;
+    static key_view key_of(const std::shared_ptr<const entry>& e) noexcept { return e->key(); }
+    static std::size_t hash(key_view k) noexcept { return key_hash{}(k); }
+    static std::uint64_t weight(const std::shared_ptr<const entry>& e) noexcept {
+        return charged_bytes(*e);
+    }
+};
 
-// Estimated sizes of one entry's index slot in a shard (libstdc++ node layouts): the
-// unordered_map node holds its next pointer, the key copy, the cell (shared_ptr, weight,
-// list iterator) and possibly a cached hash; the list node holds two links and a key pointer.
-constexpr std::size_t map_node_bytes = sizeof(void*) + sizeof(key) +
-                                       sizeof(std::shared_ptr<const entry>) +
-                                       sizeof(std::uint64_t) + sizeof(void*) + sizeof(std::size_t);
-constexpr std::size_t list_node_bytes = 3 * sizeof(void*);
-constexpr std::size_t bucket_bytes = sizeof(void*);
+using shard_lru = lru<std::shared_ptr<const entry>, entry_traits>;
 
 // Splits `total` over `n` parts; the parts sum to exactly `total`.
 std::uint64_t part(std::uint64_t total, std::uint32_t n, std::uint32_t i) noexcept {
@@ -37,9 +39,7 @@ struct alignas(64) sharded_cache::shard {
 };
 
 std::uint64_t charged_bytes(const entry& e) noexcept {
-    return e.bytes() + allocation_bytes(map_node_bytes) +
-           allocation_bytes(e.key().heap_bytes()) + allocation_bytes(list_node_bytes) +
-           bucket_bytes;
+    return e.bytes() + shard_lru::index_bytes_per_value;
 }
 
 sharded_cache::sharded_cache(const options& o) {
@@ -62,9 +62,9 @@ sharded_cache::sharded_cache(const options& o) {
 
 sharded_cache::~sharded_cache() = default;
 
-std::uint32_t sharded_cache::shard_index(const key& k) const noexcept {
-    // libstdc++'s unordered_map takes the hash modulo a prime bucket count, so a shard's
-    // map is not hurt by all its keys sharing these low bits.
+std::uint32_t sharded_cache::shard_index(key_view k) const noexcept {
+    // The shard's table places keys by the high bits of a multiplicative hash of the same
+    // value, so it is not hurt by all its keys sharing these low bits.
     return static_cast<std::uint32_t>(key_hash{}(k)) & shard_mask_;
 }
 
@@ -108,12 +108,8 @@ bool sharded_cache::put(std::shared_ptr<const entry> e) {
     if (!e) {
         return false;
     }
-    const std::uint64_t weight = charged_bytes(*e);
-    // `k` refers into the entry, which the shard (or `result`) keeps alive.
-    const key& k = e->key();
-    const auto result = update(*shards_[shard_index(k)], [&](shard_lru& lru) {
-        return lru.put(k, std::move(e), weight);
-    });
+    shard& s = *shards_[shard_index(e->key())];
+    const auto result = update(s, [&](shard_lru& lru) { return lru.put(std::move(e)); });
     (result.stored ? inserts_ : rejected_too_large_).fetch_add(1, std::memory_order_relaxed);
     if (!result.evicted.empty()) {
         evictions_.fetch_add(result.evicted.size(), std::memory_order_relaxed);
@@ -130,8 +126,8 @@ std::size_t sharded_cache::erase_account(std::string_view account_id) {
     std::size_t count = 0;
     for (const auto& s : shards_) {
         count += update(*s, [account_id](shard_lru& lru) {
-                     return lru.erase_if([account_id](const key& k, const auto&) {
-                         return k.account() == account_id;
+                     return lru.erase_if([account_id](const std::shared_ptr<const entry>& e) {
+                         return e->key().account() == account_id;
                      });
                  }).size();
     }

@@ -52,9 +52,12 @@ struct shard_stats {
 };
 std::ostream& operator<<(std::ostream& os, const shard_stats& s);
 
-/// The bytes one stored entry is charged while in a shard: the entry itself (`entry::bytes`)
-/// plus its index slot, i.e. the map node (key copy, cell, cached hash, next pointer), the
-/// key copy's heap block, the recency-list node and a bucket pointer.
+/// The bytes one stored entry is charged while in a shard: the entry itself (`entry::bytes`,
+/// one malloc chunk holding control block, entry, key, head and body) plus its index slot
+/// (`lru::index_bytes_per_value`: the 24-byte node `{shared_ptr, prev, next}` and at most
+/// 11 bytes of open-addressing table). The index refers to the key bytes inside the entry,
+/// so the key is not copied. Fixed per-shard slack (at most one spare block of 256 nodes, and
+/// a table that keeps its high-water size after erases) is not charged to entries.
 std::uint64_t charged_bytes(const entry& e) noexcept;
 
 /// Thread-safe cache of `shared_ptr<const entry>` keyed by `key`, bounded by accounted bytes.
@@ -100,7 +103,7 @@ public:
     stats snapshot() const noexcept;
 
     std::uint32_t shard_count() const noexcept { return shard_mask_ + 1; }
-    std::uint32_t shard_index(const key& k) const noexcept;
+    std::uint32_t shard_index(key_view k) const noexcept;
     shard_stats shard_snapshot(std::uint32_t index) const;
 
 private:

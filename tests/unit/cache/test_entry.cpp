@@ -5,8 +5,13 @@
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <ostream>
 #include <string>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace imagegate::cache {
 namespace {
@@ -122,6 +127,19 @@ BOOST_AUTO_TEST_CASE(windows_nest) {
     BOOST_TEST((f->stale_if_error_until() == t0 + s(180)));
 }
 
+// Windows are 32-bit millisecond offsets: longer ones are capped at 2^32 - 1 ms (~49.7 days).
+BOOST_AUTO_TEST_CASE(long_windows_are_capped) {
+    const auto cap = milliseconds(0xffff'ffffLL);
+    const auto e = make(std::chrono::hours(24 * 60), s(30), std::chrono::hours(24 * 365));
+    BOOST_TEST((e->fresh_until() == t0 + cap));
+    BOOST_TEST((e->stale_while_revalidate_until() == t0 + cap));
+    BOOST_TEST((e->stale_if_error_until() == t0 + cap));
+    BOOST_TEST(e->classify(t0 + cap - ms(1)) == freshness::fresh);
+    BOOST_TEST(e->classify(t0 + cap) == freshness::expired);
+    const auto f = make(std::chrono::hours(24), std::chrono::hours(24 * 40), s(0));
+    BOOST_TEST((f->stale_while_revalidate_until() == t0 + std::chrono::hours(24 * 41)));
+}
+
 BOOST_AUTO_TEST_CASE(head_and_body_are_one_buffer) {
     const std::string_view body = R"({"success":true,"result":{"id":"img"}})";
     const auto e = make(s(60), s(0), s(0), body);
@@ -155,9 +173,9 @@ BOOST_AUTO_TEST_CASE(bytes_follow_the_formula) {
     const std::string body(1000, 'x');
     const key k("023e105f4ecef8ad9ca31a8372d0c353", "2cdc28f0-017a-49c4-9ed7-87056c83901");
     const auto e = make_entry({.key = k, .body = body, .stored_at = t0, .ttl = s(1)});
-    const std::size_t expected = allocation_bytes(16 + sizeof(entry)) +
-                                 allocation_bytes(e->head().size() + body.size()) +
-                                 allocation_bytes(e->key().heap_bytes());
+    // One chunk: control block, entry, key, head, body.
+    const std::size_t expected = allocation_bytes(16 + sizeof(entry) + k.joined().size() +
+                                                  e->head().size() + body.size());
     BOOST_TEST(e->bytes() == expected);
     BOOST_TEST(e->bytes() > body.size() + e->head().size() + k.joined().size());
     // Each body byte is charged once, give or take the 16-byte allocation granularity.
@@ -165,6 +183,46 @@ BOOST_AUTO_TEST_CASE(bytes_follow_the_formula) {
     BOOST_TEST(bigger->bytes() - e->bytes() >= 1000u - 16u);
     BOOST_TEST(bigger->bytes() - e->bytes() <= 1000u + 16u);
 }
+
+BOOST_AUTO_TEST_CASE(key_is_stored_once_inside_the_entry) {
+    const key k("023e105f4ecef8ad9ca31a8372d0c353", std::string_view("a/b\0c", 5));
+    const auto e = make_entry({.key = k, .body = "{}", .stored_at = t0});
+    BOOST_TEST((e->key() == k));
+    BOOST_TEST(e->key().account() == k.account());
+    BOOST_TEST(e->key().image_id() == k.image_id());
+    // The key bytes sit in the entry's own buffer, right before the head.
+    const void* key_end = e->key().joined().data() + e->key().joined().size();
+    const void* head_start = e->head().data();
+    BOOST_TEST(key_end == head_start);
+    BOOST_TEST(!(e->key() == key("023e105f4ecef8ad9ca31a8372d0c35", "3a/b")));
+}
+
+// The issue's memory target: a realistic record (590-byte body, 36-character id, 32-character
+// account) costs at most 256 bytes beyond its body as an entry.
+BOOST_AUTO_TEST_CASE(realistic_entry_fits_one_chunk) {
+    const key k("023e105f4ecef8ad9ca31a8372d0c353", "2cdc28f0-017a-49c4-9ed7-87056c83901a");
+    BOOST_TEST_REQUIRE(k.image_id().size() == 36u);
+    const std::string body(590, 'x');
+    const auto e = make_entry({.key = k, .body = body, .stored_at = t0, .ttl = s(300)});
+    BOOST_TEST(sizeof(entry) <= 40u);
+    BOOST_TEST(e->bytes() - body.size() <= 216u);
+}
+
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+// bytes() is the real malloc footprint: the entry's single allocation starts with the
+// 16-byte control block, and glibc's chunk for it is malloc_usable_size + the 8-byte header.
+BOOST_AUTO_TEST_CASE(bytes_match_the_malloc_footprint) {
+    const key k("023e105f4ecef8ad9ca31a8372d0c353", "2cdc28f0-017a-49c4-9ed7-87056c83901a");
+    for (const std::size_t size : {0, 7, 590, 4'000, 70'000}) {
+        const std::string body(size, 'x');
+        const auto e = make_entry({.key = k, .body = body, .stored_at = t0});
+        auto* block = const_cast<char*>(reinterpret_cast<const char*>(e.get())) - 16;  // NOLINT
+        BOOST_TEST_CONTEXT("body " << size) {
+            BOOST_TEST(malloc_usable_size(block) + 8 == e->bytes());
+        }
+    }
+}
+#endif
 
 BOOST_AUTO_TEST_CASE(allocation_bytes_matches_glibc_chunks) {
     BOOST_TEST(allocation_bytes(0) == 0u);

@@ -4,14 +4,99 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <optional>
 #include <random>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace imagegate::cache {
 namespace {
 
-using string_lru = lru<std::string, int>;
+// The values under test: a key, a payload and a weight, indexed by the key they carry.
+template <class K>
+struct item {
+    K key{};
+    int value = 0;
+    std::uint64_t weight = 0;
+};
+
+template <class K>
+struct item_traits {
+    using key_type = std::conditional_t<std::is_same_v<K, std::string>, std::string_view, K>;
+    static key_type key_of(const item<K>& i) noexcept { return i.key; }
+    static std::size_t hash(const key_type& k) noexcept { return std::hash<key_type>{}(k); }
+    static std::uint64_t weight(const item<K>& i) noexcept { return i.weight; }
+};
+
+// The (key, value, weight) interface the cases are written against, over lru<item<K>>.
+template <class K>
+class test_lru {
+    using impl = lru<item<K>, item_traits<K>>;
+    using key_type = typename item_traits<K>::key_type;
+
+public:
+    struct put_result {
+        bool stored = false;
+        std::optional<int> replaced;
+        std::vector<int> evicted;
+    };
+
+    explicit test_lru(lru_limits limits) : impl_(limits) {}
+
+    put_result put(K k, int v, std::uint64_t w) {
+        auto r = impl_.put(item<K>{std::move(k), v, w});
+        put_result out;
+        out.stored = r.stored;
+        if (r.replaced) {
+            out.replaced = r.replaced->value;
+        }
+        for (const auto& e : r.evicted) {
+            out.evicted.push_back(e.value);
+        }
+        return out;
+    }
+    int* get(const key_type& k) {
+        auto* i = impl_.get(k);
+        return i ? &i->value : nullptr;
+    }
+    const int* peek(const key_type& k) const {
+        const auto* i = impl_.peek(k);
+        return i ? &i->value : nullptr;
+    }
+    std::optional<int> erase(const key_type& k) {
+        auto i = impl_.erase(k);
+        return i ? std::optional<int>(i->value) : std::nullopt;
+    }
+    template <class Pred>
+    std::vector<int> erase_if(Pred pred) {
+        return values(impl_.erase_if([&](const item<K>& i) { return pred(i.key, i.value); }));
+    }
+    std::vector<int> clear() { return values(impl_.clear()); }
+    template <class F>
+    void for_each(F f) const {
+        impl_.for_each([&](const item<K>& i) { f(i.key, i.value); });
+    }
+    std::uint64_t bytes() const noexcept { return impl_.bytes(); }
+    std::uint64_t size() const noexcept { return impl_.size(); }
+
+private:
+    static std::vector<int> values(const std::vector<item<K>>& items) {
+        std::vector<int> out;
+        for (const auto& i : items) {
+            out.push_back(i.value);
+        }
+        return out;
+    }
+
+    impl impl_;
+};
+
+using string_lru = test_lru<std::string>;
 
 std::vector<std::string> order(const string_lru& l) {
     std::vector<std::string> keys;
@@ -53,7 +138,7 @@ BOOST_AUTO_TEST_CASE(evicts_least_recently_used) {
 
 BOOST_AUTO_TEST_CASE(byte_budget_holds_under_fill) {
     constexpr std::uint64_t budget = 100'000;
-    lru<int, int> l({.max_bytes = budget});
+    test_lru<int> l({.max_bytes = budget});
     std::mt19937 rng(42);
     std::uniform_int_distribution<std::uint64_t> weight(1, 500);
     std::uint64_t stored_weight = 0;
@@ -161,6 +246,85 @@ BOOST_AUTO_TEST_CASE(erase_and_erase_if) {
     BOOST_TEST(l.bytes() == 20u);
     BOOST_TEST(l.clear().size() == 2u);
     BOOST_TEST(l.bytes() == 0u);
+}
+
+// Random puts, gets, erases and erase_ifs over a key space large enough to grow the table
+// several times and to exercise backward-shift deletion and node compaction, checked against
+// a plain list model of the same policy.
+BOOST_AUTO_TEST_CASE(matches_a_list_model_under_churn) {
+    constexpr std::uint64_t budget = 20'000;
+    constexpr std::uint64_t max_entries = 700;
+    test_lru<int> l({.max_bytes = budget, .max_entries = max_entries});
+    std::list<std::pair<int, std::uint64_t>> model;  // least recently used first
+    std::uint64_t model_bytes = 0;
+    const auto find = [&](int k) {
+        return std::find_if(model.begin(), model.end(),
+                            [k](const auto& p) { return p.first == k; });
+    };
+    std::mt19937 rng(3);
+    std::uniform_int_distribution<int> pick_key(0, 2'000);
+    std::uniform_int_distribution<int> op(0, 99);
+    std::uniform_int_distribution<std::uint64_t> weight(1, 60);
+    for (int step = 0; step < 40'000; ++step) {
+        const int k = pick_key(rng);
+        const int o = op(rng);
+        if (o < 50) {
+            const std::uint64_t w = weight(rng);
+            const auto r = l.put(k, k, w);
+            if (const auto it = find(k); it != model.end()) {
+                model_bytes -= it->second;
+                model.erase(it);
+            }
+            while (!model.empty() && (model_bytes + w > budget || model.size() >= max_entries)) {
+                model_bytes -= model.front().second;
+                model.pop_front();
+            }
+            model.emplace_back(k, w);
+            model_bytes += w;
+            BOOST_TEST_REQUIRE(r.stored);
+        } else if (o < 85) {
+            const int* v = l.get(k);
+            const auto it = find(k);
+            BOOST_TEST_REQUIRE((v != nullptr) == (it != model.end()));
+            if (v) {
+                BOOST_TEST_REQUIRE(*v == k);
+                model.splice(model.end(), model, it);
+            }
+        } else if (o < 99) {
+            const auto v = l.erase(k);
+            const auto it = find(k);
+            BOOST_TEST_REQUIRE(v.has_value() == (it != model.end()));
+            if (it != model.end()) {
+                model_bytes -= it->second;
+                model.erase(it);
+            }
+        } else {
+            const int m = 2 + k % 5;
+            l.erase_if([m](int key_, int) { return key_ % m == 0; });
+            for (auto it = model.begin(); it != model.end();) {
+                if (it->first % m == 0) {
+                    model_bytes -= it->second;
+                    it = model.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+        }
+        BOOST_TEST_REQUIRE(l.bytes() == model_bytes);
+        BOOST_TEST_REQUIRE(l.size() == model.size());
+        if (step % 1'000 == 0) {
+            std::vector<int> got;
+            l.for_each([&](int key_, int) { got.push_back(key_); });
+            std::vector<int> want;
+            for (const auto& p : model) {
+                want.push_back(p.first);
+            }
+            BOOST_TEST_REQUIRE(got == want, boost::test_tools::per_element());
+            for (const auto& p : model) {
+                BOOST_TEST_REQUIRE(l.peek(p.first) != nullptr);
+            }
+        }
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

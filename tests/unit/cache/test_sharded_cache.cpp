@@ -168,6 +168,78 @@ BOOST_AUTO_TEST_CASE(max_entries_and_too_large) {
     BOOST_TEST(c.snapshot().rejected_too_large == 1u);
 }
 
+// The memory target: a realistic record (590-byte body, 36-character image id,
+// 32-character account) is charged at most 256 bytes beyond its body, index included.
+BOOST_AUTO_TEST_CASE(realistic_entry_overhead_is_at_most_256_bytes) {
+    const key k(account_a, "2cdc28f0-017a-49c4-9ed7-87056c83901a");
+    BOOST_TEST_REQUIRE(k.image_id().size() == 36u);
+    BOOST_TEST_REQUIRE(k.account().size() == 32u);
+    const auto e = make(k, 590);
+    const std::uint64_t overhead = charged_bytes(*e) - 590;
+    BOOST_TEST_MESSAGE("charged " << charged_bytes(*e) << " bytes, overhead " << overhead);
+    BOOST_TEST(overhead <= 256u);
+    // Pinned, so a layout change that costs bytes shows up here.
+    BOOST_TEST(overhead == 245u);
+    sharded_cache c({.max_bytes = 1 << 20, .shards = 1});
+    BOOST_TEST(c.put(e));
+    BOOST_TEST(c.snapshot().bytes == charged_bytes(*e));
+}
+
+// The index is keyed by the bytes inside each entry: erase, erase_account and eviction must
+// find and drop exactly the right entries, including after the table has grown and entries
+// have been moved around by removals.
+BOOST_AUTO_TEST_CASE(erase_erase_account_and_eviction_through_the_index) {
+    const std::uint64_t charge = charged_bytes(*make(key(account_a, image_id(0)), 200));
+    constexpr std::uint64_t n = 3'000;
+    sharded_cache c({.max_bytes = charge * n, .shards = 1});
+    for (std::uint64_t i = 0; i < n; ++i) {
+        BOOST_TEST_REQUIRE(c.put(make(key(i % 3 ? account_a : account_b, image_id(i)), 200)));
+    }
+    BOOST_TEST_REQUIRE(c.snapshot().entries == n);
+    BOOST_TEST(c.snapshot().evictions == 0u);
+
+    // erase: the exact key only; a key equal in bytes but split differently is another key.
+    BOOST_TEST(c.erase(key(account_a, image_id(1))));
+    BOOST_TEST(!c.erase(key(account_a, image_id(1))));
+    BOOST_TEST(!c.erase(key(account_b, image_id(1))));
+    BOOST_TEST(c.get(key(account_a, image_id(2)), t0) != nullptr);
+    BOOST_TEST(c.get(key(account_a, image_id(1)), t0) == nullptr);
+
+    // erase_account: every entry of account_b (i % 3 == 0), nothing else.
+    BOOST_TEST(c.erase_account(account_b) == n / 3);
+    BOOST_TEST(c.snapshot().entries == n - 1 - n / 3);
+    for (std::uint64_t i = 0; i < n; ++i) {
+        const bool expected = i % 3 != 0 && i != 1;
+        const key k(i % 3 ? account_a : account_b, image_id(i));
+        BOOST_TEST_REQUIRE((c.get(k, t0) != nullptr) == expected);
+    }
+
+    // Eviction: the budget is full again after n / 3 + 1 puts; the gets above touched the
+    // survivors in index order, so the oldest are the lowest ids and go first.
+    const auto held = c.get(key(account_a, image_id(2)), t0);  // now most recently used
+    for (std::uint64_t i = n; i < n + n / 3 + 1; ++i) {
+        BOOST_TEST_REQUIRE(c.put(make(key(account_b, image_id(i)), 200)));
+    }
+    BOOST_TEST(c.snapshot().evictions == 0u);
+    BOOST_TEST_REQUIRE(c.put(make(key(account_b, image_id(n + n / 3 + 1)), 200)));
+    BOOST_TEST(c.snapshot().evictions == 1u);
+    BOOST_TEST(c.get(key(account_a, image_id(4)), t0) == nullptr);  // oldest survivor
+    BOOST_TEST(c.get(key(account_a, image_id(5)), t0) != nullptr);
+    BOOST_TEST(c.get(key(account_a, image_id(2)), t0) == held);
+    BOOST_TEST(c.snapshot().bytes <= charge * n);
+    BOOST_TEST(c.snapshot().bytes == c.snapshot().entries * charge);
+
+    // The same entry put again replaces itself; still one entry.
+    const std::uint64_t entries = c.snapshot().entries;
+    BOOST_TEST(c.put(held));
+    BOOST_TEST(c.snapshot().entries == entries);
+    BOOST_TEST(c.get(key(account_a, image_id(2)), t0) == held);
+    c.clear();
+    BOOST_TEST(c.snapshot().entries == 0u);
+    BOOST_TEST(c.snapshot().bytes == 0u);
+    BOOST_TEST(held->key().image_id() == image_id(2));  // alive while held
+}
+
 // 4 threads of mixed get/put/erase over a small key space and a budget that forces
 // evictions; the invariants are checked while it runs and after. Built for TSan.
 BOOST_AUTO_TEST_CASE(hammer) {
