@@ -41,6 +41,9 @@ public:
     }
 
     void append(std::string_view s) {
+        if (s.empty()) {
+            return;  // an empty view may carry a null pointer, which memcpy must not get
+        }
         if (heap_.empty() && size_ + s.size() <= inline_capacity) {
             copy_bytes(inline_.data() + size_, s.data(), s.size());
         } else {
