@@ -39,6 +39,19 @@ void append_us_as_seconds(std::string& out, std::uint64_t us) {
 
 }  // namespace
 
+void append_header(std::string& out, std::string_view name, std::string_view type,
+                   std::string_view help) {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += ' ';
+    out += type;
+    out += '\n';
+}
+
 void histogram::observe(std::chrono::steady_clock::duration d) noexcept {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
     const auto u = us < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(us);
@@ -52,13 +65,7 @@ void histogram::observe(std::chrono::steady_clock::duration d) noexcept {
 }
 
 void histogram::render(std::string& out, std::string_view name, std::string_view help) const {
-    out += "# HELP ";
-    out += name;
-    out += ' ';
-    out += help;
-    out += "\n# TYPE ";
-    out += name;
-    out += " histogram\n";
+    append_header(out, name, "histogram", help);
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < buckets_.size(); ++i) {
         cumulative += buckets_[i].load(std::memory_order_relaxed);
@@ -90,15 +97,7 @@ void histogram::render(std::string& out, std::string_view name, std::string_view
 void append_sample(std::string& out, std::string_view name, std::string_view type,
                    std::string_view help, std::uint64_t value, std::string_view labels) {
     if (!help.empty()) {
-        out += "# HELP ";
-        out += name;
-        out += ' ';
-        out += help;
-        out += "\n# TYPE ";
-        out += name;
-        out += ' ';
-        out += type;
-        out += '\n';
+        append_header(out, name, type, help);
     }
     out += name;
     if (!labels.empty()) {

@@ -74,6 +74,10 @@ private:
     std::vector<std::function<void(std::string&)>> sources_;  // guarded by mu_
 };
 
+/// Appends the `# HELP` and `# TYPE` lines of a metric family.
+void append_header(std::string& out, std::string_view name, std::string_view type,
+                   std::string_view help);
+
 /// Appends one `name{labels} value` sample with its HELP/TYPE header when `help` is set.
 void append_sample(std::string& out, std::string_view name, std::string_view type,
                    std::string_view help, std::uint64_t value, std::string_view labels = {});

@@ -12,23 +12,12 @@ constexpr auto relaxed = std::memory_order_relaxed;
 
 void append_number(std::string& out, std::uint64_t n) { out += std::to_string(n); }
 
+// One `imagegate_upstream_<name>` sample with its HELP/TYPE lines, in the project's one
+// Prometheus writer.
 void append_counter(std::string& out, std::string_view name, std::string_view type,
-                    std::string_view help, const std::atomic<std::uint64_t>& v,
-                    std::string_view labels = {}) {
-    out += "# HELP imagegate_upstream_";
-    out += name;
-    out += ' ';
-    out += help;
-    out += "\n# TYPE imagegate_upstream_";
-    out += name;
-    out += ' ';
-    out += type;
-    out += "\nimagegate_upstream_";
-    out += name;
-    out += labels;
-    out += ' ';
-    append_number(out, v.load(relaxed));
-    out += '\n';
+                    std::string_view help, const std::atomic<std::uint64_t>& v) {
+    metrics::append_sample(out, "imagegate_upstream_" + std::string(name), type, help,
+                           v.load(relaxed));
 }
 
 }  // namespace
