@@ -10,21 +10,7 @@ using ts::contains;
 using verb = boost::beast::http::verb;
 using namespace std::chrono_literals;
 
-namespace {
-
-ts::emulator_options any_image() {
-    ts::emulator_options o;
-    o.any_image_exists = true;
-    return o;
-}
-
-struct fixture {
-    ts::emulator_runner emu{any_image()};
-    ts::temp_dir dir;
-    imagegate::config::settings settings = ts::gateway_settings(*emu, dir);
-};
-
-}  // namespace
+using fixture = ts::emulated_upstream;
 
 BOOST_FIXTURE_TEST_CASE(miss_then_hit_costs_one_upstream_call, fixture) {
     ts::gateway_runner gw(settings);

@@ -149,6 +149,23 @@ private:
     gateway::app app_;
 };
 
+/// Emulator options where every image id exists (records derived from the id).
+inline emulator_options any_image() {
+    emulator_options o;
+    o.any_image_exists = true;
+    return o;
+}
+
+/// An emulator and the settings of a gateway in front of it; tests adjust `settings`, then
+/// construct a gateway_runner.
+struct emulated_upstream {
+    explicit emulated_upstream(emulator_options o = any_image()) : emu(std::move(o)) {}
+
+    emulator_runner emu;
+    temp_dir dir;
+    config::settings settings = gateway_settings(*emu, dir);
+};
+
 /// Polls `pred` until it holds or `limit` passes.
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(5)) {

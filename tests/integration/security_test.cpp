@@ -34,10 +34,8 @@ ts::emulator_options two_accounts() {
     return o;
 }
 
-struct fixture {
-    ts::emulator_runner emu{two_accounts()};
-    ts::temp_dir dir;
-    imagegate::config::settings settings = ts::gateway_settings(*emu, dir);
+struct fixture : ts::emulated_upstream {
+    fixture() : ts::emulated_upstream(two_accounts()) {}
 
     void with_keys() {
         settings.auth.client_keys = {{hex_sha256("key-a"), {ts::test_account}},

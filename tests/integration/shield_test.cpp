@@ -26,17 +26,7 @@ struct raise_fd_limit {
 };
 BOOST_TEST_GLOBAL_FIXTURE(raise_fd_limit);
 
-ts::emulator_options any_image() {
-    ts::emulator_options o;
-    o.any_image_exists = true;
-    return o;
-}
-
-struct fixture {
-    ts::emulator_runner emu{any_image()};
-    ts::temp_dir dir;
-    imagegate::config::settings settings = ts::gateway_settings(*emu, dir);
-
+struct fixture : ts::emulated_upstream {
     void delay(const std::string& id, std::chrono::milliseconds d) {
         ts::fault_rule f;
         f.kind = ts::fault_kind::delay;
