@@ -15,6 +15,8 @@ namespace {
 
 /// A CA bundle larger than this is surely not one.
 constexpr std::uint64_t max_ca_file_bytes = 16 * mib;
+/// A listener certificate chain or key larger than this is surely not one.
+constexpr std::uint64_t max_pem_file_bytes = 1 * mib;
 
 bool is_power_of_two(std::uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
@@ -70,8 +72,14 @@ std::vector<config_error> check(const settings& s) {
         data && admin && data->port != 0 && *data == *admin) {
         errors.push_back({"server.admin_listen", "must differ from server.listen"});
     }
-    if (s.auth.mode != "token") {
-        errors.push_back({"auth.mode", "must be \"token\" (the only mode this version has)"});
+    const bool passthrough = s.auth.mode == "passthrough";
+    if (s.auth.mode != "token" && !passthrough) {
+        errors.push_back({"auth.mode", "must be \"token\" or \"passthrough\""});
+    }
+    if (passthrough && !s.auth.client_keys.empty()) {
+        errors.push_back({"auth.client_keys",
+                          "client keys are for auth.mode = \"token\"; in passthrough mode "
+                          "callers present their own Cloudflare credentials"});
     }
     for (std::size_t i = 0; i < s.auth.client_keys.size(); ++i) {
         for (std::size_t j = 0; j < i; ++j) {
@@ -83,11 +91,28 @@ std::vector<config_error> check(const settings& s) {
     // A shared cache in front of a credential: with no client keys, anyone who can reach
     // the listener reads through the gateway's token. Only loopback is safe by default.
     if (const auto data = parse_host_port(s.server.listen);
-        data && s.auth.client_keys.empty() && !s.auth.allow_anonymous && !is_loopback(data->host)) {
+        data && !passthrough && s.auth.client_keys.empty() && !s.auth.allow_anonymous &&
+        !is_loopback(data->host)) {
         errors.push_back({"auth.allow_anonymous",
                           "server.listen is not a loopback address and no [[auth.client_keys]] "
                           "are configured: add client keys, or set auth.allow_anonymous = true "
                           "to serve anyone who can reach " + s.server.listen});
+    }
+    if (s.server.tls_cert.empty() != s.server.tls_key.empty()) {
+        errors.push_back({s.server.tls_cert.empty() ? "server.tls_cert" : "server.tls_key",
+                          "server.tls_cert and server.tls_key go together"});
+    }
+    if (!s.server.tls_cert.empty()) {
+        if (auto file = read_regular_file(s.server.tls_cert, max_pem_file_bytes);
+            !file.error.empty()) {
+            errors.push_back({"server.tls_cert", std::move(file.error)});
+        }
+    }
+    if (!s.server.tls_key.empty()) {
+        if (auto file = read_secret_file(s.server.tls_key, max_pem_file_bytes);
+            !file.error.empty()) {
+            errors.push_back({"server.tls_key", std::move(file.error)});
+        }
     }
     if (!s.upstream.ca_file.empty()) {
         if (auto file = read_regular_file(s.upstream.ca_file, max_ca_file_bytes);

@@ -52,6 +52,8 @@ constexpr std::array key_table{
     IMAGEGATE_KEY(server, drain_timeout, interval, ms(1), hours(1)),
     IMAGEGATE_KEY(server, max_connections, count, 1, 10'000'000),
     IMAGEGATE_KEY(server, max_header_bytes, size, kib, mib),
+    IMAGEGATE_KEY(server, tls_cert, text),
+    IMAGEGATE_KEY(server, tls_key, text),
 
     IMAGEGATE_KEY(upstream, url, url),
     IMAGEGATE_KEY(upstream, ca_file, text),
@@ -86,6 +88,7 @@ constexpr std::array key_table{
     IMAGEGATE_KEY(log, access_log, boolean),
 
     IMAGEGATE_KEY(auth, mode, text),
+    IMAGEGATE_KEY(auth, proof_ttl, interval, ms(1), hours(1)),
     IMAGEGATE_KEY(auth, keys_file, text),
     IMAGEGATE_KEY(auth, allow_anonymous, boolean),
 

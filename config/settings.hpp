@@ -36,6 +36,10 @@ struct server_settings {
     std::uint64_t max_connections = 10000;
     /// Request line + headers, in bytes; larger requests get 431.
     std::uint64_t max_header_bytes = 16 * kib;
+    /// PEM certificate chain for TLS on the data listener; empty serves plain HTTP.
+    std::string tls_cert;
+    /// PEM private key of `tls_cert` (mode 600); required with `tls_cert`.
+    std::string tls_key;
 
     friend bool operator==(const server_settings&, const server_settings&) = default;
 };
@@ -133,7 +137,11 @@ struct client_key {
 /// `[auth]`: who may read what through the gateway.
 struct auth_settings {
     /// "token": imagegate holds the upstream token; callers present client keys (or none).
+    /// "passthrough": each caller's own credential is used upstream, and a cached entry of an
+    /// account is answered only to credentials the upstream accepted for that account.
     std::string mode = "token";
+    /// passthrough: how long an upstream acceptance of (credential, account) is remembered.
+    duration proof_ttl = std::chrono::minutes(5);
     /// A TOML file of `[[client_keys]]` entries (mode 600), added to `client_keys`.
     std::string keys_file;
     /// Serve callers without a client key on a non-loopback listener.

@@ -97,9 +97,55 @@ BOOST_AUTO_TEST_CASE(anonymous_on_a_public_address_needs_consent) {
     BOOST_TEST(r.errors.empty(), dump(r.errors));
 }
 
-BOOST_AUTO_TEST_CASE(only_token_mode_exists) {
-    const auto r = run({}, {{"IMAGEGATE_AUTH_MODE", "passthrough"}});
+BOOST_AUTO_TEST_CASE(modes) {
+    auto r = run({}, {{"IMAGEGATE_AUTH_MODE", "passthrough"}});
+    BOOST_TEST(r.errors.empty(), dump(r.errors));
+    r = run({}, {{"IMAGEGATE_AUTH_MODE", "bearer"}});
     BOOST_TEST(find_error(r.errors, "auth.mode") != nullptr);
+    r = run({}, {{"IMAGEGATE_AUTH_MODE", "Token"}});
+    BOOST_TEST(find_error(r.errors, "auth.mode") != nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(passthrough_needs_no_client_keys_and_may_listen_anywhere) {
+    // Every caller brings a credential the upstream checks: no anonymous reads to guard.
+    auto r = run({"--listen", "0.0.0.0:8080"}, {{"IMAGEGATE_AUTH_MODE", "passthrough"}});
+    BOOST_TEST(r.errors.empty(), dump(r.errors));
+    const temp_dir dir;
+    const auto file = dir.write("c.toml", "[auth]\nmode = \"passthrough\"\n"
+                                          "[[auth.client_keys]]\nsha256 = \"" + hash_a +
+                                              "\"\naccounts = [\"*\"]\n");
+    r = run({"--config", file});
+    BOOST_TEST(find_error(r.errors, "auth.client_keys") != nullptr, dump(r.errors));
+}
+
+BOOST_AUTO_TEST_CASE(proof_ttl_range) {
+    auto r = run({}, {{"IMAGEGATE_AUTH_PROOF_TTL", "30s"}});
+    BOOST_TEST(r.errors.empty(), dump(r.errors));
+    BOOST_TEST(r.value.auth.proof_ttl.count() == 30000);
+    r = run({}, {{"IMAGEGATE_AUTH_PROOF_TTL", "2h"}});
+    BOOST_TEST(find_error(r.errors, "IMAGEGATE_AUTH_PROOF_TTL") != nullptr, dump(r.errors));
+}
+
+BOOST_AUTO_TEST_CASE(listener_tls_files) {
+    const temp_dir dir;
+    const auto cert = dir.write("cert.pem", "-----BEGIN CERTIFICATE-----\n");
+    const auto key = dir.write("key.pem", "-----BEGIN PRIVATE KEY-----\n");
+    const auto open_key = dir.write("open-key.pem", "-----BEGIN PRIVATE KEY-----\n",
+                                     std::filesystem::perms::owner_read |
+                                         std::filesystem::perms::owner_write |
+                                         std::filesystem::perms::group_read |
+                                         std::filesystem::perms::others_read);
+    auto r = run({}, {{"IMAGEGATE_SERVER_TLS_CERT", cert}, {"IMAGEGATE_SERVER_TLS_KEY", key}});
+    BOOST_TEST(r.errors.empty(), dump(r.errors));
+    r = run({}, {{"IMAGEGATE_SERVER_TLS_CERT", cert}});
+    BOOST_TEST(find_error(r.errors, "server.tls_key") != nullptr, dump(r.errors));
+    r = run({}, {{"IMAGEGATE_SERVER_TLS_KEY", key}});
+    BOOST_TEST(find_error(r.errors, "server.tls_cert") != nullptr, dump(r.errors));
+    r = run({}, {{"IMAGEGATE_SERVER_TLS_CERT", cert}, {"IMAGEGATE_SERVER_TLS_KEY", open_key}});
+    BOOST_TEST(find_error(r.errors, "server.tls_key") != nullptr, dump(r.errors));
+    r = run({}, {{"IMAGEGATE_SERVER_TLS_CERT", (dir.path() / "missing.pem").string()},
+                 {"IMAGEGATE_SERVER_TLS_KEY", key}});
+    BOOST_TEST(find_error(r.errors, "server.tls_cert") != nullptr, dump(r.errors));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
