@@ -36,7 +36,9 @@ function(imagegate_add_library)
 endfunction()
 
 # imagegate_add_test(NAME n SOURCES ... LIBS ... LABELS ... TIMEOUT s): one Boost.Test
-# executable, registered with ctest.
+# executable, registered with ctest. Tests labelled `concurrency` (threads, strands, shared
+# state) are also collected into the `concurrency_tests` target, which the tsan preset
+# builds (tests/run-all.sh).
 function(imagegate_add_test)
   cmake_parse_arguments(A "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   if(NOT A_TIMEOUT)
@@ -50,6 +52,9 @@ function(imagegate_add_test)
                                           imagegate_warnings)
   add_test(NAME ${A_NAME} COMMAND ${A_NAME} --log_level=test_suite --report_level=short)
   set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT})
+  if("concurrency" IN_LIST A_LABELS)
+    set_property(GLOBAL APPEND PROPERTY IMAGEGATE_CONCURRENCY_TESTS ${A_NAME})
+  endif()
 endfunction()
 
 # gateway/version.hpp must say the same version as project(VERSION).

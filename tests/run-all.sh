@@ -1,10 +1,62 @@
 #!/usr/bin/env bash
-# Installs what is needed, builds with warnings as errors, and runs every test with ctest.
-# Exits non-zero on any failure.
+# The test command: installs what is needed, then
+#   1. builds the ci preset (Release, warnings as errors) and runs every test with ctest;
+#   2. builds the asan-ubsan preset and runs every test under ASan + UBSan;
+#   3. builds the concurrency tests with the tsan preset and runs them under TSan;
+#   4. fuzzes each libFuzzer target for FUZZ_SECONDS (default 60), after replaying its
+#      regression inputs.
+# Exits non-zero on the first failure.
+#
+#   tests/run-all.sh            # everything above (what CI runs)
+#   tests/run-all.sh --quick    # step 1 only, for a quick check while developing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash deploy/install-deps.sh
+quick=0
+case "${1:-}" in
+  --quick) quick=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+esac
+
+started=$SECONDS
+step() {
+  printf '\n==> [%dm%02ds] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*"
+}
+
+step "dependencies"
+if ((quick)); then
+  bash deploy/install-deps.sh
+else
+  bash deploy/install-deps.sh --with-test-tools
+fi
+
+step "ci preset: build"
 cmake --preset ci
 cmake --build --preset ci
+step "ci preset: every test"
 ctest --preset ci --timeout 600
+if ((quick)); then
+  step "done (quick)"
+  exit 0
+fi
+
+step "asan-ubsan preset: build"
+cmake --preset asan-ubsan
+cmake --build --preset asan-ubsan
+step "asan-ubsan preset: every test"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --preset asan-ubsan --timeout 900
+
+step "tsan preset: build the concurrency tests"
+cmake --preset tsan
+cmake --build --preset tsan --target concurrency_tests
+step "tsan preset: concurrency tests"
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  ctest --preset tsan -L concurrency --timeout 900
+
+step "fuzz: ${FUZZ_SECONDS:-60} s per target"
+bash tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
+
+step "all passed"

@@ -6,7 +6,8 @@
 # First runs every file under tests/fuzz/regressions/<target>/ once as a plain input, then
 # fuzzes from tests/fuzz/corpus/<target>/ (+ the regressions). New corpus entries and crash
 # artifacts go to build/fuzz/{corpus,artifacts}/<target>/, never into the source tree.
-# Exits non-zero if any regression input or fuzzing run crashes, leaks, times out or OOMs.
+# Targets run side by side, FUZZ_JOBS at a time (default: one per core). Exits non-zero if
+# any regression input or fuzzing run crashes, leaks, times out or OOMs.
 set -euo pipefail
 
 seconds=${1:-60}
@@ -35,53 +36,75 @@ if [[ ! -f $build/CMakeCache.txt ]]; then
 fi
 cmake --build "$build" --target "${targets[@]}" -j "$(nproc)"
 
-failed=0
-summary=()
-
 # Plain files of a directory (none when it is missing or empty).
 files_in() {
   [[ -d $1 ]] && find "$1" -type f ! -name '.*' ! -name README.md | sort
 }
 
-for t in "${targets[@]}"; do
-  bin=$build/$t
-  regress_dir=$here/regressions/$t
+# Replays the regressions of one target, then fuzzes it; writes one summary line to
+# $build/$t.summary and returns non-zero on any finding.
+run_target() {
+  local t=$1
+  local bin=$build/$t
+  local regress_dir=$here/regressions/$t
+  local regressions=()
   mapfile -t regressions < <(files_in "$regress_dir" || true)
   if ((${#regressions[@]})); then
     if ! "$bin" -rss_limit_mb=2048 -timeout=5 "${regressions[@]}" >"$build/$t.regressions.log" 2>&1; then
       echo "$t: a regression input fails; see $build/$t.regressions.log" >&2
       tail -n 30 "$build/$t.regressions.log" >&2
-      summary+=("$t: FAILED on regression inputs (${#regressions[@]} files)")
-      failed=1
-      continue
+      echo "$t: FAILED on regression inputs (${#regressions[@]} files)" >"$build/$t.summary"
+      return 1
     fi
   fi
 
-  scratch=$build/corpus/$t
-  artifacts=$build/artifacts/$t
+  local scratch=$build/corpus/$t
+  local artifacts=$build/artifacts/$t
   mkdir -p "$scratch" "$artifacts"
-  inputs=("$scratch" "$here/corpus/$t")
+  local inputs=("$scratch" "$here/corpus/$t")
   ((${#regressions[@]})) && inputs+=("$regress_dir")
-  dict=()
+  local dict=()
   [[ -f $here/dict/$t.dict ]] && dict=(-dict="$here/dict/$t.dict")
 
-  log=$build/$t.log
-  status=ok
+  local log=$build/$t.log
+  local status=ok rc=0
   if ! "$bin" -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$artifacts/" "${dict[@]}" "${inputs[@]}" >"$log" 2>&1; then
     status=FAILED
-    failed=1
+    rc=1
     echo "$t: crash; log $log, artifacts in $artifacts" >&2
     grep -E -A30 '^==[0-9]+==|invariant failed|runtime error|exception escaped' "$log" | head -n 60 >&2 || tail -n 40 "$log" >&2
   fi
+  local runs rate last cov ft corp
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
   last=$(grep -E '^#[0-9]+' "$log" | tail -n 1 || true)
   cov=$(sed -n 's/.* cov: \([0-9]*\) .*/\1/p' <<<"$last")
   ft=$(sed -n 's/.* ft: \([0-9]*\) .*/\1/p' <<<"$last")
   corp=$(sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p' <<<"$last")
-  summary+=("$t: $status runs=${runs:-?} exec/s=${rate:-?} cov=${cov:-?} ft=${ft:-?} corpus=${corp:-?} (${seconds}s)")
+  echo "$t: $status runs=${runs:-?} exec/s=${rate:-?} cov=${cov:-?} ft=${ft:-?} corpus=${corp:-?} (${seconds}s)" >"$build/$t.summary"
+  return "$rc"
+}
+
+# Targets run side by side, FUZZ_JOBS at a time (default: one per core).
+jobs=${FUZZ_JOBS:-$(nproc)}
+failed=0
+running=0
+for t in "${targets[@]}"; do
+  rm -f "$build/$t.summary"
+  if ((running >= jobs)); then
+    wait -n || failed=1
+    running=$((running - 1))
+  fi
+  run_target "$t" &
+  running=$((running + 1))
+done
+while ((running > 0)); do
+  wait -n || failed=1
+  running=$((running - 1))
 done
 
-printf '%s\n' "${summary[@]}"
+for t in "${targets[@]}"; do
+  cat "$build/$t.summary" 2>/dev/null || echo "$t: no result"
+done
 exit "$failed"

@@ -14,6 +14,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool sanitized_build = true;
+#else
+constexpr bool sanitized_build = false;
+#endif
+
 // A herd of 500 plus the gateway's own sockets, in one process: lift the soft fd limit.
 struct raise_fd_limit {
     raise_fd_limit() {
@@ -70,7 +76,9 @@ BOOST_FIXTURE_TEST_CASE(herd_of_500_costs_one_upstream_call, fixture) {
     BOOST_TEST_MESSAGE("herd latency us: min " << lat.front() << " p10 " << lat[50] << " p50 "
                                                << median.count() << " p90 " << lat[450]
                                                << " max " << lat.back());
-    BOOST_TEST((median < 250ms));  // the upstream's 200 ms, plus at most 50 ms
+    // The upstream's 200 ms, plus at most 50 ms. Under a sanitizer every instruction costs
+    // several times more: there the bound only proves nobody waited for a second fetch.
+    BOOST_TEST((median < (sanitized_build ? 400ms : 250ms)));
 }
 
 BOOST_FIXTURE_TEST_CASE(leader_hang_up_does_not_fail_followers, fixture) {
