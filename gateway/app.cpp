@@ -83,7 +83,9 @@ image_policy image_policy_from(const config::settings& s) {
             .honor_client_no_cache = s.shield.honor_client_no_cache,
             .budget = s.shield.budget,
             .budget_window = s.shield.window,
-            .burst = s.shield.burst};
+            .burst = s.shield.burst,
+            .passthrough = s.auth.mode == "passthrough",
+            .proof_ttl = s.auth.proof_ttl};
 }
 
 std::unique_ptr<upstream::client> make_client(asio::io_context& ioc, const config::settings& s,
@@ -102,7 +104,8 @@ std::unique_ptr<upstream::client> make_client(asio::io_context& ioc, const confi
     o.tls = url->tls;
     o.allow_plaintext = s.upstream.allow_plaintext;
     o.base_path = url->base_path;
-    o.token = s.secret.upstream_token;
+    // Passthrough: callers' own credentials go upstream; the gateway's token never does.
+    o.token = s.auth.mode == "passthrough" ? std::string() : s.secret.upstream_token;
     o.max_body_bytes = s.upstream.max_body_bytes;
     o.pool.max_connections = s.upstream.max_connections;
     o.pool.connect_timeout = s.upstream.connect_timeout;
@@ -168,7 +171,11 @@ struct app::impl {
             render_cache_metrics(out, cache.snapshot(), settings.cache.max_bytes);
             client->stats().render(out);
         });
-        if (settings.secret.upstream_token.empty()) {
+        if (settings.auth.mode == "passthrough") {
+            if (!settings.secret.upstream_token.empty()) {
+                log->warn("auth.mode = passthrough: the upstream token is set but never used");
+            }
+        } else if (settings.secret.upstream_token.empty()) {
             log->warn("no upstream token (CLOUDFLARE_API_TOKEN or upstream.token_file): "
                       "requests go upstream without Authorization");
         }

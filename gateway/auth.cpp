@@ -1,10 +1,13 @@
 #include "gateway/auth.hpp"
 
+#include "gateway/upstream/client.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <ostream>
 #include <stdexcept>
 
@@ -111,6 +114,190 @@ std::ostream& operator<<(std::ostream& os, authorizer::verdict v) {
         case authorizer::verdict::forbidden: return os << "forbidden";
     }
     return os << "verdict(?)";
+}
+
+namespace {
+
+constexpr std::size_t max_credential_bytes = 1024;
+
+// RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+bool is_b64token(std::string_view v) {
+    std::size_t i = 0;
+    for (; i < v.size(); ++i) {
+        const auto c = static_cast<unsigned char>(v[i]);
+        if (!(std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_' || c == '~' || c == '+' ||
+              c == '/')) {
+            break;
+        }
+    }
+    if (i == 0) {
+        return false;
+    }
+    for (; i < v.size(); ++i) {
+        if (v[i] != '=') {
+            return false;
+        }
+    }
+    return true;
+}
+
+// Visible ASCII only (no space, no control bytes, no obs-text): nothing that could split or
+// fold a header line on its way upstream.
+bool is_visible_ascii(std::string_view v) {
+    return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) {
+        return c > ' ' && c < '\x7f';
+    });
+}
+
+// The single value of `name`; nullopt when absent; "malformed" (set) when repeated.
+std::optional<std::string_view> single_value(const http::fields& h, std::string_view name,
+                                             bool& malformed) {
+    const auto range = h.equal_range(name);
+    if (range.first == range.second) {
+        return std::nullopt;
+    }
+    if (std::next(range.first) != range.second) {
+        malformed = true;
+    }
+    return std::string_view(range.first->value().data(), range.first->value().size());
+}
+
+bool has_scheme(std::string_view value, std::string_view lower_scheme) {
+    return value.size() > lower_scheme.size() &&
+           std::equal(lower_scheme.begin(), lower_scheme.end(), value.begin(), [](char a, char b) {
+               return a == std::tolower(static_cast<unsigned char>(b));
+           });
+}
+
+}  // namespace
+
+caller_credential read_caller_credential(const http::fields* headers) {
+    using status = caller_credential::status;
+    caller_credential out;
+    if (headers == nullptr) {
+        return out;
+    }
+    bool malformed = false;
+    const auto authorization = single_value(*headers, "Authorization", malformed);
+    const auto email = single_value(*headers, "X-Auth-Email", malformed);
+    const auto key = single_value(*headers, "X-Auth-Key", malformed);
+    if (!authorization && !email && !key) {
+        return out;
+    }
+    out.state = status::malformed;
+    if (malformed || (authorization && (email || key))) {
+        return out;
+    }
+    auto cred = std::make_shared<upstream::credential>();
+    std::string material;
+    if (authorization) {
+        constexpr std::string_view scheme = "bearer ";
+        if (!has_scheme(*authorization, scheme)) {
+            return out;
+        }
+        std::string_view token = authorization->substr(scheme.size());
+        while (!token.empty() && token.front() == ' ') {
+            token.remove_prefix(1);
+        }
+        if (token.size() > max_credential_bytes || !is_b64token(token)) {
+            return out;
+        }
+        cred->bearer = token;
+        material = "bearer\n" + cred->bearer;
+    } else {
+        if (!email || !key || email->size() > max_credential_bytes ||
+            key->size() > max_credential_bytes || !is_visible_ascii(*email) ||
+            !is_visible_ascii(*key)) {
+            return out;
+        }
+        cred->email = *email;
+        cred->key = *key;
+        // Neither part may contain '\n', so the joined form is unambiguous.
+        material = "key\n" + cred->email + "\n" + cred->key;
+    }
+    out.digest = sha256(material);
+    out.cred = std::move(cred);
+    out.state = status::ok;
+    return out;
+}
+
+std::ostream& operator<<(std::ostream& os, caller_credential::status s) {
+    switch (s) {
+        case caller_credential::status::ok: return os << "ok";
+        case caller_credential::status::missing: return os << "missing";
+        case caller_credential::status::malformed: return os << "malformed";
+    }
+    return os << "status(?)";
+}
+
+proof_cache::proof_cache(std::chrono::steady_clock::duration ttl, std::size_t max_credentials,
+                         std::size_t max_accounts)
+    : ttl_(ttl),
+      max_credentials_(std::max<std::size_t>(1, max_credentials)),
+      max_accounts_(std::max<std::size_t>(1, max_accounts)) {}
+
+void proof_cache::prove(const shield::credential_digest& cred, std::string_view account,
+                        time_point now) {
+    const std::lock_guard lock(mu_);
+    // The oldest end holds the credential proved least recently: once its last proof has
+    // expired, every proof of it has.
+    while (const auto* n = proofs_.oldest()) {
+        if (n->last_used + ttl_ > now) {
+            break;
+        }
+        proofs_.pop_oldest();
+    }
+    if (proofs_.find(cred) == nullptr && proofs_.size() >= max_credentials_) {
+        proofs_.pop_oldest();
+    }
+    auto& list = proofs_.touch(cred, now, [] { return std::vector<proof>{}; }).value;
+    const auto expires = now + ttl_;
+    for (auto& p : list) {
+        if (p.account == account) {
+            p.expires = std::max(p.expires, expires);
+            return;
+        }
+    }
+    if (list.size() >= max_accounts_) {
+        list.erase(std::min_element(list.begin(), list.end(), [](const proof& a, const proof& b) {
+            return a.expires < b.expires;
+        }));
+    }
+    list.push_back(proof{std::string(account), expires});
+}
+
+bool proof_cache::is_proven(const shield::credential_digest& cred, std::string_view account,
+                            time_point now) {
+    const std::lock_guard lock(mu_);
+    const auto* n = proofs_.find(cred);
+    if (n == nullptr) {
+        return false;
+    }
+    return std::any_of(n->value.begin(), n->value.end(), [&](const proof& p) {
+        return p.account == account && now < p.expires;
+    });
+}
+
+void proof_cache::revoke(const shield::credential_digest& cred, std::string_view account) {
+    const std::lock_guard lock(mu_);
+    auto* n = proofs_.find(cred);
+    if (n == nullptr) {
+        return;
+    }
+    std::erase_if(n->value, [&](const proof& p) { return p.account == account; });
+    if (n->value.empty()) {
+        proofs_.erase(cred);
+    }
+}
+
+void proof_cache::revoke_all(const shield::credential_digest& cred) {
+    const std::lock_guard lock(mu_);
+    proofs_.erase(cred);
+}
+
+std::size_t proof_cache::size() const {
+    const std::lock_guard lock(mu_);
+    return proofs_.size();
 }
 
 bool is_admin(const http::fields* headers, std::string_view expected) {

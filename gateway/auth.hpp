@@ -1,16 +1,25 @@
-// Who may read what: client keys (known by their SHA-256 only) mapped to accounts, and the
-// admin token for state-changing admin routes. Comparisons are constant-time.
+// Who may read what: client keys (known by their SHA-256 only) mapped to accounts, the
+// admin token for state-changing admin routes (comparisons are constant-time), and, in
+// passthrough mode, callers' own credentials and the upstream's proofs of what they may read.
 #pragma once
 
 #include "config/settings.hpp"
+#include "gateway/shield/digest_lru.hpp"
 
 #include <boost/beast/http/fields.hpp>
 
 #include <array>
+#include <chrono>
 #include <iosfwd>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
+
+namespace imagegate::upstream {
+struct credential;
+}
 
 namespace imagegate::gateway {
 
@@ -49,6 +58,65 @@ private:
 };
 
 std::ostream& operator<<(std::ostream& os, authorizer::verdict v);
+
+/// A caller's credential in passthrough mode, read from its request headers.
+struct caller_credential {
+    enum class status {
+        ok,         ///< one well-formed credential: `cred` and `digest` are set
+        missing,    ///< no Authorization and no X-Auth-Email/X-Auth-Key (401)
+        malformed,  ///< repeated or conflicting headers, a half pair, a non-Bearer scheme,
+                    ///< an empty value or bytes outside the allowed set (400)
+    };
+    status state = status::missing;
+    /// Exactly what is forwarded upstream. Never logged.
+    std::shared_ptr<const upstream::credential> cred;
+    /// SHA-256 over the credential's kind and value(s): what the gateway remembers.
+    shield::credential_digest digest{};
+};
+
+/// Reads `Authorization: Bearer <token>` (RFC 6750 b64token) or the pair `X-Auth-Email` +
+/// `X-Auth-Key` (visible ASCII), each at most once and not both kinds, every value at most
+/// 1024 bytes. Nothing else of the request is looked at.
+caller_credential read_caller_credential(const boost::beast::http::fields* headers);
+
+std::ostream& operator<<(std::ostream& os, caller_credential::status s);
+
+/// Passthrough mode: which (credential digest, account) pairs the upstream accepted lately.
+/// A cached entry of an account is answered to a credential only while such a proof lasts.
+/// Holds digests, never credentials; at most `max_credentials` of them (the least recently
+/// proved goes first) and at most `max_accounts` accounts each (the earliest expiring goes).
+/// Owned by the image handler. Thread-safe: every member holds `mu_` for a few operations.
+class proof_cache {
+public:
+    using time_point = std::chrono::steady_clock::time_point;
+
+    proof_cache(std::chrono::steady_clock::duration ttl, std::size_t max_credentials,
+                std::size_t max_accounts = 64);
+
+    /// The upstream accepted `cred` for `account` at `now` (a 200 or a 404 code 5404).
+    void prove(const shield::credential_digest& cred, std::string_view account, time_point now);
+    /// Whether a proof of (`cred`, `account`) lasts at `now`.
+    bool is_proven(const shield::credential_digest& cred, std::string_view account,
+                   time_point now);
+    /// The upstream refused `cred` for `account` (403): its proof, if any, is dropped.
+    void revoke(const shield::credential_digest& cred, std::string_view account);
+    /// The upstream refused `cred` outright (401): every proof of it is dropped.
+    void revoke_all(const shield::credential_digest& cred);
+
+    /// Credentials with at least one remembered proof (expired ones included until swept).
+    std::size_t size() const;
+
+private:
+    struct proof {
+        std::string account;
+        time_point expires;
+    };
+    const std::chrono::steady_clock::duration ttl_;
+    const std::size_t max_credentials_;
+    const std::size_t max_accounts_;
+    mutable std::mutex mu_;
+    shield::digest_lru<std::vector<proof>> proofs_;  // guarded by mu_; order = last proof
+};
 
 /// Checks `Authorization: Bearer <admin token>` in constant time. An empty `expected` token
 /// refuses every request.

@@ -8,6 +8,7 @@
 #include "gateway/metrics.hpp"
 #include "gateway/route.hpp"
 #include "gateway/shield/budget.hpp"
+#include "gateway/shield/credential_shields.hpp"
 #include "gateway/shield/retry.hpp"
 #include "gateway/shield/upstream_limit.hpp"
 #include "gateway/upstream/client.hpp"
@@ -33,6 +34,22 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 using entry_ptr = std::shared_ptr<const cache::entry>;
+
+/// What a flight is for: a cache key and, in passthrough mode, the digest of the credential
+/// that fetches it (all zero in token mode). Requests share a flight only with requests of
+/// the same credential, so an answer the upstream gave one credential never reaches another.
+struct flight_key {
+    cache::key k;
+    shield::credential_digest cred{};
+
+    friend bool operator==(const flight_key&, const flight_key&) = default;
+};
+
+struct flight_key_hash {
+    std::size_t operator()(const flight_key& f) const noexcept {
+        return cache::key_hash{}(f.k) ^ (shield::digest_hash{}(f.cred) * 0x9e3779b97f4a7c15ULL);
+    }
+};
 
 /// What one upstream fetch produced; shared by every request that waited for it.
 struct fetch_outcome {
@@ -143,6 +160,13 @@ reply gateway_error(errc e, std::string_view detail, std::uint64_t retry_after =
     return r;
 }
 
+reply unauthorized_reply(image_stats& stats) {
+    stats.unauthorized.fetch_add(1, std::memory_order_relaxed);
+    reply r = gateway_error(errc::unauthorized, "unauthorized");
+    r.head += "WWW-Authenticate: Bearer realm=\"imagegate\"\r\n";
+    return r;
+}
+
 }  // namespace
 
 struct image_handler::impl : std::enable_shared_from_this<impl> {
@@ -153,10 +177,12 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     asio::any_io_executor fetch_executor;
     std::shared_ptr<spdlog::logger> log;
     image_stats stats;
-    cache::single_flight<cache::key, fetch_outcome, cache::key_hash> flights;
-    // One credential (the gateway's token): one budget and one view of the upstream's limit.
-    shield::budget budget;
-    shield::upstream_limit limit;
+    cache::single_flight<flight_key, fetch_outcome, flight_key_hash> flights;
+    // Token mode: one credential (the gateway's token), one budget and one view of the
+    // upstream's limit. Passthrough: one of each per caller credential, in `shields`.
+    std::shared_ptr<shield::credential_shield> token_shield;
+    shield::credential_shields shields;
+    proof_cache proofs;
 
     impl(cache::sharded_cache& c, upstream::client& cl, const authorizer& a, image_policy p,
          asio::any_io_executor ex, std::shared_ptr<spdlog::logger> l)
@@ -166,25 +192,37 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
           policy(p),
           fetch_executor(std::move(ex)),
           log(std::move(l)),
-          budget(shield::budget_options{.budget = p.budget,
-                                        .window = p.budget_window,
-                                        .burst = p.burst,
-                                        .background_reserve_percent = 20}) {}
+          token_shield(std::make_shared<shield::credential_shield>(budget_options_from(p),
+                                                                   shield::upstream_limit_options{})),
+          shields({.budget = budget_options_from(p),
+                   .limit = {},
+                   .max_credentials = p.max_credential_shields}),
+          proofs(p.proof_ttl, p.max_proven_credentials) {}
 
+    static shield::budget_options budget_options_from(const image_policy& p) {
+        return {.budget = p.budget,
+                .window = p.budget_window,
+                .burst = p.burst,
+                .background_reserve_percent = 20};
+    }
+
+    /// `cred` is the passthrough credential's digest (null in token mode): what the upstream
+    /// answered it is remembered as a proof or drops one.
     fetch_outcome classify(const cache::key& k, const image_route& route,
-                           upstream::response& resp, clock::time_point received);
+                           upstream::response& resp, clock::time_point received,
+                           const shield::credential_digest* cred);
 };
 
 namespace {
 
 // Waits until the budget grants a token or `deadline` would pass. Returns the wait still
 // needed when refused (zero when granted).
-asio::awaitable<shield::duration> acquire_budget(image_handler::impl& self, shield::priority prio,
+asio::awaitable<shield::duration> acquire_budget(shield::budget& budget, shield::priority prio,
                                                  clock::time_point deadline) {
     asio::steady_timer timer(co_await asio::this_coro::executor);
     for (;;) {
         const auto now = clock::now();
-        const auto got = self.budget.try_acquire(now, prio);
+        const auto got = budget.try_acquire(now, prio);
         if (got.granted) {
             co_return shield::duration::zero();
         }
@@ -215,9 +253,15 @@ shield::failed_attempt failure_of(const boost::system::result<upstream::response
 // The fetch of one key: runs as its own task, owned by the flight, not by any client.
 // Every upstream call passes the shield: no call while the upstream's 429 pause runs, one
 // budget token per call (the retry included), Ratelimit headers observed on every answer.
-asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, cache::key k,
+// In passthrough mode the call carries the caller's credential `cred` (never the gateway's
+// token) and passes that credential's own shield.
+asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, flight_key fk,
                                 image_route route, shield::priority prio,
+                                std::shared_ptr<const upstream::credential> cred,
                                 std::shared_ptr<cache::flight<fetch_outcome>> f) {
+    const cache::key& k = fk.k;
+    const std::shared_ptr<shield::credential_shield> sh =
+        cred ? self->shields.get(fk.cred, clock::now()) : self->token_shield;
     thread_local std::mt19937_64 jitter{std::random_device{}()};
     // A fetch may wait for a budget token up to request_timeout; the exchange itself then gets
     // its own request_timeout, so a token granted late is not spent on a doomed call.
@@ -226,13 +270,13 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, cache
         "/accounts/" + route.account + "/images/v1/" + route.canonical_id;
     fetch_outcome out;
     for (unsigned attempt = 1;; ++attempt) {
-        if (const auto blocked = self->limit.blocked_for(clock::now())) {
+        if (const auto blocked = sh->limit.blocked_for(clock::now())) {
             self->stats.paused_refused.fetch_add(1, std::memory_order_relaxed);
             out.error = errc::upstream_rate_limited;
             out.retry_after = static_cast<std::uint64_t>(shield::retry_after_seconds(*blocked).count());
             break;
         }
-        const auto wait = co_await acquire_budget(*self, prio, token_deadline);
+        const auto wait = co_await acquire_budget(sh->budget, prio, token_deadline);
         if (wait > shield::duration::zero()) {
             self->stats.budget_refused.fetch_add(1, std::memory_order_relaxed);
             out.error = errc::budget_exhausted;
@@ -240,17 +284,17 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, cache
             break;
         }
         const auto deadline = clock::now() + self->policy.request_timeout;
-        auto res = co_await self->client.fetch(target, deadline);
+        auto res = co_await self->client.fetch(target, deadline, cred);
         const auto now = clock::now();
         if (res) {
-            self->limit.observe_ratelimit(now, res->ratelimit, res->ratelimit_policy);
+            sh->limit.observe_ratelimit(now, res->ratelimit, res->ratelimit_policy);
             if (res->status == 429) {
                 // Cloudflare blocks every call of the token for a while: stop calling.
-                self->limit.pause_until(now, shield::parse_retry_after(res->retry_after));
+                sh->limit.pause_until(now, shield::parse_retry_after(res->retry_after));
                 self->log->warn("upstream answered 429 for {}: pausing upstream calls", k);
                 out = fetch_outcome{};
                 out.error = errc::upstream_rate_limited;
-                const auto blocked = self->limit.blocked_for(now).value_or(shield::duration{});
+                const auto blocked = sh->limit.blocked_for(now).value_or(shield::duration{});
                 out.retry_after =
                     static_cast<std::uint64_t>(shield::retry_after_seconds(blocked).count());
                 break;
@@ -275,17 +319,17 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, cache
             self->log->warn("upstream fetch of {} failed: {}:{} {}", k, ec.category().name(),
                             ec.value(), ec.message());
         } else {
-            out = self->classify(k, route, *res, now);
+            out = self->classify(k, route, *res, now, cred ? &fk.cred : nullptr);
         }
         break;
     }
-    self->flights.finish(k, f, std::move(out));
+    self->flights.finish(fk, f, std::move(out));
 }
 
 // A fetch task that throws is a bug; its waiters must still be answered.
 struct fetch_done {
     std::shared_ptr<image_handler::impl> self;
-    cache::key k;
+    flight_key fk;
     std::shared_ptr<cache::flight<fetch_outcome>> f;
     void operator()(const std::exception_ptr& ep) {
         if (!ep) {
@@ -294,13 +338,13 @@ struct fetch_done {
         try {
             std::rethrow_exception(ep);
         } catch (const std::exception& e) {
-            self->log->error("fetch of {} threw: {}", k, e.what());
+            self->log->error("fetch of {} threw: {}", fk.k, e.what());
         } catch (...) {
-            self->log->error("fetch of {} threw", k);
+            self->log->error("fetch of {} threw", fk.k);
         }
         fetch_outcome out;
         out.error = errc::internal_error;
-        self->flights.finish(k, f, std::move(out));
+        self->flights.finish(fk, f, std::move(out));
     }
 };
 
@@ -308,7 +352,8 @@ struct fetch_done {
 
 fetch_outcome image_handler::impl::classify(const cache::key& k, const image_route& route,
                                             upstream::response& resp,
-                                            clock::time_point received) {
+                                            clock::time_point received,
+                                            const shield::credential_digest* cred) {
     // One parser per thread, reused: it keeps its buffers sized for the largest record.
     thread_local simdjson::ondemand::parser parser;
     fetch_outcome out;
@@ -343,6 +388,9 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
         const auto swr = v.draft ? clock::duration::zero() : clock::duration(policy.stale_while_revalidate);
         const auto sie = v.draft ? clock::duration::zero() : clock::duration(policy.stale_if_error);
         store(200, v.draft ? cache::entry_kind::draft : cache::entry_kind::positive, ttl, swr, sie);
+        if (cred != nullptr) {
+            proofs.prove(*cred, k.account(), received);
+        }
         return out;
     }
     if (resp.status >= 400 && resp.status < 500) {
@@ -358,7 +406,22 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
             // "Image not found" is an answer too: stored briefly so a flood of requests for a
             // missing id does not become a flood upstream. Never served stale.
             store(404, cache::entry_kind::negative, policy.negative_ttl, {}, {});
+            // Cloudflare checks the credential before the image: 5404 proves the credential
+            // may read the account.
+            if (cred != nullptr) {
+                proofs.prove(*cred, k.account(), received);
+            }
             return out;
+        }
+        if (cred != nullptr && (resp.status == 401 || resp.status == 403)) {
+            // The upstream refused this credential: whatever it was once allowed to read is
+            // forgotten (all accounts for 401, this account for 403).
+            stats.proof_rejections.fetch_add(1, std::memory_order_relaxed);
+            if (resp.status == 401) {
+                proofs.revoke_all(*cred);
+            } else {
+                proofs.revoke(*cred, k.account());
+            }
         }
         // 401, 403 and other 4xx: the upstream's answer, passed through, never stored.
         stats.passthrough.fetch_add(1, std::memory_order_relaxed);
@@ -410,22 +473,42 @@ asio::awaitable<reply> image_handler::handle(request req) {
     auto& self = *impl_;
     // Decided before the cache and before any flight: a refused caller learns nothing about
     // what is cached and costs no upstream call.
-    switch (self.auth.check(req.headers, route.image.account)) {
-        case authorizer::verdict::allowed: break;
-        case authorizer::verdict::unauthorized: {
-            self.stats.unauthorized.fetch_add(1, std::memory_order_relaxed);
-            reply r = gateway_error(errc::unauthorized, "unauthorized");
-            r.head += "WWW-Authenticate: Bearer realm=\"imagegate\"\r\n";
-            co_return r;
+    caller_credential caller;
+    if (self.policy.passthrough) {
+        caller = read_caller_credential(req.headers);
+        if (caller.state == caller_credential::status::missing) {
+            co_return unauthorized_reply(self.stats);
         }
-        case authorizer::verdict::forbidden: {
-            self.stats.forbidden.fetch_add(1, std::memory_order_relaxed);
-            co_return gateway_error(errc::forbidden, "forbidden");
+        if (caller.state == caller_credential::status::malformed) {
+            self.stats.malformed_credentials.fetch_add(1, std::memory_order_relaxed);
+            co_return gateway_error(errc::bad_request, "bad_request");
+        }
+    } else {
+        switch (self.auth.check(req.headers, route.image.account)) {
+            case authorizer::verdict::allowed: break;
+            case authorizer::verdict::unauthorized: co_return unauthorized_reply(self.stats);
+            case authorizer::verdict::forbidden: {
+                self.stats.forbidden.fetch_add(1, std::memory_order_relaxed);
+                co_return gateway_error(errc::forbidden, "forbidden");
+            }
         }
     }
-    cache::key k(route.image.account, route.image.canonical_id);
+    const flight_key fk{cache::key(route.image.account, route.image.canonical_id), caller.digest};
+    const cache::key& k = fk.k;
     const auto now = clock::now();
     entry_ptr cached = self.cache.get(k, now);
+    if (cached && caller.cred) {
+        // Passthrough: the entry (fresh, stale or negative) is this caller's to read only if
+        // the upstream accepted its credential for the account lately. Otherwise it does not
+        // exist for this request: not answered, not a stale fallback; the credential goes
+        // upstream on its own flight.
+        if (self.proofs.is_proven(caller.digest, k.account(), now)) {
+            self.stats.proof_hits.fetch_add(1, std::memory_order_relaxed);
+        } else {
+            self.stats.proof_misses.fetch_add(1, std::memory_order_relaxed);
+            cached.reset();
+        }
+    }
     auto state = cached ? cached->classify(now) : cache::freshness::expired;
     if (state == cache::freshness::fresh && self.policy.honor_client_no_cache &&
         wants_no_cache(req)) {
@@ -442,14 +525,16 @@ asio::awaitable<reply> image_handler::handle(request req) {
         co_return r;
     }
 
-    auto joined = self.flights.join(k);
+    auto joined = self.flights.join(fk);
     if (joined.leader) {
         const auto prio = state == cache::freshness::stale_revalidate
                               ? shield::priority::background
                               : shield::priority::foreground;
+        // A background refresh in passthrough uses the credential of the request that
+        // triggered it (which holds a proof for the account).
         asio::co_spawn(asio::make_strand(self.fetch_executor),
-                       run_fetch(impl_, k, route.image, prio, joined.f),
-                       fetch_done{impl_, k, joined.f});
+                       run_fetch(impl_, fk, route.image, prio, caller.cred, joined.f),
+                       fetch_done{impl_, fk, joined.f});
     }
 
     if (state == cache::freshness::stale_revalidate) {
@@ -549,18 +634,49 @@ void image_handler::render_metrics(std::string& out) const {
                   "Fetches refused because an upstream 429 pause was running.",
                   v(s.paused_refused));
     const auto now = std::chrono::steady_clock::now();
-    const auto tokens = impl_->budget.tokens(now);
-    append_sample(out, "imagegate_budget_tokens", "gauge",
-                  "Upstream calls that may go out right now (token bucket level).",
-                  static_cast<std::uint64_t>(tokens < 0 ? 0 : tokens));
-    const auto lim = impl_->limit.counters();
+    const bool passthrough = impl_->policy.passthrough;
+    if (!passthrough) {
+        const auto tokens = impl_->token_shield->budget.tokens(now);
+        append_sample(out, "imagegate_budget_tokens", "gauge",
+                      "Upstream calls that may go out right now (token bucket level).",
+                      static_cast<std::uint64_t>(tokens < 0 ? 0 : tokens));
+    }
+    const auto lim =
+        passthrough ? impl_->shields.limit_counters() : impl_->token_shield->limit.counters();
     append_sample(out, "imagegate_upstream_429_total", "counter",
                   "Upstream 429 answers (each pauses upstream calls).", lim.upstream_429s);
     append_sample(out, "imagegate_upstream_paused_seconds_total", "counter",
                   "Seconds upstream calls were paused (429 Retry-After or a low Ratelimit).",
                   static_cast<std::uint64_t>(lim.seconds_paused));
+    if (!passthrough) {
+        append_sample(out, "imagegate_upstream_paused", "gauge",
+                      "1 while upstream calls are paused.",
+                      impl_->token_shield->limit.is_paused(now) ? 1 : 0);
+        return;
+    }
+    // Passthrough: per-credential state, reported in aggregate only (no credential, digest or
+    // prefix of one in any label).
     append_sample(out, "imagegate_upstream_paused", "gauge",
-                  "1 while upstream calls are paused.", impl_->limit.is_paused(now) ? 1 : 0);
+                  "Caller credentials whose upstream calls are paused.",
+                  impl_->shields.paused(now));
+    append_sample(out, "imagegate_passthrough_credentials", "gauge",
+                  "Caller credentials with their own budget (passthrough).",
+                  impl_->shields.size());
+    append_sample(out, "imagegate_passthrough_proven_credentials", "gauge",
+                  "Caller credentials with remembered upstream proofs (passthrough).",
+                  impl_->proofs.size());
+    metrics::append_header(out, "imagegate_passthrough_proofs_total", "counter",
+                           "Cached entries answered to a credential with a proof (hit) or sent "
+                           "upstream for lack of one (miss), and upstream refusals (rejected).");
+    append_sample(out, "imagegate_passthrough_proofs_total", "", "", v(s.proof_hits),
+                  "result=\"hit\"");
+    append_sample(out, "imagegate_passthrough_proofs_total", "", "", v(s.proof_misses),
+                  "result=\"miss\"");
+    append_sample(out, "imagegate_passthrough_proofs_total", "", "", v(s.proof_rejections),
+                  "result=\"rejected\"");
+    append_sample(out, "imagegate_passthrough_malformed_total", "counter",
+                  "Requests refused with 400 for a malformed credential (passthrough).",
+                  v(s.malformed_credentials));
 }
 
 }  // namespace imagegate::gateway

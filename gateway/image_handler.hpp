@@ -43,6 +43,15 @@ struct image_policy {
     std::uint64_t budget = 1000;
     std::chrono::milliseconds budget_window{std::chrono::minutes(5)};
     std::uint64_t burst = 50;
+    /// auth.mode = "passthrough": each caller's own credential goes upstream, cached entries
+    /// are answered only to credentials with a proof, and the shield is kept per credential.
+    bool passthrough = false;
+    /// passthrough: how long an upstream acceptance of (credential, account) is remembered.
+    std::chrono::milliseconds proof_ttl{std::chrono::minutes(5)};
+    /// passthrough: credentials remembered with proofs, and credentials with their own shield
+    /// (each bound drops the least recently used).
+    std::size_t max_proven_credentials = 10000;
+    std::size_t max_credential_shields = 4096;
 };
 
 /// Counters of the image route, keyed like Cache-Status (relaxed atomics).
@@ -64,6 +73,10 @@ struct image_stats {
     std::atomic<std::uint64_t> retries{0};          ///< second attempts after 5xx/connect errors
     std::atomic<std::uint64_t> unauthorized{0};     ///< refused: no or unknown client key
     std::atomic<std::uint64_t> forbidden{0};        ///< refused: key may not read the account
+    std::atomic<std::uint64_t> malformed_credentials{0};  ///< passthrough: refused, 400
+    std::atomic<std::uint64_t> proof_hits{0};      ///< passthrough: cached entry, proof held
+    std::atomic<std::uint64_t> proof_misses{0};    ///< passthrough: cached entry, no proof
+    std::atomic<std::uint64_t> proof_rejections{0};  ///< passthrough: upstream 401/403
 };
 
 /// Owned by the composition root; references services that outlive it. Thread-safe.

@@ -53,14 +53,22 @@ client::~client() = default;
 
 void client::shutdown() { pool_.shutdown(); }
 
-http::request<http::empty_body> client::make_request(const std::string& target) const {
+http::request<http::empty_body> client::make_request(const std::string& target,
+                                                     const credential* cred) const {
     // Exactly these headers: the upstream sees the same request whichever client asked,
     // nothing of the downstream request leaks through, and identity encoding keeps the body
     // parseable in place (no gzip to undo before validation).
     http::request<http::empty_body> req{http::verb::get, join_target(opts_.base_path, target),
                                         11};
     req.set(http::field::host, host_header_);
-    if (!opts_.token.empty()) {
+    if (cred != nullptr) {
+        if (!cred->bearer.empty()) {
+            req.set(http::field::authorization, "Bearer " + cred->bearer);
+        } else {
+            req.set("X-Auth-Email", cred->email);
+            req.set("X-Auth-Key", cred->key);
+        }
+    } else if (!opts_.token.empty()) {
         req.set(http::field::authorization, "Bearer " + opts_.token);
     }
     req.set(http::field::accept, "application/json");
@@ -69,9 +77,9 @@ http::request<http::empty_body> client::make_request(const std::string& target) 
     return req;
 }
 
-asio::awaitable<boost::system::result<response>> client::fetch(std::string target,
-                                                               clock::time_point deadline) {
-    const auto req = make_request(target);
+asio::awaitable<boost::system::result<response>> client::fetch(
+    std::string target, clock::time_point deadline, std::shared_ptr<const credential> cred) {
+    const auto req = make_request(target, cred.get());
     for (int attempt = 0; attempt < 2; ++attempt) {
         const auto mode = attempt == 0 ? acquire_mode::any : acquire_mode::fresh;
         auto acquired = co_await pool_.acquire(deadline, mode);

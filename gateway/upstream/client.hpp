@@ -47,6 +47,16 @@ struct client_options {
     pool_options pool;
 };
 
+/// A caller's own Cloudflare credential (auth.mode = "passthrough"), sent instead of the
+/// configured token: `Authorization: Bearer <bearer>` when `bearer` is set, else
+/// `X-Auth-Email` + `X-Auth-Key`. Checked for header-safe bytes before it gets here
+/// (gateway/auth.cpp). Never logged.
+struct credential {
+    std::string bearer;
+    std::string email;
+    std::string key;
+};
+
 /// One client per upstream origin, owned by main and shared by reference with handlers.
 /// Must be destroyed before the io_context.
 /// Thread-safety: fetch() may run concurrently from any number of coroutines on any
@@ -67,9 +77,11 @@ public:
     /// the base path, starting with `/`. Any HTTP status is a value (the caller classifies
     /// it); errors are errc values: upstream_connect_failed, upstream_tls_failed,
     /// upstream_timeout, upstream_too_large, upstream_protocol_error, pool_exhausted,
-    /// shutting_down.
-    asio::awaitable<boost::system::result<response>> fetch(std::string target,
-                                                           clock::time_point deadline);
+    /// shutting_down. With `cred`, exactly that credential is sent and the configured token
+    /// never is.
+    asio::awaitable<boost::system::result<response>> fetch(
+        std::string target, clock::time_point deadline,
+        std::shared_ptr<const credential> cred = nullptr);
 
     /// Stops the pool: waiters and later fetches fail with errc::shutting_down.
     void shutdown();
@@ -77,7 +89,8 @@ public:
     const upstream::stats& stats() const noexcept { return *stats_; }
 
 private:
-    http::request<http::empty_body> make_request(const std::string& target) const;
+    http::request<http::empty_body> make_request(const std::string& target,
+                                                 const credential* cred) const;
 
     client_options opts_;
     std::shared_ptr<upstream::stats> stats_;

@@ -451,6 +451,28 @@ struct emulator::state {
     ++by_status[s];
   }
 
+  // Counts the Bearer token or X-Auth-Key a request presented (tests assert which
+  // credential the gateway sent upstream).
+  void count_secret(const request_t& req) {
+    std::string secret;
+    if (auto it = req.find(http::field::authorization); it != req.end()) {
+      std::string_view v = it->value();
+      secret = std::string(v.substr(std::min<std::size_t>(v.size(), 7)));
+    } else if (auto k = req.find("X-Auth-Key"); k != req.end()) {
+      secret = std::string(k->value());
+    }
+    if (secret.empty()) {
+      return;
+    }
+    std::lock_guard lk(mu);
+    auto it = by_secret.find(secret);
+    if (it != by_secret.end()) {
+      ++it->second;
+    } else if (by_secret.size() < 1000) {
+      by_secret.emplace(std::move(secret), 1);
+    }
+  }
+
   void count_image(const std::string& id) {
     std::lock_guard lk(mu);
     auto it = by_image.find(id);
@@ -523,6 +545,7 @@ struct emulator::state {
     std::lock_guard lk(mu);
     by_status.clear();
     by_image.clear();
+    by_secret.clear();
   }
 
   void reset_all() {
@@ -563,6 +586,7 @@ struct emulator::state {
   mutable std::mutex mu;  // guards everything below; never held across a co_await
   std::map<unsigned, std::uint64_t> by_status;
   std::map<std::string, std::uint64_t, std::less<>> by_image;
+  std::map<std::string, std::uint64_t, std::less<>> by_secret;  // see count_secret
   std::vector<fault_rule> faults;
   rate_limiter limiter;
   std::map<std::string, account_store, std::less<>> accounts;
@@ -606,6 +630,10 @@ outcome emulator::state::handle_api(const request_t& req) {
 
   const auto now = clock_type::now();
   std::string key(req[http::field::authorization]);
+  if (key.empty() && req.count("X-Auth-Key") != 0) {
+    key = "key:" + std::string(req["X-Auth-Email"]) + "\n" + std::string(req["X-Auth-Key"]);
+  }
+  count_secret(req);
   rate_limiter::verdict rl;
   {
     std::lock_guard lk(mu);
@@ -623,7 +651,10 @@ outcome emulator::state::handle_api(const request_t& req) {
       case fault_kind::hang: o.act = action::hang; return o;
       case fault_kind::status: {
         unsigned s = fault->status;
-        o.res = make_response(s, error_envelope(s == 503 ? 5503 : 5500, status_message(s)));
+        // 401/403: the upstream refusing a credential it accepted before (revoked token).
+        o.res = s == 401 || s == 403
+                    ? make_response(s, error_envelope(10000, "Authentication error"))
+                    : make_response(s, error_envelope(s == 503 ? 5503 : 5500, status_message(s)));
         api_headers(o.res, rl);
         return o;
       }
@@ -665,26 +696,52 @@ outcome emulator::state::handle_api(const request_t& req) {
 response_t emulator::state::route(const request_t& req, std::string_view path,
                                   std::string_view query, const std::string* image_id,
                                   const render_tweaks& tw) {
-  // Authentication first, as the real API: RFC 6750 §2.1 "Bearer" credentials.
+  // Authentication first, as the real API: RFC 6750 §2.1 "Bearer" credentials, or the
+  // legacy X-Auth-Email + X-Auth-Key pair.
   auto auth_it = req.find(http::field::authorization);
-  if (auth_it == req.end()) {
+  auto email_it = req.find("X-Auth-Email");
+  auto key_it = req.find("X-Auth-Key");
+  const bool key_pair = email_it != req.end() && key_it != req.end();
+  if (auth_it == req.end() && !key_pair) {
     return make_response(400, error_envelope(9106, "Missing X-Auth-Key, X-Auth-Email or "
                                                    "Authorization headers"));
   }
-  std::string_view auth = auth_it->value();
-  constexpr std::string_view scheme = "bearer ";
-  bool well_formed = auth.size() > scheme.size() &&
-                     std::equal(scheme.begin(), scheme.end(), auth.begin(), [](char a, char b) {
-                       return a == std::tolower(static_cast<unsigned char>(b));
-                     }) &&
-                     auth.substr(scheme.size()).find_first_of(" \t,") == std::string_view::npos;
-  if (!well_formed) {
-    return make_response(400, error_envelope(6003, "Invalid request headers",
-                                             R"([{"code":6111,"message":"Invalid format for )"
-                                             R"(Authorization header"}])"));
+  // Which configured credential this is: null for the default token (every account).
+  const emulator_credential* who = nullptr;
+  bool known = false;
+  if (auth_it != req.end()) {
+    std::string_view auth = auth_it->value();
+    constexpr std::string_view scheme = "bearer ";
+    bool well_formed =
+        auth.size() > scheme.size() &&
+        std::equal(scheme.begin(), scheme.end(), auth.begin(),
+                   [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); }) &&
+        auth.substr(scheme.size()).find_first_of(" \t,") == std::string_view::npos;
+    if (!well_formed) {
+      return make_response(400, error_envelope(6003, "Invalid request headers",
+                                               R"([{"code":6111,"message":"Invalid format for )"
+                                               R"(Authorization header"}])"));
+    }
+    const std::string_view token = auth.substr(scheme.size());
+    known = token == opts.token;
+    for (const auto& c : opts.credentials) {
+      if (!known && !c.token.empty() && c.token == token) {
+        who = &c;
+        known = true;
+      }
+    }
+  } else {
+    for (const auto& c : opts.credentials) {
+      if (!known && c.token.empty() && c.email == email_it->value() &&
+          c.key == key_it->value()) {
+        who = &c;
+        known = true;
+      }
+    }
   }
-  if (auth.substr(scheme.size()) != opts.token) {
-    return make_response(403, error_envelope(10000, "Authentication error"));
+  if (!known) {
+    return make_response(opts.unknown_credential_status,
+                         error_envelope(10000, "Authentication error"));
   }
 
   auto segs = split(path, '/');
@@ -694,6 +751,11 @@ response_t emulator::state::route(const request_t& req, std::string_view path,
     return no_route();
   }
   std::string account(segs[4]);
+  if (who != nullptr && !who->accounts.empty() &&
+      std::find(who->accounts.begin(), who->accounts.end(), account) == who->accounts.end()) {
+    // A valid credential without access to this account.
+    return make_response(403, error_envelope(10000, "Authentication error"));
+  }
   std::lock_guard lk(mu);
   auto acc_it = accounts.find(account);
   if (acc_it == accounts.end()) {
@@ -973,8 +1035,8 @@ std::optional<std::string> emulator::state::parse_fault_json(const std::string& 
       } else if (key == "delay_ms") {
         out.delay = std::chrono::milliseconds(n);
       } else if (key == "status") {
-        if (n < 500 || n > 599) {
-          return "status must be 5xx";
+        if ((n < 500 || n > 599) && n != 401 && n != 403) {
+          return "status must be 5xx, 401 or 403";
         }
         out.status = static_cast<unsigned>(n);
       } else if (key == "retry_after") {
@@ -1407,6 +1469,12 @@ std::uint64_t emulator::requests_for(std::string_view image_id) const {
   std::lock_guard lk(state_->mu);
   auto it = state_->by_image.find(image_id);
   return it == state_->by_image.end() ? 0 : it->second;
+}
+
+std::uint64_t emulator::requests_with(std::string_view secret) const {
+  std::lock_guard lk(state_->mu);
+  auto it = state_->by_secret.find(secret);
+  return it == state_->by_secret.end() ? 0 : it->second;
 }
 
 std::uint64_t emulator::connections_accepted() const noexcept { return state_->connections; }

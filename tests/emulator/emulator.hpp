@@ -23,13 +23,28 @@ class logger;
 
 namespace imagegate::testing {
 
+/// One more credential the emulator accepts besides `emulator_options::token`: a Bearer
+/// token, or (when `token` is empty) an `X-Auth-Email` + `X-Auth-Key` pair.
+struct emulator_credential {
+  std::string token;  ///< `Authorization: Bearer <token>`; empty for an email + key pair
+  std::string email;  ///< `X-Auth-Email`
+  std::string key;    ///< `X-Auth-Key`
+  /// Accounts it may read (403 code 10000 for any other); empty: every account.
+  std::vector<std::string> accounts;
+};
+
 /// Construction-time settings; immutable once the emulator exists.
 struct emulator_options {
   std::string host = "127.0.0.1";  ///< address to bind
   std::uint16_t port = 0;          ///< 0: pick a free port, read it back with port()
   bool tls = true;                 ///< false: plain HTTP (only when explicitly asked)
   pki certs;                       ///< server certificate; generated when empty
-  std::string token = "emulator-token";  ///< the one accepted `Authorization: Bearer` token
+  std::string token = "emulator-token";  ///< accepted `Authorization: Bearer` token, any account
+  /// Further accepted credentials, each limited to its accounts.
+  std::vector<emulator_credential> credentials;
+  /// Status for a well-formed but unknown credential, with code 10000 "Authentication
+  /// error": Cloudflare answers 403 or 401 (upstream-api.md); 403 by default.
+  unsigned unknown_credential_status = 403;
   /// Known account ids; any other answers 7003.
   std::vector<std::string> accounts = {"023e105f4ecef8ad9ca31a8372d0c353"};
   std::size_t image_count = 100;  ///< seeded images per account
@@ -73,7 +88,8 @@ struct fault_rule {
   std::optional<std::uint64_t> times;
   /// Waited before acting, for every kind (for `delay` it is the whole fault).
   std::chrono::milliseconds delay{0};
-  unsigned status = 500;          ///< for `status`: 500 → code 5500, 503 → 5503, other 5xx → 5500
+  /// for `status`: 500 → code 5500, 503 → 5503, other 5xx → 5500; 401/403 → code 10000
+  unsigned status = 500;
   std::uint64_t retry_after = 1;  ///< for `rate_limited`: Retry-After seconds
   std::size_t size = 1024 * 1024;  ///< for `oversized`: body bytes at least
 };
@@ -124,6 +140,9 @@ class emulator {
 
   emulator_stats snapshot() const;
   std::uint64_t requests_for(std::string_view image_id) const;
+  /// API requests that presented `secret` as their Bearer token or X-Auth-Key (accepted or
+  /// not); the first 1000 distinct secrets are counted.
+  std::uint64_t requests_with(std::string_view secret) const;
   std::uint64_t connections_accepted() const noexcept;
   std::uint64_t tripped() const noexcept;
   /// Zeroes the counters only.

@@ -102,6 +102,8 @@ BOOST_FIXTURE_TEST_CASE(without_keys_client_authorization_is_ignored_not_forward
     // An SDK always sends a token; the gateway uses its own upstream token regardless.
     const auto r = gw.get(gw.image_path("anon"), bearer("whatever-the-sdk-sends"));
     BOOST_TEST(r.status == 200u);
+    BOOST_TEST(emu->requests_with("whatever-the-sdk-sends") == 0u);
+    BOOST_TEST(emu->requests_with(emu->token()) == 1u);
 }
 
 BOOST_FIXTURE_TEST_CASE(purge_requires_the_admin_token, fixture) {
