@@ -58,6 +58,25 @@ server_options make_server_options(asio::io_context& ioc, std::string name,
     return o;
 }
 
+// The data listener's TLS context when server.tls_cert is set, null for plain HTTP. main()
+// builds it once before (exit 2 on failure), so a throw here means the files changed since.
+std::shared_ptr<asio::ssl::context> make_listener_tls(const config::server_settings& s) {
+    if (s.tls_cert.empty()) {
+        return nullptr;
+    }
+    return make_listener_tls_context(s.tls_cert, s.tls_key).value();
+}
+
+// "https://HOST:PORT" for the start-up log, with the bound port (listen may say port 0).
+std::string listener_url(bool tls, const std::string& host_port, std::uint16_t port) {
+    const auto hp = config::parse_host_port(host_port);
+    std::string host = hp ? hp->host : host_port;
+    if (host.find(':') != std::string::npos) {
+        host = "[" + host + "]";  // IPv6 literal (RFC 3986 §3.2.2)
+    }
+    return (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
+}
+
 unsigned thread_count(const config::settings& s) {
     if (s.server.threads != 0) {
         return s.server.threads;
@@ -190,7 +209,15 @@ struct app::impl {
         auto handle_admin = [this](request req) { return admin.handle(req); };
         data_server = std::make_unique<http_server>(
             ioc, make_server_options(ioc, "data", settings.server.listen, settings.server),
-            handle_image, observe, log);
+            handle_image, observe, log, make_listener_tls(settings.server));
+        if (data_server->is_tls()) {
+            registry.add_source([this](std::string& out) {
+                metrics::append_sample(out, "imagegate_tls_handshake_failures_total", "counter",
+                                       "TLS handshakes on the data listener that failed or "
+                                       "timed out.",
+                                       data_server->tls_handshake_failures());
+            });
+        }
         server_options admin_opts =
             make_server_options(ioc, "admin", settings.server.admin_listen, settings.server);
         admin_opts.max_connections = 64;
@@ -217,7 +244,8 @@ void app::start() {
     }
     m.ready.store(true);
     m.log->info("imagegate listening on {} (port {}), admin on {} (port {}), {} thread(s)",
-                m.settings.server.listen, data_port(), m.settings.server.admin_listen,
+                listener_url(m.data_server->is_tls(), m.settings.server.listen, data_port()),
+                data_port(), listener_url(false, m.settings.server.admin_listen, admin_port()),
                 admin_port(), n);
 }
 

@@ -3,30 +3,40 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/throw_exception.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
 #include <array>
-#include <cstdio>
-#include <optional>
 #include <atomic>
+#include <cstdio>
 #include <mutex>
+#include <optional>
 #include <random>
+#include <stdexcept>
 #include <system_error>
 #include <unordered_set>
 
 namespace imagegate::gateway {
 
 namespace beast = boost::beast;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+using tls_stream = ssl::stream<beast::tcp_stream>;
 
 namespace detail {
 
@@ -34,7 +44,7 @@ namespace detail {
 /// `stream` and `busy` are touched only on the session's strand.
 struct session_control {
     asio::any_io_executor strand;
-    beast::tcp_stream* stream = nullptr;  // null once the session ended
+    beast::tcp_stream* stream = nullptr;  // the TCP layer (under TLS too); null once ended
     bool busy = false;                    // a request is being answered
 };
 
@@ -43,11 +53,13 @@ struct server_state {
     handler_fn handler;
     observer_fn observer;
     std::shared_ptr<spdlog::logger> log;
+    std::shared_ptr<ssl::context> tls;  // null: plain HTTP
     asio::io_context& ioc;
     tcp::acceptor acceptor;
     std::atomic<bool> stopping{false};
     std::atomic<std::size_t> sessions{0};
     std::atomic<std::uint64_t> refused{0};
+    std::atomic<std::uint64_t> handshake_failures{0};
     std::atomic<std::uint64_t> next_request{0};
     std::string id_prefix;
     std::string refusal;  // the rendered 503 for connections over the limit
@@ -56,11 +68,12 @@ struct server_state {
     std::unordered_set<std::shared_ptr<session_control>> controls;  // guarded by mu
 
     server_state(asio::io_context& io, server_options o, handler_fn h, observer_fn ob,
-                 std::shared_ptr<spdlog::logger> l)
+                 std::shared_ptr<spdlog::logger> l, std::shared_ptr<ssl::context> t)
         : opts(std::move(o)),
           handler(std::move(h)),
           observer(std::move(ob)),
           log(std::move(l)),
+          tls(std::move(t)),
           ioc(io),
           acceptor(asio::make_strand(io)) {}
 };
@@ -77,6 +90,10 @@ constexpr std::ptrdiff_t max_header_fields = 100;
 
 constexpr std::string_view connection_keep_alive = "Connection: keep-alive\r\n\r\n";
 constexpr std::string_view connection_close = "Connection: close\r\n\r\n";
+
+// How long a TLS session waits for the client's close_notify after sending its own (capped
+// by server.write_timeout). The answer is already written; this only bounds the courtesy.
+constexpr std::chrono::milliseconds tls_shutdown_timeout{1000};
 
 // Registers the session for stop()/close_all() and unregisters it on every exit path.
 class session_registration {
@@ -112,11 +129,18 @@ bool is_benign(const boost::system::error_code& ec) {
     return ec == beast::error::timeout || ec == asio::error::eof ||
            ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
            ec == asio::error::bad_descriptor || ec == http::error::end_of_stream ||
-           ec == asio::error::broken_pipe;
+           ec == asio::error::broken_pipe || ec == ssl::error::stream_truncated;
 }
 
+// The session code below is written once for any Stream whose lowest layer is a
+// beast::tcp_stream (deadlines live there) and instantiated for exactly two types in this
+// file: beast::tcp_stream (plain) and ssl::stream<beast::tcp_stream> (TLS). The plain
+// instantiation is the code that ran before TLS existed: no wrapper, no runtime branch.
+
 // Writes `r` (headers only for HEAD) under the write deadline. Returns bytes written or 0.
-asio::awaitable<std::size_t> write_reply(beast::tcp_stream& stream, const reply& r,
+// Over TLS, Asio linearises the buffer sequence into one record (up to 8 KiB).
+template <class Stream>
+asio::awaitable<std::size_t> write_reply(Stream& stream, const reply& r,
                                          bool head_only, bool close,
                                          std::chrono::milliseconds timeout) {
     const std::string_view conn = close ? connection_close : connection_keep_alive;
@@ -125,7 +149,7 @@ asio::awaitable<std::size_t> write_reply(beast::tcp_stream& stream, const reply&
         asio::buffer(r.prepared_head.data(), r.prepared_head.size()),
         asio::buffer(r.head.data(), r.head.size()), asio::buffer(conn.data(), conn.size()),
         asio::buffer(body.data(), body.size())};
-    stream.expires_after(timeout);
+    beast::get_lowest_layer(stream).expires_after(timeout);
     auto [ec, n] = co_await asio::async_write(stream, buffers, use_nothrow);
     if (ec) {
         co_return 0;
@@ -178,8 +202,9 @@ bool names_other_version(std::string_view head) noexcept {
 // Reads one request head into `parser`, feeding it from `buffer` ourselves so the raw head
 // bytes can be checked before they are consumed. Beast's parser takes a head only once it is
 // complete, so the bytes consumed by a successful put() are exactly the head.
+template <class Stream>
 asio::awaitable<boost::system::error_code> read_header(
-    beast::tcp_stream& stream, beast::flat_buffer& buffer,
+    Stream& stream, beast::flat_buffer& buffer,
     http::request_parser<http::empty_body>& parser) {
     for (;;) {
         if (buffer.size() > 0) {
@@ -247,10 +272,14 @@ std::optional<errc> check_request(const http::request_parser<http::empty_body>& 
     return std::nullopt;
 }
 
-asio::awaitable<void> run_session(std::shared_ptr<server_state> st, tcp::socket socket) {
+// The keep-alive loop of one connection. Returns true when it ended by writing an answer
+// marked `Connection: close` (the caller then ends the connection in order), false when the
+// peer left, a deadline passed, a write failed or the server closed the socket.
+template <class Stream>
+asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& stream,
+                                     session_registration& reg) {
     const auto& o = st->opts;
-    beast::tcp_stream stream(std::move(socket));
-    session_registration reg(st, stream.get_executor(), stream);
+    auto& lowest = beast::get_lowest_layer(stream);
     // Room for one maximal header plus some pipelined bytes.
     beast::flat_buffer buffer(static_cast<std::size_t>(o.max_header_bytes) + 8192);
     bool first = true;
@@ -261,12 +290,12 @@ asio::awaitable<void> run_session(std::shared_ptr<server_state> st, tcp::socket 
             // Between requests: the connection is idle, stop() may close it.
             reg.set_busy(false);
             if (st->stopping.load(std::memory_order_relaxed)) {
-                break;
+                co_return false;
             }
-            stream.expires_after(first ? o.header_timeout : o.idle_timeout);
+            lowest.expires_after(first ? o.header_timeout : o.idle_timeout);
             auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
             if (ec) {
-                break;
+                co_return false;
             }
             buffer.commit(n);
         }
@@ -276,7 +305,7 @@ asio::awaitable<void> run_session(std::shared_ptr<server_state> st, tcp::socket 
 
         http::request_parser<http::empty_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
-        stream.expires_after(o.header_timeout);
+        lowest.expires_after(o.header_timeout);
         const auto rec = co_await read_header(stream, buffer, parser);
 
         reply r;
@@ -289,7 +318,7 @@ asio::awaitable<void> run_session(std::shared_ptr<server_state> st, tcp::socket 
                     SPDLOG_LOGGER_DEBUG(st->log, "{} session read failed: {}:{} {}", o.name,
                                         rec.category().name(), rec.value(), rec.message());
                 }
-                break;
+                co_return false;
             }
             r = make_error_reply(*e);
             r.route = "invalid";
@@ -341,16 +370,62 @@ asio::awaitable<void> run_session(std::shared_ptr<server_state> st, tcp::socket 
             st->observer(rec_out);
         }
         if (written == 0 || close) {
-            if (written != 0) {
-                // Half-close so the client reads the whole answer before it sees EOF.
-                boost::system::error_code ignored;
-                stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-            }
-            break;
+            co_return written != 0;
         }
     }
+}
+
+asio::awaitable<void> run_plain_session(std::shared_ptr<server_state> st, tcp::socket socket) {
+    beast::tcp_stream stream(std::move(socket));
+    session_registration reg(st, stream.get_executor(), stream);
+    const bool answered_close = co_await serve_requests(st, stream, reg);
     boost::system::error_code ignored;
+    if (answered_close) {
+        // Half-close so the client reads the whole answer before it sees EOF.
+        stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
     stream.socket().close(ignored);
+}
+
+// A TLS connection: the handshake must complete within header_timeout, like a request head,
+// so a client that connects and stalls (or sends half a ClientHello) holds a connection slot
+// no longer than one that stalls in plain HTTP. Registered before the handshake, so stop()
+// closes connections still handshaking and max_connections counts them.
+asio::awaitable<void> run_tls_session(std::shared_ptr<server_state> st, tcp::socket socket) {
+    tls_stream stream(std::move(socket), *st->tls);
+    auto& lowest = beast::get_lowest_layer(stream);
+    session_registration reg(st, lowest.get_executor(), lowest);
+    boost::system::error_code ignored;
+
+    lowest.expires_after(st->opts.header_timeout);
+    auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, use_nothrow);
+    if (hec) {
+        // Plain HTTP or garbage on this port, a client that does not trust our certificate,
+        // a slow or half hello: routine on an exposed port, so debug only, but counted.
+        if (!st->stopping.load(std::memory_order_relaxed)) {
+            st->handshake_failures.fetch_add(1, std::memory_order_relaxed);
+        }
+        // A runtime level check, not SPDLOG_LOGGER_DEBUG: that macro is compiled out unless
+        // SPDLOG_ACTIVE_LEVEL is lowered, and this path is never hot.
+        if (st->log->should_log(spdlog::level::debug)) {
+            const auto peer = lowest.socket().remote_endpoint(ignored);
+            st->log->debug("{} TLS handshake from {}:{} failed: {}:{} {}", st->opts.name,
+                           peer.address().to_string(), peer.port(), hec.category().name(),
+                           hec.value(), hec.message());
+        }
+        lowest.socket().close(ignored);
+        co_return;
+    }
+
+    const bool answered_close = co_await serve_requests(st, stream, reg);
+    if (answered_close) {
+        // close_notify (RFC 8446 §6.1) lets the client tell a complete answer from a cut one.
+        // Asio then waits for the client's close_notify or EOF: bounded, never a hang.
+        lowest.expires_after(std::min(st->opts.write_timeout, tls_shutdown_timeout));
+        auto [sec] = co_await stream.async_shutdown(use_nothrow);
+        (void)sec;  // the answer is written; how the client ends the connection is its affair
+    }
+    lowest.socket().close(ignored);
 }
 
 // Completion handler of a session: a session that throws is a bug; log it and go on.
@@ -371,12 +446,15 @@ struct session_done {
 };
 
 // Over max_connections: a best-effort, non-blocking write of a fixed answer before closing,
-// so a client sees why instead of a bare reset; never waits on the client.
-void refuse(tcp::socket& socket, const std::string& answer) {
+// so a client sees why instead of a bare reset; never waits on the client. A TLS listener
+// just closes: plain text on a TLS port is a handshake error to the client, not an answer.
+void refuse(tcp::socket& socket, const std::string& answer, bool tls) {
     boost::system::error_code ec;
-    socket.non_blocking(true, ec);
-    socket.write_some(asio::buffer(answer), ec);
-    socket.shutdown(tcp::socket::shutdown_send, ec);
+    if (!tls) {
+        socket.non_blocking(true, ec);
+        socket.write_some(asio::buffer(answer), ec);
+        socket.shutdown(tcp::socket::shutdown_send, ec);
+    }
     socket.close(ec);
 }
 
@@ -398,12 +476,16 @@ asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
         }
         if (st->sessions.load(std::memory_order_relaxed) >= st->opts.max_connections) {
             st->refused.fetch_add(1, std::memory_order_relaxed);
-            refuse(socket, st->refusal);
+            refuse(socket, st->refusal, st->tls != nullptr);
             continue;
         }
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        asio::co_spawn(strand, run_session(st, std::move(socket)), session_done{st});
+        if (st->tls) {
+            asio::co_spawn(strand, run_tls_session(st, std::move(socket)), session_done{st});
+        } else {
+            asio::co_spawn(strand, run_plain_session(st, std::move(socket)), session_done{st});
+        }
     }
 }
 
@@ -416,6 +498,22 @@ struct accept_done {
     }
 };
 
+// OpenSSL's default passphrase callback prompts on the terminal; an encrypted key must make
+// start-up fail instead.
+int no_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*user*/) {
+    return 0;
+}
+
+// The reason of the earliest queued OpenSSL error, the root cause ("no start line" rather
+// than the "PEM lib" stacked on it), then clears the queue. Reason strings name what failed,
+// never the bytes of the input.
+std::string openssl_reason() {
+    const unsigned long first = ERR_get_error();
+    ERR_clear_error();
+    const char* reason = first != 0 ? ERR_reason_error_string(first) : nullptr;
+    return reason != nullptr ? reason : "unknown error";
+}
+
 std::string random_prefix() {
     std::random_device rd;
     char buf[16];
@@ -425,10 +523,73 @@ std::string random_prefix() {
 
 }  // namespace
 
+void throw_exception_from_error(const listener_tls_error& e, const boost::source_location& loc) {
+    boost::throw_exception(std::runtime_error(e.key + ": " + e.reason), loc);
+}
+
+boost::system::result<std::shared_ptr<ssl::context>, listener_tls_error>
+make_listener_tls_context(const std::string& cert_file, const std::string& key_file) {
+    ERR_clear_error();
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+    SSL_CTX* native = ctx->native_handle();
+
+    // TLS 1.2 is the floor (RFC 8996 retires 1.0 and 1.1). For 1.2: ECDHE only (forward
+    // secrecy) with AEAD ciphers, the server's order. TLS 1.3 suites are all AEAD already.
+    // No compression (CRIME), no renegotiation (a client-driven CPU cost, never needed).
+    if (SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION) != 1) {
+        return listener_tls_error{"server.tls_cert", "cannot require TLS 1.2: " + openssl_reason()};
+    }
+    std::uint64_t options = SSL_OP_ALL | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE;
+#ifdef SSL_OP_NO_RENEGOTIATION
+    options |= SSL_OP_NO_RENEGOTIATION;
+#endif
+    SSL_CTX_set_options(native, options);
+    if (SSL_CTX_set_cipher_list(native,
+                                "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305") != 1 ||
+        SSL_CTX_set1_groups_list(native, "X25519:P-256:P-384") != 1) {
+        return listener_tls_error{"server.tls_cert",
+                                  "cannot configure ciphers or groups: " + openssl_reason()};
+    }
+    // Idle keep-alive connections give their 34 KiB of record buffers back.
+    SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_default_passwd_cb(native, no_passphrase);
+
+    if (SSL_CTX_use_certificate_chain_file(native, cert_file.c_str()) != 1) {
+        return listener_tls_error{"server.tls_cert", "cannot load a PEM certificate chain from '" +
+                                                         cert_file + "': " + openssl_reason()};
+    }
+    // The key is parsed here rather than by SSL_CTX_use_PrivateKey_file so that "not a key"
+    // and "not this certificate's key" get different messages.
+    const std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_file(key_file.c_str(), "r"),
+                                                        &BIO_free);
+    if (!bio) {
+        return listener_tls_error{"server.tls_key",
+                                  "cannot open '" + key_file + "': " + openssl_reason()};
+    }
+    const std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+        PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr), &EVP_PKEY_free);
+    if (!key) {
+        return listener_tls_error{"server.tls_key",
+                                  "no unencrypted PEM private key in '" + key_file +
+                                      "': " + openssl_reason()};
+    }
+    if (SSL_CTX_use_PrivateKey(native, key.get()) != 1 || SSL_CTX_check_private_key(native) != 1) {
+        return listener_tls_error{"server.tls_key", "the private key in '" + key_file +
+                                                        "' does not match the certificate in '" +
+                                                        cert_file + "' (" + openssl_reason() +
+                                                        ")"};
+    }
+    return ctx;
+}
+
 http_server::http_server(asio::io_context& ioc, server_options opts, handler_fn handler,
-                         observer_fn observer, std::shared_ptr<spdlog::logger> log)
+                         observer_fn observer, std::shared_ptr<spdlog::logger> log,
+                         std::shared_ptr<ssl::context> tls)
     : state_(std::make_shared<server_state>(ioc, std::move(opts), std::move(handler),
-                                            std::move(observer), std::move(log))) {
+                                            std::move(observer), std::move(log),
+                                            std::move(tls))) {
     auto& st = *state_;
     st.id_prefix = random_prefix();
     {
@@ -514,6 +675,14 @@ std::size_t http_server::active_sessions() const noexcept {
 
 std::uint64_t http_server::refused_connections() const noexcept {
     return state_->refused.load(std::memory_order_relaxed);
+}
+
+bool http_server::is_tls() const noexcept {
+    return state_->tls != nullptr;
+}
+
+std::uint64_t http_server::tls_handshake_failures() const noexcept {
+    return state_->handshake_failures.load(std::memory_order_relaxed);
 }
 
 }  // namespace imagegate::gateway

@@ -1,5 +1,6 @@
-// An HTTP/1.1 listener: accepts connections, runs one keep-alive session coroutine per
-// connection with deadlines and limits, and hands each request to a handler coroutine.
+// An HTTP/1.1 listener, plain or over TLS: accepts connections, runs one keep-alive session
+// coroutine per connection with deadlines and limits, and hands each request to a handler
+// coroutine.
 #pragma once
 
 #include "gateway/net.hpp"
@@ -8,6 +9,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/verb.hpp>
+#include <boost/assert/source_location.hpp>
+#include <boost/system/result.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -18,6 +21,10 @@
 
 namespace spdlog {
 class logger;
+}
+
+namespace boost::asio::ssl {
+class context;
 }
 
 namespace imagegate::gateway {
@@ -60,6 +67,24 @@ struct server_options {
     std::chrono::milliseconds write_timeout{10000};
 };
 
+/// Why the listener's TLS context could not be built: the config key at fault and a reason
+/// that names the file. Never contains key material.
+struct listener_tls_error {
+    std::string key;
+    std::string reason;
+};
+
+/// Lets `result<T, listener_tls_error>::value()` throw a std::runtime_error "key: reason".
+[[noreturn]] void throw_exception_from_error(const listener_tls_error& e,
+                                             const boost::source_location& loc);
+
+/// Builds the server context for the data listener from a PEM certificate chain (leaf
+/// first) and its PEM private key: TLS >= 1.2, ECDHE with AEAD ciphers only for TLS 1.2,
+/// no compression, no renegotiation. Encrypted keys are refused (no passphrase prompt).
+/// Called at start-up (and by --check-config); the context is then shared read-only.
+boost::system::result<std::shared_ptr<asio::ssl::context>, listener_tls_error>
+make_listener_tls_context(const std::string& cert_file, const std::string& key_file);
+
 using handler_fn = std::function<asio::awaitable<reply>(request)>;
 using observer_fn = std::function<void(const exchange_record&)>;
 
@@ -75,9 +100,12 @@ struct server_state;
 class http_server {
 public:
     /// Binds and listens at once so that start-up fails loudly (throws std::system_error
-    /// naming the address).
+    /// naming the address). With `tls` (a server context), every connection first completes
+    /// a TLS handshake within `opts.header_timeout`; without it the listener speaks plain
+    /// HTTP and no TLS code runs on its path.
     http_server(asio::io_context& ioc, server_options opts, handler_fn handler,
-                observer_fn observer, std::shared_ptr<spdlog::logger> log);
+                observer_fn observer, std::shared_ptr<spdlog::logger> log,
+                std::shared_ptr<asio::ssl::context> tls = nullptr);
     ~http_server();
     http_server(const http_server&) = delete;
     http_server& operator=(const http_server&) = delete;
@@ -91,6 +119,11 @@ public:
     std::size_t active_sessions() const noexcept;
     /// Connections refused because max_connections was reached.
     std::uint64_t refused_connections() const noexcept;
+    /// Whether connections speak TLS.
+    bool is_tls() const noexcept;
+    /// TLS handshakes that failed or timed out (plain HTTP or garbage on a TLS port, an
+    /// untrusting client, a client that stalls mid-hello).
+    std::uint64_t tls_handshake_failures() const noexcept;
 
 private:
     std::shared_ptr<detail::server_state> state_;

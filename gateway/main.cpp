@@ -2,6 +2,7 @@
 // main() only loads the configuration, builds the logger and runs the composition root.
 #include "config/load.hpp"
 #include "gateway/app.hpp"
+#include "gateway/http_server.hpp"
 #include "gateway/logging.hpp"
 #include "gateway/version.hpp"
 
@@ -27,6 +28,18 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "imagegate: %zu configuration error(s); see imagegate --help\n",
                      loaded.errors.size());
         return 2;
+    }
+    // The listener's certificate and key are loaded here too, so that --check-config and a
+    // start with a bad PEM or a key of another certificate both fail like any config error.
+    if (const auto& server = loaded.value.server; !server.tls_cert.empty()) {
+        const auto tls =
+            imagegate::gateway::make_listener_tls_context(server.tls_cert, server.tls_key);
+        if (!tls) {
+            std::fprintf(stderr, "imagegate: %s: %s\n", tls.error().key.c_str(),
+                         tls.error().reason.c_str());
+            std::fprintf(stderr, "imagegate: 1 configuration error(s); see imagegate --help\n");
+            return 2;
+        }
     }
     if (loaded.check_only) {
         std::puts("imagegate: configuration OK");

@@ -1,5 +1,6 @@
 // The real executables, as a user runs them: imagegate's flags, config errors and exit
-// codes, and imagegate in front of imagegate-emulator over verified TLS, stopped by SIGTERM.
+// codes, imagegate in front of imagegate-emulator over verified TLS, stopped by SIGTERM, and
+// the data listener's own TLS (certificate/key errors, https start-up).
 #define BOOST_TEST_MODULE binary_test
 #include "tests/integration/gateway_fixture.hpp"
 
@@ -203,4 +204,82 @@ BOOST_AUTO_TEST_CASE(gateway_in_front_of_emulator_then_sigterm) {
     BOOST_TEST(contains(log, "upstream.token = <set>"));
     emu.signal(SIGTERM);
     BOOST_TEST(emu.wait_exit(10s) == 0);
+}
+
+namespace {
+
+/// A config file naming a listener certificate and key (mode 600) in `d`.
+std::string tls_config(const ts::temp_dir& d, const std::string& cert_pem,
+                       const std::string& key_pem) {
+    const auto cert = (d.path() / "listener.pem").string();
+    const auto key = (d.path() / "listener.key").string();
+    ts::write_file(cert, cert_pem);
+    ts::write_file(key, key_pem);
+    std::filesystem::permissions(key, std::filesystem::perms::owner_read |
+                                          std::filesystem::perms::owner_write);
+    const auto file = (d.path() / "tls.toml").string();
+    ts::write_file(file, "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n"
+                         "tls_cert = \"" + cert + "\"\ntls_key = \"" + key + "\"\n");
+    return file;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(listener_key_of_another_certificate_exits_2) {
+    ts::temp_dir d;
+    const auto pki = ts::make_test_pki();
+    const auto other = ts::make_test_pki();
+    const auto file = tls_config(d, pki.server_cert_pem, other.server_key_pem);
+    for (const bool check_only : {true, false}) {
+        BOOST_TEST_CONTEXT("check_only " << check_only) {
+            std::vector<std::string> argv{IMAGEGATE_BIN, "--config", file};
+            if (check_only) {
+                argv.emplace_back("--check-config");
+            }
+            const auto r = run(argv);
+            BOOST_TEST(r.status == 2);
+            BOOST_TEST(contains(r.output, "server.tls_key"), r.output);
+            BOOST_TEST(contains(r.output, "does not match"), r.output);
+            BOOST_TEST(contains(r.output, (d.path() / "listener.key").string()), r.output);
+            BOOST_TEST(!contains(r.output, "PRIVATE KEY"));
+            BOOST_TEST(!contains(r.output, other.server_key_pem.substr(40, 20)));
+        }
+    }
+    // Not PEM at all: refused the same way, naming the certificate file.
+    const auto garbage = tls_config(d, "not a certificate\n", pki.server_key_pem);
+    const auto g = run({IMAGEGATE_BIN, "--config", garbage, "--check-config"});
+    BOOST_TEST(g.status == 2);
+    BOOST_TEST(contains(g.output, "server.tls_cert"), g.output);
+    // The matching pair checks clean.
+    const auto good = tls_config(d, pki.server_cert_pem, pki.server_key_pem);
+    BOOST_TEST(run({IMAGEGATE_BIN, "--config", good, "--check-config"}).status == 0);
+}
+
+BOOST_AUTO_TEST_CASE(tls_listener_starts_on_https_and_stops_on_sigterm) {
+    ts::temp_dir d;
+    const auto pki = ts::make_test_pki();
+    const auto file = tls_config(d, pki.server_cert_pem, pki.server_key_pem);
+    process gw({IMAGEGATE_BIN, "--config", file, "--threads", "1"}, base_env(),
+               d.path() / "gw.out");
+    unsigned port = 0;
+    BOOST_REQUIRE(ts::eventually(
+        [&] {
+            const auto out = gw.output();
+            const auto at = out.find("listening on https://127.0.0.1:");
+            return at != std::string::npos &&
+                   std::sscanf(out.c_str() + at, "listening on https://127.0.0.1:%u", &port) == 1;
+        },
+        10s));
+    ts::endpoint data;
+    data.port = static_cast<std::uint16_t>(port);
+    data.tls = true;
+    data.ca_pem = pki.ca_cert_pem;
+    data.server_name = "localhost";
+    // No upstream is needed for a route the gateway answers itself.
+    const auto r = ts::request(data, boost::beast::http::verb::get, "/nowhere");
+    BOOST_TEST(r.status == 404u);
+    BOOST_TEST(contains(gw.output(), "admin on http://127.0.0.1:"));
+    gw.signal(SIGTERM);
+    BOOST_TEST(gw.wait_exit(10s) == 0);
+    BOOST_TEST(!contains(gw.output(), "PRIVATE KEY"));
 }

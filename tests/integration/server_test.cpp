@@ -1,16 +1,23 @@
 // The HTTP server through real sockets: keep-alive, pipelining, deadlines, limits,
-// framing errors and graceful shutdown.
+// framing errors and graceful shutdown; the same session logic over TLS, and the listener's
+// TLS context (protocol floor, certificate/key errors).
 #define BOOST_TEST_MODULE server_test
 #include "gateway/http_server.hpp"
 #include "tests/support/http_client.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/mpl/list.hpp>
 #include <boost/test/unit_test.hpp>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <openssl/ssl.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 namespace gw = imagegate::gateway;
@@ -30,6 +37,36 @@ asio::awaitable<gw::reply> echo_handler(gw::request req) {
     co_return gw::make_reply(200, "ok:" + std::string(req.target), "text/plain");
 }
 
+// A listener certificate and key from a fresh test CA, written to files (the server context
+// is built from files, as in production) that are removed with the object.
+struct listener_pki {
+    ts::pki certs = ts::make_test_pki();
+    std::filesystem::path dir;
+    std::string cert;
+    std::string key;
+
+    listener_pki() {
+        static std::atomic<int> counter{0};
+        dir = std::filesystem::temp_directory_path() /
+              ("imagegate-server-test-" + std::to_string(::getpid()) + "-" +
+               std::to_string(counter++));
+        std::filesystem::create_directories(dir);
+        cert = (dir / "cert.pem").string();
+        key = (dir / "key.pem").string();
+        ts::write_file(cert, certs.server_cert_pem);
+        ts::write_file(key, certs.server_key_pem);
+    }
+    ~listener_pki() {
+        std::error_code ignored;
+        std::filesystem::remove_all(dir, ignored);
+    }
+    std::shared_ptr<asio::ssl::context> context() const {
+        auto ctx = gw::make_listener_tls_context(cert, key);
+        BOOST_REQUIRE_MESSAGE(ctx, (ctx ? std::string() : ctx.error().reason));
+        return *ctx;
+    }
+};
+
 struct server_fixture {
     asio::io_context ioc{2};
     std::atomic<int> observed{0};
@@ -37,12 +74,17 @@ struct server_fixture {
     std::vector<std::thread> threads;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
 
-    explicit server_fixture(gw::server_options o = small_limits()) {
+    /// Plain HTTP, or TLS with `tls` (clients then trust `ca_pem`).
+    explicit server_fixture(gw::server_options o = small_limits(),
+                            std::shared_ptr<asio::ssl::context> tls = nullptr,
+                            std::string ca_pem = {})
+        : ca(std::move(ca_pem)) {
         server = std::make_unique<gw::http_server>(
             ioc, o, [](gw::request r) { return echo_handler(r); },
             [this](const gw::exchange_record&) { ++observed; },
             std::make_shared<spdlog::logger>("test",
-                                             std::make_shared<spdlog::sinks::null_sink_mt>()));
+                                             std::make_shared<spdlog::sinks::null_sink_mt>()),
+            std::move(tls));
         server->start();
         work.emplace(ioc.get_executor());
         for (int i = 0; i < 2; ++i) {
@@ -71,11 +113,23 @@ struct server_fixture {
     ts::endpoint ep(std::chrono::milliseconds timeout = 3s) const {
         ts::endpoint e;
         e.port = server->port();
-        e.tls = false;
+        e.tls = !ca.empty();
+        e.ca_pem = ca;
         e.timeout = timeout;
         return e;
     }
+
+    std::string ca;
 };
+
+// The same server over TLS.
+struct tls_server_fixture : listener_pki, server_fixture {
+    tls_server_fixture() : server_fixture(small_limits(), context(), certs.ca_cert_pem) {}
+};
+
+// Tests of the session logic run over both stream types: the TLS session is the same code
+// over ssl::stream, and its framing, limits and deadlines must hold unchanged.
+using both_listeners = boost::mpl::list<server_fixture, tls_server_fixture>;
 
 std::string get(std::string_view target, std::string_view extra = "") {
     return "GET " + std::string(target) + " HTTP/1.1\r\nHost: x\r\n" + std::string(extra) +
@@ -88,8 +142,9 @@ bool starts_with(const std::string& s, std::string_view p) {
 
 }  // namespace
 
-BOOST_FIXTURE_TEST_CASE(keep_alive_serves_several_requests, server_fixture) {
-    ts::connection c(ep());
+BOOST_AUTO_TEST_CASE_TEMPLATE(keep_alive_serves_several_requests, Fixture, both_listeners) {
+    Fixture f;
+    ts::connection c(f.ep());
     for (int i = 0; i < 3; ++i) {
         const auto r = c.request(http::verb::get, "/a" + std::to_string(i));
         BOOST_TEST(r.status == 200u);
@@ -98,8 +153,9 @@ BOOST_FIXTURE_TEST_CASE(keep_alive_serves_several_requests, server_fixture) {
     }
 }
 
-BOOST_FIXTURE_TEST_CASE(pipelined_requests_answer_in_order, server_fixture) {
-    const std::string out = ts::raw_exchange(ep(1s), get("/one") + get("/two", "Connection: close\r\n"));
+BOOST_AUTO_TEST_CASE_TEMPLATE(pipelined_requests_answer_in_order, Fixture, both_listeners) {
+    Fixture f;
+    const std::string out = ts::raw_exchange(f.ep(1s), get("/one") + get("/two", "Connection: close\r\n"));
     const auto first = out.find("ok:/one");
     const auto second = out.find("ok:/two");
     BOOST_TEST(first != std::string::npos);
@@ -107,42 +163,47 @@ BOOST_FIXTURE_TEST_CASE(pipelined_requests_answer_in_order, server_fixture) {
     BOOST_TEST(first < second);
 }
 
-BOOST_FIXTURE_TEST_CASE(head_sends_no_body, server_fixture) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(head_sends_no_body, Fixture, both_listeners) {
+    Fixture f;
     const std::string out =
-        ts::raw_exchange(ep(1s), "HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        ts::raw_exchange(f.ep(1s), "HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     BOOST_TEST(starts_with(out, "HTTP/1.1 200 OK\r\n"));
     BOOST_TEST(out.find("Content-Length: 5\r\n") != std::string::npos);
     BOOST_TEST(out.substr(out.size() - 4) == "\r\n\r\n");
 }
 
-BOOST_FIXTURE_TEST_CASE(slow_client_is_cut_off_at_header_timeout, server_fixture) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(slow_client_is_cut_off_at_header_timeout, Fixture, both_listeners) {
+    Fixture f;
     const auto start = std::chrono::steady_clock::now();
-    const std::string out = ts::raw_exchange(ep(5s), "GET /partial HTTP/1.1\r\nHost: x\r\n");
+    const std::string out = ts::raw_exchange(f.ep(5s), "GET /partial HTTP/1.1\r\nHost: x\r\n");
     const auto took = std::chrono::steady_clock::now() - start;
     BOOST_TEST(out.empty());
     BOOST_TEST(took >= 250ms);
     BOOST_TEST(took < 3s);  // closed by the server long before the client's 5 s
 }
 
-BOOST_FIXTURE_TEST_CASE(idle_keep_alive_is_closed, server_fixture) {
-    ts::connection c(ep());
+BOOST_AUTO_TEST_CASE_TEMPLATE(idle_keep_alive_is_closed, Fixture, both_listeners) {
+    Fixture f;
+    ts::connection c(f.ep());
     BOOST_TEST(c.request(http::verb::get, "/x").status == 200u);
     const auto deadline = std::chrono::steady_clock::now() + 3s;
-    while (server->active_sessions() != 0 && std::chrono::steady_clock::now() < deadline) {
+    while (f.server->active_sessions() != 0 && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(10ms);
     }
-    BOOST_TEST(server->active_sessions() == 0u);
+    BOOST_TEST(f.server->active_sessions() == 0u);
 }
 
-BOOST_FIXTURE_TEST_CASE(oversized_header_gets_431, server_fixture) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(oversized_header_gets_431, Fixture, both_listeners) {
+    Fixture f;
     const std::string out =
-        ts::raw_exchange(ep(2s), get("/big", "X-Big: " + std::string(4096, 'a') + "\r\n"));
+        ts::raw_exchange(f.ep(2s), get("/big", "X-Big: " + std::string(4096, 'a') + "\r\n"));
     BOOST_TEST(starts_with(out, "HTTP/1.1 431 "));
     BOOST_TEST(out.find(R"("code":99431)") != std::string::npos);
     BOOST_TEST(out.find("Connection: close") != std::string::npos);
 }
 
-BOOST_FIXTURE_TEST_CASE(framing_errors_are_refused_and_closed, server_fixture) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(framing_errors_are_refused_and_closed, Fixture, both_listeners) {
+    Fixture f;
     struct row {
         std::string bytes;
         std::string_view status;
@@ -166,7 +227,7 @@ BOOST_FIXTURE_TEST_CASE(framing_errors_are_refused_and_closed, server_fixture) {
     };
     for (const auto& r : rows) {
         BOOST_TEST_CONTEXT("request " << r.bytes.substr(0, 40)) {
-            const std::string out = ts::raw_exchange(ep(2s), r.bytes);
+            const std::string out = ts::raw_exchange(f.ep(2s), r.bytes);
             BOOST_TEST(starts_with(out, r.status), out.substr(0, 40));
             BOOST_TEST(out.find("Connection: close") != std::string::npos);
         }
@@ -184,8 +245,9 @@ BOOST_FIXTURE_TEST_CASE(connections_over_the_limit_get_503, server_fixture) {
     BOOST_TEST(server->refused_connections() == 1u);
 }
 
-BOOST_AUTO_TEST_CASE(graceful_stop_finishes_in_flight_requests) {
-    server_fixture f;
+BOOST_AUTO_TEST_CASE_TEMPLATE(graceful_stop_finishes_in_flight_requests, Fixture,
+                              both_listeners) {
+    Fixture f;
     ts::connection idle(f.ep());
     BOOST_TEST(idle.request(http::verb::get, "/warm").status == 200u);
 
@@ -210,4 +272,69 @@ BOOST_AUTO_TEST_CASE(graceful_stop_finishes_in_flight_requests) {
     }
     BOOST_TEST(f.server->active_sessions() == 0u);
     BOOST_CHECK_THROW(ts::request(f.ep(500ms), http::verb::get, "/new"), std::exception);
+}
+
+BOOST_FIXTURE_TEST_CASE(tls_handshakes_count_against_max_connections, tls_server_fixture) {
+    // Four connections that never send a ClientHello fill the limit of 4 until the
+    // handshake deadline (header_timeout, 300 ms) closes them.
+    ts::endpoint tcp_only = ep(5s);
+    tcp_only.tls = false;
+    std::vector<std::thread> silent;
+    for (int i = 0; i < 4; ++i) {
+        silent.emplace_back([tcp_only] { ts::raw_exchange(tcp_only, ""); });
+    }
+    const auto until = std::chrono::steady_clock::now() + 2s;
+    while (server->active_sessions() < 4 && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(2ms);
+    }
+    BOOST_TEST(server->active_sessions() == 4u);
+    // A fifth is closed at once: no plain-text 503 on a TLS port, nothing a client could read.
+    BOOST_TEST(ts::raw_exchange(tcp_only, "").empty());
+    BOOST_TEST(server->refused_connections() == 1u);
+    for (auto& t : silent) {
+        t.join();
+    }
+    // The clients saw the close; the sessions count the failure right after it.
+    const auto counted = std::chrono::steady_clock::now() + 2s;
+    while (server->tls_handshake_failures() < 4 && std::chrono::steady_clock::now() < counted) {
+        std::this_thread::sleep_for(2ms);
+    }
+    BOOST_TEST(server->tls_handshake_failures() == 4u);
+    BOOST_TEST(ts::request(ep(), http::verb::get, "/after").status == 200u);
+}
+
+BOOST_AUTO_TEST_CASE(listener_tls_context_refuses_old_protocols_and_renegotiation) {
+    const listener_pki pki;
+    const auto ctx = pki.context();
+    SSL_CTX* native = ctx->native_handle();
+    BOOST_TEST(SSL_CTX_get_min_proto_version(native) == TLS1_2_VERSION);
+    const auto options = SSL_CTX_get_options(native);
+    BOOST_TEST((options & SSL_OP_NO_COMPRESSION) != 0u);
+#ifdef SSL_OP_NO_RENEGOTIATION
+    BOOST_TEST((options & SSL_OP_NO_RENEGOTIATION) != 0u);
+#endif
+}
+
+BOOST_AUTO_TEST_CASE(listener_tls_context_errors_name_the_file_never_the_key) {
+    const listener_pki pki;
+    const listener_pki other;
+    // A key that belongs to another certificate.
+    const auto mismatch = gw::make_listener_tls_context(pki.cert, other.key);
+    BOOST_REQUIRE(!mismatch);
+    BOOST_TEST(mismatch.error().key == "server.tls_key");
+    BOOST_TEST(mismatch.error().reason.find("does not match") != std::string::npos);
+    BOOST_TEST(mismatch.error().reason.find(other.key) != std::string::npos);
+    // Not a certificate.
+    const auto bad_cert = gw::make_listener_tls_context(pki.key, pki.key);
+    BOOST_REQUIRE(!bad_cert);
+    BOOST_TEST(bad_cert.error().key == "server.tls_cert");
+    BOOST_TEST(bad_cert.error().reason.find(pki.key) != std::string::npos);
+    // Not a key.
+    const auto bad_key = gw::make_listener_tls_context(pki.cert, pki.cert);
+    BOOST_REQUIRE(!bad_key);
+    BOOST_TEST(bad_key.error().key == "server.tls_key");
+    for (const auto& e : {mismatch.error(), bad_cert.error(), bad_key.error()}) {
+        BOOST_TEST(e.reason.find("PRIVATE KEY") == std::string::npos);
+        BOOST_TEST(e.reason.find(other.certs.server_key_pem.substr(40, 20)) == std::string::npos);
+    }
 }

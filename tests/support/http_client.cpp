@@ -150,6 +150,8 @@ asio::awaitable<response> exchange(impl_ptr p, Stream* stream,
   http::response_parser<http::string_body> parser;
   parser.header_limit(64 * 1024);
   parser.body_limit(p->ep.body_limit);
+  // A response to HEAD has a Content-Length but no body (RFC 9110 §9.3.2).
+  parser.skip(req.method() == http::verb::head);
   auto [rec, rn] = co_await http::async_read(*stream, p->buffer, parser, use_nothrow);
   throw_if(rec, "read response");
   lowest.expires_never();

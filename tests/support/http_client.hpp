@@ -53,8 +53,8 @@ class connection {
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
 
-  /// Sends one request (Host, Content-Length added) and reads the whole response. Closes
-  /// the connection after it if the response says Connection: close.
+  /// Sends one request (Host, Content-Length added) and reads the whole response (for HEAD,
+  /// the head only). Closes the connection after it if the response says Connection: close.
   response request(boost::beast::http::verb method, std::string target, header_list headers = {},
                    std::string body = {});
   bool is_open() const noexcept;
