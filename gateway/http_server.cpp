@@ -269,6 +269,15 @@ std::optional<errc> check_request(const http::request_parser<http::empty_body>& 
     if (parser.chunked() || (parser.content_length() && *parser.content_length() > 0)) {
         return errc::bad_request;
     }
+    // RFC 9112 §6.3: repeated Content-Length fields, or a list in one ("0, 0"), are what
+    // request smuggling is made of; Beast folds equal values into one. We refuse them all:
+    // a request we serve has no body, so an honest client never sends more than one.
+    if (const auto cl = msg.base().find(http::field::content_length);
+        cl != msg.base().end() &&
+        (count_fields(msg.base(), http::field::content_length) != 1 ||
+         cl->value().find_first_not_of("0123456789") != beast::string_view::npos)) {
+        return errc::bad_request;
+    }
     return std::nullopt;
 }
 
