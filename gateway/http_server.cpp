@@ -1,5 +1,7 @@
 #include "gateway/http_server.hpp"
 
+#include "gateway/request_head.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -85,8 +87,6 @@ namespace {
 using detail::server_state;
 using detail::session_control;
 
-// Real clients send 10–20 fields; the official SDKs about 15.
-constexpr std::ptrdiff_t max_header_fields = 100;
 
 constexpr std::string_view connection_keep_alive = "Connection: keep-alive\r\n\r\n";
 constexpr std::string_view connection_close = "Connection: close\r\n\r\n";
@@ -157,47 +157,8 @@ asio::awaitable<std::size_t> write_reply(Stream& stream, const reply& r,
     co_return n;
 }
 
-// Which errc a failed header read maps to, or nothing when the connection just ends
-// (EOF, reset, timeout: nobody is left to read an answer).
-std::optional<errc> classify_read_error(const boost::system::error_code& ec) {
-    if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
-        return errc::header_too_large;
-    }
-    // Beast accepts only HTTP/1.0 and 1.1 and reports any other version this way.
-    if (ec == http::error::bad_version) {
-        return errc::http_version_not_supported;
-    }
-    if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
-        ec != http::error::end_of_stream && ec != http::error::partial_message &&
-        ec != http::error::need_more) {
-        return errc::bad_request;
-    }
-    return std::nullopt;
-}
 
-// RFC 9112 §5.2: obs-fold (a field line continued on the next line) must be rejected or
-// replaced; Beast silently joins the lines, which can hide a header from a filter in front
-// of us that reads it differently. We see the raw head and reject it.
-bool has_obs_fold(std::string_view head) noexcept {
-    for (std::size_t i = 0; i + 1 < head.size(); ++i) {
-        if (head[i] == '\n' && (head[i + 1] == ' ' || head[i + 1] == '\t')) {
-            return true;
-        }
-    }
-    return false;
-}
 
-// Beast reports bad_version both for "HTTP/2.0" and for a malformed request line (bare LF,
-// garbage after the version). Only the first deserves 505 (RFC 9110 §15.6.6).
-bool names_other_version(std::string_view head) noexcept {
-    const auto eol = head.find("\r\n");
-    if (eol == std::string_view::npos || eol < 9) {
-        return false;
-    }
-    const std::string_view v = head.substr(eol - 8, 8);  // "HTTP/x.y"
-    return v.starts_with("HTTP/") && v[5] >= '0' && v[5] <= '9' && v[6] == '.' && v[7] >= '0' &&
-           v[7] <= '9' && head[eol - 9] == ' ';
-}
 
 // Reads one request head into `parser`, feeding it from `buffer` ourselves so the raw head
 // bytes can be checked before they are consumed. Beast's parser takes a head only once it is
@@ -209,16 +170,8 @@ asio::awaitable<boost::system::error_code> read_header(
     for (;;) {
         if (buffer.size() > 0) {
             boost::system::error_code ec;
-            const auto data = buffer.data();
-            const std::size_t used = parser.put(data, ec);
+            const std::size_t used = put_head(parser, buffer.data(), ec);
             if (ec != http::error::need_more) {
-                if (!ec && has_obs_fold({static_cast<const char*>(data.data()), used})) {
-                    ec = http::error::bad_obs_fold;
-                }
-                if (ec == http::error::bad_version &&
-                    !names_other_version({static_cast<const char*>(data.data()), data.size()})) {
-                    ec = http::error::bad_line_ending;  // malformed, not a version we lack: 400
-                }
                 buffer.consume(used);
                 if (ec || parser.is_header_done()) {
                     co_return ec;
@@ -244,42 +197,7 @@ asio::awaitable<boost::system::error_code> read_header(
     }
 }
 
-std::size_t count_fields(const http::fields& f, http::field name) {
-    const auto range = f.equal_range(name);
-    return static_cast<std::size_t>(std::distance(range.first, range.second));
-}
 
-// Checks RFC 9112 framing rules the parser leaves to us. Returns the error to answer with.
-std::optional<errc> check_request(const http::request_parser<http::empty_body>& parser) {
-    const auto& msg = parser.get();
-    if (msg.version() != 11 && msg.version() != 10) {
-        return errc::http_version_not_supported;
-    }
-    // Bytes are bounded by header_limit; the count is bounded too, so a head of thousands
-    // of tiny fields cannot make every lookup walk a long list.
-    if (std::distance(msg.base().begin(), msg.base().end()) > max_header_fields) {
-        return errc::header_too_large;
-    }
-    // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
-    if (msg.version() == 11 && count_fields(msg.base(), http::field::host) != 1) {
-        return errc::bad_request;
-    }
-    // A body on GET/HEAD has no meaning here (RFC 9110 §9.3.1) and would desynchronise
-    // keep-alive framing if ignored; the same goes for any method we do not serve.
-    if (parser.chunked() || (parser.content_length() && *parser.content_length() > 0)) {
-        return errc::bad_request;
-    }
-    // RFC 9112 §6.3: repeated Content-Length fields, or a list in one ("0, 0"), are what
-    // request smuggling is made of; Beast folds equal values into one. We refuse them all:
-    // a request we serve has no body, so an honest client never sends more than one.
-    if (const auto cl = msg.base().find(http::field::content_length);
-        cl != msg.base().end() &&
-        (count_fields(msg.base(), http::field::content_length) != 1 ||
-         cl->value().find_first_not_of("0123456789") != beast::string_view::npos)) {
-        return errc::bad_request;
-    }
-    return std::nullopt;
-}
 
 // The keep-alive loop of one connection. Returns true when it ended by writing an answer
 // marked `Connection: close` (the caller then ends the connection in order), false when the

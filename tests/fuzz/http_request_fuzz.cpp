@@ -1,8 +1,10 @@
 // Fuzzes the downstream request head path of gateway/http_server.cpp without sockets:
 // http::request_parser<http::empty_body> with the session's header_limit and buffer bound,
 // fed whole and one byte at a time (same verdict either way), then the session's framing
-// checks and, for a GET/HEAD that passes them, the router.
+// checks (gateway/request_head.cpp, the code the server runs) and, for a GET/HEAD that passes
+// them, the router.
 #include "fuzz_check.hpp"
+#include "gateway/request_head.hpp"
 #include "gateway/route.hpp"
 
 #include <boost/asio/buffer.hpp>
@@ -32,6 +34,7 @@ struct outcome {
     std::optional<http::request<http::empty_body>> message;
     bool chunked = false;
     std::optional<std::uint64_t> content_length;
+    std::optional<imagegate::errc> refusal;  // check_request()'s verdict on a complete head
 };
 
 // What http::async_read_header does with the session's buffer.
@@ -45,7 +48,7 @@ outcome read_header(std::string_view wire, std::size_t step) {
     boost::system::error_code ec;
     while (!parser.is_header_done()) {
         if (!buffer.empty()) {
-            const std::size_t used = parser.put(boost::asio::buffer(buffer), ec);
+            const std::size_t used = imagegate::gateway::put_head(parser, boost::asio::buffer(buffer), ec);
             buffer.erase(0, used);
             if (ec == http::error::need_more) {
                 ec = {};
@@ -83,22 +86,10 @@ outcome read_header(std::string_view wire, std::size_t step) {
         if (const auto length = parser.content_length()) {
             out.content_length = *length;
         }
+        out.refusal = imagegate::gateway::check_request(parser);
         out.message.emplace(parser.release());
     }
     return out;
-}
-
-// gateway/http_server.cpp check_request(), on the parsed head.
-bool passes_session_checks(const outcome& o) {
-    const auto& msg = *o.message;
-    if (msg.version() != 11 && msg.version() != 10) {
-        return false;
-    }
-    const auto hosts = msg.base().equal_range(http::field::host);
-    if (msg.version() == 11 && std::distance(hosts.first, hosts.second) != 1) {
-        return false;
-    }
-    return !(o.chunked || (o.content_length && *o.content_length > 0));
 }
 
 }  // namespace
@@ -127,7 +118,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(whole.message->version() == bytewise.message->version());
     FUZZ_CHECK(whole.chunked == bytewise.chunked);
     FUZZ_CHECK(whole.content_length == bytewise.content_length);
-    if (!passes_session_checks(whole)) {
+    FUZZ_CHECK(whole.refusal == bytewise.refusal);
+    if (whole.refusal) {
+        // A refused head is answered with a 4xx/5xx, never served.
+        const unsigned status = imagegate::to_http_status(*whole.refusal);
+        FUZZ_CHECK(status >= 400 && status < 600);
         return 0;
     }
     const auto method = whole.message->method();

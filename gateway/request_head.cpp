@@ -1,0 +1,111 @@
+// The request-head rules of the data listener; see request_head.hpp.
+#include "gateway/request_head.hpp"
+
+#include <boost/beast/http/error.hpp>
+
+#include <iterator>
+
+namespace imagegate::gateway {
+
+namespace http = boost::beast::http;
+
+namespace {
+
+// RFC 9112 §5.2: obs-fold (a field line continued on the next line) must be rejected or
+// replaced; Beast silently joins the lines, which can hide a header from a filter in front
+// of us that reads it differently. We see the raw head and reject it.
+bool has_obs_fold(std::string_view head) noexcept {
+    for (std::size_t i = 0; i + 1 < head.size(); ++i) {
+        if (head[i] == '\n' && (head[i + 1] == ' ' || head[i + 1] == '\t')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// Beast reports bad_version both for "HTTP/2.0" and for a malformed request line (bare LF,
+// garbage after the version). Only the first deserves 505 (RFC 9110 §15.6.6).
+bool names_other_version(std::string_view head) noexcept {
+    const auto eol = head.find("\r\n");
+    if (eol == std::string_view::npos || eol < 9) {
+        return false;
+    }
+    const std::string_view v = head.substr(eol - 8, 8);  // "HTTP/x.y"
+    return v.starts_with("HTTP/") && v[5] >= '0' && v[5] <= '9' && v[6] == '.' && v[7] >= '0' &&
+           v[7] <= '9' && head[eol - 9] == ' ';
+}
+
+std::size_t count_fields(const http::fields& f, http::field name) {
+    const auto range = f.equal_range(name);
+    return static_cast<std::size_t>(std::distance(range.first, range.second));
+}
+
+}  // namespace
+
+std::size_t put_head(http::request_parser<http::empty_body>& parser, boost::asio::const_buffer bytes,
+                     boost::system::error_code& ec) {
+    const std::size_t used = parser.put(bytes, ec);
+    if (ec == http::error::need_more) {
+        return used;
+    }
+    const std::string_view seen(static_cast<const char*>(bytes.data()), bytes.size());
+    if (!ec && has_obs_fold(seen.substr(0, used))) {
+        ec = http::error::bad_obs_fold;
+    }
+    if (ec == http::error::bad_version && !names_other_version(seen)) {
+        ec = http::error::bad_line_ending;  // malformed, not a version we lack: 400
+    }
+    return used;
+}
+
+// Which errc a failed header read maps to, or nothing when the connection just ends
+// (EOF, reset, timeout: nobody is left to read an answer).
+std::optional<errc> classify_read_error(const boost::system::error_code& ec) {
+    if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+        return errc::header_too_large;
+    }
+    // Beast accepts only HTTP/1.0 and 1.1 and reports any other version this way.
+    if (ec == http::error::bad_version) {
+        return errc::http_version_not_supported;
+    }
+    if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message &&
+        ec != http::error::need_more) {
+        return errc::bad_request;
+    }
+    return std::nullopt;
+}
+
+// Checks RFC 9112 framing rules the parser leaves to us. Returns the error to answer with.
+std::optional<errc> check_request(const http::request_parser<http::empty_body>& parser) {
+    const auto& msg = parser.get();
+    if (msg.version() != 11 && msg.version() != 10) {
+        return errc::http_version_not_supported;
+    }
+    // Bytes are bounded by header_limit; the count is bounded too, so a head of thousands
+    // of tiny fields cannot make every lookup walk a long list.
+    if (std::distance(msg.base().begin(), msg.base().end()) > max_header_fields) {
+        return errc::header_too_large;
+    }
+    // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
+    if (msg.version() == 11 && count_fields(msg.base(), http::field::host) != 1) {
+        return errc::bad_request;
+    }
+    // A body on GET/HEAD has no meaning here (RFC 9110 §9.3.1) and would desynchronise
+    // keep-alive framing if ignored; the same goes for any method we do not serve.
+    if (parser.chunked() || (parser.content_length() && *parser.content_length() > 0)) {
+        return errc::bad_request;
+    }
+    // RFC 9112 §6.3: repeated Content-Length fields, or a list in one ("0, 0"), are what
+    // request smuggling is made of; Beast folds equal values into one. We refuse them all:
+    // a request we serve has no body, so an honest client never sends more than one.
+    if (const auto cl = msg.base().find(http::field::content_length);
+        cl != msg.base().end() &&
+        (count_fields(msg.base(), http::field::content_length) != 1 ||
+         cl->value().find_first_not_of("0123456789") != boost::beast::string_view::npos)) {
+        return errc::bad_request;
+    }
+    return std::nullopt;
+}
+
+}  // namespace imagegate::gateway
