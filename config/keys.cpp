@@ -82,6 +82,7 @@ constexpr std::array key_table{
     IMAGEGATE_KEY(shield, burst, count, 1, 1'000'000'000),
     IMAGEGATE_KEY(shield, coalesce_timeout, interval, ms(1), minutes(10)),
     IMAGEGATE_KEY(shield, honor_client_no_cache, boolean),
+    IMAGEGATE_KEY(shield, unproven_budget, count, 1, 1'000'000'000),
 
     IMAGEGATE_KEY(log, level, log_level),
     IMAGEGATE_KEY(log, format, log_format),

@@ -108,6 +108,10 @@ struct shield_settings {
     duration coalesce_timeout = std::chrono::seconds(10);
     /// Let a client's `Cache-Control: no-cache` force a refetch.
     bool honor_client_no_cache = false;
+    /// Passthrough: upstream requests per window made with credentials the upstream has not
+    /// accepted lately, all callers together. Made-up credentials cost calls (answered 401)
+    /// that count against Cloudflare's per-IP limit of the gateway's address.
+    std::uint64_t unproven_budget = 600;
 
     friend bool operator==(const shield_settings&, const shield_settings&) = default;
 };

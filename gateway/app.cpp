@@ -103,6 +103,7 @@ image_policy image_policy_from(const config::settings& s) {
             .budget = s.shield.budget,
             .budget_window = s.shield.window,
             .burst = s.shield.burst,
+            .unproven_budget = s.shield.unproven_budget,
             .passthrough = s.auth.mode == "passthrough",
             .proof_ttl = s.auth.proof_ttl};
 }

@@ -278,6 +278,13 @@ bool proof_cache::is_proven(const shield::credential_digest& cred, std::string_v
     });
 }
 
+bool proof_cache::has_any(const shield::credential_digest& cred, time_point now) const {
+    const std::lock_guard lock(mu_);
+    const auto* n = proofs_.find(cred);
+    return n != nullptr && std::any_of(n->value.begin(), n->value.end(),
+                                       [&](const proof& p) { return now < p.expires; });
+}
+
 void proof_cache::revoke(const shield::credential_digest& cred, std::string_view account) {
     const std::lock_guard lock(mu_);
     auto* n = proofs_.find(cred);

@@ -98,6 +98,9 @@ public:
     /// Whether a proof of (`cred`, `account`) lasts at `now`.
     bool is_proven(const shield::credential_digest& cred, std::string_view account,
                    time_point now);
+    /// Whether any proof of `cred` lasts at `now`: the upstream accepted it lately, for
+    /// some account (it is not a made-up credential).
+    bool has_any(const shield::credential_digest& cred, time_point now) const;
     /// The upstream refused `cred` for `account` (403): its proof, if any, is dropped.
     void revoke(const shield::credential_digest& cred, std::string_view account);
     /// The upstream refused `cred` outright (401): every proof of it is dropped.

@@ -182,6 +182,10 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     // upstream's limit. Passthrough: one of each per caller credential, in `shields`.
     std::shared_ptr<shield::credential_shield> token_shield;
     shield::credential_shields shields;
+    // Passthrough: every call made with a credential that holds no proof also takes a token
+    // here, so made-up credentials cannot turn the gateway into a flood against the
+    // upstream (Cloudflare also limits per client IP, and all our calls share one).
+    shield::budget unproven_budget;
     proof_cache proofs;
 
     impl(cache::sharded_cache& c, upstream::client& cl, const authorizer& a, image_policy p,
@@ -197,6 +201,10 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
           shields({.budget = budget_options_from(p),
                    .limit = {},
                    .max_credentials = p.max_credential_shields}),
+          unproven_budget({.budget = p.unproven_budget,
+                           .window = p.budget_window,
+                           .burst = std::min(p.burst, p.unproven_budget),
+                           .background_reserve_percent = 20}),
           proofs(p.proof_ttl, p.max_proven_credentials) {}
 
     static shield::budget_options budget_options_from(const image_policy& p) {
@@ -276,7 +284,13 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
             out.retry_after = static_cast<std::uint64_t>(shield::retry_after_seconds(*blocked).count());
             break;
         }
-        const auto wait = co_await acquire_budget(sh->budget, prio, token_deadline);
+        auto wait = shield::duration::zero();
+        if (cred && !self->proofs.has_any(fk.cred, clock::now())) {
+            wait = co_await acquire_budget(self->unproven_budget, prio, token_deadline);
+        }
+        if (wait == shield::duration::zero()) {
+            wait = co_await acquire_budget(sh->budget, prio, token_deadline);
+        }
         if (wait > shield::duration::zero()) {
             self->stats.budget_refused.fetch_add(1, std::memory_order_relaxed);
             out.error = errc::budget_exhausted;

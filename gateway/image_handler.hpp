@@ -43,6 +43,8 @@ struct image_policy {
     std::uint64_t budget = 1000;
     std::chrono::milliseconds budget_window{std::chrono::minutes(5)};
     std::uint64_t burst = 50;
+    /// Passthrough: calls per budget_window with credentials holding no proof, all together.
+    std::uint64_t unproven_budget = 600;
     /// auth.mode = "passthrough": each caller's own credential goes upstream, cached entries
     /// are answered only to credentials with a proof, and the shield is kept per credential.
     bool passthrough = false;

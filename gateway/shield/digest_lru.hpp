@@ -41,6 +41,10 @@ public:
         const auto it = index_.find(d);
         return it == index_.end() ? nullptr : &*it->second;
     }
+    const node* find(const credential_digest& d) const {
+        const auto it = index_.find(d);
+        return it == index_.end() ? nullptr : &*it->second;
+    }
 
     /// The node of `d` marked used at `now` (moved to the newest end), created with `make()`
     /// when absent.

@@ -318,6 +318,32 @@ BOOST_FIXTURE_TEST_CASE(the_budget_is_per_credential, fixture) {
     BOOST_TEST(gw.get(path("b-4"), key_pair()).status == 200u);
 }
 
+BOOST_FIXTURE_TEST_CASE(made_up_credentials_share_one_budget, fixture) {
+    settings.shield.unproven_budget = 3;
+    settings.upstream.request_timeout = 300ms;
+    ts::gateway_runner gw(settings);
+    // A credential's first call is unproven: it takes one of the 3 shared tokens.
+    BOOST_TEST(gw.get(path("u-good"), bearer(good)).status == 200u);
+    unsigned rejected = 0;
+    unsigned refused = 0;
+    for (int i = 0; i < 6; ++i) {
+        const auto id = "u-" + std::to_string(i);
+        const auto r = gw.get(path(id), bearer("made-up-credential-" + std::to_string(i)));
+        if (r.status == 401u) {
+            ++rejected;  // reached the upstream, which refused it
+        } else if (r.status == 429u && contains(r.body, R"("code":99430)")) {
+            ++refused;  // refused by the gateway: no upstream call
+            BOOST_TEST(emu->requests_for(id) == 0u);
+            BOOST_TEST(!r.header("Retry-After").empty());
+        }
+    }
+    BOOST_TEST(rejected == 2u);
+    BOOST_TEST(refused == 4u);
+    // A credential the upstream accepted is not charged to the shared budget.
+    BOOST_TEST(gw.get(path("u-good-2"), bearer(good)).status == 200u);
+    BOOST_TEST(gw.get(path("u-good-3"), bearer(good)).status == 200u);
+}
+
 BOOST_FIXTURE_TEST_CASE(an_upstream_429_pauses_only_that_credential, fixture) {
     ts::gateway_runner gw(settings);
     ts::fault_rule f;
