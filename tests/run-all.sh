@@ -45,16 +45,13 @@ step "asan-ubsan preset: build"
 cmake --preset asan-ubsan
 cmake --build --preset asan-ubsan
 step "asan-ubsan preset: every test"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --preset asan-ubsan --timeout 900
+ctest --preset asan-ubsan --timeout 900  # sanitizer options: CMakePresets.json
 
 step "tsan preset: build the concurrency tests"
 cmake --preset tsan
 cmake --build --preset tsan --target concurrency_tests
 step "tsan preset: concurrency tests"
-TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-  ctest --preset tsan -L concurrency --timeout 900
+ctest --preset tsan -L concurrency --timeout 900  # options, suppressions: CMakePresets.json
 
 step "fuzz: ${FUZZ_SECONDS:-60} s per target"
 bash tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"

@@ -259,7 +259,9 @@ BOOST_FIXTURE_TEST_CASE(stale_entries_are_answered_while_paused, fixture) {
 
 BOOST_AUTO_TEST_CASE(a_sustained_flood_of_5000_ids_never_trips_the_upstream_limit) {
     // The emulator enforces a scaled-down Cloudflare rule (60 calls per 2 s, then blocked);
-    // the gateway's budget is set below it, as the defaults are below 1200 per 5 minutes.
+    // the gateway's budget is set below it, as the defaults are below 1200 per 5 minutes: at
+    // most 10 + 40 calls in any 2 s, leaving room for the emulator seeing calls late (it
+    // counts arrivals; a slowed process, e.g. under TSan, receives them in bunches).
     ts::emulator_options eo;
     eo.any_image_exists = true;
     eo.rate_limit = 60;
@@ -267,18 +269,20 @@ BOOST_AUTO_TEST_CASE(a_sustained_flood_of_5000_ids_never_trips_the_upstream_limi
     ts::emulator_runner emu(eo);
     ts::temp_dir dir;
     auto s = ts::gateway_settings(*emu, dir);
-    s.shield.budget = 50;
+    s.shield.budget = 40;
     s.shield.window = 2s;
     s.shield.burst = 10;
     s.upstream.request_timeout = 300ms;
     ts::gateway_runner gw(s);
     const auto start = std::chrono::steady_clock::now();
     std::size_t ok = 0;
+    std::size_t timed_out = 0;
     for (int batch = 0; batch < 10; ++batch) {
         const auto results =
             ts::run_herd(gw.app().data_port(), distinct_targets(gw, "sustained-", batch * 500, 500));
         for (const auto& r : results) {
             ok += r.status == 200 ? 1 : 0;
+            timed_out += r.status == 504 ? 1 : 0;
         }
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -286,8 +290,14 @@ BOOST_AUTO_TEST_CASE(a_sustained_flood_of_5000_ids_never_trips_the_upstream_limi
     BOOST_TEST_MESSAGE("sustained: " << snap.requests << " calls, " << ok << " answered in "
                                      << elapsed << " s");
     BOOST_TEST(emu->tripped() == 0u);
-    BOOST_TEST(snap.requests <= 10 + 25 * elapsed + 1);
-    BOOST_TEST(ok == snap.requests);
+    BOOST_TEST(snap.requests <= 10 + 20 * elapsed + 1);
+    // Every upstream call is answered: 200, or 504 when it outlasted request_timeout, which
+    // only a sanitizer's slowdown makes happen here.
+    BOOST_TEST(ok <= snap.requests);
+    BOOST_TEST(snap.requests <= ok + timed_out);
+    if (!sanitized_build) {
+        BOOST_TEST(ok == snap.requests);
+    }
 }
 
 BOOST_FIXTURE_TEST_CASE(client_no_cache_is_ignored_unless_enabled, fixture) {
