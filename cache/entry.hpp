@@ -58,21 +58,24 @@ struct entry_params {
 ///
 /// Layout: one allocation per entry. `make_entry` uses `std::allocate_shared` with an
 /// allocator that over-allocates, so the control block, this object and a trailing byte
-/// buffer share one malloc chunk:
+/// buffer share one block of memory:
 ///
-///     [control block 16][entry][key: account '\0' image_id][head][body]
+///     [control block 24][entry 32][key: account '\0' image_id][head][body]
 ///
-/// The key bytes live only here: the cache indexes entries by a view of them. The windows
-/// are kept as 32-bit millisecond offsets from stored_at (windows longer than ~49.7 days are
-/// capped there; sub-millisecond parts are dropped).
+/// The block comes from the entry arena (entry.cpp: 16-byte size classes in blocks of their
+/// own, so the heap churn of misses never fragments the memory between entries), or from
+/// the heap above `entry_max_slot_bytes`. The key bytes live only here: the cache indexes
+/// entries by a view of them. The windows are kept as 32-bit millisecond offsets from
+/// stored_at (windows longer than ~49.7 days are capped there; sub-millisecond parts are
+/// dropped).
 ///
 /// `bytes()` is what the entry costs in memory while alive, as the cache charges it:
 ///
-///     bytes = chunk(16 + sizeof(entry) + key + head + body)
+///     bytes = entry_slot_bytes(24 + sizeof(entry) + key + head + body)
 ///
-/// where chunk(n) = max(32, round_up(n + 8, 16)) is the glibc malloc chunk size for an n-byte
-/// request on 64-bit (8-byte header, 16-byte alignment, 32-byte minimum) and 16 is the
-/// shared_ptr control block (vtable pointer, use and weak counts).
+/// where entry_slot_bytes(n) is n rounded up to 16 in the arena, or the glibc malloc chunk
+/// size above it, and 24 is the shared_ptr control block (vtable pointer, use and weak
+/// counts, and the allocator's 32-bit slot size, padded).
 class entry;
 std::shared_ptr<const entry> make_entry(entry_params p);
 
@@ -90,7 +93,10 @@ public:
     friend std::shared_ptr<const entry> make_entry(entry_params p);
 
     /// The key, as a view of the bytes stored in this entry (valid while the entry is).
-    key_view key() const noexcept { return {{data(), key_size_}, split_}; }
+    key_view key() const noexcept {
+        const std::size_t split = split_;
+        return {{data(), split}, {data() + split + 1, std::size_t{key_size_} - split - 1}};
+    }
     unsigned status() const noexcept { return status_; }
     entry_kind kind() const noexcept { return kind_; }
 
@@ -132,9 +138,9 @@ private:
     }
 
     time_point stored_at_;
-    std::size_t body_size_ = 0;
-    std::uint32_t key_size_ = 0;  // account + '\0' + image_id
-    std::uint32_t split_ = 0;     // account size
+    std::uint32_t body_size_ = 0;
+    std::uint16_t key_size_ = 0;  // account + '\0' + image_id
+    std::uint16_t split_ = 0;     // account size
     std::uint32_t fresh_ms_ = 0;  // fresh_until - stored_at
     std::uint32_t swr_ms_ = 0;    // stale_while_revalidate_until - stored_at
     std::uint32_t sie_ms_ = 0;    // stale_if_error_until - stored_at
@@ -147,6 +153,10 @@ private:
 /// Precondition: 100 <= p.status <= 999.
 std::shared_ptr<const entry> make_entry(entry_params p);
 
+/// Entries of up to this many bytes (control block, entry, key, head and body) live in the
+/// entry arena's 16-byte size classes; larger ones are heap allocations.
+inline constexpr std::size_t entry_max_slot_bytes = 8192;
+
 /// glibc malloc chunk size for a request of `n` bytes (0 for n == 0); see `entry`.
 constexpr std::size_t allocation_bytes(std::size_t n) noexcept {
     if (n == 0) {
@@ -154,6 +164,12 @@ constexpr std::size_t allocation_bytes(std::size_t n) noexcept {
     }
     const std::size_t chunk = (n + 8 + 15) & ~std::size_t{15};
     return chunk < 32 ? 32 : chunk;
+}
+
+/// Memory an entry allocation of `n` bytes occupies: its arena slot (n rounded up to 16),
+/// or the malloc chunk when it is too large for the arena.
+constexpr std::size_t entry_slot_bytes(std::size_t n) noexcept {
+    return n <= entry_max_slot_bytes ? (n + 15) & ~std::size_t{15} : allocation_bytes(n);
 }
 
 }  // namespace imagegate::cache

@@ -13,25 +13,25 @@ namespace imagegate::cache {
 
 class key;
 
-/// A non-owning view of a key's bytes, laid out like `key` (account, '\0', image id), e.g.
-/// the copy stored inside a cache entry. Valid while the bytes it points to are.
+/// A non-owning view of a key: the account and the canonical image id, each a view of bytes
+/// held elsewhere (the copy stored inside a cache entry, or the request target itself on the
+/// hit path, so a lookup allocates nothing). Valid while the bytes it points to are.
 class key_view {
 public:
     key_view() = default;
-    key_view(std::string_view joined, std::size_t split) noexcept
-        : joined_(joined), split_(split) {}
+    key_view(std::string_view account, std::string_view image_id) noexcept
+        : account_(account), image_id_(image_id) {}
 
-    std::string_view account() const noexcept { return joined_.substr(0, split_); }
-    std::string_view image_id() const noexcept { return joined_.substr(split_ + 1); }
-    std::string_view joined() const noexcept { return joined_; }
+    std::string_view account() const noexcept { return account_; }
+    std::string_view image_id() const noexcept { return image_id_; }
 
     friend bool operator==(key_view a, key_view b) noexcept {
-        return a.split_ == b.split_ && a.joined_ == b.joined_;
+        return a.account_ == b.account_ && a.image_id_ == b.image_id_;
     }
 
 private:
-    std::string_view joined_{"", 1};  // account, '\0', image_id
-    std::size_t split_ = 0;           // length of the account part
+    std::string_view account_;
+    std::string_view image_id_;
 };
 
 /// Identifies one cached image record. The image id must already be canonical (the router
@@ -48,17 +48,18 @@ class key {
 public:
     key() = default;
     key(std::string_view account, std::string_view image_id);
+    explicit key(key_view v) : key(v.account(), v.image_id()) {}
 
     std::string_view account() const noexcept { return {bytes_.data(), split_}; }
     std::string_view image_id() const noexcept {
         return std::string_view(bytes_).substr(split_ + 1);
     }
-    /// The separator-joined bytes the hash is computed over.
+    /// The separator-joined bytes, as a cache entry stores them.
     std::string_view joined() const noexcept { return bytes_; }
     /// Bytes held on the heap by this key (0 while they fit the small-string buffer).
     std::size_t heap_bytes() const noexcept;
 
-    key_view view() const noexcept { return {bytes_, split_}; }
+    key_view view() const noexcept { return {account(), image_id()}; }
     operator key_view() const noexcept { return view(); }  // NOLINT: a key is its view
 
     friend bool operator==(const key& a, const key& b) noexcept {
@@ -75,16 +76,18 @@ private:
 std::ostream& operator<<(std::ostream& os, key_view k);
 std::ostream& operator<<(std::ostream& os, const key& k);
 
-/// Hash of the joined bytes, mixed with the split offset: ("ab","c") and ("a","bc") hash
-/// different inputs ("ab\0c" vs "a\0bc"), and parts containing NUL still differ by offset.
-/// Transparent: a key and a key_view of the same bytes hash equal.
+/// Hash of the two parts, each hashed on its own and then mixed, so ("ab","c") and ("a","bc")
+/// hash different inputs and a view whose parts are not adjacent in memory (the request
+/// target's account and id segments) hashes like the stored key. Transparent: a key and a
+/// key_view of the same parts hash equal.
 struct key_hash {
     using is_transparent = void;
 
     std::size_t operator()(key_view k) const noexcept {
-        const std::size_t h = std::hash<std::string_view>{}(k.joined());
+        const std::size_t a = std::hash<std::string_view>{}(k.account());
+        const std::size_t h = std::hash<std::string_view>{}(k.image_id());
         // boost::hash_combine's mixing step.
-        return h ^ (k.account().size() + 0x9e3779b97f4a7c15 + (h << 6) + (h >> 2));
+        return h ^ (a + 0x9e3779b97f4a7c15 + (h << 6) + (h >> 2));
     }
     std::size_t operator()(const key& k) const noexcept { return (*this)(k.view()); }
 };

@@ -84,7 +84,7 @@ auto sharded_cache::update(shard& s, Change&& change) {
     return result;
 }
 
-std::shared_ptr<const entry> sharded_cache::get(const key& k, time_point now) {
+std::shared_ptr<const entry> sharded_cache::get(key_view k, time_point now) {
     struct lookup {
         std::shared_ptr<const entry> found;
         std::optional<std::shared_ptr<const entry>> dropped;  // expired, removed
@@ -117,7 +117,7 @@ bool sharded_cache::put(std::shared_ptr<const entry> e) {
     return result.stored;
 }
 
-bool sharded_cache::erase(const key& k) {
+bool sharded_cache::erase(key_view k) {
     return update(*shards_[shard_index(k)], [&](shard_lru& lru) { return lru.erase(k); })
         .has_value();
 }

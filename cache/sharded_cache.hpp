@@ -53,7 +53,7 @@ struct shard_stats {
 std::ostream& operator<<(std::ostream& os, const shard_stats& s);
 
 /// The bytes one stored entry is charged while in a shard: the entry itself (`entry::bytes`,
-/// one malloc chunk holding control block, entry, key, head and body) plus its index slot
+/// one arena slot holding control block, entry, key, head and body) plus its index slot
 /// (`lru::index_bytes_per_value`: the 24-byte node `{shared_ptr, prev, next}` and at most
 /// 11 bytes of open-addressing table). The index refers to the key bytes inside the entry,
 /// so the key is not copied. Fixed per-shard slack (at most one spare block of 256 nodes, and
@@ -84,15 +84,16 @@ public:
 
     /// The entry under `k`, marked recently used, or nullptr. An entry that classifies as
     /// expired at `now` (past stale_if_error_until) is removed and reported as a miss.
-    std::shared_ptr<const entry> get(const key& k, time_point now);
-    std::shared_ptr<const entry> get(const key& k) { return get(k, clock::now()); }
+    /// Takes a view, so a lookup by the request's own bytes allocates nothing.
+    std::shared_ptr<const entry> get(key_view k, time_point now);
+    std::shared_ptr<const entry> get(key_view k) { return get(k, clock::now()); }
 
     /// Stores `e` under e->key(), replacing a previous entry. Returns false if `e` is too
     /// heavy (see `lru::put`: a previous entry under that key is removed then as well).
     bool put(std::shared_ptr<const entry> e);
 
     /// Removes the entry under `k`; true if there was one.
-    bool erase(const key& k);
+    bool erase(key_view k);
 
     /// Removes every entry of `account`; returns how many. Visits all shards.
     std::size_t erase_account(std::string_view account);

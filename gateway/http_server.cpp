@@ -259,9 +259,7 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
         } else {
             const auto& msg = parser.get();
             const auto n = st->next_request.fetch_add(1, std::memory_order_relaxed);
-            const auto len = std::snprintf(id_buf, sizeof id_buf, "%s-%llx", st->id_prefix.c_str(),
-                                           static_cast<unsigned long long>(n));
-            req.id = std::string_view(id_buf, static_cast<std::size_t>(std::max(len, 0)));
+            req.id = format_request_id(id_buf, st->id_prefix, n);
             req.method = msg.method();
             req.target = msg.target();
             req.headers = &msg.base();

@@ -22,7 +22,7 @@
 
 #include <simdjson.h>
 
-#include <cstdio>
+#include <charconv>
 #include <random>
 
 // Keys print with control and non-ASCII bytes escaped (cache/key.hpp), safe for logs.
@@ -75,8 +75,8 @@ constexpr std::string_view cs_error = "error";
 template <class Out>
 void append_number(Out& out, long long v) {
     char buf[24];
-    const int n = std::snprintf(buf, sizeof buf, "%lld", v);
-    out.append(std::string_view(buf, static_cast<std::size_t>(n)));
+    const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+    out.append(std::string_view(buf, static_cast<std::size_t>(end - buf)));
 }
 
 // Per-request headers after an entry's prepared head: Age (RFC 9111 §5.1) and Cache-Status
@@ -112,9 +112,14 @@ void append_entry_headers(head_buffer& out, const cache::entry& e, clock::time_p
     out += "\r\n";
 }
 
+// Returned straight into `co_return`: a named reply in `handle` would be one more ~370-byte
+// slot of its coroutine frame, and a frame over ~2 KiB is never recycled by Asio (one
+// malloc per request).
 reply serve_entry(const entry_ptr& e, clock::time_point now, std::string_view forward,
-                  unsigned fwd_status, bool stored, bool collapsed, std::string_view detail) {
+                  unsigned fwd_status, bool stored, bool collapsed, std::string_view detail,
+                  std::string_view cache_status) {
     reply r;
+    r.cache_status = cache_status;
     r.status = e->status();
     r.prepared_head = e->head();
     append_entry_headers(r.head, *e, now, forward, fwd_status, stored, collapsed, detail);
@@ -470,7 +475,7 @@ const image_stats& image_handler::stats() const noexcept {
 }
 
 asio::awaitable<reply> image_handler::handle(request req) {
-    route_result route = route_image(req.target);
+    const image_target route = parse_image_target(req.target);
     const bool readable = req.method == http::verb::get || req.method == http::verb::head;
     if (!route.ok() || !readable) {
         errc e = route.error;
@@ -498,7 +503,7 @@ asio::awaitable<reply> image_handler::handle(request req) {
             co_return gateway_error(errc::bad_request, "bad_request");
         }
     } else {
-        switch (self.auth.check(req.headers, route.image.account)) {
+        switch (self.auth.check(req.headers, route.account())) {
             case authorizer::verdict::allowed: break;
             case authorizer::verdict::unauthorized: co_return unauthorized_reply(self.stats);
             case authorizer::verdict::forbidden: {
@@ -507,16 +512,14 @@ asio::awaitable<reply> image_handler::handle(request req) {
             }
         }
     }
-    const flight_key fk{cache::key(route.image.account, route.image.canonical_id), caller.digest};
-    const cache::key& k = fk.k;
     const auto now = clock::now();
-    entry_ptr cached = self.cache.get(k, now);
+    entry_ptr cached = self.cache.get(route.key(), now);
     if (cached && caller.cred) {
         // Passthrough: the entry (fresh, stale or negative) is this caller's to read only if
         // the upstream accepted its credential for the account lately. Otherwise it does not
         // exist for this request: not answered, not a stale fallback; the credential goes
         // upstream on its own flight.
-        if (self.proofs.is_proven(caller.digest, k.account(), now)) {
+        if (self.proofs.is_proven(caller.digest, route.account(), now)) {
             self.stats.proof_hits.fetch_add(1, std::memory_order_relaxed);
         } else {
             self.stats.proof_misses.fetch_add(1, std::memory_order_relaxed);
@@ -534,11 +537,11 @@ asio::awaitable<reply> image_handler::handle(request req) {
         if (cached->kind() == cache::entry_kind::negative) {
             self.stats.negative_hits.fetch_add(1, std::memory_order_relaxed);
         }
-        reply r = serve_entry(cached, now, {}, 0, false, false, {});
-        r.cache_status = cs_hit;
-        co_return r;
+        co_return serve_entry(cached, now, {}, 0, false, false, {}, cs_hit);
     }
 
+    // The owning key is built only here, past the hit path.
+    const flight_key fk{cache::key(route.key()), caller.digest};
     auto joined = self.flights.join(fk);
     if (joined.leader) {
         const auto prio = state == cache::freshness::stale_revalidate
@@ -547,7 +550,7 @@ asio::awaitable<reply> image_handler::handle(request req) {
         // A background refresh in passthrough uses the credential of the request that
         // triggered it (which holds a proof for the account).
         asio::co_spawn(asio::make_strand(self.fetch_executor),
-                       run_fetch(impl_, fk, route.image, prio, caller.cred, joined.f),
+                       run_fetch(impl_, fk, route.to_route(), prio, caller.cred, joined.f),
                        fetch_done{impl_, fk, joined.f});
     }
 
@@ -555,9 +558,8 @@ asio::awaitable<reply> image_handler::handle(request req) {
         // RFC 5861 §3: answer the stale entry now; the refresh started (or joined) above
         // runs on its own.
         self.stats.stale_swr.fetch_add(1, std::memory_order_relaxed);
-        reply r = serve_entry(cached, now, "stale", 0, false, false, "stale-while-revalidate");
-        r.cache_status = cs_stale;
-        co_return r;
+        co_return serve_entry(cached, now, "stale", 0, false, false, "stale-while-revalidate",
+                              cs_stale);
     }
     if (!joined.leader) {
         self.stats.collapsed.fetch_add(1, std::memory_order_relaxed);
@@ -576,9 +578,8 @@ asio::awaitable<reply> image_handler::handle(request req) {
         self.stats.coalesce_timeouts.fetch_add(1, std::memory_order_relaxed);
         if (cached && cached->classify(done) != cache::freshness::expired) {
             self.stats.stale_error.fetch_add(1, std::memory_order_relaxed);
-            reply r = serve_entry(cached, done, "stale", 0, false, collapsed, "stale-if-error");
-            r.cache_status = cs_stale;
-            co_return r;
+            co_return serve_entry(cached, done, "stale", 0, false, collapsed, "stale-if-error",
+                                  cs_stale);
         }
         co_return gateway_error(errc::single_flight_timeout, "single_flight_timeout");
     }
@@ -586,17 +587,14 @@ asio::awaitable<reply> image_handler::handle(request req) {
         // RFC 5861 §4: inside stale-if-error a failed refresh answers the stale entry.
         if (cached && cached->classify(done) != cache::freshness::expired) {
             self.stats.stale_error.fetch_add(1, std::memory_order_relaxed);
-            reply r = serve_entry(cached, done, "stale", 0, false, collapsed, "stale-if-error");
-            r.cache_status = cs_stale;
-            co_return r;
+            co_return serve_entry(cached, done, "stale", 0, false, collapsed, "stale-if-error",
+                                  cs_stale);
         }
         co_return gateway_error(got->error, to_string(got->error), got->retry_after);
     }
     const std::string_view forward = cached ? "stale" : "miss";
-    reply r = serve_entry(got->entry, done, forward, got->upstream_status, got->stored, collapsed,
-                          {});
-    r.cache_status = collapsed ? cs_collapsed : got->stored ? cs_stored : cs_forwarded;
-    co_return r;
+    co_return serve_entry(got->entry, done, forward, got->upstream_status, got->stored, collapsed,
+                          {}, collapsed ? cs_collapsed : got->stored ? cs_stored : cs_forwarded);
 }
 
 void image_handler::render_metrics(std::string& out) const {

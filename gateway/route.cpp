@@ -1,5 +1,6 @@
 #include "gateway/route.hpp"
 
+#include <algorithm>
 #include <array>
 
 namespace imagegate::gateway {
@@ -168,12 +169,23 @@ std::string_view request_path(std::string_view target) noexcept {
         target = path_start == std::string_view::npos ? std::string_view{"/"}
                                                       : target.substr(path_start);
     }
-    const auto q = target.find_first_of("?#");
-    return q == std::string_view::npos ? target : target.substr(0, q);
+    // A plain loop: find_first_of("?#") calls memchr over the two needles once per byte.
+    for (std::size_t i = 0; i < target.size(); ++i) {
+        if (target[i] == '?' || target[i] == '#') {
+            return target.substr(0, i);
+        }
+    }
+    return target;
 }
 
-route_result route_image(std::string_view target) {
-    route_result r;
+image_route image_target::to_route() const {
+    return {.account = std::string(account()),
+            .image_id = std::string(image_id()),
+            .canonical_id = std::string(canonical_id())};
+}
+
+image_target parse_image_target(std::string_view target) {
+    image_target r;
     std::string_view path = request_path(target);
     if (path.starts_with(client_v4_prefix) &&
         (path.size() == client_v4_prefix.size() || path[client_v4_prefix.size()] == '/')) {
@@ -194,8 +206,20 @@ route_result route_image(std::string_view target) {
         r.error = errc::invalid_account_id;
         return r;
     }
+    r.account_ = seg[1];
+    r.segment_ = seg[4];
+    if (std::all_of(seg[4].begin(), seg[4].end(),
+                    [](char c) { return is_unreserved(static_cast<unsigned char>(c)); })) {
+        // Canonical as it stands: decoding changes nothing, and unreserved bytes are ASCII
+        // without controls; the sibling names were checked above.
+        if (seg[4].empty() || seg[4].size() > max_image_id_bytes || seg[4] == "." ||
+            seg[4] == "..") {
+            r.error = errc::invalid_image_id;
+        }
+        return r;
+    }
     std::string decoded;
-    if (seg[4].empty() || !percent_decode(seg[4], decoded) || decoded.empty() ||
+    if (!percent_decode(seg[4], decoded) || decoded.empty() ||
         decoded.size() > max_image_id_bytes || decoded == "." || decoded == ".." ||
         !is_valid_utf8(decoded) || has_control_bytes(decoded)) {
         r.error = errc::invalid_image_id;
@@ -207,9 +231,19 @@ route_result route_image(std::string_view target) {
         r.error = errc::route_not_found;
         return r;
     }
-    r.image.account = std::string(seg[1]);
-    r.image.canonical_id = percent_encode(decoded);
-    r.image.image_id = std::move(decoded);
+    r.owned_ = true;
+    r.canonical_ = percent_encode(decoded);
+    r.decoded_ = std::move(decoded);
+    return r;
+}
+
+route_result route_image(std::string_view target) {
+    const image_target t = parse_image_target(target);
+    route_result r;
+    r.error = t.error;
+    if (t.ok()) {
+        r.image = t.to_route();
+    }
     return r;
 }
 

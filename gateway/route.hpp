@@ -2,6 +2,7 @@
 // canonical form of the image id that keys the cache. No I/O; table-tested.
 #pragma once
 
+#include "cache/key.hpp"
 #include "gateway/errc.hpp"
 
 #include <string>
@@ -25,6 +26,41 @@ struct route_result {
 
     bool ok() const noexcept { return error == errc{}; }
 };
+
+/// An image-details request target routed without copying: the account, and the id while its
+/// segment is already canonical (only unreserved characters, as every generated id and most
+/// custom ones are), are views into the target, so routing and the cache lookup of a hit
+/// allocate nothing; an id that needs decoding or re-encoding is held in owned strings.
+/// Valid while the target's bytes are; `to_route()` copies it for work that outlives them
+/// (an upstream fetch). Distinct objects safe, shared unsafe; copies and moves stay valid
+/// (accessors re-derive their views).
+class image_target {
+public:
+    errc error{};  ///< value-initialised (0) when the target is the image route
+
+    bool ok() const noexcept { return error == errc{}; }
+    std::string_view account() const noexcept { return account_; }
+    /// Decoded id (UTF-8, 1..1024 bytes); compared with result.id.
+    std::string_view image_id() const noexcept { return owned_ ? decoded_ : segment_; }
+    /// Re-encoded one fixed way; keys the cache, goes upstream.
+    std::string_view canonical_id() const noexcept { return owned_ ? canonical_ : segment_; }
+    /// The cache key, as views (no allocation).
+    cache::key_view key() const noexcept { return {account(), canonical_id()}; }
+    image_route to_route() const;
+
+private:
+    friend image_target parse_image_target(std::string_view target);
+
+    std::string_view account_;  // into the target
+    std::string_view segment_;  // into the target: the id segment, canonical unless owned_
+    bool owned_ = false;        // the segment needed decoding or re-encoding
+    std::string decoded_;       // set when owned_
+    std::string canonical_;     // set when owned_
+};
+
+/// Routes `target` like `route_image` (same rules, same errors), without copying when the id
+/// segment is canonical.
+image_target parse_image_target(std::string_view target);
 
 /// Largest decoded image id accepted (Cloudflare custom ids are at most 1024 bytes).
 inline constexpr std::size_t max_image_id_bytes = 1024;

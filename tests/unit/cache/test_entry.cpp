@@ -173,8 +173,8 @@ BOOST_AUTO_TEST_CASE(bytes_follow_the_formula) {
     const std::string body(1000, 'x');
     const key k("023e105f4ecef8ad9ca31a8372d0c353", "2cdc28f0-017a-49c4-9ed7-87056c83901");
     const auto e = make_entry({.key = k, .body = body, .stored_at = t0, .ttl = s(1)});
-    // One chunk: control block, entry, key, head, body.
-    const std::size_t expected = allocation_bytes(16 + sizeof(entry) + k.joined().size() +
+    // One slot: control block, entry, key, head, body.
+    const std::size_t expected = entry_slot_bytes(24 + sizeof(entry) + k.joined().size() +
                                                   e->head().size() + body.size());
     BOOST_TEST(e->bytes() == expected);
     BOOST_TEST(e->bytes() > body.size() + e->head().size() + k.joined().size());
@@ -191,7 +191,9 @@ BOOST_AUTO_TEST_CASE(key_is_stored_once_inside_the_entry) {
     BOOST_TEST(e->key().account() == k.account());
     BOOST_TEST(e->key().image_id() == k.image_id());
     // The key bytes sit in the entry's own buffer, right before the head.
-    const void* key_end = e->key().joined().data() + e->key().joined().size();
+    BOOST_TEST(static_cast<const void*>(e->key().image_id().data()) ==
+               static_cast<const void*>(e->key().account().data() + k.account().size() + 1));
+    const void* key_end = e->key().image_id().data() + e->key().image_id().size();
     const void* head_start = e->head().data();
     BOOST_TEST(key_end == head_start);
     BOOST_TEST(!(e->key() == key("023e105f4ecef8ad9ca31a8372d0c35", "3a/b")));
@@ -204,25 +206,46 @@ BOOST_AUTO_TEST_CASE(realistic_entry_fits_one_chunk) {
     BOOST_TEST_REQUIRE(k.image_id().size() == 36u);
     const std::string body(590, 'x');
     const auto e = make_entry({.key = k, .body = body, .stored_at = t0, .ttl = s(300)});
-    BOOST_TEST(sizeof(entry) <= 40u);
+    BOOST_TEST(sizeof(entry) <= 32u);
     BOOST_TEST(e->bytes() - body.size() <= 216u);
 }
 
 #if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-// bytes() is the real malloc footprint: the entry's single allocation starts with the
-// 16-byte control block, and glibc's chunk for it is malloc_usable_size + the 8-byte header.
+// Above the arena's largest slot, bytes() is the real malloc footprint: the entry's single
+// allocation starts with the 24-byte control block, and glibc's chunk for it is
+// malloc_usable_size + the 8-byte header.
 BOOST_AUTO_TEST_CASE(bytes_match_the_malloc_footprint) {
     const key k("023e105f4ecef8ad9ca31a8372d0c353", "2cdc28f0-017a-49c4-9ed7-87056c83901a");
-    for (const std::size_t size : {0, 7, 590, 4'000, 70'000}) {
+    for (const std::size_t size : {entry_max_slot_bytes, std::size_t{70'000}}) {
         const std::string body(size, 'x');
         const auto e = make_entry({.key = k, .body = body, .stored_at = t0});
-        auto* block = const_cast<char*>(reinterpret_cast<const char*>(e.get())) - 16;  // NOLINT
+        auto* block = const_cast<char*>(reinterpret_cast<const char*>(e.get())) - 24;  // NOLINT
         BOOST_TEST_CONTEXT("body " << size) {
             BOOST_TEST(malloc_usable_size(block) + 8 == e->bytes());
         }
     }
 }
+
+// Below it, entries live in arena slots: a freed entry's slot is the next one of its size
+// class.
+BOOST_AUTO_TEST_CASE(arena_reuses_slots_of_a_size_class) {
+    const key k("023e105f4ecef8ad9ca31a8372d0c353", "2cdc28f0-017a-49c4-9ed7-87056c83901a");
+    const std::string body(590, 'x');
+    auto first = make_entry({.key = k, .body = body, .stored_at = t0});
+    const void* slot = first.get();
+    first.reset();
+    const auto again = make_entry({.key = k, .body = body, .stored_at = t0});
+    BOOST_TEST(static_cast<const void*>(again.get()) == slot);
+}
 #endif
+
+BOOST_AUTO_TEST_CASE(slot_bytes_round_to_16_then_follow_malloc) {
+    BOOST_TEST(entry_slot_bytes(1) == 16u);
+    BOOST_TEST(entry_slot_bytes(790) == 800u);
+    BOOST_TEST(entry_slot_bytes(entry_max_slot_bytes) == entry_max_slot_bytes);
+    BOOST_TEST(entry_slot_bytes(entry_max_slot_bytes + 1) ==
+               allocation_bytes(entry_max_slot_bytes + 1));
+}
 
 BOOST_AUTO_TEST_CASE(allocation_bytes_matches_glibc_chunks) {
     BOOST_TEST(allocation_bytes(0) == 0u);

@@ -121,3 +121,19 @@ BOOST_AUTO_TEST_CASE(utf8_validation) {
     BOOST_TEST(!gw::is_valid_utf8("\xE0\x80\xAF"));      // overlong
     BOOST_TEST(!gw::is_valid_utf8("\xC3"));              // truncated
 }
+
+// The view-based router decides exactly like route_image, and its key is the stored key.
+BOOST_DATA_TEST_CASE(view_routing_agrees_with_route_image, bdata::make(route_cases), c) {
+    const auto t = gw::parse_image_target(c.target);
+    BOOST_TEST(t.error == c.error);
+    if (c.error == ig::errc{}) {
+        BOOST_TEST(t.account() == test_account);
+        BOOST_TEST(t.image_id() == c.image_id);
+        BOOST_TEST(t.canonical_id() == c.canonical_id);
+        BOOST_TEST((t.key() == ig::cache::key(test_account, c.canonical_id).view()));
+        // A copy re-derives its views from its own strings.
+        const gw::image_target copy = t;
+        BOOST_TEST(copy.canonical_id() == c.canonical_id);
+        BOOST_TEST((copy.to_route() == gw::route_image(c.target).image));
+    }
+}
