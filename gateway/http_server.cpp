@@ -12,6 +12,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/throw_exception.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -31,6 +32,7 @@
 #include <random>
 #include <stdexcept>
 #include <system_error>
+#include <type_traits>
 #include <unordered_set>
 
 namespace imagegate::gateway {
@@ -87,7 +89,6 @@ namespace {
 using detail::server_state;
 using detail::session_control;
 
-
 constexpr std::string_view connection_keep_alive = "Connection: keep-alive\r\n\r\n";
 constexpr std::string_view connection_close = "Connection: close\r\n\r\n";
 
@@ -137,28 +138,64 @@ bool is_benign(const boost::system::error_code& ec) {
 // file: beast::tcp_stream (plain) and ssl::stream<beast::tcp_stream> (TLS). The plain
 // instantiation is the code that ran before TLS existed: no wrapper, no runtime branch.
 
-// Writes `r` (headers only for HEAD) under the write deadline. Returns bytes written or 0.
-// Over TLS, Asio linearises the buffer sequence into one record (up to 8 KiB).
-template <class Stream>
-asio::awaitable<std::size_t> write_reply(Stream& stream, const reply& r,
-                                         bool head_only, bool close,
-                                         std::chrono::milliseconds timeout) {
+using reply_buffers = std::array<asio::const_buffer, 4>;
+
+// `r` as one buffer sequence (headers only for HEAD).
+reply_buffers buffers_of(const reply& r, bool head_only, bool close) {
     const std::string_view conn = close ? connection_close : connection_keep_alive;
     const std::string_view body = head_only ? std::string_view{} : r.body();
-    const std::array<asio::const_buffer, 4> buffers{
-        asio::buffer(r.prepared_head.data(), r.prepared_head.size()),
-        asio::buffer(r.head.data(), r.head.size()), asio::buffer(conn.data(), conn.size()),
-        asio::buffer(body.data(), body.size())};
+    return {asio::buffer(r.prepared_head.data(), r.prepared_head.size()),
+            asio::buffer(r.head.data(), r.head.size()), asio::buffer(conn.data(), conn.size()),
+            asio::buffer(body.data(), body.size())};
+}
+
+// Plain connections: an answer almost always fits the socket's send buffer, so one
+// non-blocking sendmsg, with no asynchronous operation, no deadline timer armed and
+// cancelled, no completion handler and no coroutine frame. Returns the bytes the kernel
+// took, or nothing on an error. The socket is non-blocking (run_plain_session).
+std::optional<std::size_t> write_now(beast::tcp_stream& stream, const reply_buffers& buffers) {
+    boost::system::error_code ec;
+    const std::size_t sent = stream.socket().write_some(buffers, ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        return std::nullopt;
+    }
+    return sent;
+}
+
+// Writes `buffers` from byte `sent` on under the write deadline (all of it over TLS, the rest
+// of what write_now left on a plain connection). Returns all bytes written, or 0. Over TLS,
+// Asio linearises the buffer sequence into one record (up to 8 KiB).
+template <class Stream>
+asio::awaitable<std::size_t> write_rest(Stream& stream, reply_buffers buffers, std::size_t sent,
+                                        std::chrono::milliseconds timeout) {
+    beast::buffers_suffix<reply_buffers> rest(buffers);
+    rest.consume(sent);
     beast::get_lowest_layer(stream).expires_after(timeout);
-    auto [ec, n] = co_await asio::async_write(stream, buffers, use_nothrow);
+    auto [ec, n] = co_await asio::async_write(stream, rest, use_nothrow);
     if (ec) {
         co_return 0;
     }
-    co_return n;
+    co_return sent + n;
 }
 
-
-
+// Feeds the buffered bytes to `parser` (put_head: Beast's parser plus our raw-head checks):
+// the result once the head is complete or wrong, nothing while more bytes are needed. A
+// plain function, so a head that arrived whole (the usual case) costs no coroutine frame.
+std::optional<boost::system::error_code> parse_buffered(
+    beast::flat_buffer& buffer, http::request_parser<http::empty_body>& parser) {
+    while (buffer.size() > 0) {
+        boost::system::error_code ec;
+        const std::size_t used = put_head(parser, buffer.data(), ec);
+        if (ec == http::error::need_more) {
+            return std::nullopt;
+        }
+        buffer.consume(used);
+        if (ec || parser.is_header_done()) {
+            return ec;
+        }
+    }
+    return std::nullopt;
+}
 
 // Reads one request head into `parser`, feeding it from `buffer` ourselves so the raw head
 // bytes can be checked before they are consumed. Beast's parser takes a head only once it is
@@ -168,16 +205,8 @@ asio::awaitable<boost::system::error_code> read_header(
     Stream& stream, beast::flat_buffer& buffer,
     http::request_parser<http::empty_body>& parser) {
     for (;;) {
-        if (buffer.size() > 0) {
-            boost::system::error_code ec;
-            const std::size_t used = put_head(parser, buffer.data(), ec);
-            if (ec != http::error::need_more) {
-                buffer.consume(used);
-                if (ec || parser.is_header_done()) {
-                    co_return ec;
-                }
-                continue;
-            }
+        if (auto done = parse_buffered(buffer, parser)) {
+            co_return *done;
         }
         if (buffer.size() >= buffer.max_size()) {
             co_return http::make_error_code(http::error::header_limit);
@@ -196,8 +225,6 @@ asio::awaitable<boost::system::error_code> read_header(
         buffer.commit(n);
     }
 }
-
-
 
 // The keep-alive loop of one connection. Returns true when it ended by writing an answer
 // marked `Connection: close` (the caller then ends the connection in order), false when the
@@ -232,8 +259,11 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
 
         http::request_parser<http::empty_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
-        lowest.expires_after(o.header_timeout);
-        const auto rec = co_await read_header(stream, buffer, parser);
+        auto rec = parse_buffered(buffer, parser).value_or(boost::system::error_code{});
+        if (!parser.is_header_done() && !rec) {
+            lowest.expires_after(o.header_timeout);
+            rec = co_await read_header(stream, buffer, parser);
+        }
 
         reply r;
         request req;
@@ -279,8 +309,18 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             close = r.close || !msg.keep_alive() || st->stopping.load(std::memory_order_relaxed);
         }
 
-        const std::size_t written = co_await write_reply(stream, r, req.head_only, close,
-                                                         o.write_timeout);
+        const reply_buffers out = buffers_of(r, req.head_only, close);
+        std::size_t written = 0;
+        if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+            if (const auto sent = write_now(stream, out)) {
+                written = *sent;
+                if (written < asio::buffer_size(out)) {
+                    written = co_await write_rest(stream, out, written, o.write_timeout);
+                }
+            }
+        } else {
+            written = co_await write_rest(stream, out, 0, o.write_timeout);
+        }
         if (st->observer) {
             exchange_record rec_out;
             rec_out.listener = o.name;
@@ -302,6 +342,11 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
 
 asio::awaitable<void> run_plain_session(std::shared_ptr<server_state> st, tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
+    {
+        // write_now() writes directly; it must never block the thread.
+        boost::system::error_code ignored;
+        stream.socket().non_blocking(true, ignored);
+    }
     session_registration reg(st, stream.get_executor(), stream);
     const bool answered_close = co_await serve_requests(st, stream, reg);
     boost::system::error_code ignored;

@@ -21,9 +21,19 @@ int hex_value(char c) noexcept {
     return -1;
 }
 
+// RFC 3986 unreserved characters: ALPHA / DIGIT / "-" / "." / "_" / "~".
+constexpr std::array<bool, 256> unreserved_table = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0; c < 256; ++c) {
+        t[static_cast<std::size_t>(c)] = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                                         (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+                                         c == '_' || c == '~';
+    }
+    return t;
+}();
+
 bool is_unreserved(unsigned char c) noexcept {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return unreserved_table[c];
 }
 
 // Splits "/a/b/c" into at most N segments; returns the count, or N+1 when there are more.
@@ -169,13 +179,9 @@ std::string_view request_path(std::string_view target) noexcept {
         target = path_start == std::string_view::npos ? std::string_view{"/"}
                                                       : target.substr(path_start);
     }
-    // A plain loop: find_first_of("?#") calls memchr over the two needles once per byte.
-    for (std::size_t i = 0; i < target.size(); ++i) {
-        if (target[i] == '?' || target[i] == '#') {
-            return target.substr(0, i);
-        }
-    }
-    return target;
+    // Two memchr passes: find_first_of("?#") calls memchr over the needles once per byte.
+    target = target.substr(0, target.find('?'));
+    return target.substr(0, target.find('#'));
 }
 
 image_route image_target::to_route() const {
