@@ -224,7 +224,7 @@ std::shared_ptr<const entry> make_entry(entry_params p) {
     end = std::to_chars(end, head + sizeof head, p.status).ptr;
     append(" ");
     append(reason_phrase(p.status));
-    append("\r\nContent-Type: application/json\r\nContent-Length: ");
+    append("\r\nContent-Length: ");
     end = std::to_chars(end, head + sizeof head, p.body.size()).ptr;
     append("\r\n");
     const std::string_view rendered(head, static_cast<std::size_t>(end - head));

@@ -100,9 +100,10 @@ public:
     unsigned status() const noexcept { return status_; }
     entry_kind kind() const noexcept { return kind_; }
 
-    /// Status line and the fixed headers (`Content-Type`, `Content-Length`), each ending in
-    /// CRLF, without the blank line: per-request headers (`Age`, `Cache-Status`, `Connection`)
-    /// go between head() and the blank line that precedes body().
+    /// Status line and `Content-Length`, each ending in CRLF, without the blank line: the
+    /// per-request headers (`content_type_line`, `Age`, `Cache-Status`, `Connection`) go
+    /// between head() and the blank line that precedes body(). The constant Content-Type
+    /// is not stored: 32 bytes less per entry.
     std::string_view head() const noexcept { return {data() + key_size_, head_size_}; }
     std::string_view body() const noexcept {
         return {data() + key_size_ + head_size_, body_size_};
@@ -148,6 +149,9 @@ private:
     std::uint8_t head_size_ = 0;
     entry_kind kind_ = entry_kind::positive;
 };
+
+/// Every stored body is JSON; the line is written per answer, not stored per entry.
+inline constexpr std::string_view content_type_line = "Content-Type: application/json\r\n";
 
 /// Builds an entry: renders the head, copies the body, computes the windows and the bytes.
 /// Precondition: 100 <= p.status <= 999.

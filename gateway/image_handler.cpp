@@ -79,11 +79,12 @@ void append_number(Out& out, long long v) {
     out.append(std::string_view(buf, static_cast<std::size_t>(end - buf)));
 }
 
-// Per-request headers after an entry's prepared head: Age (RFC 9111 §5.1) and Cache-Status
-// (RFC 9211) with the cache name `imagegate`.
+// Per-request headers after an entry's prepared head: the constant Content-Type, Age
+// (RFC 9111 §5.1) and Cache-Status (RFC 9211) with the cache name `imagegate`.
 void append_entry_headers(head_buffer& out, const cache::entry& e, clock::time_point now,
                           std::string_view forward, unsigned fwd_status, bool stored,
                           bool collapsed, std::string_view detail) {
+    out += cache::content_type_line;
     out += "Age: ";
     append_number(out, e.age(now).count());
     out += "\r\nCache-Status: imagegate";
