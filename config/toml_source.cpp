@@ -38,6 +38,36 @@ std::string_view type_name(const toml::node& node) {
     }
 }
 
+/// A table or key name as it would be written in TOML: bare when it can be, otherwise quoted
+/// with escapes, so that an empty name (`[""]`) or one with control bytes still reads as a
+/// name in an error message and never writes raw bytes from the file into a log line.
+std::string display_name(std::string_view name) {
+    const bool bare = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '-';
+    });
+    if (bare) {
+        return std::string(name);
+    }
+    std::string out = "\"";
+    for (const char c : name) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (u < 0x20 || u == 0x7f) {
+            constexpr std::string_view hex = "0123456789ABCDEF";
+            out += "\\u00";
+            out += hex[u >> 4];
+            out += hex[u & 0xf];
+        } else {
+            out += c;
+        }
+    }
+    out += '"';
+    return out;
+}
+
 bool is_section(std::string_view name) {
     const auto all = keys();
     return std::any_of(all.begin(), all.end(),
@@ -136,7 +166,8 @@ void parse_client_keys(const toml::node& node, const std::string& path, Report&&
                     key.accounts.push_back(str->get());
                 }
             } else {
-                report(name.source(), path + "." + field, "unknown key in a client key entry");
+                report(name.source(), path + "." + display_name(field),
+                       "unknown key in a client key entry");
                 ok = false;
             }
         }
@@ -175,7 +206,7 @@ std::vector<config_error> load_keys_file(settings& s) {
         if (name.str() == "client_keys") {
             parse_client_keys(node, "client_keys", report, s.auth.client_keys);
         } else {
-            report(name.source(), std::string(name.str()),
+            report(name.source(), display_name(name.str()),
                    "unknown key in a keys file (only [[client_keys]] entries)");
         }
     }
@@ -199,12 +230,13 @@ std::vector<config_error> apply_toml(std::string_view text, std::string_view ori
         const std::string section(section_name.str());
         const auto* table = section_node.as_table();
         if (table == nullptr) {
-            report(section_name.source(), section,
+            report(section_name.source(), display_name(section),
                    "unknown top-level key; keys belong in a [section]");
             continue;
         }
         if (!is_section(section)) {
-            report(section_name.source(), section, "unknown section [" + section + "]");
+            report(section_name.source(), display_name(section),
+                   "unknown section [" + display_name(section) + "]");
             continue;
         }
         for (const auto& [name, node] : *table) {
@@ -215,7 +247,8 @@ std::vector<config_error> apply_toml(std::string_view text, std::string_view ori
             }
             const auto* key = find_key(path);
             if (key == nullptr) {
-                report(name.source(), std::move(path), "unknown key in [" + section + "]");
+                report(name.source(), section + '.' + display_name(name.str()),
+                       "unknown key in [" + section + "]");
             } else if (auto reason = assign_node(*key, node, s)) {
                 report(node.source(), std::move(path), std::move(*reason));
             }

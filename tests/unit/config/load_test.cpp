@@ -348,6 +348,35 @@ BOOST_AUTO_TEST_CASE(unknown_sections_and_keys) {
                dump(errors));
 }
 
+/// Names that are not bare TOML keys: how the error names them (found by config_fuzz: an
+/// empty quoted table name produced an error with an empty key).
+struct odd_name_row {
+    std::string toml;
+    std::string key;
+};
+
+std::ostream& operator<<(std::ostream& os, const odd_name_row& row) { return os << row.toml; }
+
+const std::vector<odd_name_row> odd_name_rows = {
+    {"[\"\"]\n", "\"\""},
+    {"\"\" = 1\n", "\"\""},
+    {"[\"a.b\"]\n", "\"a.b\""},
+    {"[\"ser ver\"]\n", "\"ser ver\""},
+    {"[\"x\\u0007y\"]\n", "\"x\\u0007y\""},
+    {"[\"q\\\"\\\\\"]\n", "\"q\\\"\\\\\""},
+    {"[server]\n\"\" = 1\n", "server.\"\""},
+    {"[server]\n\"li\\nsten\" = 1\n", "server.\"li\\u000Asten\""},
+    {"[auth]\n[[auth.client_keys]]\n\"\" = 1\n", "auth.client_keys.\"\""},
+};
+
+BOOST_DATA_TEST_CASE(odd_names_are_quoted_in_errors, bdata::make(odd_name_rows), row) {
+    settings s;
+    const auto errors = apply_toml(row.toml, "n.toml", s);
+    BOOST_TEST_REQUIRE(!errors.empty(), row.toml);
+    BOOST_TEST(errors.front().key == row.key, dump(errors));
+    BOOST_TEST(!errors.front().reason.empty());
+}
+
 BOOST_AUTO_TEST_CASE(wrong_types) {
     settings s;
     const auto errors = apply_toml(
