@@ -16,7 +16,6 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <fmt/ostream.h>
 #include <spdlog/spdlog.h>
 
@@ -550,7 +549,10 @@ asio::awaitable<reply> image_handler::handle(request req) {
                               : shield::priority::foreground;
         // A background refresh in passthrough uses the credential of the request that
         // triggered it (which holds a proof for the account).
-        asio::co_spawn(asio::make_strand(self.fetch_executor),
+        // No strand: the fetch is one sequential coroutine (no operations of its own run in
+        // parallel), so the plain executor serialises it already; a strand would cost an
+        // allocation and a lock per step.
+        asio::co_spawn(self.fetch_executor,
                        run_fetch(impl_, fk, route.to_route(), prio, caller.cred, joined.f),
                        fetch_done{impl_, fk, joined.f});
     }

@@ -27,6 +27,10 @@ std::shared_ptr<const connection_options> make_connection_options(
     if (o.tls && !tls_ctx) {
         throw std::invalid_argument("TLS upstream requires a TLS context");
     }
+    // Config refuses these first (config/token.cpp); the message never shows the token.
+    if (!is_header_safe(o.token) || !is_header_safe(o.host) || !is_header_safe(o.server_name)) {
+        throw std::invalid_argument("upstream token or host contains control characters");
+    }
     auto c = std::make_shared<connection_options>();
     c->host = o.host;
     c->port = o.port;
@@ -44,8 +48,14 @@ client::client(asio::any_io_executor ex, client_options opts,
     : opts_(std::move(opts)),
       stats_(std::make_shared<upstream::stats>()),
       log_(std::move(log)),
-      host_header_(host_header_value(opts_.server_name.empty() ? opts_.host : opts_.server_name,
-                                     opts_.port, opts_.tls)),
+      fixed_fields_("Host: " +
+                    host_header_value(opts_.server_name.empty() ? opts_.host : opts_.server_name,
+                                      opts_.port, opts_.tls) +
+                    "\r\nAccept: application/json\r\nAccept-Encoding: identity\r\n"
+                    "User-Agent: imagegate/" +
+                    std::string(version) + "\r\n"),
+      token_field_(opts_.token.empty() ? std::string()
+                                       : "Authorization: Bearer " + opts_.token + "\r\n"),
       pool_(std::move(ex), make_connection_options(opts_, std::move(tls_ctx)), opts_.pool,
             stats_, log_) {}
 
@@ -53,33 +63,44 @@ client::~client() = default;
 
 void client::shutdown() { pool_.shutdown(); }
 
-http::request<http::empty_body> client::make_request(const std::string& target,
-                                                     const credential* cred) const {
+std::optional<std::string> client::request_bytes(std::string_view target,
+                                                 const credential* cred) const {
     // Exactly these headers: the upstream sees the same request whichever client asked,
     // nothing of the downstream request leaks through, and identity encoding keeps the body
     // parseable in place (no gzip to undo before validation).
-    http::request<http::empty_body> req{http::verb::get, join_target(opts_.base_path, target),
-                                        11};
-    req.set(http::field::host, host_header_);
-    if (cred != nullptr) {
-        if (!cred->bearer.empty()) {
-            req.set(http::field::authorization, "Bearer " + cred->bearer);
-        } else {
-            req.set("X-Auth-Email", cred->email);
-            req.set("X-Auth-Key", cred->key);
-        }
-    } else if (!opts_.token.empty()) {
-        req.set(http::field::authorization, "Bearer " + opts_.token);
+    const std::string path = join_target(opts_.base_path, target);
+    if (!is_target_safe(path)) {
+        return std::nullopt;
     }
-    req.set(http::field::accept, "application/json");
-    req.set(http::field::accept_encoding, "identity");
-    req.set(http::field::user_agent, std::string("imagegate/") + std::string(version));
-    return req;
+    if (cred == nullptr) {
+        return get_request_head(path, {fixed_fields_, token_field_});
+    }
+    if (!cred->bearer.empty()) {
+        if (!is_header_safe(cred->bearer)) {
+            return std::nullopt;
+        }
+        return get_request_head(path, {fixed_fields_, "Authorization: Bearer ", cred->bearer,
+                                       "\r\n"});
+    }
+    if (!is_header_safe(cred->email) || !is_header_safe(cred->key)) {
+        return std::nullopt;
+    }
+    return get_request_head(path, {fixed_fields_, "X-Auth-Email: ", cred->email,
+                                   "\r\nX-Auth-Key: ", cred->key, "\r\n"});
 }
 
 asio::awaitable<boost::system::result<response>> client::fetch(
     std::string target, clock::time_point deadline, std::shared_ptr<const credential> cred) {
-    const auto req = make_request(target, cred.get());
+    const auto req = request_bytes(target, cred.get());
+    if (!req) {
+        // The config check and gateway/auth.cpp refuse such values first; never reached
+        // with valid input, and never sent (a CR or LF would start a header of its own).
+        if (log_) {
+            log_->error("upstream request not sent: the target or a credential holds control "
+                        "bytes");
+        }
+        co_return make_error_code(errc::internal_error);
+    }
     for (int attempt = 0; attempt < 2; ++attempt) {
         const auto mode = attempt == 0 ? acquire_mode::any : acquire_mode::fresh;
         auto acquired = co_await pool_.acquire(deadline, mode);
@@ -100,7 +121,7 @@ asio::awaitable<boost::system::result<response>> client::fetch(
         connection& conn = l.conn();
         // The exchange runs on the connection's strand (the stream's executor) so Beast's
         // expiry handler and our operations never run concurrently.
-        auto r = co_await asio::co_spawn(conn.get_executor(), conn.exchange(req, deadline),
+        auto r = co_await asio::co_spawn(conn.get_executor(), conn.exchange(*req, deadline),
                                          use_awaitable);
         if (r) {
             if (conn.is_reusable()) {

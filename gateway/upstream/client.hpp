@@ -13,7 +13,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace spdlog {
 class logger;
@@ -89,13 +91,17 @@ public:
     const upstream::stats& stats() const noexcept { return *stats_; }
 
 private:
-    http::request<http::empty_body> make_request(const std::string& target,
-                                                 const credential* cred) const;
+    /// The request head for `target`, or nothing if a piece is not header-safe.
+    std::optional<std::string> request_bytes(std::string_view target,
+                                             const credential* cred) const;
 
     client_options opts_;
     std::shared_ptr<upstream::stats> stats_;
     std::shared_ptr<spdlog::logger> log_;
-    std::string host_header_;
+    // Prepared once: Host, Accept, Accept-Encoding and User-Agent lines; the configured
+    // token's Authorization line (empty without a token). Never logged.
+    std::string fixed_fields_;
+    std::string token_field_;
     upstream::pool pool_;
 };
 

@@ -7,11 +7,10 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 #include <boost/throw_exception.hpp>
 
 #include <openssl/ssl.h>
@@ -152,7 +151,7 @@ asio::awaitable<boost::system::result<void, failure>> connection::connect(
 }
 
 asio::awaitable<boost::system::result<response, failure>> connection::exchange(
-    http::request<http::empty_body> req, clock::time_point deadline) {
+    std::string_view request, clock::time_point deadline) {
     using result_type = boost::system::result<response, failure>;
     reusable_ = false;
     const bool reused = requests_served() > 0;
@@ -168,12 +167,13 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
     const auto started = clock::now();
 
     boost::system::error_code wec;
+    const auto bytes = asio::buffer(request.data(), request.size());
     if (tls_) {
-        auto [ec, n] = co_await http::async_write(*tls_, req, use_nothrow);
+        auto [ec, n] = co_await asio::async_write(*tls_, bytes, use_nothrow);
         wec = ec;
         (void)n;
     } else {
-        auto [ec, n] = co_await http::async_write(*plain_, req, use_nothrow);
+        auto [ec, n] = co_await asio::async_write(*plain_, bytes, use_nothrow);
         wec = ec;
         (void)n;
     }
@@ -182,7 +182,7 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
         co_return failure{wec, phase::write, false};
     }
 
-    http::response_parser<http::string_body> parser;
+    response_reader parser;
     parser.header_limit(opts_->header_limit);
     parser.body_limit(opts_->body_limit);
 
@@ -192,6 +192,8 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
         return failure{ec, phase::read, started_answer};
     };
 
+    // The head first (eager off), then the body: the reader reserves the body once, with
+    // the validator's padding, when the head announces its length.
     boost::system::error_code hec;
     if (tls_) {
         auto [ec, n] = co_await http::async_read_header(*tls_, buffer_, parser, use_nothrow);
@@ -204,12 +206,6 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
     }
     if (hec) {
         co_return read_failed(hec);
-    }
-    // Reserve once, with the validator's padding, so the body never reallocates while read
-    // and simdjson can parse it in place. The parser has already refused a Content-Length
-    // over body_limit, so this is bounded.
-    if (const auto length = parser.content_length(); length && *length <= opts_->body_limit) {
-        parser.get().body().reserve(static_cast<std::size_t>(*length) + body_padding);
     }
 
     boost::system::error_code bec;
@@ -238,23 +234,20 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
     // Reusable only if the message was self-delimited, both sides keep the connection
     // (RFC 9112 §9.3), and the peer sent nothing beyond this response.
     reusable_ = parser.keep_alive() && !parser.need_eof() && buffer_.size() == 0;
-    auto msg = parser.release();
     if (!reusable_) {
         close();
     }
 
     response out;
-    out.status = msg.result_int();
-    out.content_type = keep_header_value(msg[http::field::content_type]);
-    out.retry_after = keep_header_value(msg[http::field::retry_after]);
-    out.ratelimit = keep_header_value(msg["RateLimit"]);
-    out.ratelimit_policy = keep_header_value(msg["RateLimit-Policy"]);
+    response_head head = parser.take_head();
+    out.status = head.status;
+    out.content_type = std::move(head.content_type);
+    out.retry_after = std::move(head.retry_after);
+    out.ratelimit = std::move(head.ratelimit);
+    out.ratelimit_policy = std::move(head.ratelimit_policy);
     out.latency = finished - started;
     out.reused_connection = reused;
-    out.body = std::move(msg.body());
-    if (out.body.capacity() < out.body.size() + body_padding) {
-        out.body.reserve(out.body.size() + body_padding);
-    }
+    out.body = parser.take_body();
     co_return out;
 }
 

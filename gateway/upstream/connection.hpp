@@ -4,6 +4,7 @@
 
 #include "gateway/errc.hpp"
 #include "gateway/net.hpp"
+#include "gateway/upstream/response_reader.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -12,8 +13,6 @@
 #include <boost/assert/source_location.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/message.hpp>
 #include <boost/system/result.hpp>
 
 #include <atomic>
@@ -31,10 +30,6 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 
 using clock = std::chrono::steady_clock;
-
-/// simdjson 3.0.1's SIMDJSON_PADDING: spare capacity the validator needs after the body so
-/// it can parse in place. Spelled here so this library does not depend on simdjson.
-inline constexpr std::size_t body_padding = 64;
 
 /// What the gateway keeps from an upstream answer.
 struct response {
@@ -121,10 +116,12 @@ public:
     /// stream expiry is disarmed (the connection may sit idle in the pool).
     asio::awaitable<boost::system::result<void, failure>> connect(clock::time_point deadline);
 
-    /// Writes `req` and reads the complete response; both must finish by `deadline`. On any
-    /// error the connection is closed. On success the stream expiry is disarmed again.
+    /// Writes `request` (a complete HTTP/1.1 request head, see client::request_bytes) and
+    /// reads the complete response; both must finish by `deadline`. `request` must stay
+    /// valid until the exchange completes. On any error the connection is closed. On
+    /// success the stream expiry is disarmed again.
     asio::awaitable<boost::system::result<response, failure>> exchange(
-        http::request<http::empty_body> req, clock::time_point deadline);
+        std::string_view request, clock::time_point deadline);
 
     /// Closes the socket without a TLS close_notify and aborts any pending operation
     /// (see the comment in the definition for why this is safe).

@@ -55,15 +55,50 @@ unsigned status_class(unsigned status) noexcept {
     return status / 100;
 }
 
-std::string keep_header_value(std::string_view value) {
-    if (value.size() > max_kept_header_bytes) {
-        return {};
-    }
+bool is_header_safe(std::string_view value) noexcept {
     for (const char c : value) {
         const auto u = static_cast<unsigned char>(c);
         if ((u < 0x20 && c != '\t') || u == 0x7f) {
-            return {};
+            return false;
         }
+    }
+    return true;
+}
+
+bool is_target_safe(std::string_view target) noexcept {
+    if (target.empty() || target.front() != '/') {
+        return false;
+    }
+    for (const char c : target) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u <= 0x20 || u == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string get_request_head(std::string_view target,
+                             std::initializer_list<std::string_view> fields) {
+    constexpr std::string_view get = "GET ";
+    constexpr std::string_view version = " HTTP/1.1\r\n";
+    std::size_t size = get.size() + target.size() + version.size() + 2;
+    for (const auto f : fields) {
+        size += f.size();
+    }
+    std::string out;
+    out.reserve(size);
+    out.append(get).append(target).append(version);
+    for (const auto f : fields) {
+        out.append(f);
+    }
+    out.append("\r\n");
+    return out;
+}
+
+std::string keep_header_value(std::string_view value) {
+    if (value.size() > max_kept_header_bytes || !is_header_safe(value)) {
+        return {};
     }
     return std::string(value);
 }

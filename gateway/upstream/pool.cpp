@@ -17,6 +17,7 @@
 #include <deque>
 #include <exception>
 #include <list>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -28,7 +29,11 @@ namespace detail {
 
 /// Pool state and logic. Shared by the pool, leases and in-flight tasks (each holds a
 /// shared_ptr, so posted releases stay valid after the pool handle is gone).
-/// Thread-safety: every member function except the constructor runs on strand_.
+/// Thread-safety: every member function except the constructor, try_take_idle() and the
+/// stop flag runs on strand_. The slot and waiter state is also guarded by mu_, which each
+/// strand entry point holds for its synchronous part, so that try_take_idle() may lend an
+/// idle connection from any thread without a hop to the strand. Timers (waiters' wake-ups,
+/// the reaper) stay strand-confined: try_take_idle() never touches them.
 class pool_impl : public std::enable_shared_from_this<pool_impl> {
 public:
     pool_impl(asio::any_io_executor ex, std::shared_ptr<const connection_options> conn_opts,
@@ -52,6 +57,10 @@ public:
 
     static asio::awaitable<boost::system::result<lease>> acquire_on_strand(
         std::shared_ptr<pool_impl> self, clock::time_point deadline, acquire_mode mode);
+
+    /// The most recently parked idle connection, lent from the calling thread; nothing when
+    /// none is idle or the pool is stopping (the strand path then decides).
+    std::optional<lease> try_take_idle();
 
     void on_release(std::uint64_t id, bool reusable);
     void shutdown();
@@ -95,6 +104,9 @@ private:
 
     asio::any_io_executor ex_;
     asio::strand<asio::any_io_executor> strand_;
+    // Guards slots_, waiters_, pending_connects_, next_id_ and shutting_down_ (see the class
+    // comment). Never held across a suspension point or while running a handler.
+    mutable std::mutex mu_;
     std::shared_ptr<const connection_options> conn_opts_;
     pool_options opts_;
     std::shared_ptr<upstream::stats> stats_;
@@ -130,6 +142,14 @@ std::size_t pool_impl::count(slot_state st) const noexcept {
 void pool_impl::update_gauges() noexcept {
     stats_->in_use.store(count(slot_state::in_use), std::memory_order_relaxed);
     stats_->idle.store(count(slot_state::idle), std::memory_order_relaxed);
+}
+
+std::optional<lease> pool_impl::try_take_idle() {
+    const std::lock_guard lock(mu_);
+    if (shutting_down_) {
+        return std::nullopt;
+    }
+    return take_idle();
 }
 
 std::optional<lease> pool_impl::take_idle() {
@@ -203,6 +223,7 @@ void pool_impl::start_connect(slot& s) {
 
 void pool_impl::on_connected(std::uint64_t id, std::exception_ptr ep,
                              boost::system::result<void, failure> r) {
+    const std::lock_guard lock(mu_);
     --pending_connects_;
     slot* s = find(id);
     BOOST_ASSERT(s != nullptr);
@@ -330,6 +351,7 @@ void pool_impl::on_reap(boost::system::error_code ec) {
     if (ec == asio::error::operation_aborted) {
         return;
     }
+    const std::lock_guard lock(mu_);
     reaper_at_.reset();
     const auto now = clock::now();
     std::vector<std::uint64_t> expired;
@@ -353,6 +375,7 @@ void pool_impl::on_reap(boost::system::error_code ec) {
 }
 
 void pool_impl::on_release(std::uint64_t id, bool reusable) {
+    const std::lock_guard lock(mu_);
     slot* s = find(id);
     BOOST_ASSERT(s != nullptr);
     if (s == nullptr) {
@@ -387,6 +410,7 @@ void pool_impl::on_release(std::uint64_t id, bool reusable) {
 }
 
 void pool_impl::shutdown() {
+    const std::lock_guard lock(mu_);
     if (shutting_down_) {
         return;
     }
@@ -417,30 +441,33 @@ void pool_impl::shutdown() {
 
 asio::awaitable<boost::system::result<lease>> pool_impl::acquire_on_strand(
     std::shared_ptr<pool_impl> self, clock::time_point deadline, acquire_mode mode) {
-    if (self->shutting_down_) {
-        co_return make_error_code(errc::shutting_down);
-    }
     deadline = std::min(deadline, clock::now() + self->opts_.acquire_timeout);
-
-    if (mode == acquire_mode::any) {
-        auto idle = self->take_idle();
-        if (idle) {
-            co_return std::move(*idle);
-        }
-    } else if (self->slots_.size() >= self->opts_.max_connections) {
-        // A retry must not queue behind connections that are probably as stale as the one
-        // that just failed: make room for a new one.
-        self->evict_oldest_idle();
-    }
-
-    self->stats_->acquire_waits.fetch_add(1, std::memory_order_relaxed);
     auto w = std::make_shared<waiter>(self->strand_, mode);
-    self->waiters_.push_back(w);
-    self->open_as_needed();
+    {
+        const std::lock_guard lock(self->mu_);
+        if (self->shutting_down_) {
+            co_return make_error_code(errc::shutting_down);
+        }
+        if (mode == acquire_mode::any) {
+            auto idle = self->take_idle();
+            if (idle) {
+                co_return std::move(*idle);
+            }
+        } else if (self->slots_.size() >= self->opts_.max_connections) {
+            // A retry must not queue behind connections that are probably as stale as the
+            // one that just failed: make room for a new one.
+            self->evict_oldest_idle();
+        }
+
+        self->stats_->acquire_waits.fetch_add(1, std::memory_order_relaxed);
+        self->waiters_.push_back(w);
+        self->open_as_needed();
+    }
 
     asio::steady_timer timer(self->strand_, deadline);
     auto fired = co_await (w->wake.async_wait(use_nothrow) || timer.async_wait(use_nothrow));
     (void)fired;
+    const std::lock_guard lock(self->mu_);
     if (w->outcome) {
         co_return std::move(*w->outcome);
     }
@@ -518,8 +545,15 @@ pool::~pool() { shutdown(); }
 
 asio::awaitable<boost::system::result<lease>> pool::acquire(clock::time_point deadline,
                                                             acquire_mode mode) {
-    // All pool state is on the pool strand: run the acquire there and resume the caller on
-    // its own executor when it completes.
+    // The common case, an idle connection, is lent right here: no hop to the pool strand and
+    // back (two trips through the io_context queue, which under a burst of requests is long).
+    if (mode == acquire_mode::any) {
+        if (auto idle = impl_->try_take_idle()) {
+            co_return std::move(*idle);
+        }
+    }
+    // Otherwise wait on the pool strand (timers and waiters live there) and resume the caller
+    // on its own executor when it completes.
     auto r = co_await asio::co_spawn(
         impl_->strand(), detail::pool_impl::acquire_on_strand(impl_, deadline, mode),
         use_awaitable);

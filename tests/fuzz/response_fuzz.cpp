@@ -1,10 +1,14 @@
 // Fuzzes the upstream response path without sockets: arbitrary bytes go through
-// http::response_parser<http::string_body> with the limits and the body reservation of
-// upstream::connection::exchange(), fed whole and in small pieces (the verdict must not depend
-// on how the bytes arrive), then a complete 200 body goes through the image validator with
-// the capacity the handler passes, and a 4xx body through the error-envelope validator.
+// upstream::response_reader (the parser upstream::connection::exchange() runs) with its
+// limits, fed whole and in small pieces (the verdict must not depend on how the bytes
+// arrive), and through Beast's own http::response_parser<http::string_body> as a reference:
+// both must accept or refuse alike and keep the same status, body, framing and header
+// values. Then a complete 200 body goes through the image validator with the capacity the
+// handler passes, and a 4xx body through the error-envelope validator.
 #include "fuzz_check.hpp"
 #include "gateway/upstream/connection.hpp"
+#include "gateway/upstream/headers.hpp"
+#include "gateway/upstream/response_reader.hpp"
 #include "validator_input.hpp"
 
 #include <boost/asio/buffer.hpp>
@@ -33,14 +37,46 @@ struct outcome {
     bool keep_alive = false;
     bool need_eof = false;
     std::size_t leftover = 0;  // bytes after the message (makes the connection not reusable)
+    upstream::response_head kept;  // status unused; the four kept header values
 };
+
+// What each parser kind hands over once the message is done.
+void finish(http::response_parser<http::string_body>& parser, outcome& out) {
+    auto msg = parser.release();
+    out.status = msg.result_int();
+    out.kept.content_type = upstream::keep_header_value(msg[http::field::content_type]);
+    out.kept.retry_after = upstream::keep_header_value(msg[http::field::retry_after]);
+    out.kept.ratelimit = upstream::keep_header_value(msg["RateLimit"]);
+    out.kept.ratelimit_policy = upstream::keep_header_value(msg["RateLimit-Policy"]);
+    out.body = std::move(msg.body());
+    if (out.body.capacity() < out.body.size() + upstream::body_padding) {
+        out.body.reserve(out.body.size() + upstream::body_padding);
+    }
+}
+
+void finish(upstream::response_reader& parser, outcome& out) {
+    out.kept = parser.take_head();
+    out.status = out.kept.status;
+    out.body = parser.take_body();
+}
+
+// The reference parser needs the reservation exchange() used to make by hand; the reader
+// makes it itself when the head announces a length.
+void reserve(http::response_parser<http::string_body>& parser, std::uint64_t body_limit) {
+    if (const auto length = parser.content_length(); length && *length <= body_limit) {
+        parser.get().body().reserve(static_cast<std::size_t>(*length) + upstream::body_padding);
+    }
+}
+
+void reserve(upstream::response_reader&, std::uint64_t) {}
 
 // Feeds `wire` to a fresh parser `step` bytes at a time, the way http::async_read_header and
 // then http::async_read drive it (eager off for the head, on for the body; put_eof when the
 // bytes run out, which for a TLS upstream stands for a verified close_notify).
+template <class Parser>
 outcome parse(std::string_view wire, std::size_t step, std::uint64_t body_limit) {
     const upstream::connection_options defaults{};
-    http::response_parser<http::string_body> parser;
+    Parser parser;
     parser.header_limit(defaults.header_limit);
     parser.body_limit(body_limit);
     parser.eager(false);
@@ -63,12 +99,8 @@ outcome parse(std::string_view wire, std::size_t step, std::uint64_t body_limit)
             break;
         }
         if (parser.is_header_done() && !reserved) {
-            // exchange(): reserve once, with the validator's padding, before the body.
             reserved = true;
-            if (const auto length = parser.content_length(); length && *length <= body_limit) {
-                parser.get().body().reserve(static_cast<std::size_t>(*length) +
-                                            upstream::body_padding);
-            }
+            reserve(parser, body_limit);
             parser.eager(true);
             continue;
         }
@@ -102,13 +134,9 @@ outcome parse(std::string_view wire, std::size_t step, std::uint64_t body_limit)
     }
     out.keep_alive = parser.keep_alive();
     out.need_eof = parser.need_eof();
-    auto msg = parser.release();
-    out.status = msg.result_int();
-    out.body = std::move(msg.body());
+    finish(parser, out);
     // exchange() guarantees capacity() >= size() + body_padding for the validator.
-    if (out.body.capacity() < out.body.size() + upstream::body_padding) {
-        out.body.reserve(out.body.size() + upstream::body_padding);
-    }
+    FUZZ_CHECK(out.body.capacity() >= out.body.size() + upstream::body_padding);
     out.body_capacity = out.body.capacity();
     FUZZ_CHECK(out.body.size() <= body_limit);
     return out;
@@ -126,10 +154,29 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint64_t default_limit = upstream::connection_options{}.body_limit;
     const std::uint64_t small_limit = 1024;
 
-    const outcome whole = parse(wire, wire.size() + 1, default_limit);
+    using reader = imagegate::upstream::response_reader;
+    using reference = http::response_parser<http::string_body>;
+    const outcome whole = parse<reader>(wire, wire.size() + 1, default_limit);
     // Byte-at-a-time is the harshest split; 7 is a prime that misaligns CRLFs.
-    const outcome bytewise = parse(wire, 1, default_limit);
-    const outcome sevens = parse(wire, 7, default_limit);
+    const outcome bytewise = parse<reader>(wire, 1, default_limit);
+    const outcome sevens = parse<reader>(wire, 7, default_limit);
+    // Beast's own parser with a field list: the same verdict, status, body, framing and
+    // (first occurrence of each) kept header value.
+    const outcome ref = parse<reference>(wire, wire.size() + 1, default_limit);
+    if (!ref.ec != !whole.ec) {
+        std::fprintf(stderr, "reader: %s, reference: %s\n", whole.ec.message().c_str(),
+                     ref.ec.message().c_str());
+    }
+    FUZZ_CHECK(!ref.ec == !whole.ec);
+    if (!whole.ec) {
+        FUZZ_CHECK(ref.status == whole.status && ref.body == whole.body);
+        FUZZ_CHECK(ref.keep_alive == whole.keep_alive && ref.need_eof == whole.need_eof);
+        FUZZ_CHECK(ref.leftover == whole.leftover);
+        FUZZ_CHECK(ref.kept.content_type == whole.kept.content_type);
+        FUZZ_CHECK(ref.kept.retry_after == whole.kept.retry_after);
+        FUZZ_CHECK(ref.kept.ratelimit == whole.kept.ratelimit);
+        FUZZ_CHECK(ref.kept.ratelimit_policy == whole.kept.ratelimit_policy);
+    }
     // Accepted or refused alike however the bytes arrive (the error code may differ, see
     // http_request_fuzz.cpp), and an accepted message is the same message.
     for (const outcome* o : {&bytewise, &sevens}) {
@@ -145,7 +192,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_CHECK(o->body == whole.body);
         FUZZ_CHECK(o->keep_alive == whole.keep_alive && o->need_eof == whole.need_eof);
     }
-    const outcome small = parse(wire, wire.size() + 1, small_limit);
+    const outcome small = parse<reader>(wire, wire.size() + 1, small_limit);
     if (!small.ec) {
         FUZZ_CHECK(small.status == whole.status && small.body == whole.body);
     }

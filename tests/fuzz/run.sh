@@ -8,6 +8,9 @@
 # artifacts go to build/fuzz/{corpus,artifacts}/<target>/, never into the source tree.
 # Targets run side by side, FUZZ_JOBS at a time (default: one per core). Exits non-zero if
 # any regression input or fuzzing run crashes, leaks, times out or OOMs.
+# FUZZ_SEED=N makes every target start its mutations from seed N (libFuzzer's -seed), so a
+# run from the same corpus explores the same inputs on every machine; the test command sets
+# it so that CI is reproducible. Unset, each run draws a new seed (use that for long runs).
 set -euo pipefail
 
 seconds=${1:-60}
@@ -66,10 +69,13 @@ run_target() {
   local dict=()
   [[ -f $here/dict/$t.dict ]] && dict=(-dict="$here/dict/$t.dict")
 
+  local seed=()
+  [[ -n ${FUZZ_SEED:-} ]] && seed=(-seed="$FUZZ_SEED")
+
   local log=$build/$t.log
   local status=ok rc=0
   if ! "$bin" -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 -print_final_stats=1 \
-      -artifact_prefix="$artifacts/" "${dict[@]}" "${inputs[@]}" >"$log" 2>&1; then
+      "${seed[@]}" -artifact_prefix="$artifacts/" "${dict[@]}" "${inputs[@]}" >"$log" 2>&1; then
     status=FAILED
     rc=1
     echo "$t: crash; log $log, artifacts in $artifacts" >&2

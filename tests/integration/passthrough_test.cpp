@@ -5,7 +5,7 @@
 #define BOOST_TEST_MODULE passthrough_test
 #include "gateway/auth.hpp"
 #include "tests/integration/gateway_fixture.hpp"
-#include "tests/integration/herd.hpp"
+#include "tests/support/herd.hpp"
 
 #include <spdlog/sinks/ostream_sink.h>
 

@@ -4,7 +4,7 @@
 #define BOOST_TEST_MODULE security_test
 #include "gateway/auth.hpp"
 #include "tests/integration/gateway_fixture.hpp"
-#include "tests/integration/herd.hpp"
+#include "tests/support/herd.hpp"
 
 #include <cstdio>
 

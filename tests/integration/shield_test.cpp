@@ -2,7 +2,7 @@
 // (RFC 5861) and negative caching, against the emulator with scripted faults.
 #define BOOST_TEST_MODULE shield_test
 #include "tests/integration/gateway_fixture.hpp"
-#include "tests/integration/herd.hpp"
+#include "tests/support/herd.hpp"
 
 #include <sys/resource.h>
 

@@ -4,6 +4,7 @@
 #include "gateway/upstream/connection.hpp"
 #include "gateway/upstream/headers.hpp"
 #include "gateway/upstream/pool_slot.hpp"
+#include "gateway/upstream/response_reader.hpp"
 #include "gateway/upstream/stats.hpp"
 #include "gateway/upstream/tls.hpp"
 
@@ -14,7 +15,11 @@
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <boost/asio/buffer.hpp>
+
 #include <ostream>
+#include <string>
+#include <string_view>
 
 namespace up = imagegate::upstream;
 namespace bdata = boost::unit_test::data;
@@ -174,6 +179,103 @@ BOOST_AUTO_TEST_CASE(kept_header_values) {
     BOOST_TEST(up::keep_header_value(std::string(up::max_kept_header_bytes + 1, 'a')).empty());
     BOOST_TEST(up::keep_header_value("a\r\nb").empty());
     BOOST_TEST(up::keep_header_value(std::string_view("a\0b", 3)).empty());
+}
+
+BOOST_AUTO_TEST_CASE(header_and_target_safety) {
+    BOOST_TEST(up::is_header_safe("Bearer abc.DEF-123_~+/="));
+    BOOST_TEST(up::is_header_safe("a\tb"));
+    BOOST_TEST(up::is_header_safe(""));
+    BOOST_TEST(!up::is_header_safe("a\r\nX-Injected: 1"));
+    BOOST_TEST(!up::is_header_safe("a\nb"));
+    BOOST_TEST(!up::is_header_safe(std::string_view("a\0b", 3)));
+    BOOST_TEST(!up::is_header_safe("a\x7f"));
+    BOOST_TEST(up::is_target_safe("/client/v4/accounts/a/images/v1/x%2Fy"));
+    BOOST_TEST(!up::is_target_safe(""));
+    BOOST_TEST(!up::is_target_safe("client/v4"));
+    BOOST_TEST(!up::is_target_safe("/a b"));
+    BOOST_TEST(!up::is_target_safe("/a\r\nHost: evil"));
+}
+
+BOOST_AUTO_TEST_CASE(request_head_bytes) {
+    BOOST_TEST(up::get_request_head("/x", {}) == "GET /x HTTP/1.1\r\n\r\n");
+    BOOST_TEST(up::get_request_head("/client/v4/accounts/a/images/v1/i",
+                                    {"Host: h\r\n", "Authorization: Bearer ", "t", "\r\n"}) ==
+               "GET /client/v4/accounts/a/images/v1/i HTTP/1.1\r\nHost: h\r\n"
+               "Authorization: Bearer t\r\n\r\n");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// The upstream response parser: what it keeps from a head, and what it refuses.
+BOOST_AUTO_TEST_SUITE(response_reader)
+
+struct reader_row {
+    std::string name;
+    std::string wire;
+    std::uint64_t body_limit;
+    bool ok;
+    unsigned status;
+    std::string body;
+    up::response_head kept;  // status unused
+    bool keep_alive;
+};
+
+std::ostream& operator<<(std::ostream& os, const reader_row& r) { return os << r.name; }
+
+const std::string json_head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n";
+
+const std::vector<reader_row> reader_rows = {
+    {"content-length body and kept headers",
+     json_head + "RateLimit: \"default\";r=50;t=30\r\nratelimit-policy: \"default\";q=1200;w=300\r\n"
+                 "X-Other: 1\r\nContent-Length: 2\r\n\r\n{}",
+     1024, true, 200, "{}", {0, "application/json", "", "\"default\";r=50;t=30",
+                             "\"default\";q=1200;w=300"}, true},
+    {"first occurrence wins, even when it is not kept",
+     "HTTP/1.1 429 Too Many Requests\r\nRetry-After: " + std::string(300, '9') +
+         "\r\nRetry-After: 5\r\nRATELIMIT: a\r\nRateLimit: b\r\nContent-Length: 0\r\n\r\n",
+     1024, true, 429, "", {0, "", "", "a", ""}, true},
+    {"chunked body",
+     json_head + "Transfer-Encoding: chunked\r\n\r\n2\r\n{\"\r\n3\r\na\":\r\n2\r\n1}\r\n0\r\n\r\n",
+     1024, true, 200, "{\"a\":1}", {0, "application/json", "", "", ""}, true},
+    {"connection: close",
+     json_head + "Connection: close\r\nContent-Length: 1\r\n\r\nx", 1024, true, 200, "x",
+     {0, "application/json", "", "", ""}, false},
+    {"content-length over the limit", json_head + "Content-Length: 1025\r\n\r\n", 1024, false,
+     0, "", {}, false},
+    {"chunks over the limit",
+     json_head + "Transfer-Encoding: chunked\r\n\r\n401\r\n" + std::string(1025, 'a') +
+         "\r\n0\r\n\r\n",
+     1024, false, 0, "", {}, false},
+    {"bad status line", "HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n", 1024, false, 0, "", {},
+     false},
+    {"control byte in a header value is refused by the parser",
+     "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\x01\r\nContent-Length: 0\r\n\r\n",
+     1024, false, 0, "", {}, false},
+};
+
+BOOST_DATA_TEST_CASE(parses, bdata::make(reader_rows), row) {
+    up::response_reader r;
+    r.header_limit(16 * 1024);
+    r.body_limit(row.body_limit);
+    r.eager(true);
+    boost::system::error_code ec;
+    const std::size_t used = r.put(boost::asio::buffer(row.wire), ec);
+    const bool ok = !ec && r.is_done();
+    BOOST_TEST(ok == row.ok, row.name << ": " << ec.message());
+    if (!ok || !row.ok) {
+        return;
+    }
+    BOOST_TEST(used == row.wire.size());
+    BOOST_TEST(r.keep_alive() == row.keep_alive);
+    const auto head = r.take_head();
+    BOOST_TEST(head.status == row.status);
+    BOOST_TEST(head.content_type == row.kept.content_type);
+    BOOST_TEST(head.retry_after == row.kept.retry_after);
+    BOOST_TEST(head.ratelimit == row.kept.ratelimit);
+    BOOST_TEST(head.ratelimit_policy == row.kept.ratelimit_policy);
+    const std::string body = r.take_body();
+    BOOST_TEST(body == row.body);
+    BOOST_TEST(body.capacity() >= body.size() + up::body_padding);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,4 +1,4 @@
-#include "tests/integration/herd.hpp"
+#include "tests/support/herd.hpp"
 
 #include "gateway/net.hpp"
 
