@@ -31,7 +31,7 @@ namespace {
 // Turns a validated HOST:PORT into listener options; a host name is resolved once, here.
 server_options make_server_options(asio::io_context& ioc, std::string name,
                                    const std::string& host_port,
-                                   const config::server_settings& s) {
+                                   const config::server_settings& s, unsigned threads) {
     const auto hp = config::parse_host_port(host_port);
     if (!hp) {
         throw std::invalid_argument("invalid listen address " + host_port);
@@ -55,6 +55,7 @@ server_options make_server_options(asio::io_context& ioc, std::string name,
     o.header_timeout = s.header_timeout;
     o.idle_timeout = s.idle_timeout;
     o.write_timeout = s.write_timeout;
+    o.single_threaded = threads == 1;
     return o;
 }
 
@@ -209,7 +210,8 @@ struct app::impl {
         auto handle_image = [this](request req) { return images.handle(req); };
         auto handle_admin = [this](request req) { return admin.handle(req); };
         data_server = std::make_unique<http_server>(
-            ioc, make_server_options(ioc, "data", settings.server.listen, settings.server),
+            ioc, make_server_options(ioc, "data", settings.server.listen, settings.server,
+                                          thread_count(settings)),
             handle_image, observe, log, make_listener_tls(settings.server));
         if (data_server->is_tls()) {
             registry.add_source([this](std::string& out) {
@@ -220,7 +222,8 @@ struct app::impl {
             });
         }
         server_options admin_opts =
-            make_server_options(ioc, "admin", settings.server.admin_listen, settings.server);
+            make_server_options(ioc, "admin", settings.server.admin_listen, settings.server,
+                                thread_count(settings));
         admin_opts.max_connections = 64;
         admin_server =
             std::make_unique<http_server>(ioc, admin_opts, handle_admin, observe, log);

@@ -431,7 +431,10 @@ void refuse(tcp::socket& socket, const std::string& answer, bool tls) {
 asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
     asio::steady_timer backoff(st->acceptor.get_executor());
     for (;;) {
-        asio::any_io_executor strand = asio::make_strand(st->ioc);
+        // Each session's own executor: a strand, unless one thread runs everything.
+        asio::any_io_executor strand = st->opts.single_threaded
+                                           ? asio::any_io_executor(st->ioc.get_executor())
+                                           : asio::any_io_executor(asio::make_strand(st->ioc));
         auto [ec, socket] = co_await st->acceptor.async_accept(strand, use_nothrow);
         if (st->stopping.load(std::memory_order_relaxed) || ec == asio::error::operation_aborted) {
             co_return;

@@ -65,6 +65,10 @@ struct server_options {
     std::chrono::milliseconds header_timeout{10000};
     std::chrono::milliseconds idle_timeout{60000};
     std::chrono::milliseconds write_timeout{10000};
+    /// True when exactly one thread runs the io_context. Sessions then run on its executor
+    /// directly: one thread already serialises their handlers, and a strand would only add
+    /// a lock, a queue and a type-erased executor to every step of every request.
+    bool single_threaded = false;
 };
 
 /// Why the listener's TLS context could not be built: the config key at fault and a reason

@@ -4,6 +4,9 @@
 #include "tests/integration/gateway_fixture.hpp"
 #include "tests/support/herd.hpp"
 
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
+
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -11,6 +14,8 @@
 namespace ts = imagegate::testing;
 using ts::contains;
 using namespace std::chrono_literals;
+
+namespace bdata = boost::unit_test::data;
 
 namespace {
 
@@ -51,7 +56,11 @@ struct fixture : ts::emulated_upstream {
 
 }  // namespace
 
-BOOST_FIXTURE_TEST_CASE(herd_of_500_costs_one_upstream_call, fixture) {
+// With one thread sessions and fetches run on the io_context's executor itself, with two on
+// strands (gateway/http_server.hpp, server_options::single_threaded): both must collapse.
+BOOST_DATA_TEST_CASE_F(fixture, herd_of_500_costs_one_upstream_call, bdata::make({1u, 2u}),
+                       threads) {
+    settings.server.threads = threads;
     ts::gateway_runner gw(settings);
     // Steady state: the gateway already holds a pooled upstream connection.
     BOOST_TEST(gw.get(gw.image_path("warm-up")).status == 200u);
