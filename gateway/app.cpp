@@ -133,6 +133,7 @@ std::unique_ptr<upstream::client> make_client(asio::io_context& ioc, const confi
     o.pool.idle_timeout = s.upstream.pool_idle_timeout;
     o.pool.max_requests_per_connection = s.upstream.max_requests_per_connection;
     o.pool.acquire_timeout = s.upstream.acquire_timeout;
+    o.pool.single_threaded = thread_count(s) == 1;
     return std::make_unique<upstream::client>(ioc.get_executor(), std::move(o), std::move(tls),
                                               std::move(log));
 }

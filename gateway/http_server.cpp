@@ -1,6 +1,7 @@
 #include "gateway/http_server.hpp"
 
 #include "gateway/request_head.hpp"
+#include "gateway/serial_executor.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -432,9 +433,8 @@ asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
     asio::steady_timer backoff(st->acceptor.get_executor());
     for (;;) {
         // Each session's own executor: a strand, unless one thread runs everything.
-        asio::any_io_executor strand = st->opts.single_threaded
-                                           ? asio::any_io_executor(st->ioc.get_executor())
-                                           : asio::any_io_executor(asio::make_strand(st->ioc));
+        asio::any_io_executor strand =
+            serial_executor(st->ioc.get_executor(), st->opts.single_threaded);
         auto [ec, socket] = co_await st->acceptor.async_accept(strand, use_nothrow);
         if (st->stopping.load(std::memory_order_relaxed) || ec == asio::error::operation_aborted) {
             co_return;

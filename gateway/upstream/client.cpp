@@ -119,10 +119,17 @@ asio::awaitable<boost::system::result<response>> client::fetch(
             stats_->reuses.fetch_add(1, std::memory_order_relaxed);
         }
         connection& conn = l.conn();
-        // The exchange runs on the connection's strand (the stream's executor) so Beast's
-        // expiry handler and our operations never run concurrently.
-        auto r = co_await asio::co_spawn(conn.get_executor(), conn.exchange(*req, deadline),
-                                         use_awaitable);
+        // The exchange runs on the connection's executor (the stream's) so Beast's expiry
+        // handler and our operations never run concurrently. With one I/O thread that is
+        // this coroutine's executor already: run it inline, without two trips through the
+        // io_context queue.
+        boost::system::result<response, failure> r;
+        if (opts_.pool.single_threaded) {
+            r = co_await conn.exchange(*req, deadline);
+        } else {
+            r = co_await asio::co_spawn(conn.get_executor(), conn.exchange(*req, deadline),
+                                        use_awaitable);
+        }
         if (r) {
             if (conn.is_reusable()) {
                 l.mark_reusable();

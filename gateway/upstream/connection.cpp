@@ -62,7 +62,7 @@ errc classify(const failure& f) noexcept {
 }
 
 connection::connection(asio::any_io_executor ex, std::shared_ptr<const connection_options> opts)
-    : strand_(asio::make_strand(std::move(ex))), opts_(std::move(opts)), resolver_(strand_) {
+    : strand_(std::move(ex)), opts_(std::move(opts)), resolver_(strand_) {
     if (opts_->tls) {
         tls_.emplace(strand_, *opts_->tls);
     } else {

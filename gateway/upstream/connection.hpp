@@ -9,7 +9,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/assert/source_location.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -98,13 +98,16 @@ struct connection_options {
 /// One upstream connection. Created by the pool, shared between the pool's slot and the
 /// lease that borrows it.
 /// Thread-safety: every member except get_executor() and requests_served() must run on
-/// get_executor() (the connection's own strand), and at most one of connect()/exchange()
+/// get_executor() (the connection's strand, or the one I/O thread), and at most one of
+/// connect()/exchange()
 /// may be in flight. The pool and the lease guarantee the second rule: the slot state says
 /// who owns the stream (connect task, pool or lease holder).
 class connection {
 public:
-    using executor_type = asio::strand<asio::any_io_executor>;
+    using executor_type = asio::any_io_executor;
 
+    /// `ex` must serialise this connection's handlers: a strand, or the executor of an
+    /// io_context that one thread runs (see serial_executor).
     connection(asio::any_io_executor ex, std::shared_ptr<const connection_options> opts);
 
     connection(const connection&) = delete;

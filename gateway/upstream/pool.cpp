@@ -1,12 +1,12 @@
 #include "gateway/upstream/pool.hpp"
 
+#include "gateway/serial_executor.hpp"
 #include "gateway/upstream/pool_slot.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/assert.hpp>
 
 #include <spdlog/logger.h>
@@ -40,7 +40,7 @@ public:
               pool_options opts, std::shared_ptr<upstream::stats> st,
               std::shared_ptr<spdlog::logger> log)
         : ex_(ex),
-          strand_(asio::make_strand(ex)),
+          strand_(serial_executor(ex, opts.single_threaded)),
           conn_opts_(std::move(conn_opts)),
           opts_(opts),
           stats_(std::move(st)),
@@ -49,7 +49,7 @@ public:
         BOOST_ASSERT(opts_.max_connections > 0);
     }
 
-    asio::strand<asio::any_io_executor>& strand() noexcept { return strand_; }
+    const asio::any_io_executor& strand() const noexcept { return strand_; }
 
     /// Set (from any thread) as soon as shutdown is requested.
     bool is_stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
@@ -77,7 +77,7 @@ private:
     /// so the acquirer reads it whichever of its two timers finished first: nothing handed
     /// over is lost when the deadline and the hand-over race.
     struct waiter {
-        explicit waiter(const asio::strand<asio::any_io_executor>& s, acquire_mode m)
+        explicit waiter(const asio::any_io_executor& s, acquire_mode m)
             : wake(s, clock::time_point::max()), mode(m) {}
         asio::steady_timer wake;
         acquire_mode mode;
@@ -103,7 +103,7 @@ private:
     void on_reap(boost::system::error_code ec);
 
     asio::any_io_executor ex_;
-    asio::strand<asio::any_io_executor> strand_;
+    asio::any_io_executor strand_;  // a strand, or the executor itself (single_threaded)
     // Guards slots_, waiters_, pending_connects_, next_id_ and shutting_down_ (see the class
     // comment). Never held across a suspension point or while running a handler.
     mutable std::mutex mu_;
@@ -199,7 +199,8 @@ void pool_impl::open_as_needed() {
         auto& s = slots_.emplace_back();
         s.id = next_id_++;
         s.state = slot_state::connecting;
-        s.conn = std::make_shared<connection>(ex_, conn_opts_);
+        s.conn = std::make_shared<connection>(serial_executor(ex_, opts_.single_threaded),
+                                              conn_opts_);
         ++pending_connects_;
         start_connect(s);
     }
@@ -524,7 +525,7 @@ void lease::release() noexcept {
     conn_.reset();
     auto pool = std::move(pool_);
     try {
-        auto& strand = pool->strand();
+        const auto& strand = pool->strand();
         asio::post(strand, [pool = std::move(pool), id = slot_id_, reusable]() {
             pool->on_release(id, reusable);
         });

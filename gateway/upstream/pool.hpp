@@ -31,6 +31,9 @@ struct pool_options {
     std::uint64_t max_requests_per_connection = 1000;
     /// How long acquire() waits at most (also bounded by the caller's deadline).
     std::chrono::milliseconds acquire_timeout{5000};
+    /// Exactly one thread runs the io_context: the pool and its connections then use its
+    /// executor instead of strands (see serial_executor).
+    bool single_threaded = false;
 };
 
 namespace detail {
