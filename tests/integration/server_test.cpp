@@ -68,17 +68,20 @@ struct listener_pki {
 };
 
 struct server_fixture {
-    asio::io_context ioc{2};
+    int nthreads;
+    asio::io_context ioc;
     std::atomic<int> observed{0};
     std::unique_ptr<gw::http_server> server;
     std::vector<std::thread> threads;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
 
     /// Plain HTTP, or TLS with `tls` (clients then trust `ca_pem`).
+    /// `n` threads run the io_context; with one, sessions run without strands.
     explicit server_fixture(gw::server_options o = small_limits(),
                             std::shared_ptr<asio::ssl::context> tls = nullptr,
-                            std::string ca_pem = {})
-        : ca(std::move(ca_pem)) {
+                            std::string ca_pem = {}, int n = 2)
+        : nthreads(n), ioc(n), ca(std::move(ca_pem)) {
+        o.single_threaded = n == 1;
         server = std::make_unique<gw::http_server>(
             ioc, o, [](gw::request r) { return echo_handler(r); },
             [this](const gw::exchange_record&) { ++observed; },
@@ -87,7 +90,7 @@ struct server_fixture {
             std::move(tls));
         server->start();
         work.emplace(ioc.get_executor());
-        for (int i = 0; i < 2; ++i) {
+        for (int i = 0; i < nthreads; ++i) {
             threads.emplace_back([this] { ioc.run(); });
         }
     }
@@ -122,14 +125,21 @@ struct server_fixture {
     std::string ca;
 };
 
+// Plain HTTP with one I/O thread: sessions on the io_context's executor, no strands.
+struct single_thread_server_fixture : server_fixture {
+    single_thread_server_fixture() : server_fixture(small_limits(), nullptr, {}, 1) {}
+};
+
 // The same server over TLS.
 struct tls_server_fixture : listener_pki, server_fixture {
     tls_server_fixture() : server_fixture(small_limits(), context(), certs.ca_cert_pem) {}
 };
 
-// Tests of the session logic run over both stream types: the TLS session is the same code
-// over ssl::stream, and its framing, limits and deadlines must hold unchanged.
-using both_listeners = boost::mpl::list<server_fixture, tls_server_fixture>;
+// Tests of the session logic run over both stream types (the TLS session is the same code
+// over ssl::stream, and its framing, limits and deadlines must hold unchanged) and, for
+// plain HTTP, with one and with two threads.
+using both_listeners =
+    boost::mpl::list<server_fixture, single_thread_server_fixture, tls_server_fixture>;
 
 std::string get(std::string_view target, std::string_view extra = "") {
     return "GET " + std::string(target) + " HTTP/1.1\r\nHost: x\r\n" + std::string(extra) +
@@ -180,6 +190,31 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(slow_client_is_cut_off_at_header_timeout, Fixture,
     BOOST_TEST(out.empty());
     BOOST_TEST(took >= 250ms);
     BOOST_TEST(took < 3s);  // closed by the server long before the client's 5 s
+}
+
+// A connection that never sends a byte: closed by the idle reaper (plain) or the handshake
+// deadline (TLS) at header_timeout (300 ms), not before, and at most a tick after.
+BOOST_AUTO_TEST_CASE_TEMPLATE(silent_connection_is_closed_at_header_timeout, Fixture,
+                              both_listeners) {
+    Fixture f;
+    ts::endpoint raw = f.ep(5s);
+    raw.tls = false;
+    const auto start = std::chrono::steady_clock::now();
+    BOOST_TEST(ts::raw_exchange(raw, "").empty());
+    const auto took = std::chrono::steady_clock::now() - start;
+    BOOST_TEST(took >= 290ms);
+    BOOST_TEST(took < 2s);
+}
+
+// Between requests the connection stays open for idle_timeout (400 ms).
+BOOST_AUTO_TEST_CASE_TEMPLATE(idle_keep_alive_survives_within_idle_timeout, Fixture,
+                              both_listeners) {
+    Fixture f;
+    ts::connection c(f.ep());
+    for (int i = 0; i < 3; ++i) {
+        BOOST_TEST(c.request(http::verb::get, "/i" + std::to_string(i)).status == 200u);
+        std::this_thread::sleep_for(250ms);
+    }
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(idle_keep_alive_is_closed, Fixture, both_listeners) {

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Cost per request without timing: user-space instructions and heap allocations per cache
+# hit or per miss, counted by valgrind's callgrind over a fixed number of requests.
+#
+#   tests/bench/profile.sh hit  [BUILD_DIR] [THREADS]   # 1 key, wrk -c64, 5 s
+#   tests/bench/profile.sh miss [BUILD_DIR] [THREADS]   # 2,000 new ids, 16 connections
+#
+# BUILD_DIR defaults to build/ci (cmake --preset ci && cmake --build --preset ci); THREADS
+# (--threads of imagegate) to 1, as in the benchmark. Starts the in-repo emulator (TLS) as
+# upstream and imagegate under callgrind with instrumentation off, warms the cache or the
+# upstream pool, switches instrumentation on for the measured requests only, and prints
+# instructions and allocations (malloc, calloc, realloc, aligned_alloc, posix_memalign)
+# per request. Needs valgrind, wrk and curl (tests/bench/run.sh installs wrk; valgrind is
+# the Debian package of that name). Kernel work (syscalls) is not counted; see
+# PERFORMANCE.md for the strace method. Loopback ports are chosen at run time.
+# PROFILE_OUT=FILE keeps the callgrind dump for callgrind_annotate.
+set -euo pipefail
+
+mode=${1:-}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=${2:-$root/build/ci}
+threads=${3:-1}
+case $mode in
+  hit | miss) ;;
+  *) echo "usage: $0 hit|miss [BUILD_DIR] [THREADS]" >&2; exit 2 ;;
+esac
+for tool in valgrind callgrind_control wrk curl python3; do
+  command -v "$tool" >/dev/null || { echo "$0: $tool is needed" >&2; exit 2; }
+done
+gateway=$build/gateway/imagegate
+emulator_bin=$build/tests/emulator/imagegate-emulator
+[[ -x $gateway && -x $emulator_bin ]] || { echo "$0: build $build first" >&2; exit 2; }
+
+scratch=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+token=profile-token
+EMULATOR_TOKEN=$token "$emulator_bin" --listen 127.0.0.1:0 --port-file "$scratch/port" \
+  --write-ca "$scratch/ca.pem" --any-image --rate-limit 1000000000 --rate-window 1 \
+  --threads 1 >"$scratch/emulator.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [[ -s $scratch/port ]] && break; sleep 0.05; done
+upstream_port=$(cat "$scratch/port")
+port=$(free_port)
+admin=$(free_port)
+
+CLOUDFLARE_API_TOKEN=$token IMAGEGATE_LOG_ACCESS_LOG=false IMAGEGATE_SHIELD_BUDGET=100000000 \
+  IMAGEGATE_SHIELD_WINDOW=1s IMAGEGATE_SHIELD_BURST=1000000 \
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$scratch/callgrind.out" \
+  "$gateway" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
+  --upstream "https://localhost:$upstream_port/client/v4" --upstream-ca "$scratch/ca.pem" \
+  --threads "$threads" --ttl 1h --log-level warn >"$scratch/imagegate.log" 2>&1 &
+gw=$!
+pids+=($gw)
+for _ in $(seq 300); do
+  curl -fs -o /dev/null "http://127.0.0.1:$admin/readyz" && break
+  sleep 0.1
+done
+
+account=023e105f4ecef8ad9ca31a8372d0c353
+prefix=http://127.0.0.1:$port/client/v4/accounts/$account/images/v1
+if [[ $mode == hit ]]; then
+  target=$prefix/profile-hit-0000000000000000000000000000
+  curl -fs -o /dev/null "$target"
+  callgrind_control -i on "$gw" >/dev/null
+  requests=$(wrk -t1 -c64 -d5s "$target" | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
+else
+  # Warm the upstream pool (TLS handshakes) and the parsers with 200 misses first.
+  miss_batch() {  # first count conns
+    python3 - "$port" "$account" "$1" "$2" "$3" <<'PY'
+import socket, sys, selectors
+port, account, first, count, conns = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+sel = selectors.DefaultSelector()
+todo = list(range(first, first + count))
+done = 0
+def send(s):
+    i = todo.pop()
+    s.sendall(f"GET /client/v4/accounts/{account}/images/v1/profile-miss-{i:08d} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+socks = []
+for _ in range(conns):
+    s = socket.create_connection(("127.0.0.1", port)); s.setblocking(True)
+    socks.append(s); send(s); sel.register(s, selectors.EVENT_READ, bytearray())
+while done < count:
+    for key, _ in sel.select(timeout=30):
+        buf = key.data; buf += key.fileobj.recv(65536)
+        head_end = buf.find(b"\r\n\r\n")
+        if head_end < 0: continue
+        length = 0
+        for line in bytes(buf[:head_end]).split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length": length = int(v)
+        if len(buf) < head_end + 4 + length: continue
+        if not buf.startswith(b"HTTP/1.1 200"): sys.exit("unexpected answer: %r" % bytes(buf[:80]))
+        del buf[:head_end + 4 + length]; done += 1
+        if todo: send(key.fileobj)
+print(done)
+PY
+  }
+  miss_batch 1 200 16 >/dev/null
+  callgrind_control -i on "$gw" >/dev/null
+  requests=$(miss_batch 1001 2000 16)
+fi
+callgrind_control -d "$gw" >/dev/null
+sleep 0.5
+if [[ -n ${PROFILE_OUT:-} ]]; then
+  cp "$scratch"/callgrind.out.1 "$PROFILE_OUT"
+fi
+
+python3 - "$scratch" "$requests" "$mode" "$threads" <<'PY'
+import glob, re, sys
+scratch, requests, mode, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+alloc_fns = {"malloc", "calloc", "realloc", "aligned_alloc", "posix_memalign"}
+instr = 0
+allocs = 0
+for path in glob.glob(scratch + "/callgrind.out.*"):  # the explicit dump, not the exit one
+    names = {}
+    cfn_is_alloc = False
+    summary = None
+    for line in open(path, errors="replace"):
+        if line.startswith("summary:") or line.startswith("totals:"):
+            summary = int(line.split()[1])
+        m = re.match(r"(c?fn)=\((\d+)\)(?: (.*))?", line.rstrip("\n"))
+        if m:
+            kind, ident, name = m.groups()
+            if name:
+                names[ident] = name
+            if kind == "cfn":
+                cfn_is_alloc = names.get(ident, "") in alloc_fns
+            continue
+        if line.startswith("calls=") and cfn_is_alloc:
+            allocs += int(line.split("=")[1].split()[0])
+            cfn_is_alloc = False
+    if summary:
+        instr += summary
+if requests <= 0:
+    sys.exit("no requests were measured")
+print(f"{mode}, --threads {threads}: {requests} requests, "
+      f"{instr / requests / 1000:.1f}k instructions and {allocs / requests:.1f} allocations per request")
+PY
