@@ -31,7 +31,8 @@ namespace {
 // Turns a validated HOST:PORT into listener options; a host name is resolved once, here.
 server_options make_server_options(asio::io_context& ioc, std::string name,
                                    const std::string& host_port,
-                                   const config::server_settings& s, unsigned threads) {
+                                   const config::server_settings& s,
+                                   std::vector<asio::any_io_executor> session_executors) {
     const auto hp = config::parse_host_port(host_port);
     if (!hp) {
         throw std::invalid_argument("invalid listen address " + host_port);
@@ -55,7 +56,9 @@ server_options make_server_options(asio::io_context& ioc, std::string name,
     o.header_timeout = s.header_timeout;
     o.idle_timeout = s.idle_timeout;
     o.write_timeout = s.write_timeout;
-    o.single_threaded = threads == 1;
+    // One io_context per I/O thread: sessions spread over them, never on strands.
+    o.single_threaded = true;
+    o.session_executors = std::move(session_executors);
     return o;
 }
 
@@ -133,7 +136,9 @@ std::unique_ptr<upstream::client> make_client(asio::io_context& ioc, const confi
     o.pool.idle_timeout = s.upstream.pool_idle_timeout;
     o.pool.max_requests_per_connection = s.upstream.max_requests_per_connection;
     o.pool.acquire_timeout = s.upstream.acquire_timeout;
-    o.pool.single_threaded = thread_count(s) == 1;
+    // The client, its pool and every fetch live on the first io_context, which one thread
+    // runs (see app::impl).
+    o.pool.single_threaded = true;
     return std::make_unique<upstream::client>(ioc.get_executor(), std::move(o), std::move(tls),
                                               std::move(log));
 }
@@ -154,12 +159,24 @@ void render_cache_metrics(std::string& out, const cache::stats& c, std::uint64_t
 
 }  // namespace
 
+/// An io_context whose pending handlers can be destroyed on demand (see app::impl::~impl).
+class io_thread_context : public asio::io_context {
+public:
+    io_thread_context() : asio::io_context(1) {}
+    void destroy_pending() { shutdown(); }
+};
+
 struct app::impl {
     config::settings settings;
     std::shared_ptr<spdlog::logger> log;
-    // Declared first so it is destroyed last: everything below may own I/O objects.
-    asio::io_context ioc;
-    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+    // The threading model (tests/bench/PERFORMANCE.md): one io_context per I/O thread, each
+    // run by exactly one thread, so no strand is needed anywhere. contexts[0] also runs the
+    // listeners' acceptors, the upstream client (pool, connections) and every fetch;
+    // sessions are spread over all of them. Declared first so they are destroyed last:
+    // everything below may own I/O objects.
+    std::vector<std::unique_ptr<io_thread_context>> contexts;
+    asio::io_context& ioc;
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
     metrics::registry registry;
     std::atomic<bool> ready{false};
     cache::sharded_cache cache;
@@ -175,7 +192,8 @@ struct app::impl {
     impl(config::settings s, std::shared_ptr<spdlog::logger> l)
         : settings(std::move(s)),
           log(std::move(l)),
-          ioc(static_cast<int>(thread_count(settings))),
+          contexts(make_contexts(thread_count(settings))),
+          ioc(*contexts.front()),
           cache(cache_options(settings.cache)),
           client(make_client(ioc, settings, log)),
           auth(settings.auth.client_keys),
@@ -212,7 +230,7 @@ struct app::impl {
         auto handle_admin = [this](request req) { return admin.handle(req); };
         data_server = std::make_unique<http_server>(
             ioc, make_server_options(ioc, "data", settings.server.listen, settings.server,
-                                          thread_count(settings)),
+                                     executors()),
             handle_image, observe, log, make_listener_tls(settings.server));
         if (data_server->is_tls()) {
             registry.add_source([this](std::string& out) {
@@ -224,10 +242,46 @@ struct app::impl {
         }
         server_options admin_opts =
             make_server_options(ioc, "admin", settings.server.admin_listen, settings.server,
-                                thread_count(settings));
+                                executors());
         admin_opts.max_connections = 64;
         admin_server =
             std::make_unique<http_server>(ioc, admin_opts, handle_admin, observe, log);
+    }
+
+    // Handlers still pending when the threads stopped (a forced stop) are destroyed while
+    // every io_context still exists: a session's frame on one context may own objects of
+    // another (the listener state on contexts[0], a flight's waiter timers on the others).
+    ~impl() {
+        for (auto& c : contexts) {
+            c->destroy_pending();
+        }
+    }
+    impl(const impl&) = delete;
+    impl& operator=(const impl&) = delete;
+
+    static std::vector<std::unique_ptr<io_thread_context>> make_contexts(unsigned n) {
+        std::vector<std::unique_ptr<io_thread_context>> out;
+        for (unsigned i = 0; i < n; ++i) {
+            out.push_back(std::make_unique<io_thread_context>());
+        }
+        return out;
+    }
+
+    std::vector<asio::any_io_executor> executors() const {
+        std::vector<asio::any_io_executor> out;
+        for (const auto& c : contexts) {
+            out.push_back(c->get_executor());
+        }
+        return out;
+    }
+
+    bool all_stopped() const {
+        for (const auto& c : contexts) {
+            if (!c->stopped()) {
+                return false;
+            }
+        }
+        return true;
     }
 };
 
@@ -240,12 +294,14 @@ app::~app() {
 
 void app::start() {
     auto& m = *impl_;
-    m.work.emplace(m.ioc.get_executor());
+    for (auto& c : m.contexts) {
+        m.work.push_back(asio::make_work_guard(*c));
+    }
     m.data_server->start();
     m.admin_server->start();
-    const unsigned n = thread_count(m.settings);
-    for (unsigned i = 0; i < n; ++i) {
-        m.threads.emplace_back([&m] { m.ioc.run(); });
+    const auto n = static_cast<unsigned>(m.contexts.size());
+    for (auto& c : m.contexts) {
+        m.threads.emplace_back([&ctx = *c] { ctx.run(); });
     }
     m.ready.store(true);
     m.log->info("imagegate listening on {} (port {}), admin on {} (port {}), {} thread(s)",
@@ -284,16 +340,18 @@ void app::shutdown() {
         m.data_server->close_all();
         m.admin_server->close_all();
         m.client->shutdown();
-        m.work.reset();
+        m.work.clear();
         // Everything is closed; the threads return once the last handlers ran. A handler
         // that never completes would hang exit, so give it a bound.
         const auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-        while (!m.ioc.stopped() && std::chrono::steady_clock::now() < hard) {
+        while (!m.all_stopped() && std::chrono::steady_clock::now() < hard) {
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
         }
-        if (!m.ioc.stopped()) {
+        if (!m.all_stopped()) {
             m.log->warn("I/O did not finish after closing all connections; stopping");
-            m.ioc.stop();
+            for (auto& c : m.contexts) {
+                c->stop();
+            }
         }
         for (auto& t : m.threads) {
             t.join();

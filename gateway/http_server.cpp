@@ -461,10 +461,18 @@ void refuse(tcp::socket& socket, const std::string& answer, bool tls) {
 
 asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
     asio::steady_timer backoff(st->acceptor.get_executor());
+    const auto& spread = st->opts.session_executors;
+    std::size_t next = 0;
     for (;;) {
-        // Each session's own executor: a strand, unless one thread runs everything.
-        asio::any_io_executor strand =
-            serial_executor(st->ioc.get_executor(), st->opts.single_threaded);
+        // Each session's own executor: the next single-threaded io_context in turn, else a
+        // strand on the shared one, unless one thread runs everything.
+        asio::any_io_executor strand;
+        if (!spread.empty()) {
+            strand = spread[next];
+            next = (next + 1) % spread.size();
+        } else {
+            strand = serial_executor(st->ioc.get_executor(), st->opts.single_threaded);
+        }
         auto [ec, socket] = co_await st->acceptor.async_accept(strand, use_nothrow);
         if (st->stopping.load(std::memory_order_relaxed) || ec == asio::error::operation_aborted) {
             co_return;

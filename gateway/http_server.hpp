@@ -6,6 +6,7 @@
 #include "gateway/net.hpp"
 #include "gateway/reply.hpp"
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/verb.hpp>
@@ -18,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace spdlog {
 class logger;
@@ -69,6 +71,10 @@ struct server_options {
     /// directly: one thread already serialises their handlers, and a strand would only add
     /// a lock, a queue and a type-erased executor to every step of every request.
     bool single_threaded = false;
+    /// When not empty, accepted connections are spread round robin over these executors
+    /// instead, each of which must belong to an io_context that exactly one thread runs
+    /// (one io_context per I/O thread, gateway/app.cpp); sessions then never use strands.
+    std::vector<asio::any_io_executor> session_executors;
 };
 
 /// Why the listener's TLS context could not be built: the config key at fault and a reason
