@@ -10,8 +10,8 @@
 # upstream and imagegate under callgrind with instrumentation off, warms the cache or the
 # upstream pool, switches instrumentation on for the measured requests only, and prints
 # instructions and allocations (malloc, calloc, realloc, aligned_alloc, posix_memalign)
-# per request. Needs valgrind, wrk and curl (tests/bench/run.sh installs wrk; valgrind is
-# the Debian package of that name). Kernel work (syscalls) is not counted; see
+# per request. Installs valgrind, wrk and curl from Debian when missing (apt-get, with sudo
+# when not root). Kernel work (syscalls) is not counted; see
 # PERFORMANCE.md for the strace method. Loopback ports are chosen at run time.
 # PROFILE_OUT=FILE keeps the callgrind dump for callgrind_annotate.
 set -euo pipefail
@@ -24,9 +24,19 @@ case $mode in
   hit | miss) ;;
   *) echo "usage: $0 hit|miss [BUILD_DIR] [THREADS]" >&2; exit 2 ;;
 esac
-for tool in valgrind callgrind_control wrk curl python3; do
-  command -v "$tool" >/dev/null || { echo "$0: $tool is needed" >&2; exit 2; }
+# valgrind (callgrind, callgrind_control), wrk and curl from Debian when missing.
+missing=()
+for pkg in valgrind wrk curl; do
+  command -v "$pkg" >/dev/null || missing+=("$pkg")
 done
+if ((${#missing[@]})); then
+  as_root=()
+  [[ $(id -u) -ne 0 ]] && as_root=(sudo)
+  echo "profile: installing ${missing[*]} (apt-get)" >&2
+  "${as_root[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -q --no-install-recommends \
+    "${missing[@]}"
+fi
 gateway=$build/gateway/imagegate
 emulator_bin=$build/tests/emulator/imagegate-emulator
 [[ -x $gateway && -x $emulator_bin ]] || { echo "$0: build $build first" >&2; exit 2; }
