@@ -6,7 +6,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/post.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -28,7 +28,7 @@ template <class Value>
 class flight {
 public:
     /// Waits for the result until `deadline`. Must be called from a coroutine running on a
-    /// strand (or a single-threaded executor): the wake-up is posted to that executor, so it
+    /// strand (or a single-threaded executor): the wake-up runs on that executor, so it
     /// cannot run between registering and suspending. Returns nothing on timeout.
     boost::asio::awaitable<std::optional<Value>> wait(std::chrono::steady_clock::time_point deadline) {
         auto ex = co_await boost::asio::this_coro::executor;
@@ -54,8 +54,12 @@ public:
             result_ = std::move(v);
             woken.swap(waiters_);
         }
+        // dispatch: inline when this thread already runs the waiter's executor (the same
+        // single-threaded io_context, or inside its strand) — the waiter cannot be between
+        // registering and suspending then — else posted there. Either way the cancellation
+        // runs on the waiter's executor and its timer handler is queued, never run inline.
         for (auto& w : woken) {
-            boost::asio::post(w.ex, [t = std::move(w.timer)] { t->cancel(); });
+            boost::asio::dispatch(w.ex, [t = std::move(w.timer)] { t->cancel(); });
         }
     }
 
