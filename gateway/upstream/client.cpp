@@ -38,6 +38,9 @@ std::shared_ptr<const connection_options> make_connection_options(
     c->tls = o.tls ? std::move(tls_ctx) : nullptr;
     c->header_limit = o.max_header_bytes;
     c->body_limit = o.max_body_bytes;
+    if (c->tls) {
+        c->sessions = std::make_shared<tls_session_cache>();
+    }
     return c;
 }
 

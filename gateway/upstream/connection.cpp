@@ -61,6 +61,44 @@ errc classify(const failure& f) noexcept {
     return errc::upstream_protocol_error;
 }
 
+tls_session_cache::~tls_session_cache() {
+    if (session_ != nullptr) {
+        SSL_SESSION_free(session_);
+    }
+}
+
+void tls_session_cache::offer(SSL* ssl) const {
+    const std::lock_guard lock(mu_);
+    if (session_ != nullptr) {
+        // Takes its own reference; a session the server no longer knows just means a full
+        // handshake.
+        SSL_set_session(ssl, session_);
+    }
+}
+
+void tls_session_cache::keep(SSL* ssl) {
+    SSL_SESSION* live = SSL_get1_session(ssl);
+    if (live == nullptr) {
+        return;
+    }
+    // A copy: OpenSSL marks a connection's own session not resumable when the connection
+    // is freed without close_notify, which is how connection::close() ends every connection.
+    SSL_SESSION* s = SSL_SESSION_is_resumable(live) == 1 ? SSL_SESSION_dup(live) : nullptr;
+    SSL_SESSION_free(live);
+    if (s == nullptr) {
+        return;
+    }
+    SSL_SESSION* old = nullptr;
+    {
+        const std::lock_guard lock(mu_);
+        old = session_;
+        session_ = s;
+    }
+    if (old != nullptr) {
+        SSL_SESSION_free(old);
+    }
+}
+
 connection::connection(asio::any_io_executor ex, std::shared_ptr<const connection_options> opts)
     : strand_(std::move(ex)), opts_(std::move(opts)), resolver_(strand_) {
     if (opts_->tls) {
@@ -137,12 +175,16 @@ asio::awaitable<boost::system::result<void, failure>> connection::connect(
         if (vec) {
             co_return fail(vec, phase::handshake);
         }
+        if (opts_->sessions) {
+            opts_->sessions->offer(tls_->native_handle());
+        }
         // Same deadline re-armed: expiry is per operation on a tcp_stream.
         lowest().expires_at(deadline);
         auto [hec] = co_await tls_->async_handshake(ssl::stream_base::client, use_nothrow);
         if (hec) {
             co_return fail(hec, phase::handshake);
         }
+        resumed_.store(SSL_session_reused(tls_->native_handle()) == 1, std::memory_order_relaxed);
     }
     // Parked connections must not carry an armed expiry: it would fire while idle and
     // close the socket, or make the next operation time out at once.
@@ -230,6 +272,12 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
     lowest().expires_never();
     const auto finished = clock::now();
     requests_served_.fetch_add(1, std::memory_order_relaxed);
+    if (tls_ && opts_->sessions && !session_kept_) {
+        // Once per connection, after its first response: a TLS 1.3 server's session tickets
+        // have arrived by now.
+        session_kept_ = true;
+        opts_->sessions->keep(tls_->native_handle());
+    }
 
     // Reusable only if the message was self-delimited, both sides keep the connection
     // (RFC 9112 §9.3), and the peer sent nothing beyond this response.

@@ -20,9 +20,13 @@
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+
+struct ssl_st;
+struct ssl_session_st;
 
 namespace imagegate::upstream {
 
@@ -78,6 +82,29 @@ struct failure {
 /// upstream_too_large; everything else while writing/reading → upstream_protocol_error.
 errc classify(const failure& f) noexcept;
 
+/// The last resumable TLS session of an origin, shared by its connections: a new
+/// connection offers it, so the upstream can resume instead of running a full handshake (no
+/// certificate signature on its side, no chain verification on ours). Only sessions from
+/// handshakes that passed chain and host-name verification for this origin are kept.
+/// Thread-safety: any thread.
+class tls_session_cache {
+public:
+    tls_session_cache() = default;
+    ~tls_session_cache();
+    tls_session_cache(const tls_session_cache&) = delete;
+    tls_session_cache& operator=(const tls_session_cache&) = delete;
+
+    /// Before the handshake: offers the kept session to `ssl`, if there is one.
+    void offer(ssl_st* ssl) const;
+    /// After an exchange: keeps `ssl`'s session if it can be resumed (TLS 1.3 tickets arrive
+    /// after the handshake, with the first response).
+    void keep(ssl_st* ssl);
+
+private:
+    mutable std::mutex mu_;
+    ssl_session_st* session_ = nullptr;  // one reference owned; guarded by mu_
+};
+
 /// Immutable settings shared by all connections of one origin.
 struct connection_options {
     /// Name or address to resolve and connect to.
@@ -93,6 +120,9 @@ struct connection_options {
     std::uint32_t header_limit = 16 * 1024;
     /// Response body, in bytes (config upstream.max_body_bytes).
     std::uint64_t body_limit = 1024 * 1024;
+    /// TLS session resumption across the origin's connections; null: every connection runs
+    /// a full handshake.
+    std::shared_ptr<tls_session_cache> sessions;
 };
 
 /// One upstream connection. Created by the pool, shared between the pool's slot and the
@@ -141,6 +171,9 @@ public:
         return requests_served_.load(std::memory_order_relaxed);
     }
 
+    /// The handshake resumed an earlier session; readable from any thread.
+    bool resumed() const noexcept { return resumed_.load(std::memory_order_relaxed); }
+
 private:
     beast::tcp_stream& lowest() noexcept;
 
@@ -155,6 +188,8 @@ private:
     std::atomic<bool> closed_{false};
     std::atomic<bool> reusable_{false};
     std::atomic<std::uint64_t> requests_served_{0};
+    std::atomic<bool> resumed_{false};
+    bool session_kept_ = false;  // this connection's session went to opts_->sessions
 };
 
 }  // namespace imagegate::upstream

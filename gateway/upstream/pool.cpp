@@ -251,6 +251,9 @@ void pool_impl::on_connected(std::uint64_t id, std::exception_ptr ep,
     BOOST_ASSERT(t.action != slot_action::invalid);
     if (ok) {
         stats_->connects.fetch_add(1, std::memory_order_relaxed);
+        if (s->conn->resumed()) {
+            stats_->tls_resumptions.fetch_add(1, std::memory_order_relaxed);
+        }
     }
     switch (t.action) {
     case slot_action::hand_to_waiter:

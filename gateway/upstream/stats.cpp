@@ -84,6 +84,9 @@ void stats::render(std::string& out) const {
     }
     append_counter(out, "connects_total", "counter", "Upstream connections established.",
                    connects);
+    append_counter(out, "tls_resumptions_total", "counter",
+                   "Upstream connections whose TLS handshake resumed an earlier session.",
+                   tls_resumptions);
     append_counter(out, "connect_failures_total", "counter",
                    "Resolve or TCP connect failures.", connect_failures);
     append_counter(out, "tls_failures_total", "counter",

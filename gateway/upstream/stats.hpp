@@ -34,6 +34,7 @@ struct stats {
 
     // Connections.
     counter connects{0};          ///< connections that completed resolve+connect(+handshake)
+    counter tls_resumptions{0};   ///< of those, TLS handshakes that resumed an earlier session
     counter connect_failures{0};  ///< resolve or TCP connect failed (not TLS, not timeout)
     counter tls_failures{0};      ///< TLS handshake or certificate verification failed
     counter timeouts{0};          ///< connect or exchange deadline passed (any phase)

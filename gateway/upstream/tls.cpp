@@ -35,6 +35,12 @@ make_tls_context(const tls_options& opts) {
     if (ec) {
         return tls_error{"cannot enable peer verification: " + ec.message()};
     }
+    // Client-side session caching, so that OpenSSL keeps the TLS 1.3 session tickets the
+    // server sends after the handshake (it ignores them otherwise). The connections of an
+    // origin share the newest session through upstream::tls_session_cache; OpenSSL's own
+    // store is not used.
+    SSL_CTX_set_session_cache_mode(ctx->native_handle(),
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 
     if (!opts.ca_file.empty()) {
         ctx->load_verify_file(opts.ca_file, ec);

@@ -347,6 +347,23 @@ BOOST_AUTO_TEST_CASE(max_requests_per_connection_retires_it) {
     BOOST_TEST(eventually([&] { return c->stats().retired.load() == 2u; }));
 }
 
+// Every connection after the first offers the session of an earlier one; the emulator
+// (OpenSSL, session tickets on by default) resumes it: no full handshake on either side.
+BOOST_AUTO_TEST_CASE(new_connections_resume_the_tls_session) {
+    auto o = options();
+    o.pool.max_requests_per_connection = 1;
+    auto c = make_client(o);
+    for (int i = 0; i < 3; ++i) {
+        require_ok(fetch(*c, "s-" + std::to_string(i)));
+    }
+    BOOST_TEST(server->connections_accepted() == 3u);
+    BOOST_TEST(c->stats().connects.load() == 3u);
+    BOOST_TEST(c->stats().tls_resumptions.load() == 2u);
+    std::string text;
+    c->stats().render(text);
+    BOOST_TEST(text.find("imagegate_upstream_tls_resumptions_total 2") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(shutdown_wakes_waiters_and_aborts_exchanges) {
     auto o = options();
     o.pool.max_connections = 1;
