@@ -4,6 +4,7 @@
 #
 #   tests/bench/profile.sh hit  [BUILD_DIR] [THREADS]   # 1 key, wrk -c64, 5 s
 #   tests/bench/profile.sh miss [BUILD_DIR] [THREADS]   # 2,000 new ids, 16 connections
+#                                                       # (benchclient load)
 #
 # BUILD_DIR defaults to build/ci (cmake --preset ci && cmake --build --preset ci); THREADS
 # (--threads of imagegate) to 1, as in the benchmark. Starts the in-repo emulator (TLS) as
@@ -40,6 +41,15 @@ fi
 gateway=$build/gateway/imagegate
 emulator_bin=$build/tests/emulator/imagegate-emulator
 [[ -x $gateway && -x $emulator_bin ]] || { echo "$0: build $build first" >&2; exit 2; }
+
+# The load client of the benchmark (each id of a range requested once, keep-alive), built
+# as tests/bench/run.sh builds it.
+benchclient=$root/build/bench/benchclient
+if [[ ! -x $benchclient || $root/tests/bench/benchclient.cpp -nt $benchclient ]]; then
+  mkdir -p "$root/build/bench"
+  g++ -std=c++20 -O2 -Wall -Wextra -o "$benchclient.tmp" "$root/tests/bench/benchclient.cpp"
+  mv "$benchclient.tmp" "$benchclient"
+fi
 
 scratch=$(mktemp -d)
 pids=()
@@ -86,39 +96,17 @@ if [[ $mode == hit ]]; then
   requests=$(wrk -t1 -c64 -d5s "$target" | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
 else
   # Warm the upstream pool (TLS handshakes) and the parsers with 200 misses first.
-  miss_batch() {  # first count conns
-    python3 - "$port" "$account" "$1" "$2" "$3" <<'PY'
-import socket, sys, selectors
-port, account, first, count, conns = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-sel = selectors.DefaultSelector()
-todo = list(range(first, first + count))
-done = 0
-def send(s):
-    i = todo.pop()
-    s.sendall(f"GET /client/v4/accounts/{account}/images/v1/profile-miss-{i:08d} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-socks = []
-for _ in range(conns):
-    s = socket.create_connection(("127.0.0.1", port)); s.setblocking(True)
-    socks.append(s); send(s); sel.register(s, selectors.EVENT_READ, bytearray())
-while done < count:
-    for key, _ in sel.select(timeout=30):
-        buf = key.data; buf += key.fileobj.recv(65536)
-        head_end = buf.find(b"\r\n\r\n")
-        if head_end < 0: continue
-        length = 0
-        for line in bytes(buf[:head_end]).split(b"\r\n")[1:]:
-            k, _, v = line.partition(b":")
-            if k.strip().lower() == b"content-length": length = int(v)
-        if len(buf) < head_end + 4 + length: continue
-        if not buf.startswith(b"HTTP/1.1 200"): sys.exit("unexpected answer: %r" % bytes(buf[:80]))
-        del buf[:head_end + 4 + length]; done += 1
-        if todo: send(key.fileobj)
-print(done)
-PY
-  }
-  miss_batch 1 200 16 >/dev/null
+  miss_prefix=/client/v4/accounts/$account/images/v1/profile-miss-
+  "$benchclient" load --port "$port" --prefix "$miss_prefix" --first 1 --n 200 --conns 16 \
+    >/dev/null
   callgrind_control -i on "$gw" >/dev/null
-  requests=$(miss_batch 1001 2000 16)
+  requests=$("$benchclient" load --port "$port" --prefix "$miss_prefix" --first 1001 --n 2000 \
+    --conns 16 | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+if set(d["status"]) != {"200"}:
+    sys.exit("unexpected answers: %s" % d["status"])
+print(d["done"])')
 fi
 callgrind_control -d "$gw" >/dev/null
 sleep 0.5
