@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -198,6 +199,9 @@ class Emulator:
             return json.loads(data)
         finally:
             c.close()
+
+    def cpu_seconds(self):
+        return cpu_seconds(self.proc.pid)
 
     def counters(self):
         """(API requests, connections accepted) so far."""
@@ -429,8 +433,12 @@ def run_wrk(args, port, conns, duration, path, script=None, script_args=()):
     cmd.append(f"http://127.0.0.1:{port}{path}")
     if script_args:
         cmd += ["--"] + list(script_args)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = parse_wrk(out.stdout)
+    # wrk's own CPU time (the only child that ends meanwhile): the client's share of its core.
+    r["client_cpu_s"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     if out.returncode != 0 or r["rps"] is None:
         raise BenchError(f"wrk failed ({out.returncode}): {out.stdout[-500:]} {out.stderr[-300:]}")
     return r
@@ -536,13 +544,18 @@ class Bench:
                     fn = lambda: run_wrk(a, srv.port, conns, a.duration, first, "allmiss.lua",
                                          (IMAGE_PATH + miss_prefix,
                                           str(width_for(miss_prefix))))
-                cpu0, t0 = srv.cpu_seconds(), time.monotonic()
+                cpu0, emu0, t0 = srv.cpu_seconds(), self.emu.cpu_seconds(), time.monotonic()
                 r, n = self.upstream_calls(fn)
                 used = srv.cpu_seconds() - cpu0
+                emu_used = self.emu.cpu_seconds() - emu0
                 r["cpu"] = used / (time.monotonic() - t0)
                 # CPU time per request: what a request costs the server, whether or not the
                 # server was the bottleneck of the run (in all-miss the shared client CPU is).
                 r["cpu_us"] = used / r["requests"] * 1e6 if r["requests"] else 0.0
+                # What the same request cost the client and the upstream (CPU 1 in all-miss).
+                r["client_cpu_us"] = (r["client_cpu_s"] / r["requests"] * 1e6
+                                      if r["requests"] else 0.0)
+                r["emu_cpu_us"] = emu_used / r["requests"] * 1e6 if r["requests"] else 0.0
                 r["upstream"] = n
                 r["upstream_conns"] = self.last_upstream_conns
                 per[srv.name].append(r)
@@ -550,7 +563,9 @@ class Bench:
                 self.rounds.append((label, rnd, srv.name, r))
                 log(f"{label} round {rnd} {srv.name:9s}: {r['rps']:>10.0f} req/s  "
                     f"p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms  upstream {n} "
-                    f"({r['upstream_conns']} new conns), server CPU {r['cpu'] * 100:.0f}%"
+                    f"({r['upstream_conns']} new conns), server CPU {r['cpu'] * 100:.0f}%, "
+                    f"CPU µs/req server {r['cpu_us']:.1f} wrk {r['client_cpu_us']:.1f} "
+                    f"emulator {r['emu_cpu_us']:.1f}"
                     + (f"  non-2xx {r['non2xx']}" if r["non2xx"] else "")
                     + (f"  socket errors {r['errors']}" if r["errors"] else ""))
                 time.sleep(0.5)
@@ -724,10 +739,13 @@ class Bench:
         w("")
         lines += markdown_table(
             ["scenario", "round", "server", "req/s", "p50 ms", "p99 ms", "requests",
-             "upstream calls", "upstream conns opened", "server CPU", "non-2xx + socket errors"],
+             "upstream calls", "upstream conns opened", "server CPU",
+             "CPU µs per request: server / wrk / emulator", "non-2xx + socket errors"],
             [[lbl, str(rnd), srv, f"{r['rps']:,.0f}", f"{r['p50']:.3f}", f"{r['p99']:.3f}",
               f"{r['requests']:,}", f"{r['upstream']:,}", f"{r['upstream_conns']:,}",
-              f"{r['cpu'] * 100:.0f}%", str(r["non2xx"] + r["errors"])]
+              f"{r['cpu'] * 100:.0f}%",
+              f"{r['cpu_us']:.1f} / {r['client_cpu_us']:.1f} / {r['emu_cpu_us']:.1f}",
+              str(r["non2xx"] + r["errors"])]
              for lbl, rnd, srv, r in self.rounds])
         w("")
         if mem:

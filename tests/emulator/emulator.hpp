@@ -49,7 +49,7 @@ struct emulator_options {
   std::vector<std::string> accounts = {"023e105f4ecef8ad9ca31a8372d0c353"};
   std::size_t image_count = 100;  ///< seeded images per account
   std::uint64_t seed = 1;         ///< the seeded set and generated records derive from it
-  bool any_image_exists = false;  ///< every id exists (record derived from the id)
+  bool any_image_exists = false;  ///< every id exists (record derived from the id, not stored)
   std::uint64_t rate_limit = 1200;                       ///< requests per window per token
   std::chrono::milliseconds rate_window = std::chrono::minutes(5);     ///< fixed window
   std::chrono::milliseconds block_duration = std::chrono::minutes(5);  ///< 429 period

@@ -8,12 +8,16 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
 #include <boost/system/system_error.hpp>
 
 #include <simdjson.h>
 
 #include <atomic>
 #include <set>
+#include <sstream>
 #include <thread>
 
 namespace {
@@ -47,6 +51,13 @@ struct running {
     return e;
   }
 
+  // For an emulator started with plaintext().
+  testing::endpoint plain_ep() const {
+    testing::endpoint e = ep(5s);
+    e.tls = false;
+    return e;
+  }
+
   testing::response get(const std::string& target, std::string auth = bearer) const {
     return testing::request(ep(), verb::get, target, {{"Authorization", std::move(auth)}});
   }
@@ -55,6 +66,12 @@ struct running {
   testing::emulator emu;
   std::thread thread;
 };
+
+testing::emulator_options plaintext() {
+  testing::emulator_options o;
+  o.tls = false;
+  return o;
+}
 
 std::string image_path(const std::string& id, const std::string& acc = account) {
   return "/client/v4/accounts/" + acc + "/images/v1/" + id;
@@ -547,9 +564,63 @@ BOOST_AUTO_TEST_CASE(patch_then_get_delete_then_404) {
   BOOST_TEST(r.get(image_path(id)).status == 200u);
 }
 
+BOOST_AUTO_TEST_CASE(any_image_gets_render_without_storing) {
+  testing::emulator_options o;
+  o.any_image_exists = true;
+  running r(o);
+  const auto seeded = r.emu.image_ids(account);
+  for (int i = 0; i < 50; ++i) {
+    auto res = r.get(image_path("fresh-" + std::to_string(i)));
+    BOOST_TEST(res.status == 200u);
+    BOOST_TEST(result_id(res.body) == "fresh-" + std::to_string(i));
+  }
+  // Rendered from the id each time: the same record, and nothing kept.
+  BOOST_TEST(r.get(image_path("fresh-7")).body == r.get(image_path("fresh-7")).body);
+  BOOST_TEST(r.emu.image_ids(account) == seeded);
+  // A change is kept; a delete is remembered.
+  auto res = testing::request(r.ep(), verb::patch, image_path("fresh-1"),
+                              {{"Authorization", bearer}}, R"({"creator":"bob"})");
+  BOOST_TEST(res.status == 200u);
+  BOOST_TEST(r.get(image_path("fresh-1")).body.find(R"("creator":"bob")") != std::string::npos);
+  BOOST_TEST(r.emu.image_ids(account).size() == seeded.size() + 1);
+  res = testing::request(r.ep(), verb::delete_, image_path("fresh-2"), {{"Authorization", bearer}});
+  BOOST_TEST(res.status == 200u);
+  BOOST_TEST(r.get(image_path("fresh-2")).status == 404u);
+  BOOST_TEST(r.emu.image_ids(account).size() == seeded.size() + 1);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(transport)
+
+// The emulator writes each answer as one buffer it serialises itself; the bytes must be
+// exactly what Beast's serializer would write for the same message.
+BOOST_AUTO_TEST_CASE(wire_bytes_equal_beast_serialisation) {
+  running r(plaintext());
+  auto ep = r.plain_ep();
+  auto id = r.emu.image_ids(account).front();
+  const std::string tail = " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  for (const std::string& request :
+       {"GET " + image_path(id) + tail + "Authorization: " + bearer + "\r\n\r\n",
+        "GET " + image_path("no-such-image") + tail + "Authorization: " + bearer + "\r\n\r\n",
+        "GET " + image_path(id) + tail + "Authorization: Bearer wrong\r\n\r\n",
+        "GET /client/v4/nowhere" + tail + "Authorization: " + bearer + "\r\n\r\n",
+        "GET /__emulator/stats" + tail + "\r\n"}) {
+    BOOST_TEST_CONTEXT(request) {
+      const std::string wire = testing::raw_exchange(ep, request);
+      boost::beast::http::response_parser<boost::beast::http::string_body> parser;
+      parser.eager(true);
+      boost::system::error_code ec;
+      std::size_t used = parser.put(boost::asio::buffer(wire), ec);
+      BOOST_TEST(!ec, ec.message());
+      BOOST_TEST(parser.is_done());
+      BOOST_TEST(used == wire.size());
+      std::ostringstream beast;
+      beast << parser.get();
+      BOOST_TEST(beast.str() == wire);
+    }
+  }
+}
 
 BOOST_AUTO_TEST_CASE(client_trusting_another_ca_fails_handshake) {
   running r;
@@ -564,12 +635,8 @@ BOOST_AUTO_TEST_CASE(client_trusting_another_ca_fails_handshake) {
 }
 
 BOOST_AUTO_TEST_CASE(plaintext_and_hostile_input) {
-  testing::emulator_options o;
-  o.tls = false;
-  running r(o);
-  auto ep = r.ep();
-  ep.tls = false;
-  ep.timeout = 5s;
+  running r(plaintext());
+  auto ep = r.plain_ep();
   auto id = r.emu.image_ids(account).front();
   BOOST_TEST(testing::request(ep, verb::get, image_path(id), {{"Authorization", bearer}}).status ==
              200u);
