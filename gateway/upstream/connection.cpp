@@ -15,6 +15,7 @@
 
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <ostream>
 #include <variant>
 
@@ -111,6 +112,10 @@ connection::connection(asio::any_io_executor ex, std::shared_ptr<const connectio
     // bytes per connection around max_body_bytes. Bodies still stream through: the parser
     // consumes each read. (Found by reading the code while writing tests/fuzz.)
     buffer_.max_size(static_cast<std::size_t>(opts_->header_limit) + 64 * 1024);
+    // Room for a whole TLS record's plaintext (16 KiB) from the start: Beast sizes each read
+    // by the buffer's free capacity, and a buffer grown from nothing took a typical answer
+    // (a 1-2 KiB record) in two reads of the TLS stream, four SSL_read calls instead of two.
+    buffer_.reserve(std::min<std::size_t>(buffer_.max_size(), 16 * 1024));
 }
 
 beast::tcp_stream& connection::lowest() noexcept {
