@@ -327,8 +327,12 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             req.head_only = msg.method() == http::verb::head;
             bool failed = false;
             try {
-                reply handled = co_await st->handler(req);
-                r = std::move(handled);
+                handler_result handled = st->handler(req);
+                if (auto* ready = std::get_if<reply>(&handled)) {
+                    r = std::move(*ready);
+                } else {
+                    r = co_await std::move(std::get<asio::awaitable<reply>>(handled));
+                }
             } catch (const std::exception& e) {
                 st->log->error("{} handler threw: {} (request {})", o.name, e.what(), req.id);
                 failed = true;

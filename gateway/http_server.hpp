@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace spdlog {
@@ -95,7 +96,11 @@ struct listener_tls_error {
 boost::system::result<std::shared_ptr<asio::ssl::context>, listener_tls_error>
 make_listener_tls_context(const std::string& cert_file, const std::string& key_file);
 
-using handler_fn = std::function<asio::awaitable<reply>(request)>;
+/// What a handler returns: the reply itself when it could answer without waiting (a fresh
+/// cache hit, a refused request: no coroutine frame, no suspension), or the coroutine that
+/// produces it. A coroutine handler (`-> asio::awaitable<reply>`) converts implicitly.
+using handler_result = std::variant<reply, asio::awaitable<reply>>;
+using handler_fn = std::function<handler_result(request)>;
 using observer_fn = std::function<void(const exchange_record&)>;
 
 namespace detail {

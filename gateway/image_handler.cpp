@@ -474,72 +474,16 @@ const image_stats& image_handler::stats() const noexcept {
     return impl_->stats;
 }
 
-asio::awaitable<reply> image_handler::handle(request req) {
-    const image_target route = parse_image_target(req.target);
-    const bool readable = req.method == http::verb::get || req.method == http::verb::head;
-    if (!route.ok() || !readable) {
-        errc e = route.error;
-        if (e != errc::route_not_found && !readable) {
-            e = errc::method_not_allowed;
-        }
-        reply r = gateway_error(e, to_string(e));
-        if (e == errc::route_not_found) {
-            r.route = "not_found";
-        }
-        co_return r;
-    }
+namespace {
 
+// The part of handle() past the fresh hit: joins or starts the flight for the key and
+// answers from its outcome, a stale entry or an error. `route` views the request target,
+// which the session keeps until the reply is written.
+asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> impl_,
+                                           image_target route, caller_credential caller,
+                                           entry_ptr cached, cache::freshness state,
+                                           clock::time_point now) {
     auto& self = *impl_;
-    // Decided before the cache and before any flight: a refused caller learns nothing about
-    // what is cached and costs no upstream call.
-    caller_credential caller;
-    if (self.policy.passthrough) {
-        caller = read_caller_credential(req.headers);
-        if (caller.state == caller_credential::status::missing) {
-            co_return unauthorized_reply(self.stats);
-        }
-        if (caller.state == caller_credential::status::malformed) {
-            self.stats.malformed_credentials.fetch_add(1, std::memory_order_relaxed);
-            co_return gateway_error(errc::bad_request, "bad_request");
-        }
-    } else {
-        switch (self.auth.check(req.headers, route.account())) {
-            case authorizer::verdict::allowed: break;
-            case authorizer::verdict::unauthorized: co_return unauthorized_reply(self.stats);
-            case authorizer::verdict::forbidden: {
-                self.stats.forbidden.fetch_add(1, std::memory_order_relaxed);
-                co_return gateway_error(errc::forbidden, "forbidden");
-            }
-        }
-    }
-    const auto now = clock::now();
-    entry_ptr cached = self.cache.get(route.key(), now);
-    if (cached && caller.cred) {
-        // Passthrough: the entry (fresh, stale or negative) is this caller's to read only if
-        // the upstream accepted its credential for the account lately. Otherwise it does not
-        // exist for this request: not answered, not a stale fallback; the credential goes
-        // upstream on its own flight.
-        if (self.proofs.is_proven(caller.digest, route.account(), now)) {
-            self.stats.proof_hits.fetch_add(1, std::memory_order_relaxed);
-        } else {
-            self.stats.proof_misses.fetch_add(1, std::memory_order_relaxed);
-            cached.reset();
-        }
-    }
-    auto state = cached ? cached->classify(now) : cache::freshness::expired;
-    if (state == cache::freshness::fresh && self.policy.honor_client_no_cache &&
-        wants_no_cache(req)) {
-        // Refetch, but keep the entry as the fallback if the fetch fails.
-        state = cache::freshness::stale_if_error;
-    }
-    if (state == cache::freshness::fresh) {
-        self.stats.hits.fetch_add(1, std::memory_order_relaxed);
-        if (cached->kind() == cache::entry_kind::negative) {
-            self.stats.negative_hits.fetch_add(1, std::memory_order_relaxed);
-        }
-        co_return serve_entry(cached, now, {}, 0, false, false, {}, cs_hit);
-    }
-
     // The owning key is built only here, past the hit path.
     const flight_key fk{cache::key(route.key()), caller.digest};
     auto joined = self.flights.join(fk);
@@ -598,6 +542,81 @@ asio::awaitable<reply> image_handler::handle(request req) {
     const std::string_view forward = cached ? "stale" : "miss";
     co_return serve_entry(got->entry, done, forward, got->upstream_status, got->stored, collapsed,
                           {}, collapsed ? cs_collapsed : got->stored ? cs_stored : cs_forwarded);
+}
+
+}  // namespace
+
+// Answers a fresh hit (and every refusal) without a coroutine: no frame to allocate, no
+// suspension; only what has to wait for the upstream goes on to answer_after_lookup.
+handler_result image_handler::handle(request req) {
+    image_target route = parse_image_target(req.target);
+    const bool readable = req.method == http::verb::get || req.method == http::verb::head;
+    if (!route.ok() || !readable) {
+        errc e = route.error;
+        if (e != errc::route_not_found && !readable) {
+            e = errc::method_not_allowed;
+        }
+        reply r = gateway_error(e, to_string(e));
+        if (e == errc::route_not_found) {
+            r.route = "not_found";
+        }
+        return r;
+    }
+
+    auto& self = *impl_;
+    // Decided before the cache and before any flight: a refused caller learns nothing about
+    // what is cached and costs no upstream call.
+    caller_credential caller;
+    if (self.policy.passthrough) {
+        caller = read_caller_credential(req.headers);
+        if (caller.state == caller_credential::status::missing) {
+            return unauthorized_reply(self.stats);
+        }
+        if (caller.state == caller_credential::status::malformed) {
+            self.stats.malformed_credentials.fetch_add(1, std::memory_order_relaxed);
+            return gateway_error(errc::bad_request, "bad_request");
+        }
+    } else {
+        switch (self.auth.check(req.headers, route.account())) {
+            case authorizer::verdict::allowed: break;
+            case authorizer::verdict::unauthorized: return unauthorized_reply(self.stats);
+            case authorizer::verdict::forbidden: {
+                self.stats.forbidden.fetch_add(1, std::memory_order_relaxed);
+                return gateway_error(errc::forbidden, "forbidden");
+            }
+        }
+    }
+    const auto now = clock::now();
+    entry_ptr cached = self.cache.get(route.key(), now);
+    if (cached && caller.cred) {
+        // Passthrough: the entry (fresh, stale or negative) is this caller's to read only if
+        // the upstream accepted its credential for the account lately. Otherwise it does not
+        // exist for this request: not answered, not a stale fallback; the credential goes
+        // upstream on its own flight.
+        if (self.proofs.is_proven(caller.digest, route.account(), now)) {
+            self.stats.proof_hits.fetch_add(1, std::memory_order_relaxed);
+        } else {
+            self.stats.proof_misses.fetch_add(1, std::memory_order_relaxed);
+            cached.reset();
+        }
+    }
+    auto state = cached ? cached->classify(now) : cache::freshness::expired;
+    if (state == cache::freshness::fresh && self.policy.honor_client_no_cache &&
+        wants_no_cache(req)) {
+        // Refetch, but keep the entry as the fallback if the fetch fails.
+        state = cache::freshness::stale_if_error;
+    }
+    if (state == cache::freshness::fresh) {
+        self.stats.hits.fetch_add(1, std::memory_order_relaxed);
+        if (cached->kind() == cache::entry_kind::negative) {
+            self.stats.negative_hits.fetch_add(1, std::memory_order_relaxed);
+        }
+        return serve_entry(cached, now, {}, 0, false, false, {}, cs_hit);
+    }
+
+    // Everything else waits for a fetch (or starts one): a coroutine from here on.
+    return answer_after_lookup(impl_, std::move(route), std::move(caller), std::move(cached),
+                               state, now);
 }
 
 void image_handler::render_metrics(std::string& out) const {

@@ -91,7 +91,9 @@ public:
     image_handler(const image_handler&) = delete;
     image_handler& operator=(const image_handler&) = delete;
 
-    asio::awaitable<reply> handle(request req);
+    /// A fresh hit or a refusal is answered at once; anything else returns the coroutine
+    /// that waits for the fetch.
+    handler_result handle(request req);
 
     const image_stats& stats() const noexcept;
     /// Appends the route's counters in Prometheus text.

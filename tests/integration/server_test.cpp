@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <stdexcept>
 #include <thread>
 
 namespace gw = imagegate::gateway;
@@ -35,6 +36,27 @@ asio::awaitable<gw::reply> echo_handler(gw::request req) {
         co_await t.async_wait(imagegate::use_nothrow);
     }
     co_return gw::make_reply(200, "ok:" + std::string(req.target), "text/plain");
+}
+
+asio::awaitable<gw::reply> throwing_handler() {
+    throw std::runtime_error("thrown inside the coroutine");
+    co_return gw::reply{};
+}
+
+// The fixtures' handler. Targets under /now are answered with a ready reply (as a cache hit
+// is: no coroutine); /throw-now throws before returning anything, /throw-later inside its
+// coroutine; everything else goes to echo_handler.
+gw::handler_result test_handler(gw::request req) {
+    if (req.target == "/throw-now") {
+        throw std::runtime_error("thrown before any coroutine");
+    }
+    if (req.target == "/throw-later") {
+        return throwing_handler();
+    }
+    if (req.target.starts_with("/now")) {
+        return gw::make_reply(200, "now:" + std::string(req.target), "text/plain");
+    }
+    return echo_handler(req);
 }
 
 // A listener certificate and key from a fresh test CA, written to files (the server context
@@ -83,7 +105,7 @@ struct server_fixture {
         : nthreads(n), ioc(n), ca(std::move(ca_pem)) {
         o.single_threaded = n == 1;
         server = std::make_unique<gw::http_server>(
-            ioc, o, [](gw::request r) { return echo_handler(r); },
+            ioc, o, [](gw::request r) { return test_handler(r); },
             [this](const gw::exchange_record&) { ++observed; },
             std::make_shared<spdlog::logger>("test",
                                              std::make_shared<spdlog::sinks::null_sink_mt>()),
@@ -171,6 +193,36 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(pipelined_requests_answer_in_order, Fixture, both_
     BOOST_TEST(first != std::string::npos);
     BOOST_TEST(second != std::string::npos);
     BOOST_TEST(first < second);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(ready_and_suspended_answers_keep_order, Fixture, both_listeners) {
+    Fixture f;
+    const std::string out = ts::raw_exchange(
+        f.ep(2s), get("/now-1") + get("/slow-2") + get("/now-3") +
+                      get("/x-4", "Connection: close\r\n"));
+    std::size_t at = 0;
+    for (const std::string_view body : {"now:/now-1", "ok:/slow-2", "now:/now-3", "ok:/x-4"}) {
+        BOOST_TEST_CONTEXT(body) {
+            const auto pos = out.find(body, at);
+            BOOST_TEST(pos != std::string::npos);
+            at = pos == std::string::npos ? at : pos;
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_throwing_handler_answers_500_and_closes, Fixture,
+                              both_listeners) {
+    Fixture f;
+    for (const std::string target : {"/throw-now", "/throw-later"}) {
+        BOOST_TEST_CONTEXT(target) {
+            const std::string out = ts::raw_exchange(f.ep(2s), get(target) + get("/after"));
+            BOOST_TEST(starts_with(out, "HTTP/1.1 500 "));
+            BOOST_TEST(out.find("ok:/after") == std::string::npos);
+        }
+    }
+    // The server goes on.
+    ts::connection c(f.ep());
+    BOOST_TEST(c.request(http::verb::get, "/now-again").body == "now:/now-again");
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(head_sends_no_body, Fixture, both_listeners) {
