@@ -37,11 +37,6 @@ bool names_other_version(std::string_view head) noexcept {
            v[7] <= '9' && head[eol - 9] == ' ';
 }
 
-std::size_t count_fields(const http::fields& f, http::field name) {
-    const auto range = f.equal_range(name);
-    return static_cast<std::size_t>(std::distance(range.first, range.second));
-}
-
 }  // namespace
 
 std::size_t put_head(http::request_parser<http::empty_body>& parser, boost::asio::const_buffer bytes,
@@ -84,13 +79,29 @@ std::optional<errc> check_request(const http::request_parser<http::empty_body>& 
     if (msg.version() != 11 && msg.version() != 10) {
         return errc::http_version_not_supported;
     }
-    // Bytes are bounded by header_limit; the count is bounded too, so a head of thousands
-    // of tiny fields cannot make every lookup walk a long list.
-    if (std::distance(msg.base().begin(), msg.base().end()) > max_header_fields) {
-        return errc::header_too_large;
+    // One pass over the field list (in arrival order) instead of a case-insensitive tree
+    // lookup per rule: a request carries a handful of fields, and this runs on every hit.
+    std::ptrdiff_t fields = 0;
+    std::size_t hosts = 0;
+    std::size_t content_lengths = 0;
+    bool content_length_not_digits = false;
+    for (const auto& f : msg.base()) {
+        // Bytes are bounded by header_limit; the count is bounded too, so a head of
+        // thousands of tiny fields cannot make every lookup walk a long list.
+        if (++fields > max_header_fields) {
+            return errc::header_too_large;
+        }
+        if (f.name() == http::field::host) {
+            ++hosts;
+        } else if (f.name() == http::field::content_length) {
+            ++content_lengths;
+            content_length_not_digits = content_length_not_digits ||
+                                        f.value().find_first_not_of("0123456789") !=
+                                            boost::beast::string_view::npos;
+        }
     }
     // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
-    if (msg.version() == 11 && count_fields(msg.base(), http::field::host) != 1) {
+    if (msg.version() == 11 && hosts != 1) {
         return errc::bad_request;
     }
     // A body on GET/HEAD has no meaning here (RFC 9110 §9.3.1) and would desynchronise
@@ -101,10 +112,7 @@ std::optional<errc> check_request(const http::request_parser<http::empty_body>& 
     // RFC 9112 §6.3: repeated Content-Length fields, or a list in one ("0, 0"), are what
     // request smuggling is made of; Beast folds equal values into one. We refuse them all:
     // a request we serve has no body, so an honest client never sends more than one.
-    if (const auto cl = msg.base().find(http::field::content_length);
-        cl != msg.base().end() &&
-        (count_fields(msg.base(), http::field::content_length) != 1 ||
-         cl->value().find_first_not_of("0123456789") != boost::beast::string_view::npos)) {
+    if (content_lengths > 1 || content_length_not_digits) {
         return errc::bad_request;
     }
     return std::nullopt;
