@@ -5,6 +5,9 @@
 #   tests/bench/profile.sh hit  [BUILD_DIR] [THREADS]   # 1 key, wrk -c64, 5 s
 #   tests/bench/profile.sh miss [BUILD_DIR] [THREADS]   # 2,000 new ids, 16 connections
 #                                                       # (benchclient load)
+#   tests/bench/profile.sh upstream [BUILD_DIR]         # the same misses, counted in the
+#                                                       # emulator: what one answer costs
+#                                                       # the benchmark's shared upstream
 #
 # BUILD_DIR defaults to build/ci (cmake --preset ci && cmake --build --preset ci); THREADS
 # (--threads of imagegate) to 1, as in the benchmark. Starts the in-repo emulator (TLS) as
@@ -22,9 +25,16 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=${2:-$root/build/ci}
 threads=${3:-1}
 case $mode in
-  hit | miss) ;;
-  *) echo "usage: $0 hit|miss [BUILD_DIR] [THREADS]" >&2; exit 2 ;;
+  hit | miss | upstream) ;;
+  *) echo "usage: $0 hit|miss|upstream [BUILD_DIR] [THREADS]" >&2; exit 2 ;;
 esac
+# Which process runs under callgrind.
+gateway_wrap=(valgrind --tool=callgrind --instr-atstart=no)
+emulator_wrap=()
+if [[ $mode == upstream ]]; then
+  emulator_wrap=("${gateway_wrap[@]}")
+  gateway_wrap=()
+fi
 # valgrind (callgrind, callgrind_control), wrk and curl from Debian when missing.
 missing=()
 for pkg in valgrind wrk curl; do
@@ -65,23 +75,28 @@ free_port() {
 }
 
 token=profile-token
-EMULATOR_TOKEN=$token "$emulator_bin" --listen 127.0.0.1:0 --port-file "$scratch/port" \
+EMULATOR_TOKEN=$token "${emulator_wrap[@]}" ${emulator_wrap:+--callgrind-out-file="$scratch/callgrind.out"} \
+  "$emulator_bin" --listen 127.0.0.1:0 --port-file "$scratch/port" \
   --write-ca "$scratch/ca.pem" --any-image --rate-limit 1000000000 --rate-window 1 \
   --threads 1 >"$scratch/emulator.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do [[ -s $scratch/port ]] && break; sleep 0.05; done
+emu=$!
+pids+=($emu)
+for _ in $(seq 300); do [[ -s $scratch/port ]] && break; sleep 0.05; done
 upstream_port=$(cat "$scratch/port")
 port=$(free_port)
 admin=$(free_port)
 
 CLOUDFLARE_API_TOKEN=$token IMAGEGATE_LOG_ACCESS_LOG=false IMAGEGATE_SHIELD_BUDGET=100000000 \
   IMAGEGATE_SHIELD_WINDOW=1s IMAGEGATE_SHIELD_BURST=1000000 \
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$scratch/callgrind.out" \
+  "${gateway_wrap[@]}" ${gateway_wrap:+--callgrind-out-file="$scratch/callgrind.out"} \
   "$gateway" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
   --upstream "https://localhost:$upstream_port/client/v4" --upstream-ca "$scratch/ca.pem" \
   --threads "$threads" --ttl 1h --log-level warn >"$scratch/imagegate.log" 2>&1 &
 gw=$!
 pids+=($gw)
+# The process whose instructions are counted.
+counted=$gw
+[[ $mode == upstream ]] && counted=$emu
 for _ in $(seq 300); do
   curl -fs -o /dev/null "http://127.0.0.1:$admin/readyz" && break
   sleep 0.1
@@ -92,14 +107,14 @@ prefix=http://127.0.0.1:$port/client/v4/accounts/$account/images/v1
 if [[ $mode == hit ]]; then
   target=$prefix/profile-hit-0000000000000000000000000000
   curl -fs -o /dev/null "$target"
-  callgrind_control -i on "$gw" >/dev/null
+  callgrind_control -i on "$counted" >/dev/null
   requests=$(wrk -t1 -c64 -d5s "$target" | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
 else
   # Warm the upstream pool (TLS handshakes) and the parsers with 200 misses first.
   miss_prefix=/client/v4/accounts/$account/images/v1/profile-miss-
   "$benchclient" load --port "$port" --prefix "$miss_prefix" --first 1 --n 200 --conns 16 \
     >/dev/null
-  callgrind_control -i on "$gw" >/dev/null
+  callgrind_control -i on "$counted" >/dev/null
   requests=$("$benchclient" load --port "$port" --prefix "$miss_prefix" --first 1001 --n 2000 \
     --conns 16 | python3 -c '
 import json, sys
@@ -108,7 +123,7 @@ if set(d["status"]) != {"200"}:
     sys.exit("unexpected answers: %s" % d["status"])
 print(d["done"])')
 fi
-callgrind_control -d "$gw" >/dev/null
+callgrind_control -d "$counted" >/dev/null
 sleep 0.5
 if [[ -n ${PROFILE_OUT:-} ]]; then
   cp "$scratch"/callgrind.out.1 "$PROFILE_OUT"
@@ -142,6 +157,7 @@ for path in glob.glob(scratch + "/callgrind.out.*"):  # the explicit dump, not t
         instr += summary
 if requests <= 0:
     sys.exit("no requests were measured")
-print(f"{mode}, --threads {threads}: {requests} requests, "
+who = "the emulator's cost per answer" if mode == "upstream" else f"--threads {threads}"
+print(f"{mode}, {who}: {requests} requests, "
       f"{instr / requests / 1000:.1f}k instructions and {allocs / requests:.1f} allocations per request")
 PY
