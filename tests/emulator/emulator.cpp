@@ -1482,7 +1482,8 @@ struct log_failure {
 
 asio::awaitable<void> accept_loop(state_ptr st) {
   for (;;) {
-    tcp::socket socket(asio::make_strand(st->ex));
+    tcp::socket socket = st->opts.single_threaded ? tcp::socket(st->ex)
+                                                  : tcp::socket(asio::make_strand(st->ex));
     auto [ec] = co_await st->acceptor.async_accept(socket, use_nothrow);
     if (ec) {
       if (ec == asio::error::operation_aborted || st->stopping || !st->acceptor.is_open()) {

@@ -57,6 +57,9 @@ struct emulator_options {
   std::size_t header_limit = 16 * 1024;  ///< request header bytes
   std::size_t body_limit = 64 * 1024;    ///< request body bytes
   std::shared_ptr<spdlog::logger> log;   ///< null: spdlog's default logger
+  /// Exactly one thread runs the executor's io_context: connections then run on it
+  /// directly, without a strand each (the benchmark's upstream; `--threads 1`).
+  bool single_threaded = false;
 };
 
 /// What a fault rule does to the response of a request it matches.
@@ -105,7 +108,8 @@ struct emulator_stats {
 };
 
 /// The emulator server. Owned by the test (or main); it runs on the executor it is given,
-/// which may be a multi-threaded io_context: each connection runs on its own strand.
+/// which may be a multi-threaded io_context: each connection runs on its own strand (unless
+/// emulator_options::single_threaded says one thread runs it).
 ///
 /// Thread-safety: every member function may be called from any thread, concurrently with the
 /// io_context running (state is mutex-guarded or atomic). start() must be called once.

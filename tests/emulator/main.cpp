@@ -141,6 +141,7 @@ int main(int argc, char** argv) {
       c.opts.certs = testing::make_test_pki();
     }
     imagegate::asio::io_context ioc(static_cast<int>(c.threads));
+    c.opts.single_threaded = c.threads == 1;  // only this thread runs ioc
     testing::emulator emu(ioc.get_executor(), c.opts);
     emu.start();
     if (!c.write_ca.empty()) {
