@@ -302,9 +302,11 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
         if (rec) {
             const auto e = classify_read_error(rec);
             if (!e) {
-                if (!is_benign(rec)) {
-                    SPDLOG_LOGGER_DEBUG(st->log, "{} session read failed: {}:{} {}", o.name,
-                                        rec.category().name(), rec.value(), rec.message());
+                // A runtime level check (SPDLOG_LOGGER_DEBUG compiles out unless
+                // SPDLOG_ACTIVE_LEVEL is lowered, so --log-level debug never showed this).
+                if (!is_benign(rec) && st->log->should_log(spdlog::level::debug)) {
+                    st->log->debug("{} session read failed: {}:{} {}", o.name,
+                                   rec.category().name(), rec.value(), rec.message());
                 }
                 co_return false;
             }

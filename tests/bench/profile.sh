@@ -3,6 +3,8 @@
 # hit or per miss, counted by valgrind's callgrind over a fixed number of requests.
 #
 #   tests/bench/profile.sh hit  [BUILD_DIR] [THREADS]   # 1 key, wrk -c64, 5 s
+#                                   (PROFILE_KEYS=N: N cached keys round robin;
+#                                    PROFILE_CONNS=N: wrk -cN)
 #   tests/bench/profile.sh miss [BUILD_DIR] [THREADS]   # 2,000 new ids, 16 connections
 #                                                       # (benchclient load)
 #   tests/bench/profile.sh upstream [BUILD_DIR]         # the same misses, counted in the
@@ -105,10 +107,23 @@ done
 account=023e105f4ecef8ad9ca31a8372d0c353
 prefix=http://127.0.0.1:$port/client/v4/accounts/$account/images/v1
 if [[ $mode == hit ]]; then
-  target=$prefix/profile-hit-0000000000000000000000000000
-  curl -fs -o /dev/null "$target"
+  conns=${PROFILE_CONNS:-64}
+  keys=${PROFILE_KEYS:-1}
+  if ((keys == 1)); then
+    target=$prefix/profile-hit-0000000000000000000000000000
+    curl -fs -o /dev/null "$target"
+    wrk_args=("$target")
+  else
+    # KEYS cached ids, each loaded once, then requested round robin (the benchmark's script).
+    hit_prefix=/client/v4/accounts/$account/images/v1/profile-hit-
+    "$benchclient" load --port "$port" --prefix "$hit_prefix" --width 8 --first 1 --n "$keys" \
+      --conns 16 >/dev/null
+    wrk_args=(-s "$root/tests/bench/multikey.lua" "http://127.0.0.1:$port$hit_prefix" --
+      "$hit_prefix" "$keys" 8)
+  fi
   callgrind_control -i on "$counted" >/dev/null
-  requests=$(wrk -t1 -c64 -d5s "$target" | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
+  requests=$(wrk -t1 "-c$conns" -d5s "${wrk_args[@]}" |
+    sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
 else
   # Warm the upstream pool (TLS handshakes) and the parsers with 200 misses first.
   miss_prefix=/client/v4/accounts/$account/images/v1/profile-miss-

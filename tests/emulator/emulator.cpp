@@ -1349,7 +1349,9 @@ asio::awaitable<void> serve(state_ptr st, std::shared_ptr<connection<Stream>> c)
     lowest.expires_after(st->opts.idle_timeout);
     auto [ec] = co_await c->stream.async_handshake(ssl::stream_base::server, use_nothrow);
     if (ec) {
-      SPDLOG_LOGGER_DEBUG(st->log, "emulator: handshake failed: {}", ec.message());
+      if (st->log->should_log(spdlog::level::debug)) {
+        st->log->debug("emulator: handshake failed: {}", ec.message());
+      }
       co_return;
     }
   }
