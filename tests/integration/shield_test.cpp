@@ -85,9 +85,12 @@ BOOST_DATA_TEST_CASE_F(fixture, herd_of_500_costs_one_upstream_call, bdata::make
     BOOST_TEST_MESSAGE("herd latency us: min " << lat.front() << " p10 " << lat[50] << " p50 "
                                                << median.count() << " p90 " << lat[450]
                                                << " max " << lat.back());
-    // The upstream's 200 ms, plus at most 50 ms. Under a sanitizer every instruction costs
-    // several times more: there the bound only proves nobody waited for a second fetch.
-    BOOST_TEST((median < (sanitized_build ? 400ms : 250ms)));
+    // Followers are woken when the one fetch completes: not after a second fetch (>= 400 ms)
+    // and not by polling a lock (nginx: >= 500 ms). Unloaded, the median is 205-225 ms here;
+    // the bound leaves room for a busy machine (two CPU hogs beside the test: up to 277 ms).
+    // The latency target itself (delay + 10 ms) is the benchmark's, taken with pinned CPUs
+    // (tests/bench). Under a sanitizer every instruction costs several times more.
+    BOOST_TEST((median < (sanitized_build ? 400ms : 350ms)));
 }
 
 BOOST_FIXTURE_TEST_CASE(leader_hang_up_does_not_fail_followers, fixture) {
