@@ -479,11 +479,11 @@ namespace {
 // The part of handle() past the fresh hit: joins or starts the flight for the key and
 // answers from its outcome, a stale entry or an error. `route` views the request target,
 // which the session keeps until the reply is written.
-asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> impl_,
+asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> handler,
                                            image_target route, caller_credential caller,
                                            entry_ptr cached, cache::freshness state,
                                            clock::time_point now) {
-    auto& self = *impl_;
+    auto& self = *handler;
     // The owning key is built only here, past the hit path.
     const flight_key fk{cache::key(route.key()), caller.digest};
     auto joined = self.flights.join(fk);
@@ -497,8 +497,8 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
         // parallel), so the plain executor serialises it already; a strand would cost an
         // allocation and a lock per step.
         asio::co_spawn(self.fetch_executor,
-                       run_fetch(impl_, fk, route.to_route(), prio, caller.cred, joined.f),
-                       fetch_done{impl_, fk, joined.f});
+                       run_fetch(handler, fk, route.to_route(), prio, caller.cred, joined.f),
+                       fetch_done{handler, fk, joined.f});
     }
 
     if (state == cache::freshness::stale_revalidate) {

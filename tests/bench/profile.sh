@@ -54,14 +54,9 @@ gateway=$build/gateway/imagegate
 emulator_bin=$build/tests/emulator/imagegate-emulator
 [[ -x $gateway && -x $emulator_bin ]] || { echo "$0: build $build first" >&2; exit 2; }
 
-# The load client of the benchmark (each id of a range requested once, keep-alive), built
-# as tests/bench/run.sh builds it.
+# The load client of the benchmark (each id of a range requested once, keep-alive).
+bash "$root/tests/bench/build-benchclient.sh"
 benchclient=$root/build/bench/benchclient
-if [[ ! -x $benchclient || $root/tests/bench/benchclient.cpp -nt $benchclient ]]; then
-  mkdir -p "$root/build/bench"
-  g++ -std=c++20 -O2 -Wall -Wextra -o "$benchclient.tmp" "$root/tests/bench/benchclient.cpp"
-  mv "$benchclient.tmp" "$benchclient"
-fi
 
 scratch=$(mktemp -d)
 pids=()

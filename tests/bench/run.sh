@@ -62,11 +62,7 @@ if [ "$skip_build" -eq 0 ]; then
   cmake --preset release >/dev/null
   cmake --build --preset release --target imagegate imagegate-emulator
 fi
-if [ ! -x build/bench/benchclient ] || [ tests/bench/benchclient.cpp -nt build/bench/benchclient ]; then
-  say "building build/bench/benchclient"
-  g++ -std=c++20 -O2 -Wall -Wextra -o build/bench/benchclient.tmp tests/bench/benchclient.cpp
-  mv build/bench/benchclient.tmp build/bench/benchclient
-fi
+bash tests/bench/build-benchclient.sh
 
 # --- limits ------------------------------------------------------------------------------------
 # The herd opens 1000+ connections; nginx and imagegate inherit this limit.

@@ -275,12 +275,6 @@ void append_image_json(std::string& j, const image& img, std::string_view hash,
   j += '}';
 }
 
-std::string image_json(const image& img, std::string_view hash, const render_tweaks& tw = {}) {
-  std::string j;
-  append_image_json(j, img, hash, tw);
-  return j;
-}
-
 constexpr std::string_view envelope_tail = R"(,"success":true,"errors":[],"messages":[]})";
 
 std::string ok_envelope(std::string_view result) {
@@ -1035,7 +1029,7 @@ response_t emulator::state::list_images(const std::string& account, std::string_
   std::string r = R"({"images":[)";
   for (std::size_t i = 0; i < page.size(); ++i) {
     r += i ? "," : "";
-    r += image_json(*page[i], acc.hash);
+    append_image_json(r, *page[i], acc.hash);
   }
   r += R"(],"continuation_token":)";
   if (more && page.size() == per_page) {
