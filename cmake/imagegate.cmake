@@ -69,8 +69,8 @@ function(imagegate_add_test)
   endif()
 endfunction()
 
-# gateway/version.hpp must say the same version as project(VERSION).
-file(READ ${PROJECT_SOURCE_DIR}/gateway/version.hpp IMAGEGATE_VERSION_HPP)
+# gateway/core/version.hpp must say the same version as project(VERSION).
+file(READ ${PROJECT_SOURCE_DIR}/gateway/core/version.hpp IMAGEGATE_VERSION_HPP)
 if(NOT IMAGEGATE_VERSION_HPP MATCHES "version = \"${PROJECT_VERSION}\"")
-  message(FATAL_ERROR "gateway/version.hpp does not match project version ${PROJECT_VERSION}")
+  message(FATAL_ERROR "gateway/core/version.hpp does not match project version ${PROJECT_VERSION}")
 endif()

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "gateway/shield/budget.hpp"
-#include "gateway/shield/digest_lru.hpp"
+#include "gateway/core/digest_lru.hpp"
 #include "gateway/shield/upstream_limit.hpp"
 
 #include <cstddef>

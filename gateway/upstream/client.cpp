@@ -1,7 +1,7 @@
 #include "gateway/upstream/client.hpp"
 
 #include "gateway/upstream/headers.hpp"
-#include "gateway/version.hpp"
+#include "gateway/core/version.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 
@@ -96,7 +96,7 @@ asio::awaitable<boost::system::result<response>> client::fetch(
     std::string target, clock::time_point deadline, std::shared_ptr<const credential> cred) {
     const auto req = request_bytes(target, cred.get());
     if (!req) {
-        // The config check and gateway/auth.cpp refuse such values first; never reached
+        // The config check and gateway/auth/authorizer.cpp refuse such values first; never reached
         // with valid input, and never sent (a CR or LF would start a header of its own).
         if (log_) {
             log_->error("upstream request not sent: the target or a credential holds control "

@@ -2,8 +2,9 @@
 // needs, runs it on a pooled connection with one safe retry, and maps failures to errc.
 #pragma once
 
-#include "gateway/net.hpp"
+#include "gateway/core/net.hpp"
 #include "gateway/upstream/connection.hpp"
+#include "gateway/upstream/credential.hpp"
 #include "gateway/upstream/pool.hpp"
 #include "gateway/upstream/stats.hpp"
 
@@ -47,16 +48,6 @@ struct client_options {
     std::uint64_t max_body_bytes = 1024 * 1024;
     /// Pool limits and the connect timeout.
     pool_options pool;
-};
-
-/// A caller's own Cloudflare credential (auth.mode = "passthrough"), sent instead of the
-/// configured token: `Authorization: Bearer <bearer>` when `bearer` is set, else
-/// `X-Auth-Email` + `X-Auth-Key`. Checked for header-safe bytes before it gets here
-/// (gateway/auth.cpp). Never logged.
-struct credential {
-    std::string bearer;
-    std::string email;
-    std::string key;
 };
 
 /// One client per upstream origin, owned by main and shared by reference with handlers.

@@ -2,8 +2,8 @@
 // then HTTP/1.1 exchanges (write request, read full response) each under one deadline.
 #pragma once
 
-#include "gateway/errc.hpp"
-#include "gateway/net.hpp"
+#include "gateway/core/errc.hpp"
+#include "gateway/core/net.hpp"
 #include "gateway/upstream/response_reader.hpp"
 
 #include <boost/asio/ip/tcp.hpp>

@@ -1,6 +1,6 @@
 #include "gateway/upstream/pool.hpp"
 
-#include "gateway/serial_executor.hpp"
+#include "gateway/core/serial_executor.hpp"
 #include "gateway/upstream/pool_slot.hpp"
 
 #include <boost/asio/co_spawn.hpp>

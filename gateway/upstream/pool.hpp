@@ -2,7 +2,7 @@
 // lends them through move-only leases, parks reusable ones, closes idle and broken ones.
 #pragma once
 
-#include "gateway/net.hpp"
+#include "gateway/core/net.hpp"
 #include "gateway/upstream/connection.hpp"
 #include "gateway/upstream/stats.hpp"
 

@@ -2,8 +2,8 @@
 // metrics page. Lock-free: every field is a relaxed atomic, read without a consistent snapshot.
 #pragma once
 
-#include "gateway/errc.hpp"
-#include "gateway/metrics.hpp"
+#include "gateway/core/errc.hpp"
+#include "gateway/metrics/registry.hpp"
 
 #include <array>
 #include <atomic>

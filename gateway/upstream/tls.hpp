@@ -2,7 +2,7 @@
 // peer verification on, trust from a PEM file, PEM text or the system store.
 #pragma once
 
-#include "gateway/net.hpp"
+#include "gateway/core/net.hpp"
 
 #include <boost/asio/ssl/context.hpp>
 #include <boost/assert/source_location.hpp>

@@ -1,6 +1,6 @@
 #include "gateway/validate/image_record.hpp"
 
-#include "gateway/errc.hpp"
+#include "gateway/core/errc.hpp"
 
 #include <cstring>
 #include <ostream>

@@ -3,7 +3,7 @@
 // faults and request counters so tests can assert what the gateway sent upstream.
 #pragma once
 
-#include "gateway/net.hpp"
+#include "gateway/core/net.hpp"
 #include "tests/emulator/pki.hpp"
 
 #include <boost/asio/any_io_executor.hpp>

@@ -1,11 +1,11 @@
-// Fuzzes the downstream request head path of gateway/http_server.cpp without sockets:
+// Fuzzes the downstream request head path of gateway/http/server.cpp without sockets:
 // http::request_parser<http::empty_body> with the session's header_limit and buffer bound,
 // fed whole and one byte at a time (same verdict either way), then the session's framing
-// checks (gateway/request_head.cpp, the code the server runs) and, for a GET/HEAD that passes
+// checks (gateway/http/request_head.cpp, the code the server runs) and, for a GET/HEAD that passes
 // them, the router.
 #include "fuzz_check.hpp"
-#include "gateway/request_head.hpp"
-#include "gateway/route.hpp"
+#include "gateway/http/request_head.hpp"
+#include "gateway/image/route.hpp"
 
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http/empty_body.hpp>

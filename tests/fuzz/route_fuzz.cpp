@@ -2,7 +2,7 @@
 // cache key relies on: a routed id is bounded, valid UTF-8 without control bytes, its
 // canonical form is its percent-encoding, and routing the canonical form is idempotent.
 #include "fuzz_check.hpp"
-#include "gateway/route.hpp"
+#include "gateway/image/route.hpp"
 
 #include <cstddef>
 #include <cstdint>

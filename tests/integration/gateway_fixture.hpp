@@ -3,7 +3,7 @@
 #pragma once
 
 #include "config/settings.hpp"
-#include "gateway/app.hpp"
+#include "gateway/runtime/app.hpp"
 #include "tests/emulator/emulator.hpp"
 #include "tests/support/http_client.hpp"
 

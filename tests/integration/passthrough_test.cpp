@@ -3,7 +3,7 @@
 // the upstream accepted for that account, flights and the shield are per credential, and no
 // credential reaches the log, the metrics or an answer.
 #define BOOST_TEST_MODULE passthrough_test
-#include "gateway/auth.hpp"
+#include "gateway/auth/authorizer.hpp"
 #include "tests/integration/gateway_fixture.hpp"
 #include "tests/support/herd.hpp"
 

@@ -2,7 +2,7 @@
 // (before the cache and before any flight), purge needs the admin token, hostile HTTP is
 // refused and closed, and no credential or upstream detail leaks into answers.
 #define BOOST_TEST_MODULE security_test
-#include "gateway/auth.hpp"
+#include "gateway/auth/authorizer.hpp"
 #include "tests/integration/gateway_fixture.hpp"
 #include "tests/support/herd.hpp"
 

@@ -2,7 +2,7 @@
 // framing errors and graceful shutdown; the same session logic over TLS, and the listener's
 // TLS context (protocol floor, certificate/key errors).
 #define BOOST_TEST_MODULE server_test
-#include "gateway/http_server.hpp"
+#include "gateway/http/server.hpp"
 #include "tests/support/http_client.hpp"
 
 #include <boost/asio/io_context.hpp>

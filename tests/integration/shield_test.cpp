@@ -57,7 +57,7 @@ struct fixture : ts::emulated_upstream {
 }  // namespace
 
 // With one thread sessions and fetches run on the io_context's executor itself, with two on
-// strands (gateway/http_server.hpp, server_options::single_threaded): both must collapse.
+// strands (gateway/http/server.hpp, server_options::single_threaded): both must collapse.
 BOOST_DATA_TEST_CASE_F(fixture, herd_of_500_costs_one_upstream_call, bdata::make({1u, 2u}),
                        threads) {
     settings.server.threads = threads;

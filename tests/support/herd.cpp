@@ -1,6 +1,6 @@
 #include "tests/support/herd.hpp"
 
-#include "gateway/net.hpp"
+#include "gateway/core/net.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

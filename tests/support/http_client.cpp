@@ -3,7 +3,7 @@
 // timeout must hold even when the server hangs.
 #include "tests/support/http_client.hpp"
 
-#include "gateway/net.hpp"
+#include "gateway/core/net.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>

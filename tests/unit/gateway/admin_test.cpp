@@ -1,5 +1,5 @@
-#include "gateway/admin.hpp"
-#include "gateway/metrics.hpp"
+#include "gateway/admin/handler.hpp"
+#include "gateway/metrics/registry.hpp"
 
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>

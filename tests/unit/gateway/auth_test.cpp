@@ -1,4 +1,4 @@
-#include "gateway/auth.hpp"
+#include "gateway/auth/authorizer.hpp"
 
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>

@@ -1,6 +1,6 @@
-#include "gateway/envelope.hpp"
-#include "gateway/errc.hpp"
-#include "gateway/reply.hpp"
+#include "gateway/http/envelope.hpp"
+#include "gateway/core/errc.hpp"
+#include "gateway/http/reply.hpp"
 
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>

@@ -4,7 +4,7 @@
 // timing).
 #include "cache/entry.hpp"
 #include "cache/sharded_cache.hpp"
-#include "gateway/route.hpp"
+#include "gateway/image/route.hpp"
 
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>

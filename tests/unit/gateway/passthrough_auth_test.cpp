@@ -1,7 +1,7 @@
 // Passthrough mode's pure parts: reading a caller's credential from its headers, the proof
 // cache (credential digest → accounts the upstream accepted it for), and the per-credential
 // shields. Injected time, no sockets.
-#include "gateway/auth.hpp"
+#include "gateway/auth/authorizer.hpp"
 #include "gateway/shield/credential_shields.hpp"
 #include "gateway/upstream/client.hpp"
 
@@ -117,8 +117,8 @@ const auto t0 = std::chrono::steady_clock::time_point{} + 1000h;
 const std::string acct_a = "023e105f4ecef8ad9ca31a8372d0c353";
 const std::string acct_b = "11111111111111111111111111111111";
 
-shield::credential_digest digest(unsigned char n) {
-    shield::credential_digest d{};
+imagegate::credential_digest digest(unsigned char n) {
+    imagegate::credential_digest d{};
     d[0] = n;
     d[31] = static_cast<unsigned char>(n ^ 0x5a);
     return d;

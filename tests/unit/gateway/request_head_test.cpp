@@ -1,5 +1,5 @@
-// The request-head rules (gateway/request_head.cpp) on whole heads, table-driven.
-#include "gateway/request_head.hpp"
+// The request-head rules (gateway/http/request_head.cpp) on whole heads, table-driven.
+#include "gateway/http/request_head.hpp"
 
 #include <boost/test/unit_test.hpp>
 

@@ -1,5 +1,5 @@
 #define BOOST_TEST_MODULE unit_gateway
-#include "gateway/route.hpp"
+#include "gateway/image/route.hpp"
 
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>

@@ -1,7 +1,7 @@
 // validate_error_envelope: the Cloudflare error envelope of non-200 answers.
 #include "tests/unit/validate/fixtures.hpp"
 
-#include "gateway/errc.hpp"
+#include "gateway/core/errc.hpp"
 
 #include <boost/test/data/monomorphic.hpp>
 #include <boost/test/data/test_case.hpp>

@@ -2,7 +2,7 @@
 // JSON pointer listed for it below.
 #include "tests/unit/validate/fixtures.hpp"
 
-#include "gateway/errc.hpp"
+#include "gateway/core/errc.hpp"
 
 #include <boost/test/unit_test.hpp>
 

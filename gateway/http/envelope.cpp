@@ -1,4 +1,4 @@
-#include "gateway/envelope.hpp"
+#include "gateway/http/envelope.hpp"
 
 #include <cstdio>
 

@@ -1,6 +1,6 @@
-#include "gateway/auth.hpp"
+#include "gateway/auth/authorizer.hpp"
 
-#include "gateway/upstream/client.hpp"
+#include "gateway/upstream/credential.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -236,7 +236,7 @@ proof_cache::proof_cache(std::chrono::steady_clock::duration ttl, std::size_t ma
       max_credentials_(std::max<std::size_t>(1, max_credentials)),
       max_accounts_(std::max<std::size_t>(1, max_accounts)) {}
 
-void proof_cache::prove(const shield::credential_digest& cred, std::string_view account,
+void proof_cache::prove(const credential_digest& cred, std::string_view account,
                         time_point now) {
     const std::lock_guard lock(mu_);
     // The oldest end holds the credential proved least recently: once its last proof has
@@ -266,7 +266,7 @@ void proof_cache::prove(const shield::credential_digest& cred, std::string_view 
     list.push_back(proof{std::string(account), expires});
 }
 
-bool proof_cache::is_proven(const shield::credential_digest& cred, std::string_view account,
+bool proof_cache::is_proven(const credential_digest& cred, std::string_view account,
                             time_point now) {
     const std::lock_guard lock(mu_);
     const auto* n = proofs_.find(cred);
@@ -278,14 +278,14 @@ bool proof_cache::is_proven(const shield::credential_digest& cred, std::string_v
     });
 }
 
-bool proof_cache::has_any(const shield::credential_digest& cred, time_point now) const {
+bool proof_cache::has_any(const credential_digest& cred, time_point now) const {
     const std::lock_guard lock(mu_);
     const auto* n = proofs_.find(cred);
     return n != nullptr && std::any_of(n->value.begin(), n->value.end(),
                                        [&](const proof& p) { return now < p.expires; });
 }
 
-void proof_cache::revoke(const shield::credential_digest& cred, std::string_view account) {
+void proof_cache::revoke(const credential_digest& cred, std::string_view account) {
     const std::lock_guard lock(mu_);
     auto* n = proofs_.find(cred);
     if (n == nullptr) {
@@ -297,7 +297,7 @@ void proof_cache::revoke(const shield::credential_digest& cred, std::string_view
     }
 }
 
-void proof_cache::revoke_all(const shield::credential_digest& cred) {
+void proof_cache::revoke_all(const credential_digest& cred) {
     const std::lock_guard lock(mu_);
     proofs_.erase(cred);
 }

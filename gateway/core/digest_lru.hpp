@@ -2,16 +2,15 @@
 // least recently used entry is the one a bound or an idle sweep removes first.
 #pragma once
 
-#include "gateway/shield/time.hpp"
-
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <list>
 #include <unordered_map>
 #include <utility>
 
-namespace imagegate::shield {
+namespace imagegate {
 
 /// SHA-256 of a caller's credential: how per-credential state is keyed, never the credential.
 using credential_digest = std::array<unsigned char, 32>;
@@ -30,6 +29,8 @@ struct digest_hash {
 template <class Value>
 class digest_lru {
 public:
+    using time_point = std::chrono::steady_clock::time_point;
+
     struct node {
         credential_digest digest;
         time_point last_used;
@@ -85,4 +86,4 @@ private:
     std::unordered_map<credential_digest, typename std::list<node>::iterator, digest_hash> index_;
 };
 
-}  // namespace imagegate::shield
+}  // namespace imagegate

@@ -1,5 +1,5 @@
 // The request-head rules of the data listener; see request_head.hpp.
-#include "gateway/request_head.hpp"
+#include "gateway/http/request_head.hpp"
 
 #include <boost/beast/http/error.hpp>
 

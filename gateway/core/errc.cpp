@@ -1,4 +1,4 @@
-#include "gateway/errc.hpp"
+#include "gateway/core/errc.hpp"
 
 #include <ostream>
 #include <string>

@@ -1,4 +1,4 @@
-#include "gateway/route.hpp"
+#include "gateway/image/route.hpp"
 
 #include <algorithm>
 #include <array>

@@ -1,4 +1,4 @@
-#include "gateway/metrics.hpp"
+#include "gateway/metrics/registry.hpp"
 
 #include <cstdio>
 

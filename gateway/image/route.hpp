@@ -3,7 +3,7 @@
 #pragma once
 
 #include "cache/key.hpp"
-#include "gateway/errc.hpp"
+#include "gateway/core/errc.hpp"
 
 #include <string>
 #include <string_view>

@@ -1,7 +1,7 @@
-#include "gateway/http_server.hpp"
+#include "gateway/http/server.hpp"
 
-#include "gateway/request_head.hpp"
-#include "gateway/serial_executor.hpp"
+#include "gateway/http/request_head.hpp"
+#include "gateway/core/serial_executor.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>

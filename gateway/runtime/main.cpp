@@ -1,10 +1,10 @@
 // imagegate: a caching gateway for the Cloudflare Images "image details" API.
 // main() only loads the configuration, builds the logger and runs the composition root.
 #include "config/load.hpp"
-#include "gateway/app.hpp"
-#include "gateway/http_server.hpp"
-#include "gateway/logging.hpp"
-#include "gateway/version.hpp"
+#include "gateway/runtime/app.hpp"
+#include "gateway/http/server.hpp"
+#include "gateway/runtime/logging.hpp"
+#include "gateway/core/version.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -1,7 +1,7 @@
 // The admin listener's routes: /healthz, /readyz, /metrics and cache purge.
 #pragma once
 
-#include "gateway/http_server.hpp"
+#include "gateway/http/server.hpp"
 
 #include <atomic>
 #include <functional>

@@ -3,8 +3,8 @@
 // coroutine.
 #pragma once
 
-#include "gateway/net.hpp"
-#include "gateway/reply.hpp"
+#include "gateway/core/net.hpp"
+#include "gateway/http/reply.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
@@ -74,7 +74,7 @@ struct server_options {
     bool single_threaded = false;
     /// When not empty, accepted connections are spread round robin over these executors
     /// instead, each of which must belong to an io_context that exactly one thread runs
-    /// (one io_context per I/O thread, gateway/app.cpp); sessions then never use strands.
+    /// (one io_context per I/O thread, gateway/runtime/app.cpp); sessions then never use strands.
     std::vector<asio::any_io_executor> session_executors;
 };
 

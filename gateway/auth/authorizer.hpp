@@ -4,7 +4,7 @@
 #pragma once
 
 #include "config/settings.hpp"
-#include "gateway/shield/digest_lru.hpp"
+#include "gateway/core/digest_lru.hpp"
 
 #include <boost/beast/http/fields.hpp>
 
@@ -71,7 +71,7 @@ struct caller_credential {
     /// Exactly what is forwarded upstream. Never logged.
     std::shared_ptr<const upstream::credential> cred;
     /// SHA-256 over the credential's kind and value(s): what the gateway remembers.
-    shield::credential_digest digest{};
+    credential_digest digest{};
 };
 
 /// Reads `Authorization: Bearer <token>` (RFC 6750 b64token) or the pair `X-Auth-Email` +
@@ -94,17 +94,17 @@ public:
                 std::size_t max_accounts = 64);
 
     /// The upstream accepted `cred` for `account` at `now` (a 200 or a 404 code 5404).
-    void prove(const shield::credential_digest& cred, std::string_view account, time_point now);
+    void prove(const credential_digest& cred, std::string_view account, time_point now);
     /// Whether a proof of (`cred`, `account`) lasts at `now`.
-    bool is_proven(const shield::credential_digest& cred, std::string_view account,
+    bool is_proven(const credential_digest& cred, std::string_view account,
                    time_point now);
     /// Whether any proof of `cred` lasts at `now`: the upstream accepted it lately, for
     /// some account (it is not a made-up credential).
-    bool has_any(const shield::credential_digest& cred, time_point now) const;
+    bool has_any(const credential_digest& cred, time_point now) const;
     /// The upstream refused `cred` for `account` (403): its proof, if any, is dropped.
-    void revoke(const shield::credential_digest& cred, std::string_view account);
+    void revoke(const credential_digest& cred, std::string_view account);
     /// The upstream refused `cred` outright (401): every proof of it is dropped.
-    void revoke_all(const shield::credential_digest& cred);
+    void revoke_all(const credential_digest& cred);
 
     /// Credentials with at least one remembered proof (expired ones included until swept).
     std::size_t size() const;
@@ -118,7 +118,7 @@ private:
     const std::size_t max_credentials_;
     const std::size_t max_accounts_;
     mutable std::mutex mu_;
-    shield::digest_lru<std::vector<proof>> proofs_;  // guarded by mu_; order = last proof
+    digest_lru<std::vector<proof>> proofs_;  // guarded by mu_; order = last proof
 };
 
 /// Checks `Authorization: Bearer <admin token>` in constant time. An empty `expected` token

@@ -1,9 +1,9 @@
-#include "gateway/admin.hpp"
+#include "gateway/admin/handler.hpp"
 
-#include "gateway/auth.hpp"
-#include "gateway/envelope.hpp"
-#include "gateway/metrics.hpp"
-#include "gateway/route.hpp"
+#include "gateway/auth/authorizer.hpp"
+#include "gateway/http/envelope.hpp"
+#include "gateway/metrics/registry.hpp"
+#include "gateway/image/route.hpp"
 
 #include <array>
 

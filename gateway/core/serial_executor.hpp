@@ -2,7 +2,7 @@
 // an upstream connection, the pool's bookkeeping).
 #pragma once
 
-#include "gateway/net.hpp"
+#include "gateway/core/net.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/strand.hpp>

@@ -1,7 +1,7 @@
-#include "gateway/logging.hpp"
+#include "gateway/runtime/logging.hpp"
 
-#include "gateway/http_server.hpp"
-#include "gateway/route.hpp"
+#include "gateway/http/server.hpp"
+#include "gateway/image/route.hpp"
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>

@@ -2,7 +2,7 @@
 // is either owned or borrowed from a cache entry, and what the access log needs.
 #pragma once
 
-#include "gateway/errc.hpp"
+#include "gateway/core/errc.hpp"
 
 #include <algorithm>
 #include <array>

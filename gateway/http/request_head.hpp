@@ -4,7 +4,7 @@
 // RFC 9112 framing rules the parser leaves to us.
 #pragma once
 
-#include "gateway/errc.hpp"
+#include "gateway/core/errc.hpp"
 
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http/empty_body.hpp>

@@ -1,6 +1,6 @@
-#include "gateway/reply.hpp"
+#include "gateway/http/reply.hpp"
 
-#include "gateway/envelope.hpp"
+#include "gateway/http/envelope.hpp"
 
 #include <boost/beast/http/status.hpp>
 

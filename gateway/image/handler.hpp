@@ -3,7 +3,7 @@
 // client, storing only validated records.
 #pragma once
 
-#include "gateway/http_server.hpp"
+#include "gateway/http/server.hpp"
 
 #include <atomic>
 #include <chrono>

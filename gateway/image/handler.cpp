@@ -1,12 +1,12 @@
-#include "gateway/image_handler.hpp"
+#include "gateway/image/handler.hpp"
 
 #include "cache/entry.hpp"
 #include "cache/key.hpp"
 #include "cache/sharded_cache.hpp"
 #include "cache/single_flight.hpp"
-#include "gateway/auth.hpp"
-#include "gateway/metrics.hpp"
-#include "gateway/route.hpp"
+#include "gateway/auth/authorizer.hpp"
+#include "gateway/metrics/registry.hpp"
+#include "gateway/image/route.hpp"
 #include "gateway/shield/budget.hpp"
 #include "gateway/shield/credential_shields.hpp"
 #include "gateway/shield/retry.hpp"
@@ -39,14 +39,14 @@ using entry_ptr = std::shared_ptr<const cache::entry>;
 /// the same credential, so an answer the upstream gave one credential never reaches another.
 struct flight_key {
     cache::key k;
-    shield::credential_digest cred{};
+    credential_digest cred{};
 
     friend bool operator==(const flight_key&, const flight_key&) = default;
 };
 
 struct flight_key_hash {
     std::size_t operator()(const flight_key& f) const noexcept {
-        return cache::key_hash{}(f.k) ^ (shield::digest_hash{}(f.cred) * 0x9e3779b97f4a7c15ULL);
+        return cache::key_hash{}(f.k) ^ (digest_hash{}(f.cred) * 0x9e3779b97f4a7c15ULL);
     }
 };
 
@@ -223,7 +223,7 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     /// answered it is remembered as a proof or drops one.
     fetch_outcome classify(const cache::key& k, const image_route& route,
                            upstream::response& resp, clock::time_point received,
-                           const shield::credential_digest* cred);
+                           const credential_digest* cred);
 };
 
 namespace {
@@ -372,7 +372,7 @@ struct fetch_done {
 fetch_outcome image_handler::impl::classify(const cache::key& k, const image_route& route,
                                             upstream::response& resp,
                                             clock::time_point received,
-                                            const shield::credential_digest* cred) {
+                                            const credential_digest* cred) {
     // One parser per thread, reused: it keeps its buffers sized for the largest record.
     thread_local simdjson::ondemand::parser parser;
     fetch_outcome out;

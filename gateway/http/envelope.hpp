@@ -2,7 +2,7 @@
 // {"success":false,"errors":[{"code":N,"message":"…"}],"messages":[],"result":null}.
 #pragma once
 
-#include "gateway/errc.hpp"
+#include "gateway/core/errc.hpp"
 
 #include <string>
 #include <string_view>
