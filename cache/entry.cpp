@@ -18,9 +18,9 @@ namespace {
 // Reason phrases are optional (RFC 9112 §4); only the statuses the gateway stores get one.
 std::string_view reason_phrase(unsigned status) noexcept {
     switch (status) {
-        case 200: return "OK";
-        case 404: return "Not Found";
-        default: return {};
+    case 200: return "OK";
+    case 404: return "Not Found";
+    default: return {};
     }
 }
 
@@ -231,27 +231,27 @@ std::shared_ptr<const entry> make_entry(entry_params p) {
 
     const std::size_t trailing = p.key.joined().size() + rendered.size() + p.body.size();
     const std::size_t total = control_block_bytes + sizeof(entry) + trailing;
-    std::shared_ptr<const entry> e = std::allocate_shared<entry>(
-        trailing_allocator<entry>{static_cast<std::uint32_t>(total)}, entry::private_tag{}, p,
-        rendered);
+    std::shared_ptr<const entry> e =
+        std::allocate_shared<entry>(trailing_allocator<entry>{static_cast<std::uint32_t>(total)},
+                                    entry::private_tag{}, p, rendered);
     return e;
 }
 
 std::string_view to_string(entry_kind k) noexcept {
     switch (k) {
-        case entry_kind::positive: return "positive";
-        case entry_kind::negative: return "negative";
-        case entry_kind::draft: return "draft";
+    case entry_kind::positive: return "positive";
+    case entry_kind::negative: return "negative";
+    case entry_kind::draft: return "draft";
     }
     return "unknown";
 }
 
 std::string_view to_string(freshness f) noexcept {
     switch (f) {
-        case freshness::fresh: return "fresh";
-        case freshness::stale_revalidate: return "stale_revalidate";
-        case freshness::stale_if_error: return "stale_if_error";
-        case freshness::expired: return "expired";
+    case freshness::fresh: return "fresh";
+    case freshness::stale_revalidate: return "stale_revalidate";
+    case freshness::stale_if_error: return "stale_if_error";
+    case freshness::expired: return "expired";
     }
     return "unknown";
 }

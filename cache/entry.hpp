@@ -43,11 +43,11 @@ struct entry_params {
     cache::key key{};
     unsigned status = 200;  ///< HTTP status to answer, 100..999 (200, or 404 for negative)
     entry_kind kind = entry_kind::positive;
-    std::string_view body{};     ///< response body, copied into the entry
-    time_point stored_at{};      ///< when the upstream answer was received
-    clock::duration ttl{};       ///< freshness lifetime
-    clock::duration swr{};       ///< stale-while-revalidate, counted from the end of ttl
-    clock::duration sie{};       ///< stale-if-error, counted from the end of ttl
+    std::string_view body{};  ///< response body, copied into the entry
+    time_point stored_at{};   ///< when the upstream answer was received
+    clock::duration ttl{};    ///< freshness lifetime
+    clock::duration swr{};    ///< stale-while-revalidate, counted from the end of ttl
+    clock::duration sie{};    ///< stale-if-error, counted from the end of ttl
 };
 
 /// An immutable cached answer, shared as `std::shared_ptr<const entry>` by the cache and by
@@ -105,9 +105,7 @@ public:
     /// between head() and the blank line that precedes body(). The constant Content-Type
     /// is not stored: 32 bytes less per entry.
     std::string_view head() const noexcept { return {data() + key_size_, head_size_}; }
-    std::string_view body() const noexcept {
-        return {data() + key_size_ + head_size_, body_size_};
-    }
+    std::string_view body() const noexcept { return {data() + key_size_ + head_size_, body_size_}; }
 
     time_point stored_at() const noexcept { return stored_at_; }
     time_point fresh_until() const noexcept { return at(fresh_ms_); }

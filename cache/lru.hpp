@@ -65,8 +65,7 @@ public:
     static constexpr std::size_t block_nodes = 256;
     /// Memory one stored value costs the index: its node plus its worst-case share of the
     /// table (4 bytes at 3/8 load).
-    static constexpr std::size_t index_bytes_per_value =
-        sizeof(node) + (sizeof(index) * 8 + 2) / 3;
+    static constexpr std::size_t index_bytes_per_value = sizeof(node) + (sizeof(index) * 8 + 2) / 3;
 
     /// What `put` did.
     struct put_result {
@@ -180,9 +179,7 @@ private:
     std::size_t home(std::size_t hash) const noexcept {
         return static_cast<std::size_t>((hash * 0x9e3779b97f4a7c15ULL) >> shift_);
     }
-    std::size_t home_of(index i) const {
-        return home(Traits::hash(Traits::key_of(at(i).value)));
-    }
+    std::size_t home_of(index i) const { return home(Traits::hash(Traits::key_of(at(i).value))); }
 
     // Table position holding the node whose key equals `k`, or npos_pos.
     std::size_t find(const key_type& k, std::size_t hash) const {

@@ -156,9 +156,8 @@ stats sharded_cache::snapshot() const noexcept {
 shard_stats sharded_cache::shard_snapshot(std::uint32_t index) const {
     const shard& s = *shards_.at(index);
     const std::lock_guard lock(s.mu_);
-    return {.bytes = s.lru_.bytes(),
-            .entries = s.lru_.size(),
-            .max_bytes = s.lru_.limits().max_bytes};
+    return {
+        .bytes = s.lru_.bytes(), .entries = s.lru_.size(), .max_bytes = s.lru_.limits().max_bytes};
 }
 
 std::ostream& operator<<(std::ostream& os, const stats& s) {
@@ -168,8 +167,8 @@ std::ostream& operator<<(std::ostream& os, const stats& s) {
 }
 
 std::ostream& operator<<(std::ostream& os, const shard_stats& s) {
-    return os << "{bytes=" << s.bytes << " entries=" << s.entries
-              << " max_bytes=" << s.max_bytes << '}';
+    return os << "{bytes=" << s.bytes << " entries=" << s.entries << " max_bytes=" << s.max_bytes
+              << '}';
 }
 
 }  // namespace imagegate::cache

@@ -19,12 +19,12 @@ namespace imagegate::cache {
 
 /// Construction parameters; the gateway maps `config` settings onto them.
 struct options {
-    std::uint64_t max_bytes = 0;        ///< accounted bytes of all shards together, at most
-    std::uint64_t max_entries = 0;      ///< entries of all shards together; 0 = unbounded
+    std::uint64_t max_bytes = 0;    ///< accounted bytes of all shards together, at most
+    std::uint64_t max_entries = 0;  ///< entries of all shards together; 0 = unbounded
     /// An entry charged more than this (`charged_bytes`, not the body size) is not stored;
     /// 0 = only the shard budget limits it.
     std::uint64_t max_entry_bytes = 0;
-    std::uint32_t shards = 16;          ///< a power of two, >= 1
+    std::uint32_t shards = 16;  ///< a power of two, >= 1
 };
 
 /// Counters since construction, and the current gauges. Each field is read separately with

@@ -30,7 +30,8 @@ public:
     /// Waits for the result until `deadline`. Must be called from a coroutine running on a
     /// strand (or a single-threaded executor): the wake-up runs on that executor, so it
     /// cannot run between registering and suspending. Returns nothing on timeout.
-    boost::asio::awaitable<std::optional<Value>> wait(std::chrono::steady_clock::time_point deadline) {
+    boost::asio::awaitable<std::optional<Value>> wait(
+        std::chrono::steady_clock::time_point deadline) {
         auto ex = co_await boost::asio::this_coro::executor;
         auto timer = std::make_shared<boost::asio::steady_timer>(ex, deadline);
         {
@@ -74,8 +75,8 @@ private:
         std::shared_ptr<boost::asio::steady_timer> timer;
     };
     mutable std::mutex mu_;
-    std::optional<Value> result_;   // guarded by mu_
-    std::vector<waiter> waiters_;   // guarded by mu_
+    std::optional<Value> result_;  // guarded by mu_
+    std::vector<waiter> waiters_;  // guarded by mu_
 };
 
 /// The registry of flights by key. Results are delivered to the callers waiting at the

@@ -96,7 +96,8 @@ std::vector<config_error> check(const settings& s) {
         errors.push_back({"auth.allow_anonymous",
                           "server.listen is not a loopback address and no [[auth.client_keys]] "
                           "are configured: add client keys, or set auth.allow_anonymous = true "
-                          "to serve anyone who can reach " + s.server.listen});
+                          "to serve anyone who can reach " +
+                              s.server.listen});
     }
     if (s.server.tls_cert.empty() != s.server.tls_key.empty()) {
         errors.push_back({s.server.tls_cert.empty() ? "server.tls_cert" : "server.tls_key",

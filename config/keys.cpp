@@ -137,12 +137,9 @@ std::string quote(std::string_view text) {
 /// A bound in the key's own unit, for "must be between ..." messages.
 std::string format_bound(value_kind kind, std::uint64_t bound) {
     switch (kind) {
-        case value_kind::size:
-            return format_size(bound);
-        case value_kind::interval:
-            return format_duration(duration(static_cast<duration::rep>(bound)));
-        default:
-            return std::to_string(bound);
+    case value_kind::size: return format_size(bound);
+    case value_kind::interval: return format_duration(duration(static_cast<duration::rep>(bound)));
+    default: return std::to_string(bound);
     }
 }
 
@@ -190,40 +187,28 @@ const key_spec* find_key(std::string_view path) {
 
 std::string_view expected(value_kind kind) {
     switch (kind) {
-        case value_kind::text:
-            return "a string";
-        case value_kind::host_port:
-            return "HOST:PORT such as \"127.0.0.1:8080\" or \"[::1]:8080\" (port 0..65535)";
-        case value_kind::url:
-            return "an https:// or http:// URL with a host and no user info, query or fragment";
-        case value_kind::log_level:
-            return "one of trace, debug, info, warn, error, critical, off";
-        case value_kind::log_format:
-            return "text or json";
-        case value_kind::count:
-            return "a non-negative integer";
-        case value_kind::size:
-            return "a size such as \"256MiB\", \"64KB\" or a byte count";
-        case value_kind::interval:
-            return "a duration string such as \"1500ms\", \"5s\", \"1h30m\"";
-        case value_kind::boolean:
-            return "true or false";
+    case value_kind::text: return "a string";
+    case value_kind::host_port:
+        return "HOST:PORT such as \"127.0.0.1:8080\" or \"[::1]:8080\" (port 0..65535)";
+    case value_kind::url:
+        return "an https:// or http:// URL with a host and no user info, query or fragment";
+    case value_kind::log_level: return "one of trace, debug, info, warn, error, critical, off";
+    case value_kind::log_format: return "text or json";
+    case value_kind::count: return "a non-negative integer";
+    case value_kind::size: return "a size such as \"256MiB\", \"64KB\" or a byte count";
+    case value_kind::interval: return "a duration string such as \"1500ms\", \"5s\", \"1h30m\"";
+    case value_kind::boolean: return "true or false";
     }
     return "a value";
 }
 
 std::optional<key_value> parse_text(const key_spec& key, std::string_view text) {
     switch (key.kind) {
-        case value_kind::count:
-            return as_value(parse_count(text));
-        case value_kind::size:
-            return as_value(parse_size(text));
-        case value_kind::interval:
-            return as_value(parse_duration(text));
-        case value_kind::boolean:
-            return as_value(parse_bool(text));
-        default:
-            return as_value(std::optional<std::string>(text));
+    case value_kind::count: return as_value(parse_count(text));
+    case value_kind::size: return as_value(parse_size(text));
+    case value_kind::interval: return as_value(parse_duration(text));
+    case value_kind::boolean: return as_value(parse_bool(text));
+    default: return as_value(std::optional<std::string>(text));
     }
 }
 
@@ -233,18 +218,16 @@ std::optional<std::string> validate(const key_spec& key, const key_value& v) {
         overloaded{
             [&](const std::string& text) -> std::optional<std::string> {
                 switch (key.kind) {
-                    case value_kind::text:
-                        return std::nullopt;
-                    case value_kind::host_port:
-                        return parse_host_port(text) ? std::nullopt : std::optional(wrong());
-                    case value_kind::url:
-                        return parse_upstream_url(text) ? std::nullopt : std::optional(wrong());
-                    case value_kind::log_level:
-                        return is_one_of(text, log_levels) ? std::nullopt : std::optional(wrong());
-                    case value_kind::log_format:
-                        return is_one_of(text, log_formats) ? std::nullopt : std::optional(wrong());
-                    default:
-                        return wrong();
+                case value_kind::text: return std::nullopt;
+                case value_kind::host_port:
+                    return parse_host_port(text) ? std::nullopt : std::optional(wrong());
+                case value_kind::url:
+                    return parse_upstream_url(text) ? std::nullopt : std::optional(wrong());
+                case value_kind::log_level:
+                    return is_one_of(text, log_levels) ? std::nullopt : std::optional(wrong());
+                case value_kind::log_format:
+                    return is_one_of(text, log_formats) ? std::nullopt : std::optional(wrong());
+                default: return wrong();
                 }
             },
             [&](std::uint64_t n) -> std::optional<std::string> {
@@ -324,11 +307,9 @@ std::string format_text(const key_spec& key, const settings& s) {
 std::string format_toml(const key_spec& key, const settings& s) {
     const auto text = format_text(key, s);
     switch (key.kind) {
-        case value_kind::count:
-        case value_kind::boolean:
-            return text;
-        default:
-            return quote(text);
+    case value_kind::count:
+    case value_kind::boolean: return text;
+    default: return quote(text);
     }
 }
 

@@ -76,9 +76,9 @@ std::vector<config_error> load_admin_token(settings& s) {
     const std::string_view text = file.text;
     const auto token = trim(text.substr(0, text.find('\n')));
     if (token.size() < 16 || !is_valid_token(token)) {
-        errors.push_back({"admin.token_file",
-                          "the first line of " + path +
-                              " must be a token of at least 16 visible ASCII characters"});
+        errors.push_back(
+            {"admin.token_file", "the first line of " + path +
+                                     " must be a token of at least 16 visible ASCII characters"});
         return errors;
     }
     s.secret.admin_token = std::string(token);

@@ -21,20 +21,13 @@ std::string where(std::string_view origin, const toml::source_region& region) {
 
 std::string_view type_name(const toml::node& node) {
     switch (node.type()) {
-        case toml::node_type::string:
-            return "a string";
-        case toml::node_type::integer:
-            return "an integer";
-        case toml::node_type::floating_point:
-            return "a float";
-        case toml::node_type::boolean:
-            return "a boolean";
-        case toml::node_type::table:
-            return "a table";
-        case toml::node_type::array:
-            return "an array";
-        default:
-            return "a date or time";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    default: return "a date or time";
     }
 }
 
@@ -91,20 +84,19 @@ std::optional<std::string> assign_node(const key_spec& key, const toml::node& no
         return assign_text(key, node.as_string()->get(), s);
     };
     switch (key.kind) {
-        case value_kind::count:
-            return node.is_integer() ? from_integer() : wrong_type();
-        case value_kind::size:
-            // Sizes may be written either way: 1048576 or "1MiB".
-            if (node.is_integer()) {
-                return from_integer();
-            }
-            return node.is_string() ? from_string() : wrong_type();
-        case value_kind::boolean:
-            return node.is_boolean() ? assign(key, key_value(node.as_boolean()->get()), s)
-                                     : wrong_type();
-        default:
-            // Durations too: a bare integer would leave the unit to guesswork.
-            return node.is_string() ? from_string() : wrong_type();
+    case value_kind::count: return node.is_integer() ? from_integer() : wrong_type();
+    case value_kind::size:
+        // Sizes may be written either way: 1048576 or "1MiB".
+        if (node.is_integer()) {
+            return from_integer();
+        }
+        return node.is_string() ? from_string() : wrong_type();
+    case value_kind::boolean:
+        return node.is_boolean() ? assign(key, key_value(node.as_boolean()->get()), s)
+                                 : wrong_type();
+    default:
+        // Durations too: a bare integer would leave the unit to guesswork.
+        return node.is_string() ? from_string() : wrong_type();
     }
 }
 

@@ -28,9 +28,7 @@ bool is_get(const request& req) {
 
 }  // namespace
 
-asio::awaitable<reply> admin_handler::handle(request req) {
-    co_return answer(req);
-}
+asio::awaitable<reply> admin_handler::handle(request req) { co_return answer(req); }
 
 reply admin_handler::answer(const request& req) {
     const std::string_view path = request_path(req.target);
@@ -105,10 +103,11 @@ reply admin_handler::answer(const request& req) {
             return error(errc::invalid_image_id, "purge");
         }
         const bool removed = purge_.image ? purge_.image(account, percent_encode(decoded)) : false;
-        return json_reply(200,
-                          std::string(R"({"success":true,"errors":[],"messages":[],"result":{"purged":)") +
-                              (removed ? "1" : "0") + "}}",
-                          "purge");
+        return json_reply(
+            200,
+            std::string(R"({"success":true,"errors":[],"messages":[],"result":{"purged":)") +
+                (removed ? "1" : "0") + "}}",
+            "purge");
     }
     return error(errc::route_not_found, "not_found");
 }

@@ -79,8 +79,7 @@ authorizer::authorizer(const std::vector<config::client_key>& keys) {
     }
 }
 
-authorizer::verdict authorizer::check(const http::fields* headers,
-                                      std::string_view account) const {
+authorizer::verdict authorizer::check(const http::fields* headers, std::string_view account) const {
     if (keys_.empty()) {
         return verdict::allowed;
     }
@@ -99,9 +98,8 @@ authorizer::verdict authorizer::check(const http::fields* headers,
     if (match == nullptr) {
         return verdict::unauthorized;
     }
-    if (match->all_accounts ||
-        std::find(match->accounts.begin(), match->accounts.end(), account) !=
-            match->accounts.end()) {
+    if (match->all_accounts || std::find(match->accounts.begin(), match->accounts.end(), account) !=
+                                   match->accounts.end()) {
         return verdict::allowed;
     }
     return verdict::forbidden;
@@ -109,9 +107,9 @@ authorizer::verdict authorizer::check(const http::fields* headers,
 
 std::ostream& operator<<(std::ostream& os, authorizer::verdict v) {
     switch (v) {
-        case authorizer::verdict::allowed: return os << "allowed";
-        case authorizer::verdict::unauthorized: return os << "unauthorized";
-        case authorizer::verdict::forbidden: return os << "forbidden";
+    case authorizer::verdict::allowed: return os << "allowed";
+    case authorizer::verdict::unauthorized: return os << "unauthorized";
+    case authorizer::verdict::forbidden: return os << "forbidden";
     }
     return os << "verdict(?)";
 }
@@ -144,9 +142,8 @@ bool is_b64token(std::string_view v) {
 // Visible ASCII only (no space, no control bytes, no obs-text): nothing that could split or
 // fold a header line on its way upstream.
 bool is_visible_ascii(std::string_view v) {
-    return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) {
-        return c > ' ' && c < '\x7f';
-    });
+    return !v.empty() &&
+           std::all_of(v.begin(), v.end(), [](char c) { return c > ' ' && c < '\x7f'; });
 }
 
 // The single value of `name`; nullopt when absent; "malformed" (set) when repeated.
@@ -223,9 +220,9 @@ caller_credential read_caller_credential(const http::fields* headers) {
 
 std::ostream& operator<<(std::ostream& os, caller_credential::status s) {
     switch (s) {
-        case caller_credential::status::ok: return os << "ok";
-        case caller_credential::status::missing: return os << "missing";
-        case caller_credential::status::malformed: return os << "malformed";
+    case caller_credential::status::ok: return os << "ok";
+    case caller_credential::status::missing: return os << "missing";
+    case caller_credential::status::malformed: return os << "malformed";
     }
     return os << "status(?)";
 }
@@ -236,8 +233,7 @@ proof_cache::proof_cache(std::chrono::steady_clock::duration ttl, std::size_t ma
       max_credentials_(std::max<std::size_t>(1, max_credentials)),
       max_accounts_(std::max<std::size_t>(1, max_accounts)) {}
 
-void proof_cache::prove(const credential_digest& cred, std::string_view account,
-                        time_point now) {
+void proof_cache::prove(const credential_digest& cred, std::string_view account, time_point now) {
     const std::lock_guard lock(mu_);
     // The oldest end holds the credential proved least recently: once its last proof has
     // expired, every proof of it has.
@@ -273,9 +269,8 @@ bool proof_cache::is_proven(const credential_digest& cred, std::string_view acco
     if (n == nullptr) {
         return false;
     }
-    return std::any_of(n->value.begin(), n->value.end(), [&](const proof& p) {
-        return p.account == account && now < p.expires;
-    });
+    return std::any_of(n->value.begin(), n->value.end(),
+                       [&](const proof& p) { return p.account == account && now < p.expires; });
 }
 
 bool proof_cache::has_any(const credential_digest& cred, time_point now) const {

@@ -96,8 +96,7 @@ public:
     /// The upstream accepted `cred` for `account` at `now` (a 200 or a 404 code 5404).
     void prove(const credential_digest& cred, std::string_view account, time_point now);
     /// Whether a proof of (`cred`, `account`) lasts at `now`.
-    bool is_proven(const credential_digest& cred, std::string_view account,
-                   time_point now);
+    bool is_proven(const credential_digest& cred, std::string_view account, time_point now);
     /// Whether any proof of `cred` lasts at `now`: the upstream accepted it lately, for
     /// some account (it is not a made-up credential).
     bool has_any(const credential_digest& cred, time_point now) const;

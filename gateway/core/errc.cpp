@@ -14,44 +14,38 @@ struct errc_info {
 
 errc_info info(errc e) noexcept {
     switch (e) {
-        case errc::bad_request: return {400, 99400, "Malformed request"};
-        case errc::invalid_account_id:
-            return {400, 99401, "account_id must be 32 lowercase hexadecimal characters"};
-        case errc::invalid_image_id:
-            return {400, 99402, "image_id is not a valid percent-encoded image identifier"};
-        case errc::route_not_found: return {404, 99404, "No route for that URI"};
-        case errc::method_not_allowed: return {405, 99405, "Method not allowed on this route"};
-        case errc::header_too_large:
-            return {431, 99431, "Request header fields too large"};
-        case errc::unauthorized: return {401, 99410, "Authentication required"};
-        case errc::forbidden: return {403, 99411, "Not allowed to read this account"};
-        case errc::http_version_not_supported:
-            return {505, 99510, "HTTP version not supported"};
-        case errc::too_many_connections: return {503, 99533, "Too many connections"};
-        case errc::upstream_connect_failed:
-            return {502, 99502, "Could not connect to the upstream API"};
-        case errc::upstream_tls_failed:
-            return {502, 99503, "TLS with the upstream API failed"};
-        case errc::upstream_timeout: return {504, 99504, "The upstream API timed out"};
-        case errc::upstream_bad_status:
-            return {502, 99505, "The upstream API answered with a server error"};
-        case errc::upstream_too_large:
-            return {502, 99506, "The upstream response was too large"};
-        case errc::upstream_protocol_error:
-            return {502, 99507, "The upstream response was malformed"};
-        case errc::invalid_upstream_json:
-            return {502, 99508, "The upstream answered an invalid image record"};
-        case errc::upstream_rate_limited:
-            return {429, 99429, "The upstream API is rate limiting this token"};
-        case errc::budget_exhausted:
-            return {429, 99430, "The gateway's upstream request budget is exhausted"};
-        case errc::pool_exhausted:
-            return {503, 99530, "No upstream connection available"};
-        case errc::single_flight_timeout:
-            return {504, 99531, "Timed out waiting for the upstream answer"};
-        case errc::shutting_down: return {503, 99532, "The gateway is shutting down"};
-        case errc::not_implemented: return {501, 99501, "Not implemented"};
-        case errc::internal_error: return {500, 99500, "Internal gateway error"};
+    case errc::bad_request: return {400, 99400, "Malformed request"};
+    case errc::invalid_account_id:
+        return {400, 99401, "account_id must be 32 lowercase hexadecimal characters"};
+    case errc::invalid_image_id:
+        return {400, 99402, "image_id is not a valid percent-encoded image identifier"};
+    case errc::route_not_found: return {404, 99404, "No route for that URI"};
+    case errc::method_not_allowed: return {405, 99405, "Method not allowed on this route"};
+    case errc::header_too_large: return {431, 99431, "Request header fields too large"};
+    case errc::unauthorized: return {401, 99410, "Authentication required"};
+    case errc::forbidden: return {403, 99411, "Not allowed to read this account"};
+    case errc::http_version_not_supported: return {505, 99510, "HTTP version not supported"};
+    case errc::too_many_connections: return {503, 99533, "Too many connections"};
+    case errc::upstream_connect_failed:
+        return {502, 99502, "Could not connect to the upstream API"};
+    case errc::upstream_tls_failed: return {502, 99503, "TLS with the upstream API failed"};
+    case errc::upstream_timeout: return {504, 99504, "The upstream API timed out"};
+    case errc::upstream_bad_status:
+        return {502, 99505, "The upstream API answered with a server error"};
+    case errc::upstream_too_large: return {502, 99506, "The upstream response was too large"};
+    case errc::upstream_protocol_error: return {502, 99507, "The upstream response was malformed"};
+    case errc::invalid_upstream_json:
+        return {502, 99508, "The upstream answered an invalid image record"};
+    case errc::upstream_rate_limited:
+        return {429, 99429, "The upstream API is rate limiting this token"};
+    case errc::budget_exhausted:
+        return {429, 99430, "The gateway's upstream request budget is exhausted"};
+    case errc::pool_exhausted: return {503, 99530, "No upstream connection available"};
+    case errc::single_flight_timeout:
+        return {504, 99531, "Timed out waiting for the upstream answer"};
+    case errc::shutting_down: return {503, 99532, "The gateway is shutting down"};
+    case errc::not_implemented: return {501, 99501, "Not implemented"};
+    case errc::internal_error: return {500, 99500, "Internal gateway error"};
     }
     return {500, 99500, "Internal gateway error"};
 }
@@ -73,37 +67,35 @@ const boost::system::error_category& imagegate_category() noexcept {
 
 std::string_view to_string(errc e) noexcept {
     switch (e) {
-        case errc::bad_request: return "bad_request";
-        case errc::invalid_account_id: return "invalid_account_id";
-        case errc::invalid_image_id: return "invalid_image_id";
-        case errc::route_not_found: return "route_not_found";
-        case errc::method_not_allowed: return "method_not_allowed";
-        case errc::header_too_large: return "header_too_large";
-        case errc::unauthorized: return "unauthorized";
-        case errc::forbidden: return "forbidden";
-        case errc::http_version_not_supported: return "http_version_not_supported";
-        case errc::too_many_connections: return "too_many_connections";
-        case errc::upstream_connect_failed: return "upstream_connect_failed";
-        case errc::upstream_tls_failed: return "upstream_tls_failed";
-        case errc::upstream_timeout: return "upstream_timeout";
-        case errc::upstream_bad_status: return "upstream_bad_status";
-        case errc::upstream_too_large: return "upstream_too_large";
-        case errc::upstream_protocol_error: return "upstream_protocol_error";
-        case errc::invalid_upstream_json: return "invalid_upstream_json";
-        case errc::upstream_rate_limited: return "upstream_rate_limited";
-        case errc::budget_exhausted: return "budget_exhausted";
-        case errc::pool_exhausted: return "pool_exhausted";
-        case errc::single_flight_timeout: return "single_flight_timeout";
-        case errc::shutting_down: return "shutting_down";
-        case errc::not_implemented: return "not_implemented";
-        case errc::internal_error: return "internal_error";
+    case errc::bad_request: return "bad_request";
+    case errc::invalid_account_id: return "invalid_account_id";
+    case errc::invalid_image_id: return "invalid_image_id";
+    case errc::route_not_found: return "route_not_found";
+    case errc::method_not_allowed: return "method_not_allowed";
+    case errc::header_too_large: return "header_too_large";
+    case errc::unauthorized: return "unauthorized";
+    case errc::forbidden: return "forbidden";
+    case errc::http_version_not_supported: return "http_version_not_supported";
+    case errc::too_many_connections: return "too_many_connections";
+    case errc::upstream_connect_failed: return "upstream_connect_failed";
+    case errc::upstream_tls_failed: return "upstream_tls_failed";
+    case errc::upstream_timeout: return "upstream_timeout";
+    case errc::upstream_bad_status: return "upstream_bad_status";
+    case errc::upstream_too_large: return "upstream_too_large";
+    case errc::upstream_protocol_error: return "upstream_protocol_error";
+    case errc::invalid_upstream_json: return "invalid_upstream_json";
+    case errc::upstream_rate_limited: return "upstream_rate_limited";
+    case errc::budget_exhausted: return "budget_exhausted";
+    case errc::pool_exhausted: return "pool_exhausted";
+    case errc::single_flight_timeout: return "single_flight_timeout";
+    case errc::shutting_down: return "shutting_down";
+    case errc::not_implemented: return "not_implemented";
+    case errc::internal_error: return "internal_error";
     }
     return "unknown";
 }
 
-std::ostream& operator<<(std::ostream& os, errc e) {
-    return os << to_string(e);
-}
+std::ostream& operator<<(std::ostream& os, errc e) { return os << to_string(e); }
 
 unsigned to_http_status(errc e) noexcept { return info(e).http_status; }
 std::uint32_t to_envelope_code(errc e) noexcept { return info(e).envelope_code; }

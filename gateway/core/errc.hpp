@@ -15,14 +15,14 @@ namespace imagegate {
 /// README "Error codes" documents each one's HTTP status and envelope code.
 enum class errc : int {
     // Client errors
-    bad_request = 1,         ///< malformed HTTP, a body on GET, bad framing
-    invalid_account_id,      ///< account_id is not 32 lowercase hex characters
-    invalid_image_id,        ///< image_id empty, `.`/`..`, bad %-encoding, not UTF-8, > 1024 B
-    route_not_found,         ///< no such endpoint (includes images/v1/keys, stats, variants, blob)
-    method_not_allowed,      ///< the image route takes GET and HEAD only
-    header_too_large,        ///< request line + headers over server.max_header_bytes
-    unauthorized,            ///< no or unknown client credential
-    forbidden,               ///< the credential may not read this account
+    bad_request = 1,     ///< malformed HTTP, a body on GET, bad framing
+    invalid_account_id,  ///< account_id is not 32 lowercase hex characters
+    invalid_image_id,    ///< image_id empty, `.`/`..`, bad %-encoding, not UTF-8, > 1024 B
+    route_not_found,     ///< no such endpoint (includes images/v1/keys, stats, variants, blob)
+    method_not_allowed,  ///< the image route takes GET and HEAD only
+    header_too_large,    ///< request line + headers over server.max_header_bytes
+    unauthorized,        ///< no or unknown client credential
+    forbidden,           ///< the credential may not read this account
     http_version_not_supported,  ///< not HTTP/1.0 or HTTP/1.1
     too_many_connections,        ///< server.max_connections reached
     // Upstream errors
@@ -62,14 +62,29 @@ std::string_view to_string(errc e) noexcept;
 
 /// All enumerators, for exhaustive tests and the README table.
 inline constexpr errc all_errcs[] = {
-    errc::bad_request,         errc::invalid_account_id,      errc::invalid_image_id,
-    errc::route_not_found,     errc::method_not_allowed,      errc::header_too_large,
-    errc::unauthorized,        errc::forbidden,               errc::http_version_not_supported,
-    errc::too_many_connections, errc::upstream_connect_failed,
-    errc::upstream_tls_failed, errc::upstream_timeout,        errc::upstream_bad_status,
-    errc::upstream_too_large,  errc::upstream_protocol_error, errc::invalid_upstream_json,
-    errc::upstream_rate_limited, errc::budget_exhausted,      errc::pool_exhausted,
-    errc::single_flight_timeout, errc::shutting_down,         errc::not_implemented,
+    errc::bad_request,
+    errc::invalid_account_id,
+    errc::invalid_image_id,
+    errc::route_not_found,
+    errc::method_not_allowed,
+    errc::header_too_large,
+    errc::unauthorized,
+    errc::forbidden,
+    errc::http_version_not_supported,
+    errc::too_many_connections,
+    errc::upstream_connect_failed,
+    errc::upstream_tls_failed,
+    errc::upstream_timeout,
+    errc::upstream_bad_status,
+    errc::upstream_too_large,
+    errc::upstream_protocol_error,
+    errc::invalid_upstream_json,
+    errc::upstream_rate_limited,
+    errc::budget_exhausted,
+    errc::pool_exhausted,
+    errc::single_flight_timeout,
+    errc::shutting_down,
+    errc::not_implemented,
     errc::internal_error,
 };
 

@@ -22,8 +22,8 @@ void append_status_line(head_buffer& out, unsigned status) {
     out += "HTTP/1.1 ";
     out += std::to_string(status);
     out += ' ';
-    const auto reason = boost::beast::http::obsolete_reason(
-        static_cast<boost::beast::http::status>(status));
+    const auto reason =
+        boost::beast::http::obsolete_reason(static_cast<boost::beast::http::status>(status));
     out.append(std::string_view(reason.data(), reason.size()));
     out += "\r\n";
 }

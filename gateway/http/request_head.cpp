@@ -39,8 +39,8 @@ bool names_other_version(std::string_view head) noexcept {
 
 }  // namespace
 
-std::size_t put_head(http::request_parser<http::empty_body>& parser, boost::asio::const_buffer bytes,
-                     boost::system::error_code& ec) {
+std::size_t put_head(http::request_parser<http::empty_body>& parser,
+                     boost::asio::const_buffer bytes, boost::system::error_code& ec) {
     const std::size_t used = parser.put(bytes, ec);
     if (ec == http::error::need_more) {
         return used;
@@ -95,9 +95,9 @@ std::optional<errc> check_request(const http::request_parser<http::empty_body>& 
             ++hosts;
         } else if (f.name() == http::field::content_length) {
             ++content_lengths;
-            content_length_not_digits = content_length_not_digits ||
-                                        f.value().find_first_not_of("0123456789") !=
-                                            boost::beast::string_view::npos;
+            content_length_not_digits =
+                content_length_not_digits ||
+                f.value().find_first_not_of("0123456789") != boost::beast::string_view::npos;
         }
     }
     // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.

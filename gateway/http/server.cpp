@@ -214,8 +214,7 @@ std::optional<boost::system::error_code> parse_buffered(
 // complete, so the bytes consumed by a successful put() are exactly the head.
 template <class Stream>
 asio::awaitable<boost::system::error_code> read_header(
-    Stream& stream, beast::flat_buffer& buffer,
-    http::request_parser<http::empty_body>& parser) {
+    Stream& stream, beast::flat_buffer& buffer, http::request_parser<http::empty_body>& parser) {
     for (;;) {
         if (auto done = parse_buffered(buffer, parser)) {
             co_return *done;
@@ -361,7 +360,8 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
         if (st->observer) {
             exchange_record rec_out;
             rec_out.listener = o.name;
-            rec_out.method = rec ? std::string_view{"-"} : std::string_view(http::to_string(req.method));
+            rec_out.method =
+                rec ? std::string_view{"-"} : std::string_view(http::to_string(req.method));
             rec_out.target = req.target;
             rec_out.request_id = req.id;
             rec_out.route = r.route;
@@ -539,8 +539,8 @@ asio::awaitable<void> idle_reaper(std::shared_ptr<server_state> st) {
             asio::post(ctl->strand, [ctl] {
                 // Still the wait the reaper saw: a session that got its request cleared or
                 // re-armed the deadline on this strand before this ran.
-                if (ctl->stream != nullptr &&
-                    ctl->idle_deadline.load(std::memory_order_relaxed) == session_control::expired) {
+                if (ctl->stream != nullptr && ctl->idle_deadline.load(std::memory_order_relaxed) ==
+                                                  session_control::expired) {
                     boost::system::error_code ignored;
                     ctl->stream->socket().close(ignored);
                 }
@@ -563,9 +563,7 @@ struct listener_task_done {
 
 // OpenSSL's default passphrase callback prompts on the terminal; an encrypted key must make
 // start-up fail instead.
-int no_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*user*/) {
-    return 0;
-}
+int no_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*user*/) { return 0; }
 
 // The reason of the earliest queued OpenSSL error, the root cause ("no start line" rather
 // than the "PEM lib" stacked on it), then clears the queue. Reason strings name what failed,
@@ -590,8 +588,8 @@ void throw_exception_from_error(const listener_tls_error& e, const boost::source
     boost::throw_exception(std::runtime_error(e.key + ": " + e.reason), loc);
 }
 
-boost::system::result<std::shared_ptr<ssl::context>, listener_tls_error>
-make_listener_tls_context(const std::string& cert_file, const std::string& key_file) {
+boost::system::result<std::shared_ptr<ssl::context>, listener_tls_error> make_listener_tls_context(
+    const std::string& cert_file, const std::string& key_file) {
     ERR_clear_error();
     auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
     SSL_CTX* native = ctx->native_handle();
@@ -634,15 +632,13 @@ make_listener_tls_context(const std::string& cert_file, const std::string& key_f
     const std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
         PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr), &EVP_PKEY_free);
     if (!key) {
-        return listener_tls_error{"server.tls_key",
-                                  "no unencrypted PEM private key in '" + key_file +
-                                      "': " + openssl_reason()};
+        return listener_tls_error{"server.tls_key", "no unencrypted PEM private key in '" +
+                                                        key_file + "': " + openssl_reason()};
     }
     if (SSL_CTX_use_PrivateKey(native, key.get()) != 1 || SSL_CTX_check_private_key(native) != 1) {
         return listener_tls_error{"server.tls_key", "the private key in '" + key_file +
                                                         "' does not match the certificate in '" +
-                                                        cert_file + "' (" + openssl_reason() +
-                                                        ")"};
+                                                        cert_file + "' (" + openssl_reason() + ")"};
     }
     return ctx;
 }
@@ -651,8 +647,7 @@ http_server::http_server(asio::io_context& ioc, server_options opts, handler_fn 
                          observer_fn observer, std::shared_ptr<spdlog::logger> log,
                          std::shared_ptr<ssl::context> tls)
     : state_(std::make_shared<server_state>(ioc, std::move(opts), std::move(handler),
-                                            std::move(observer), std::move(log),
-                                            std::move(tls))) {
+                                            std::move(observer), std::move(log), std::move(tls))) {
     auto& st = *state_;
     st.id_prefix = random_prefix();
     {
@@ -684,9 +679,7 @@ http_server::http_server(asio::io_context& ioc, server_options opts, handler_fn 
     fail("listen");
 }
 
-http_server::~http_server() {
-    stop();
-}
+http_server::~http_server() { stop(); }
 
 std::uint16_t http_server::port() const noexcept {
     boost::system::error_code ec;
@@ -744,9 +737,7 @@ std::uint64_t http_server::refused_connections() const noexcept {
     return state_->refused.load(std::memory_order_relaxed);
 }
 
-bool http_server::is_tls() const noexcept {
-    return state_->tls != nullptr;
-}
+bool http_server::is_tls() const noexcept { return state_->tls != nullptr; }
 
 std::uint64_t http_server::tls_handshake_failures() const noexcept {
     return state_->handshake_failures.load(std::memory_order_relaxed);

@@ -201,8 +201,8 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
           policy(p),
           fetch_executor(std::move(ex)),
           log(std::move(l)),
-          token_shield(std::make_shared<shield::credential_shield>(budget_options_from(p),
-                                                                   shield::upstream_limit_options{})),
+          token_shield(std::make_shared<shield::credential_shield>(
+              budget_options_from(p), shield::upstream_limit_options{})),
           shields({.budget = budget_options_from(p),
                    .limit = {},
                    .max_credentials = p.max_credential_shields}),
@@ -221,9 +221,8 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
 
     /// `cred` is the passthrough credential's digest (null in token mode): what the upstream
     /// answered it is remembered as a proof or drops one.
-    fetch_outcome classify(const cache::key& k, const image_route& route,
-                           upstream::response& resp, clock::time_point received,
-                           const credential_digest* cred);
+    fetch_outcome classify(const cache::key& k, const image_route& route, upstream::response& resp,
+                           clock::time_point received, const credential_digest* cred);
 };
 
 namespace {
@@ -279,14 +278,14 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
     // A fetch may wait for a budget token up to request_timeout; the exchange itself then gets
     // its own request_timeout, so a token granted late is not spent on a doomed call.
     const auto token_deadline = clock::now() + self->policy.request_timeout;
-    const std::string target =
-        "/accounts/" + route.account + "/images/v1/" + route.canonical_id;
+    const std::string target = "/accounts/" + route.account + "/images/v1/" + route.canonical_id;
     fetch_outcome out;
     for (unsigned attempt = 1;; ++attempt) {
         if (const auto blocked = sh->limit.blocked_for(clock::now())) {
             self->stats.paused_refused.fetch_add(1, std::memory_order_relaxed);
             out.error = errc::upstream_rate_limited;
-            out.retry_after = static_cast<std::uint64_t>(shield::retry_after_seconds(*blocked).count());
+            out.retry_after =
+                static_cast<std::uint64_t>(shield::retry_after_seconds(*blocked).count());
             break;
         }
         auto wait = shield::duration::zero();
@@ -370,8 +369,7 @@ struct fetch_done {
 }  // namespace
 
 fetch_outcome image_handler::impl::classify(const cache::key& k, const image_route& route,
-                                            upstream::response& resp,
-                                            clock::time_point received,
+                                            upstream::response& resp, clock::time_point received,
                                             const credential_digest* cred) {
     // One parser per thread, reused: it keeps its buffers sized for the largest record.
     thread_local simdjson::ondemand::parser parser;
@@ -393,8 +391,8 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
         }
     };
     if (resp.status == 200) {
-        const auto v = validate::validate_image(resp.body, resp.body.capacity(), route.image_id,
-                                                parser);
+        const auto v =
+            validate::validate_image(resp.body, resp.body.capacity(), route.image_id, parser);
         if (!v.ok()) {
             stats.invalid.fetch_add(1, std::memory_order_relaxed);
             log->warn("upstream record for {} rejected at '{}': {}", k, v.failure->pointer,
@@ -404,7 +402,8 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
         }
         const auto ttl = v.draft ? std::min(policy.draft_ttl, policy.ttl) : policy.ttl;
         // A draft is an upload in progress: never answer it stale.
-        const auto swr = v.draft ? clock::duration::zero() : clock::duration(policy.stale_while_revalidate);
+        const auto swr =
+            v.draft ? clock::duration::zero() : clock::duration(policy.stale_while_revalidate);
         const auto sie = v.draft ? clock::duration::zero() : clock::duration(policy.stale_if_error);
         store(200, v.draft ? cache::entry_kind::draft : cache::entry_kind::positive, ttl, swr, sie);
         if (cred != nullptr) {
@@ -470,9 +469,7 @@ image_handler::image_handler(cache::sharded_cache& cache, upstream::client& clie
 
 image_handler::~image_handler() = default;
 
-const image_stats& image_handler::stats() const noexcept {
-    return impl_->stats;
-}
+const image_stats& image_handler::stats() const noexcept { return impl_->stats; }
 
 namespace {
 
@@ -541,7 +538,10 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
     }
     const std::string_view forward = cached ? "stale" : "miss";
     co_return serve_entry(got->entry, done, forward, got->upstream_status, got->stored, collapsed,
-                          {}, collapsed ? cs_collapsed : got->stored ? cs_stored : cs_forwarded);
+                          {},
+                          collapsed     ? cs_collapsed
+                          : got->stored ? cs_stored
+                                        : cs_forwarded);
 }
 
 }  // namespace
@@ -578,12 +578,12 @@ handler_result image_handler::handle(request req) {
         }
     } else {
         switch (self.auth.check(req.headers, route.account())) {
-            case authorizer::verdict::allowed: break;
-            case authorizer::verdict::unauthorized: return unauthorized_reply(self.stats);
-            case authorizer::verdict::forbidden: {
-                self.stats.forbidden.fetch_add(1, std::memory_order_relaxed);
-                return gateway_error(errc::forbidden, "forbidden");
-            }
+        case authorizer::verdict::allowed: break;
+        case authorizer::verdict::unauthorized: return unauthorized_reply(self.stats);
+        case authorizer::verdict::forbidden: {
+            self.stats.forbidden.fetch_add(1, std::memory_order_relaxed);
+            return gateway_error(errc::forbidden, "forbidden");
+        }
         }
     }
     const auto now = clock::now();
@@ -615,8 +615,8 @@ handler_result image_handler::handle(request req) {
     }
 
     // Everything else waits for a fetch (or starts one): a coroutine from here on.
-    return answer_after_lookup(impl_, std::move(route), std::move(caller), std::move(cached),
-                               state, now);
+    return answer_after_lookup(impl_, std::move(route), std::move(caller), std::move(cached), state,
+                               now);
 }
 
 void image_handler::render_metrics(std::string& out) const {
@@ -649,8 +649,9 @@ void image_handler::render_metrics(std::string& out) const {
                   v(s.upstream_errors));
     append_sample(out, "imagegate_negative_hits_total", "counter",
                   "Fresh 'image not found' answers from the cache.", v(s.negative_hits));
-    out += "# HELP imagegate_stale_answers_total Stale entries answered, by reason.\n"
-           "# TYPE imagegate_stale_answers_total counter\n";
+    out +=
+        "# HELP imagegate_stale_answers_total Stale entries answered, by reason.\n"
+        "# TYPE imagegate_stale_answers_total counter\n";
     append_sample(out, "imagegate_stale_answers_total", "", "", v(s.stale_swr),
                   "reason=\"stale-while-revalidate\"");
     append_sample(out, "imagegate_stale_answers_total", "", "", v(s.stale_error),
@@ -694,8 +695,7 @@ void image_handler::render_metrics(std::string& out) const {
                   "Caller credentials whose upstream calls are paused.",
                   impl_->shields.paused(now));
     append_sample(out, "imagegate_passthrough_credentials", "gauge",
-                  "Caller credentials with their own budget (passthrough).",
-                  impl_->shields.size());
+                  "Caller credentials with their own budget (passthrough).", impl_->shields.size());
     append_sample(out, "imagegate_passthrough_proven_credentials", "gauge",
                   "Caller credentials with remembered upstream proofs (passthrough).",
                   impl_->proofs.size());

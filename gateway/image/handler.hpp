@@ -58,35 +58,35 @@ struct image_policy {
 
 /// Counters of the image route, keyed like Cache-Status (relaxed atomics).
 struct image_stats {
-    std::atomic<std::uint64_t> hits{0};             ///< fresh answers from the cache
-    std::atomic<std::uint64_t> misses{0};           ///< no usable entry: fetched
-    std::atomic<std::uint64_t> stale_refetches{0};  ///< entry past its freshness: fetched
-    std::atomic<std::uint64_t> stored{0};           ///< validated answers stored
-    std::atomic<std::uint64_t> collapsed{0};        ///< requests that joined another's fetch
-    std::atomic<std::uint64_t> invalid{0};          ///< upstream answers that failed validation
-    std::atomic<std::uint64_t> passthrough{0};      ///< upstream 4xx answered, not stored
+    std::atomic<std::uint64_t> hits{0};               ///< fresh answers from the cache
+    std::atomic<std::uint64_t> misses{0};             ///< no usable entry: fetched
+    std::atomic<std::uint64_t> stale_refetches{0};    ///< entry past its freshness: fetched
+    std::atomic<std::uint64_t> stored{0};             ///< validated answers stored
+    std::atomic<std::uint64_t> collapsed{0};          ///< requests that joined another's fetch
+    std::atomic<std::uint64_t> invalid{0};            ///< upstream answers that failed validation
+    std::atomic<std::uint64_t> passthrough{0};        ///< upstream 4xx answered, not stored
     std::atomic<std::uint64_t> coalesce_timeouts{0};  ///< waited coalesce_timeout in vain
-    std::atomic<std::uint64_t> upstream_errors{0};  ///< fetches that ended in a gateway error
-    std::atomic<std::uint64_t> negative_hits{0};    ///< fresh "not found" answers from the cache
-    std::atomic<std::uint64_t> stale_swr{0};        ///< stale answers while revalidating
-    std::atomic<std::uint64_t> stale_error{0};      ///< stale answers because a fetch failed
-    std::atomic<std::uint64_t> budget_refused{0};   ///< fetches refused: no budget in time
-    std::atomic<std::uint64_t> paused_refused{0};   ///< fetches refused: upstream 429 pause
-    std::atomic<std::uint64_t> retries{0};          ///< second attempts after 5xx/connect errors
-    std::atomic<std::uint64_t> unauthorized{0};     ///< refused: no or unknown client key
-    std::atomic<std::uint64_t> forbidden{0};        ///< refused: key may not read the account
+    std::atomic<std::uint64_t> upstream_errors{0};    ///< fetches that ended in a gateway error
+    std::atomic<std::uint64_t> negative_hits{0};      ///< fresh "not found" answers from the cache
+    std::atomic<std::uint64_t> stale_swr{0};          ///< stale answers while revalidating
+    std::atomic<std::uint64_t> stale_error{0};        ///< stale answers because a fetch failed
+    std::atomic<std::uint64_t> budget_refused{0};     ///< fetches refused: no budget in time
+    std::atomic<std::uint64_t> paused_refused{0};     ///< fetches refused: upstream 429 pause
+    std::atomic<std::uint64_t> retries{0};            ///< second attempts after 5xx/connect errors
+    std::atomic<std::uint64_t> unauthorized{0};       ///< refused: no or unknown client key
+    std::atomic<std::uint64_t> forbidden{0};          ///< refused: key may not read the account
     std::atomic<std::uint64_t> malformed_credentials{0};  ///< passthrough: refused, 400
-    std::atomic<std::uint64_t> proof_hits{0};      ///< passthrough: cached entry, proof held
-    std::atomic<std::uint64_t> proof_misses{0};    ///< passthrough: cached entry, no proof
-    std::atomic<std::uint64_t> proof_rejections{0};  ///< passthrough: upstream 401/403
+    std::atomic<std::uint64_t> proof_hits{0};             ///< passthrough: cached entry, proof held
+    std::atomic<std::uint64_t> proof_misses{0};           ///< passthrough: cached entry, no proof
+    std::atomic<std::uint64_t> proof_rejections{0};       ///< passthrough: upstream 401/403
 };
 
 /// Owned by the composition root; references services that outlive it. Thread-safe.
 class image_handler {
 public:
-    image_handler(cache::sharded_cache& cache, upstream::client& client,
-                  const authorizer& auth, image_policy policy,
-                  asio::any_io_executor fetch_executor, std::shared_ptr<spdlog::logger> log);
+    image_handler(cache::sharded_cache& cache, upstream::client& client, const authorizer& auth,
+                  image_policy policy, asio::any_io_executor fetch_executor,
+                  std::shared_ptr<spdlog::logger> log);
     ~image_handler();
     image_handler(const image_handler&) = delete;
     image_handler& operator=(const image_handler&) = delete;

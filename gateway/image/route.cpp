@@ -32,9 +32,7 @@ constexpr std::array<bool, 256> unreserved_table = [] {
     return t;
 }();
 
-bool is_unreserved(unsigned char c) noexcept {
-    return unreserved_table[c];
-}
+bool is_unreserved(unsigned char c) noexcept { return unreserved_table[c]; }
 
 // Splits "/a/b/c" into at most N segments; returns the count, or N+1 when there are more.
 template <std::size_t N>
@@ -148,8 +146,8 @@ bool is_valid_utf8(std::string_view s) noexcept {
             }
             cp = (cp << 6) | (cc & 0x3f);
         }
-        const bool overlong = (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-                              (len == 4 && cp < 0x10000);
+        const bool overlong =
+            (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
         if (overlong || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
             return false;
         }

@@ -131,8 +131,9 @@ void registry::add_source(std::function<void(std::string&)> source) {
 std::string registry::render() const {
     std::string out;
     out.reserve(8192);
-    out += "# HELP imagegate_requests_total Requests answered, by route and HTTP status.\n"
-           "# TYPE imagegate_requests_total counter\n";
+    out +=
+        "# HELP imagegate_requests_total Requests answered, by route and HTTP status.\n"
+        "# TYPE imagegate_requests_total counter\n";
     for (std::size_t r = 0; r < routes.size(); ++r) {
         for (std::size_t s = 0; s < statuses.size(); ++s) {
             const auto v = requests_[r][s].load(std::memory_order_relaxed);

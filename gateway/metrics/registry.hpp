@@ -23,8 +23,8 @@ public:
     /// Upper bounds in microseconds, ascending; an implicit +Inf bucket follows.
     using bounds_type = std::array<std::uint64_t, 12>;
     /// Upstream exchanges: 5 ms .. 30 s.
-    static constexpr bounds_type slow_bounds{5'000,     10'000,    25'000,    50'000,
-                                             100'000,   250'000,   500'000,   1'000'000,
+    static constexpr bounds_type slow_bounds{5'000,     10'000,    25'000,     50'000,
+                                             100'000,   250'000,   500'000,    1'000'000,
                                              2'500'000, 5'000'000, 10'000'000, 30'000'000};
     /// Requests answered from memory: 0.5 ms .. 5 s.
     static constexpr bounds_type fast_bounds{500,     1'000,   2'500,     5'000,
@@ -67,8 +67,7 @@ public:
     std::uint64_t requests(std::string_view route, unsigned status) const noexcept;
 
 private:
-    std::array<std::array<std::atomic<std::uint64_t>, statuses.size()>, routes.size()>
-        requests_{};
+    std::array<std::array<std::atomic<std::uint64_t>, statuses.size()>, routes.size()> requests_{};
     histogram image_latency_{histogram::fast_bounds};
     mutable std::mutex mu_;
     std::vector<std::function<void(std::string&)>> sources_;  // guarded by mu_

@@ -30,8 +30,7 @@ namespace {
 
 // Turns a validated HOST:PORT into listener options; a host name is resolved once, here.
 server_options make_server_options(asio::io_context& ioc, std::string name,
-                                   const std::string& host_port,
-                                   const config::server_settings& s,
+                                   const std::string& host_port, const config::server_settings& s,
                                    std::vector<asio::any_io_executor> session_executors) {
     const auto hp = config::parse_host_port(host_port);
     if (!hp) {
@@ -147,8 +146,7 @@ void render_cache_metrics(std::string& out, const cache::stats& c, std::uint64_t
     using metrics::append_sample;
     append_sample(out, "imagegate_cache_bytes", "gauge",
                   "Accounted bytes of the entries in the cache.", c.bytes);
-    append_sample(out, "imagegate_cache_max_bytes", "gauge", "The cache's byte budget.",
-                  max_bytes);
+    append_sample(out, "imagegate_cache_max_bytes", "gauge", "The cache's byte budget.", max_bytes);
     append_sample(out, "imagegate_cache_entries", "gauge", "Entries in the cache.", c.entries);
     append_sample(out, "imagegate_cache_evictions_total", "counter",
                   "Entries evicted to make room (LRU).", c.evictions);
@@ -199,12 +197,11 @@ struct app::impl {
           auth(settings.auth.client_keys),
           images(cache, *client, auth, image_policy_from(settings), ioc.get_executor(), log),
           admin(registry, ready,
-                purge_hooks{[this](std::string_view account, std::string_view id) {
-                                return cache.erase(cache::key(account, id));
-                            },
-                            [this](std::string_view account) {
-                                return cache.erase_account(account);
-                            }},
+                purge_hooks{
+                    [this](std::string_view account, std::string_view id) {
+                        return cache.erase(cache::key(account, id));
+                    },
+                    [this](std::string_view account) { return cache.erase_account(account); }},
                 settings.secret.admin_token) {
         registry.add_source([this](std::string& out) {
             images.render_metrics(out);
@@ -216,8 +213,9 @@ struct app::impl {
                 log->warn("auth.mode = passthrough: the upstream token is set but never used");
             }
         } else if (settings.secret.upstream_token.empty()) {
-            log->warn("no upstream token (CLOUDFLARE_API_TOKEN or upstream.token_file): "
-                      "requests go upstream without Authorization");
+            log->warn(
+                "no upstream token (CLOUDFLARE_API_TOKEN or upstream.token_file): "
+                "requests go upstream without Authorization");
         }
         const bool access = settings.log.access_log;
         auto observe = [this, access](const exchange_record& rec) {
@@ -229,8 +227,8 @@ struct app::impl {
         auto handle_image = [this](request req) { return images.handle(req); };
         auto handle_admin = [this](request req) { return admin.handle(req); };
         data_server = std::make_unique<http_server>(
-            ioc, make_server_options(ioc, "data", settings.server.listen, settings.server,
-                                     executors()),
+            ioc,
+            make_server_options(ioc, "data", settings.server.listen, settings.server, executors()),
             handle_image, observe, log, make_listener_tls(settings.server));
         if (data_server->is_tls()) {
             registry.add_source([this](std::string& out) {
@@ -240,12 +238,10 @@ struct app::impl {
                                        data_server->tls_handshake_failures());
             });
         }
-        server_options admin_opts =
-            make_server_options(ioc, "admin", settings.server.admin_listen, settings.server,
-                                executors());
+        server_options admin_opts = make_server_options(ioc, "admin", settings.server.admin_listen,
+                                                        settings.server, executors());
         admin_opts.max_connections = 64;
-        admin_server =
-            std::make_unique<http_server>(ioc, admin_opts, handle_admin, observe, log);
+        admin_server = std::make_unique<http_server>(ioc, admin_opts, handle_admin, observe, log);
     }
 
     // Handlers still pending when the threads stopped (a forced stop) are destroyed while
@@ -288,9 +284,7 @@ struct app::impl {
 app::app(config::settings s, std::shared_ptr<spdlog::logger> log)
     : impl_(std::make_unique<impl>(std::move(s), std::move(log))) {}
 
-app::~app() {
-    shutdown();
-}
+app::~app() { shutdown(); }
 
 void app::start() {
     auto& m = *impl_;
@@ -331,7 +325,8 @@ void app::shutdown() {
         m.ready.store(false);
         m.data_server->stop();
         const auto deadline = std::chrono::steady_clock::now() + m.settings.server.drain_timeout;
-        while (m.data_server->active_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
+        while (m.data_server->active_sessions() > 0 &&
+               std::chrono::steady_clock::now() < deadline) {
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
         }
         if (const auto left = m.data_server->active_sessions(); left > 0) {
@@ -362,14 +357,8 @@ void app::shutdown() {
     });
 }
 
-std::uint16_t app::data_port() const noexcept {
-    return impl_->data_server->port();
-}
-std::uint16_t app::admin_port() const noexcept {
-    return impl_->admin_server->port();
-}
-metrics::registry& app::metrics() noexcept {
-    return impl_->registry;
-}
+std::uint16_t app::data_port() const noexcept { return impl_->data_server->port(); }
+std::uint16_t app::admin_port() const noexcept { return impl_->admin_server->port(); }
+metrics::registry& app::metrics() noexcept { return impl_->registry; }
 
 }  // namespace imagegate::gateway

@@ -32,10 +32,9 @@ std::shared_ptr<spdlog::logger> make_logger(const config::log_settings& s) {
 
 void log_access(spdlog::logger& log, const exchange_record& rec) {
     const double ms = std::chrono::duration<double, std::milli>(rec.duration).count();
-    log.info("access {} req={} {} {} status={} cache=\"{}\" dur_ms={:.3f} bytes={}",
-             rec.listener, rec.request_id.empty() ? std::string_view{"-"} : rec.request_id,
-             rec.method, request_path(rec.target), rec.status, rec.cache_status, ms,
-             rec.bytes_written);
+    log.info("access {} req={} {} {} status={} cache=\"{}\" dur_ms={:.3f} bytes={}", rec.listener,
+             rec.request_id.empty() ? std::string_view{"-"} : rec.request_id, rec.method,
+             request_path(rec.target), rec.status, rec.cache_status, ms, rec.bytes_written);
 }
 
 }  // namespace imagegate::gateway

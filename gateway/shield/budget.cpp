@@ -103,10 +103,8 @@ budget_counters budget::counters() const noexcept {
 
 std::ostream& operator<<(std::ostream& os, priority p) {
     switch (p) {
-    case priority::foreground:
-        return os << "foreground";
-    case priority::background:
-        return os << "background";
+    case priority::foreground: return os << "foreground";
+    case priority::background: return os << "background";
     }
     return os << "priority(" << static_cast<int>(p) << ")";
 }

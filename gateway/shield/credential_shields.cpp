@@ -35,7 +35,8 @@ std::shared_ptr<credential_shield> credential_shields::get(const credential_dige
     // Idle sweep from the oldest end; a paused shield stops it (it is kept until its pause
     // ends, and the sweep resumes at a later call).
     while (const auto* n = shields_.oldest()) {
-        if (n->digest == cred || now - n->last_used < idle_after_ || n->value->limit.is_paused(now)) {
+        if (n->digest == cred || now - n->last_used < idle_after_ ||
+            n->value->limit.is_paused(now)) {
             break;
         }
         drop_oldest_locked();
@@ -44,10 +45,9 @@ std::shared_ptr<credential_shield> credential_shields::get(const credential_dige
         drop_oldest_locked();
     }
     return shields_
-        .touch(cred, now,
-               [this] {
-                   return std::make_shared<credential_shield>(options_.budget, options_.limit);
-               })
+        .touch(
+            cred, now,
+            [this] { return std::make_shared<credential_shield>(options_.budget, options_.limit); })
         .value;
 }
 

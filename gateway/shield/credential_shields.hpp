@@ -61,7 +61,7 @@ private:
     const duration idle_after_;
     mutable std::mutex mu_;
     digest_lru<std::shared_ptr<credential_shield>> shields_;  // guarded by mu_
-    upstream_limit_counters retired_;                        // guarded by mu_
+    upstream_limit_counters retired_;                         // guarded by mu_
 };
 
 }  // namespace imagegate::shield

@@ -238,8 +238,8 @@ ratelimit_verdict upstream_limit::observe_ratelimit(time_point now, std::string_
     if (state->remaining > margin_locked() || state->reset <= std::chrono::seconds::zero()) {
         return ratelimit_verdict::ok;
     }
-    const auto reset = capped_seconds(static_cast<std::uint64_t>(state->reset.count()),
-                                      options_.max_pause);
+    const auto reset =
+        capped_seconds(static_cast<std::uint64_t>(state->reset.count()), options_.max_pause);
     extend_locked(now, now + reset);
     return ratelimit_verdict::paused;
 }
@@ -291,14 +291,10 @@ upstream_limit_counters upstream_limit::counters() const noexcept {
 
 std::ostream& operator<<(std::ostream& os, ratelimit_verdict v) {
     switch (v) {
-    case ratelimit_verdict::absent:
-        return os << "absent";
-    case ratelimit_verdict::invalid:
-        return os << "invalid";
-    case ratelimit_verdict::ok:
-        return os << "ok";
-    case ratelimit_verdict::paused:
-        return os << "paused";
+    case ratelimit_verdict::absent: return os << "absent";
+    case ratelimit_verdict::invalid: return os << "invalid";
+    case ratelimit_verdict::ok: return os << "ok";
+    case ratelimit_verdict::paused: return os << "paused";
     }
     return os << "ratelimit_verdict(" << static_cast<int>(v) << ")";
 }
@@ -313,8 +309,8 @@ std::ostream& operator<<(std::ostream& os, const ratelimit_policy& p) {
 
 std::ostream& operator<<(std::ostream& os, const upstream_limit_counters& c) {
     return os << "{upstream_429s=" << c.upstream_429s << " pauses=" << c.pauses
-              << " seconds_paused=" << c.seconds_paused
-              << " invalid_headers=" << c.invalid_headers << "}";
+              << " seconds_paused=" << c.seconds_paused << " invalid_headers=" << c.invalid_headers
+              << "}";
 }
 
 }  // namespace imagegate::shield

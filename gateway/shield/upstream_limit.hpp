@@ -36,16 +36,16 @@ duration parse_retry_after(std::string_view value, duration fallback = default_p
 /// The most restrictive item of a `Ratelimit` header
 /// (draft-ietf-httpapi-ratelimit-headers: `"default";r=<remaining>;t=<seconds to reset>`).
 struct ratelimit_state {
-    std::uint64_t remaining = 0;      ///< `r`: calls left in the current window
-    std::chrono::seconds reset{0};    ///< `t`: seconds until the quota is restored
+    std::uint64_t remaining = 0;    ///< `r`: calls left in the current window
+    std::chrono::seconds reset{0};  ///< `t`: seconds until the quota is restored
 
     friend bool operator==(const ratelimit_state&, const ratelimit_state&) = default;
 };
 
 /// One item of a `Ratelimit-Policy` header (`"burst";q=<quota>;w=<window seconds>`).
 struct ratelimit_policy {
-    std::uint64_t quota = 0;          ///< `q`: calls allowed per window (>= 1)
-    std::chrono::seconds window{0};   ///< `w`: the window; 0 when the item has no `w`
+    std::uint64_t quota = 0;         ///< `q`: calls allowed per window (>= 1)
+    std::chrono::seconds window{0};  ///< `w`: the window; 0 when the item has no `w`
 
     friend bool operator==(const ratelimit_policy&, const ratelimit_policy&) = default;
 };

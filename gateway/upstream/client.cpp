@@ -59,8 +59,8 @@ client::client(asio::any_io_executor ex, client_options opts,
                     std::string(version) + "\r\n"),
       token_field_(opts_.token.empty() ? std::string()
                                        : "Authorization: Bearer " + opts_.token + "\r\n"),
-      pool_(std::move(ex), make_connection_options(opts_, std::move(tls_ctx)), opts_.pool,
-            stats_, log_) {}
+      pool_(std::move(ex), make_connection_options(opts_, std::move(tls_ctx)), opts_.pool, stats_,
+            log_) {}
 
 client::~client() = default;
 
@@ -82,8 +82,8 @@ std::optional<std::string> client::request_bytes(std::string_view target,
         if (!is_header_safe(cred->bearer)) {
             return std::nullopt;
         }
-        return get_request_head(path, {fixed_fields_, "Authorization: Bearer ", cred->bearer,
-                                       "\r\n"});
+        return get_request_head(path,
+                                {fixed_fields_, "Authorization: Bearer ", cred->bearer, "\r\n"});
     }
     if (!is_header_safe(cred->email) || !is_header_safe(cred->key)) {
         return std::nullopt;
@@ -99,8 +99,9 @@ asio::awaitable<boost::system::result<response>> client::fetch(
         // The config check and gateway/auth/authorizer.cpp refuse such values first; never reached
         // with valid input, and never sent (a CR or LF would start a header of its own).
         if (log_) {
-            log_->error("upstream request not sent: the target or a credential holds control "
-                        "bytes");
+            log_->error(
+                "upstream request not sent: the target or a credential holds control "
+                "bytes");
         }
         co_return make_error_code(errc::internal_error);
     }
@@ -154,19 +155,21 @@ asio::awaitable<boost::system::result<response>> client::fetch(
         if (retry) {
             stats_->retries.fetch_add(1, std::memory_order_relaxed);
             if (log_) {
-                log_->debug("upstream reused connection failed before the answer, retrying: "
-                            "phase={} category={} value={}",
-                            to_string(f.phase), f.ec.category().name(), f.ec.value());
+                log_->debug(
+                    "upstream reused connection failed before the answer, retrying: "
+                    "phase={} category={} value={}",
+                    to_string(f.phase), f.ec.category().name(), f.ec.value());
             }
             continue;  // `l` is released (closed) by the loop iteration's end
         }
         const errc e = classify(f);
         stats_->count_error(e);
         if (log_) {
-            log_->warn("upstream fetch failed: target={} error={} phase={} category={} value={} "
-                       "message={}",
-                       target, make_error_code(e).message(), to_string(f.phase),
-                       f.ec.category().name(), f.ec.value(), f.ec.message());
+            log_->warn(
+                "upstream fetch failed: target={} error={} phase={} category={} value={} "
+                "message={}",
+                target, make_error_code(e).message(), to_string(f.phase), f.ec.category().name(),
+                f.ec.value(), f.ec.message());
         }
         co_return make_error_code(e);
     }

@@ -60,8 +60,7 @@ public:
     /// max_connections, plaintext without allow_plaintext, TLS without a context): these are
     /// start-up errors. `tls_ctx` is ignored for plaintext and may then be null.
     client(asio::any_io_executor ex, client_options opts,
-           std::shared_ptr<asio::ssl::context> tls_ctx,
-           std::shared_ptr<spdlog::logger> log = {});
+           std::shared_ptr<asio::ssl::context> tls_ctx, std::shared_ptr<spdlog::logger> log = {});
     client(const client&) = delete;
     client& operator=(const client&) = delete;
     ~client();
@@ -83,8 +82,7 @@ public:
 
 private:
     /// The request head for `target`, or nothing if a piece is not header-safe.
-    std::optional<std::string> request_bytes(std::string_view target,
-                                             const credential* cred) const;
+    std::optional<std::string> request_bytes(std::string_view target, const credential* cred) const;
 
     client_options opts_;
     std::shared_ptr<upstream::stats> stats_;

@@ -38,8 +38,7 @@ std::string_view to_string(phase p) noexcept {
 std::ostream& operator<<(std::ostream& os, phase p) { return os << to_string(p); }
 
 void throw_exception_from_error(const failure& f, const boost::source_location& loc) {
-    boost::throw_exception(boost::system::system_error(f.ec, std::string(to_string(f.phase))),
-                           loc);
+    boost::throw_exception(boost::system::system_error(f.ec, std::string(to_string(f.phase))), loc);
 }
 
 errc classify(const failure& f) noexcept {
@@ -48,10 +47,8 @@ errc classify(const failure& f) noexcept {
     }
     switch (f.phase) {
     case phase::resolve:
-    case phase::connect:
-        return errc::upstream_connect_failed;
-    case phase::handshake:
-        return errc::upstream_tls_failed;
+    case phase::connect: return errc::upstream_connect_failed;
+    case phase::handshake: return errc::upstream_tls_failed;
     case phase::write:
     case phase::read:
         if (f.ec == http::error::body_limit) {
@@ -137,9 +134,9 @@ asio::awaitable<boost::system::result<void, failure>> connection::connect(
     // later bounds connect and handshake: one budget for the three steps.
     asio::steady_timer resolve_timer(strand_);
     resolve_timer.expires_at(deadline);
-    auto resolved = co_await (
-        resolver_.async_resolve(opts_->host, std::to_string(opts_->port), use_nothrow) ||
-        resolve_timer.async_wait(use_nothrow));
+    auto resolved =
+        co_await (resolver_.async_resolve(opts_->host, std::to_string(opts_->port), use_nothrow) ||
+                  resolve_timer.async_wait(use_nothrow));
     if (resolved.index() == 1) {
         co_return fail(beast::error::timeout, phase::resolve);
     }
@@ -163,12 +160,11 @@ asio::awaitable<boost::system::result<void, failure>> connection::connect(
         const std::string& name = opts_->server_name.empty() ? opts_->host : opts_->server_name;
         // SNI selects the certificate on shared front ends (Cloudflare serves many names
         // per address). RFC 6066 §3 forbids address literals in SNI.
-        if (!is_ip_literal(name) && SSL_set_tlsext_host_name(tls_->native_handle(),
-                                                             name.c_str()) != 1) {
-            co_return fail(
-                boost::system::error_code(static_cast<int>(::ERR_get_error()),
-                                          asio::error::get_ssl_category()),
-                phase::handshake);
+        if (!is_ip_literal(name) &&
+            SSL_set_tlsext_host_name(tls_->native_handle(), name.c_str()) != 1) {
+            co_return fail(boost::system::error_code(static_cast<int>(::ERR_get_error()),
+                                                     asio::error::get_ssl_category()),
+                           phase::handshake);
         }
         // The context verifies the chain; this checks that the chain is for *this* host
         // (RFC 6125). Without it any certificate from a trusted CA would be accepted.

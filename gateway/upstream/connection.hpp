@@ -153,8 +153,8 @@ public:
     /// reads the complete response; both must finish by `deadline`. `request` must stay
     /// valid until the exchange completes. On any error the connection is closed. On
     /// success the stream expiry is disarmed again.
-    asio::awaitable<boost::system::result<response, failure>> exchange(
-        std::string_view request, clock::time_point deadline);
+    asio::awaitable<boost::system::result<response, failure>> exchange(std::string_view request,
+                                                                       clock::time_point deadline);
 
     /// Closes the socket without a TLS close_notify and aborts any pending operation
     /// (see the comment in the definition for why this is safe).
@@ -181,7 +181,7 @@ private:
     std::shared_ptr<const connection_options> opts_;
     asio::ip::tcp::resolver resolver_;
     std::optional<asio::ssl::stream<beast::tcp_stream>> tls_;  // engaged for https
-    std::optional<beast::tcp_stream> plain_;                    // engaged for http
+    std::optional<beast::tcp_stream> plain_;                   // engaged for http
     beast::flat_buffer buffer_;
     // Atomic because pool shutdown may close() on the strand while the lease holder, done
     // with its exchange, reads is_reusable() on its own executor.

@@ -28,7 +28,8 @@ bool is_target_safe(std::string_view target) noexcept;
 /// The complete request head of `GET <target> HTTP/1.1`: `fields` are complete header lines
 /// (each `Name: value\r\n`), sent in that order, then the empty line. The caller checks
 /// the pieces with is_target_safe / is_header_safe.
-std::string get_request_head(std::string_view target, std::initializer_list<std::string_view> fields);
+std::string get_request_head(std::string_view target,
+                             std::initializer_list<std::string_view> fields);
 
 /// True for IPv4/IPv6 address literals (with or without brackets). RFC 6066 §3 forbids
 /// literal addresses in SNI, so the connection sends SNI only for DNS names.

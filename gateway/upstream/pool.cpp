@@ -116,14 +116,15 @@ private:
     std::deque<std::shared_ptr<waiter>> waiters_;  // FIFO
     std::size_t pending_connects_ = 0;             // slots in connecting state
     std::uint64_t next_id_ = 1;
-    bool shutting_down_ = false;        // strand-confined view of the shutdown
+    bool shutting_down_ = false;         // strand-confined view of the shutdown
     std::atomic<bool> stopping_{false};  // any-thread view, set before the shutdown is posted
-    asio::steady_timer reaper_;  // fires at the earliest idle expiry
+    asio::steady_timer reaper_;          // fires at the earliest idle expiry
     std::optional<clock::time_point> reaper_at_;
 };
 
 pool_impl::slot* pool_impl::find(std::uint64_t id) noexcept {
-    auto it = std::find_if(slots_.begin(), slots_.end(), [id](const slot& s) { return s.id == id; });
+    auto it =
+        std::find_if(slots_.begin(), slots_.end(), [id](const slot& s) { return s.id == id; });
     return it == slots_.end() ? nullptr : &*it;
 }
 
@@ -199,8 +200,8 @@ void pool_impl::open_as_needed() {
         auto& s = slots_.emplace_back();
         s.id = next_id_++;
         s.state = slot_state::connecting;
-        s.conn = std::make_shared<connection>(serial_executor(ex_, opts_.single_threaded),
-                                              conn_opts_);
+        s.conn =
+            std::make_shared<connection>(serial_executor(ex_, opts_.single_threaded), conn_opts_);
         ++pending_connects_;
         start_connect(s);
     }
@@ -246,8 +247,9 @@ void pool_impl::on_connected(std::uint64_t id, std::exception_ptr ep,
         r = failure{make_error_code(errc::internal_error), phase::connect, false};
     }
     const bool ok = r.has_value();
-    const auto t = transition(s->state, ok ? slot_event::connect_succeeded : slot_event::connect_failed,
-                              facts_for(*s), {opts_.max_requests_per_connection});
+    const auto t =
+        transition(s->state, ok ? slot_event::connect_succeeded : slot_event::connect_failed,
+                   facts_for(*s), {opts_.max_requests_per_connection});
     BOOST_ASSERT(t.action != slot_action::invalid);
     if (ok) {
         stats_->connects.fetch_add(1, std::memory_order_relaxed);
@@ -260,9 +262,7 @@ void pool_impl::on_connected(std::uint64_t id, std::exception_ptr ep,
         s->state = t.next;
         hand_to_first_waiter(*s, false);
         break;
-    case slot_action::park:
-        park(*s);
-        break;
+    case slot_action::park: park(*s); break;
     case slot_action::close: {
         close_and_erase(id);
         if (!ok && !shutting_down_) {
@@ -272,10 +272,11 @@ void pool_impl::on_connected(std::uint64_t id, std::exception_ptr ep,
             // Logged here, once: this is the only layer that sees the phase and the lower
             // layer's code of a connect failure. The client logs only the errc it returns.
             if (log_) {
-                log_->warn("upstream connect failed: host={} port={} phase={} category={} "
-                           "value={} message={}",
-                           conn_opts_->host, conn_opts_->port, to_string(f.phase),
-                           f.ec.category().name(), f.ec.value(), f.ec.message());
+                log_->warn(
+                    "upstream connect failed: host={} port={} phase={} category={} "
+                    "value={} message={}",
+                    conn_opts_->host, conn_opts_->port, to_string(f.phase), f.ec.category().name(),
+                    f.ec.value(), f.ec.message());
             }
             // One connect was opened per waiter; its failure answers exactly one of them, so
             // a dead upstream cannot loop connects faster than requests arrive.
@@ -283,8 +284,7 @@ void pool_impl::on_connected(std::uint64_t id, std::exception_ptr ep,
         }
         break;
     }
-    default:
-        break;
+    default: break;
     }
     update_gauges();
     open_as_needed();
@@ -309,7 +309,8 @@ void pool_impl::fail_first_waiter(boost::system::error_code ec) {
 }
 
 void pool_impl::close_and_erase(std::uint64_t id) {
-    auto it = std::find_if(slots_.begin(), slots_.end(), [id](const slot& s) { return s.id == id; });
+    auto it =
+        std::find_if(slots_.begin(), slots_.end(), [id](const slot& s) { return s.id == id; });
     if (it == slots_.end()) {
         return;
     }
@@ -387,18 +388,16 @@ void pool_impl::on_release(std::uint64_t id, bool reusable) {
     }
     const slot_limits limits{opts_.max_requests_per_connection};
     const auto facts = facts_for(*s);
-    const auto t = transition(s->state,
-                              reusable ? slot_event::released_reusable : slot_event::released_broken,
-                              facts, limits);
+    const auto t =
+        transition(s->state, reusable ? slot_event::released_reusable : slot_event::released_broken,
+                   facts, limits);
     BOOST_ASSERT(t.action != slot_action::invalid);
     switch (t.action) {
     case slot_action::hand_to_waiter:
         s->state = t.next;
         hand_to_first_waiter(*s, true);
         break;
-    case slot_action::park:
-        park(*s);
-        break;
+    case slot_action::park: park(*s); break;
     case slot_action::close:
         if (reusable && s->state == slot_state::in_use && limits.max_requests_per_connection != 0 &&
             facts.requests_served >= limits.max_requests_per_connection) {
@@ -406,8 +405,7 @@ void pool_impl::on_release(std::uint64_t id, bool reusable) {
         }
         close_and_erase(id);
         break;
-    default:
-        break;
+    default: break;
     }
     update_gauges();
     open_as_needed();
@@ -558,9 +556,9 @@ asio::awaitable<boost::system::result<lease>> pool::acquire(clock::time_point de
     }
     // Otherwise wait on the pool strand (timers and waiters live there) and resume the caller
     // on its own executor when it completes.
-    auto r = co_await asio::co_spawn(
-        impl_->strand(), detail::pool_impl::acquire_on_strand(impl_, deadline, mode),
-        use_awaitable);
+    auto r = co_await asio::co_spawn(impl_->strand(),
+                                     detail::pool_impl::acquire_on_strand(impl_, deadline, mode),
+                                     use_awaitable);
     co_return r;
 }
 

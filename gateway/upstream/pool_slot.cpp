@@ -30,23 +30,17 @@ slot_transition transition(slot_state state, slot_event event, const slot_facts&
                 return {s::in_use, a::hand_to_waiter};
             }
             return {s::idle, a::park};
-        case e::connect_failed:
-            return {s::closing, a::close};
-        case e::shutdown:
-            return {s::closing, a::abort};
-        default:
-            return {state, a::invalid};
+        case e::connect_failed: return {s::closing, a::close};
+        case e::shutdown: return {s::closing, a::abort};
+        default: return {state, a::invalid};
         }
     case s::idle:
         switch (event) {
-        case e::acquired:
-            return {s::in_use, a::lend};
+        case e::acquired: return {s::in_use, a::lend};
         case e::idle_expired:
         case e::evicted:
-        case e::shutdown:
-            return {s::closing, a::close};
-        default:
-            return {state, a::invalid};
+        case e::shutdown: return {s::closing, a::close};
+        default: return {state, a::invalid};
         }
     case s::in_use:
         switch (event) {
@@ -63,27 +57,22 @@ slot_transition transition(slot_state state, slot_event event, const slot_facts&
                 return {s::in_use, a::hand_to_waiter};
             }
             return {s::idle, a::park};
-        case e::released_broken:
-            return {s::closing, a::close};
+        case e::released_broken: return {s::closing, a::close};
         case e::shutdown:
             // The lease holder still owns the slot; the pool only closes the stream (on the
             // connection's strand, so not concurrently with the holder's I/O), which fails
             // the exchange at once. The release then finds the slot closing and erases it.
             return {s::closing, a::abort};
-        default:
-            return {state, a::invalid};
+        default: return {state, a::invalid};
         }
     case s::closing:
         switch (event) {
         case e::connect_succeeded:
         case e::connect_failed:
         case e::released_reusable:
-        case e::released_broken:
-            return {s::closing, a::close};
-        case e::shutdown:
-            return {s::closing, a::none};
-        default:
-            return {state, a::invalid};
+        case e::released_broken: return {s::closing, a::close};
+        case e::shutdown: return {s::closing, a::none};
+        default: return {state, a::invalid};
         }
     }
     return {state, a::invalid};

@@ -49,12 +49,8 @@ void response_reader::on_field_impl(http::field name, string_view name_string, s
         }
     };
     switch (name) {
-    case http::field::content_type:
-        keep(seen_content_type, head_.content_type);
-        return;
-    case http::field::retry_after:
-        keep(seen_retry_after, head_.retry_after);
-        return;
+    case http::field::content_type: keep(seen_content_type, head_.content_type); return;
+    case http::field::retry_after: keep(seen_retry_after, head_.retry_after); return;
     case http::field::unknown:
         // Beast 1.81 has no enum values for the RateLimit fields
         // (draft-ietf-httpapi-ratelimit-headers); names are case-insensitive.
@@ -64,8 +60,7 @@ void response_reader::on_field_impl(http::field name, string_view name_string, s
             keep(seen_ratelimit_policy, head_.ratelimit_policy);
         }
         return;
-    default:
-        return;
+    default: return;
     }
 }
 

@@ -58,7 +58,7 @@ void stats::render(std::string& out) const {
         std::string_view label;
         const counter& value;
     } by_status[] = {
-        {"2xx", responses_2xx}, {"3xx", responses_3xx}, {"4xx", responses_4xx},
+        {"2xx", responses_2xx}, {"3xx", responses_3xx},     {"4xx", responses_4xx},
         {"5xx", responses_5xx}, {"other", responses_other},
     };
     for (const auto& row : by_status) {
@@ -72,9 +72,10 @@ void stats::render(std::string& out) const {
         std::string_view label;
         const counter& value;
     } exact[] = {{"200", responses_200}, {"404", responses_404}, {"429", responses_429}};
-    out += "# HELP imagegate_upstream_responses_by_code_total Upstream responses with the "
-           "statuses the gateway branches on.\n"
-           "# TYPE imagegate_upstream_responses_by_code_total counter\n";
+    out +=
+        "# HELP imagegate_upstream_responses_by_code_total Upstream responses with the "
+        "statuses the gateway branches on.\n"
+        "# TYPE imagegate_upstream_responses_by_code_total counter\n";
     for (const auto& row : exact) {
         out += "imagegate_upstream_responses_by_code_total{code=\"";
         out += row.label;
@@ -82,31 +83,28 @@ void stats::render(std::string& out) const {
         append_number(out, row.value.load(relaxed));
         out += '\n';
     }
-    append_counter(out, "connects_total", "counter", "Upstream connections established.",
-                   connects);
+    append_counter(out, "connects_total", "counter", "Upstream connections established.", connects);
     append_counter(out, "tls_resumptions_total", "counter",
                    "Upstream connections whose TLS handshake resumed an earlier session.",
                    tls_resumptions);
-    append_counter(out, "connect_failures_total", "counter",
-                   "Resolve or TCP connect failures.", connect_failures);
+    append_counter(out, "connect_failures_total", "counter", "Resolve or TCP connect failures.",
+                   connect_failures);
     append_counter(out, "tls_failures_total", "counter",
                    "TLS handshake or certificate verification failures.", tls_failures);
     append_counter(out, "timeouts_total", "counter", "Connect or exchange deadlines passed.",
                    timeouts);
-    append_counter(out, "too_large_total", "counter", "Responses over the body limit.",
-                   too_large);
+    append_counter(out, "too_large_total", "counter", "Responses over the body limit.", too_large);
     append_counter(out, "protocol_errors_total", "counter",
                    "Malformed, truncated or reset responses.", protocol_errors);
     append_counter(out, "reuses_total", "counter", "Exchanges on a reused connection.", reuses);
     append_counter(out, "retries_total", "counter",
-                   "Retries after a reused connection failed before any response byte.",
-                   retries);
+                   "Retries after a reused connection failed before any response byte.", retries);
     append_counter(out, "idle_closes_total", "counter",
                    "Idle connections closed after the idle timeout.", idle_closes);
     append_counter(out, "retired_total", "counter",
                    "Connections closed after max requests per connection.", retired);
-    append_counter(out, "acquire_waits_total", "counter",
-                   "Acquires that found no idle connection.", acquire_waits);
+    append_counter(out, "acquire_waits_total", "counter", "Acquires that found no idle connection.",
+                   acquire_waits);
     append_counter(out, "acquire_timeouts_total", "counter",
                    "Acquires that gave up waiting (pool exhausted).", acquire_timeouts);
     append_counter(out, "connections_in_use", "gauge", "Connections lent out.", in_use);

@@ -23,14 +23,14 @@ struct stats {
     using counter = std::atomic<std::uint64_t>;
 
     // Responses by status (one exchange that produced a complete response counts once).
-    counter responses_2xx{0};  ///< any 2xx
-    counter responses_3xx{0};  ///< any 3xx (the API does not redirect; a sign of a bad base URL)
-    counter responses_4xx{0};  ///< any 4xx, including the three below
-    counter responses_5xx{0};  ///< any 5xx
+    counter responses_2xx{0};    ///< any 2xx
+    counter responses_3xx{0};    ///< any 3xx (the API does not redirect; a sign of a bad base URL)
+    counter responses_4xx{0};    ///< any 4xx, including the three below
+    counter responses_5xx{0};    ///< any 5xx
     counter responses_other{0};  ///< 1xx final or outside 100..599
-    counter responses_200{0};  ///< exactly 200 (image found)
-    counter responses_404{0};  ///< exactly 404 (image not found, code 5404: cached negatively)
-    counter responses_429{0};  ///< exactly 429 (rate limited: the shield pauses the budget)
+    counter responses_200{0};    ///< exactly 200 (image found)
+    counter responses_404{0};    ///< exactly 404 (image not found, code 5404: cached negatively)
+    counter responses_429{0};    ///< exactly 429 (rate limited: the shield pauses the budget)
 
     // Connections.
     counter connects{0};          ///< connections that completed resolve+connect(+handshake)

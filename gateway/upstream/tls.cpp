@@ -13,8 +13,8 @@ void throw_exception_from_error(const tls_error& e, const boost::source_location
     boost::throw_exception(std::runtime_error("upstream TLS: " + e.reason), loc);
 }
 
-boost::system::result<std::shared_ptr<asio::ssl::context>, tls_error>
-make_tls_context(const tls_options& opts) {
+boost::system::result<std::shared_ptr<asio::ssl::context>, tls_error> make_tls_context(
+    const tls_options& opts) {
     namespace ssl = asio::ssl;
     if (!opts.ca_file.empty() && !opts.ca_pem.empty()) {
         return tls_error{"set either a CA file or CA PEM text, not both"};

@@ -33,7 +33,7 @@ struct tls_error {
 
 /// Builds the client context. Called once by main at start-up; the context is then
 /// shared read-only by all connections (OpenSSL SSL_CTX is safe to share once configured).
-boost::system::result<std::shared_ptr<asio::ssl::context>, tls_error>
-make_tls_context(const tls_options& opts);
+boost::system::result<std::shared_ptr<asio::ssl::context>, tls_error> make_tls_context(
+    const tls_options& opts);
 
 }  // namespace imagegate::upstream

@@ -144,38 +144,38 @@ public:
             return json_error(e);
         }
         switch (type) {
-            case ondemand::json_type::null: return check_null(v, r, allowed);
-            case ondemand::json_type::boolean: return check_bool(v, r, allowed);
-            case ondemand::json_type::string: return check_string(v, r, allowed);
-            case ondemand::json_type::number: return check_number(v, r, allowed);
-            case ondemand::json_type::object: {
-                if ((allowed & t_object) == 0) {
-                    return fail(describe(allowed));
-                }
-                // The object's raw extent runs from its '{' to the token after its '}'.
-                const char* start = v.raw_json_token().data();
-                ondemand::object obj;
-                if (const auto e = v.get_object().get(obj)) {
-                    return json_error(e);
-                }
-                if (auto failure = check_object(obj, r, depth)) {
-                    return failure;
-                }
-                if (r != nullptr && r->max_bytes != 0) {
-                    return check_extent(v, start, r->max_bytes);
-                }
-                return std::nullopt;
+        case ondemand::json_type::null: return check_null(v, r, allowed);
+        case ondemand::json_type::boolean: return check_bool(v, r, allowed);
+        case ondemand::json_type::string: return check_string(v, r, allowed);
+        case ondemand::json_type::number: return check_number(v, r, allowed);
+        case ondemand::json_type::object: {
+            if ((allowed & t_object) == 0) {
+                return fail(describe(allowed));
             }
-            case ondemand::json_type::array: {
-                if ((allowed & t_array) == 0) {
-                    return fail(describe(allowed));
-                }
-                ondemand::array arr;
-                if (const auto e = v.get_array().get(arr)) {
-                    return json_error(e);
-                }
-                return check_array(arr, r, depth);
+            // The object's raw extent runs from its '{' to the token after its '}'.
+            const char* start = v.raw_json_token().data();
+            ondemand::object obj;
+            if (const auto e = v.get_object().get(obj)) {
+                return json_error(e);
             }
+            if (auto failure = check_object(obj, r, depth)) {
+                return failure;
+            }
+            if (r != nullptr && r->max_bytes != 0) {
+                return check_extent(v, start, r->max_bytes);
+            }
+            return std::nullopt;
+        }
+        case ondemand::json_type::array: {
+            if ((allowed & t_array) == 0) {
+                return fail(describe(allowed));
+            }
+            ondemand::array arr;
+            if (const auto e = v.get_array().get(arr)) {
+                return json_error(e);
+            }
+            return check_array(arr, r, depth);
+        }
         }
         return fail("unknown JSON type");
     }
@@ -255,8 +255,7 @@ private:
         return std::nullopt;
     }
 
-    std::optional<violation> check_string(ondemand::value& v, const rule* r,
-                                          std::uint8_t allowed) {
+    std::optional<violation> check_string(ondemand::value& v, const rule* r, std::uint8_t allowed) {
         if ((allowed & t_string) == 0) {
             return fail(describe(allowed));
         }
@@ -276,8 +275,7 @@ private:
         return std::nullopt;
     }
 
-    std::optional<violation> check_number(ondemand::value& v, const rule* r,
-                                          std::uint8_t allowed) {
+    std::optional<violation> check_number(ondemand::value& v, const rule* r, std::uint8_t allowed) {
         if ((allowed & t_number) != 0) {
             ondemand::number n;
             if (const auto e = v.get_number().get(n)) {
@@ -394,8 +392,8 @@ boost::system::error_code to_error(const std::optional<violation>& failure) noex
 
 }  // namespace
 
-validation validate_image(std::string_view json, std::size_t capacity,
-                          std::string_view expected_id, simdjson::ondemand::parser& parser) {
+validation validate_image(std::string_view json, std::size_t capacity, std::string_view expected_id,
+                          simdjson::ondemand::parser& parser) {
     checker c(expected_id);
     if (auto failure = check_document(json, capacity, parser, image_answer, c)) {
         return {.failure = std::move(failure)};

@@ -43,7 +43,7 @@ std::ostream& operator<<(std::ostream& os, const validation& v);
 /// Outcome of `validate_error_envelope`.
 struct error_envelope {
     std::optional<validate::violation> failure{};  ///< empty: the envelope is valid
-    std::uint32_t code = 0;                         ///< errors[0].code when valid (5404: not found)
+    std::uint32_t code = 0;                        ///< errors[0].code when valid (5404: not found)
 
     bool ok() const noexcept { return !failure; }
     /// {} when valid, otherwise imagegate::errc::invalid_upstream_json.
@@ -76,8 +76,8 @@ inline constexpr int max_depth = 64;
 ///
 /// `parser` is owned by the caller (one per thread or session, reused: it keeps its buffers
 /// sized for the largest document seen) and must not be used by another thread meanwhile.
-validation validate_image(std::string_view json, std::size_t capacity,
-                          std::string_view expected_id, simdjson::ondemand::parser& parser);
+validation validate_image(std::string_view json, std::size_t capacity, std::string_view expected_id,
+                          simdjson::ondemand::parser& parser);
 
 /// Validates the body of a non-200 answer as a Cloudflare error envelope: `success` false;
 /// `errors` a non-empty array of objects each with `code` (integer 0..2^32-1) and `message`

@@ -232,7 +232,8 @@ std::string cache_label(const std::string& v) {
     std::size_t pos = v.find(';');
     while (pos != std::string::npos) {
         auto next = v.find(';', pos + 1);
-        std::string part = v.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1);
+        std::string part =
+            v.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1);
         while (!part.empty() && part.front() == ' ') {
             part.erase(0, 1);
         }
@@ -263,9 +264,7 @@ void print_counts(const char* name, const std::map<std::string, unsigned long>& 
     std::printf("}");
 }
 
-double ms(clock_type::duration d) {
-    return std::chrono::duration<double, std::milli>(d).count();
-}
+double ms(clock_type::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 double percentile(std::vector<double>& v, double p) {
     if (v.empty()) {
@@ -374,13 +373,13 @@ int run_herd(const options& o) {
     ::close(ep);
     std::vector<double> l2 = lat;
     std::vector<double> b2 = since_burst;
-    std::printf("{\"mode\":\"herd\",\"n\":%lu,\"answered\":%zu,\"connect_failures\":%lu,"
-                "\"write_failures\":%lu,\"closed\":%lu,\"bad\":%lu,\"timed_out\":%zu,"
-                "\"burst_write_ms\":%.3f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
-                "\"p50_since_burst_ms\":%.3f,",
-                o.n, lat.size(), connect_failures, write_failures, closed, bad, timed_out,
-                burst_ms, percentile(l2, 50), percentile(l2, 99), l2.empty() ? -1.0 : l2.back(),
-                percentile(b2, 50));
+    std::printf(
+        "{\"mode\":\"herd\",\"n\":%lu,\"answered\":%zu,\"connect_failures\":%lu,"
+        "\"write_failures\":%lu,\"closed\":%lu,\"bad\":%lu,\"timed_out\":%zu,"
+        "\"burst_write_ms\":%.3f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
+        "\"p50_since_burst_ms\":%.3f,",
+        o.n, lat.size(), connect_failures, write_failures, closed, bad, timed_out, burst_ms,
+        percentile(l2, 50), percentile(l2, 99), l2.empty() ? -1.0 : l2.back(), percentile(b2, 50));
     print_counts("status", statuses);
     std::printf(",");
     print_counts("cache", cache);
@@ -484,10 +483,11 @@ int run_load(const options& o) {
         }
     }
     ::close(ep);
-    std::printf("{\"mode\":\"load\",\"n\":%lu,\"done\":%lu,\"failures\":%lu,\"unfinished\":%lu,"
-                "\"body_bytes\":%llu,\"elapsed_s\":%.3f,\"rate\":%.1f,",
-                o.n, done, failures, last - next + busy, body_bytes, elapsed,
-                elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0);
+    std::printf(
+        "{\"mode\":\"load\",\"n\":%lu,\"done\":%lu,\"failures\":%lu,\"unfinished\":%lu,"
+        "\"body_bytes\":%llu,\"elapsed_s\":%.3f,\"rate\":%.1f,",
+        o.n, done, failures, last - next + busy, body_bytes, elapsed,
+        elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0);
     print_counts("status", statuses);
     std::printf(",");
     print_counts("cache", cache);

@@ -38,8 +38,8 @@ bool is_known_false(const char* expr, const char* file) {
 
 namespace boost {
 
-void assertion_failed_msg(char const* expr, char const* msg, char const* function,
-                          char const* file, long line) {
+void assertion_failed_msg(char const* expr, char const* msg, char const* function, char const* file,
+                          long line) {
     if (is_known_false(expr, file)) {
         return;
     }

@@ -48,7 +48,8 @@ outcome read_header(std::string_view wire, std::size_t step) {
     boost::system::error_code ec;
     while (!parser.is_header_done()) {
         if (!buffer.empty()) {
-            const std::size_t used = imagegate::gateway::put_head(parser, boost::asio::buffer(buffer), ec);
+            const std::size_t used =
+                imagegate::gateway::put_head(parser, boost::asio::buffer(buffer), ec);
             buffer.erase(0, used);
             if (ec == http::error::need_more) {
                 ec = {};
@@ -129,7 +130,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (method == http::verb::get || method == http::verb::head) {
         const auto r = imagegate::gateway::route_image(whole.message->target());
         if (r.ok()) {
-            FUZZ_CHECK(r.image.canonical_id == imagegate::gateway::percent_encode(r.image.image_id));
+            FUZZ_CHECK(r.image.canonical_id ==
+                       imagegate::gateway::percent_encode(r.image.image_id));
         }
     }
     return 0;

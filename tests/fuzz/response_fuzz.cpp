@@ -36,7 +36,7 @@ struct outcome {
     std::size_t body_capacity = 0;
     bool keep_alive = false;
     bool need_eof = false;
-    std::size_t leftover = 0;  // bytes after the message (makes the connection not reusable)
+    std::size_t leftover = 0;      // bytes after the message (makes the connection not reusable)
     upstream::response_head kept;  // status unused; the four kept header values
 };
 
@@ -206,8 +206,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const auto v = imagegate::validate::validate_image(whole.body, whole.body_capacity,
                                                            imagegate::fuzz::default_image_id, json);
         // And through both buffer paths with the cross-checks.
-        const auto both =
-            imagegate::fuzz::validate_both_ways(whole.body, imagegate::fuzz::default_image_id, json);
+        const auto both = imagegate::fuzz::validate_both_ways(
+            whole.body, imagegate::fuzz::default_image_id, json);
         FUZZ_CHECK(v == both);
     } else if (whole.status >= 400 && whole.status < 500) {
         const auto env =

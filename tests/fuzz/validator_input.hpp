@@ -32,7 +32,8 @@ inline void cross_check_image(std::string_view body, std::string_view expected_i
     FUZZ_CHECK(id == expected_id);
     bool draft = false;
     const auto e = root["result"]["draft"].get(draft);
-    FUZZ_CHECK(e == simdjson::NO_SUCH_FIELD ? !v.draft : (e == simdjson::SUCCESS && draft == v.draft));
+    FUZZ_CHECK(e == simdjson::NO_SUCH_FIELD ? !v.draft
+                                            : (e == simdjson::SUCCESS && draft == v.draft));
 }
 
 inline void cross_check_envelope(std::string_view body, const validate::error_envelope& env) {
@@ -71,7 +72,8 @@ inline validate::validation validate_both_ways(std::string_view body, std::strin
     }
     const std::string_view padded_view(padded.get(), size);
 
-    const validate::validation copied = validate::validate_image(exact_view, size, expected_id, parser);
+    const validate::validation copied =
+        validate::validate_image(exact_view, size, expected_id, parser);
     const validate::validation in_place =
         validate::validate_image(padded_view, padded_capacity, expected_id, parser);
     FUZZ_CHECK(copied == in_place);

@@ -81,9 +81,7 @@ private:
     std::filesystem::path out_;
 };
 
-std::vector<std::string> base_env() {
-    return {"PATH=/usr/bin:/bin"};
-}
+std::vector<std::string> base_env() { return {"PATH=/usr/bin:/bin"}; }
 
 struct run_result {
     int status;
@@ -113,16 +111,16 @@ std::string read_port(const std::filesystem::path& f) {
 BOOST_AUTO_TEST_CASE(help_lists_every_flag) {
     const auto r = run({IMAGEGATE_BIN, "--help"});
     BOOST_TEST(r.status == 0);
-    for (const char* flag : {"--config", "--listen", "--admin-listen", "--upstream ",
-                             "--upstream-ca", "--threads", "--cache-max-bytes", "--ttl",
-                             "--log-level", "--check-config"}) {
+    for (const char* flag :
+         {"--config", "--listen", "--admin-listen", "--upstream ", "--upstream-ca", "--threads",
+          "--cache-max-bytes", "--ttl", "--log-level", "--check-config"}) {
         BOOST_TEST(contains(r.output, flag), flag);
     }
 }
 
 BOOST_AUTO_TEST_CASE(example_config_checks_clean) {
-    const auto r = run({IMAGEGATE_BIN, "--config", IMAGEGATE_SOURCE_DIR "/deploy/imagegate.example.toml",
-                        "--check-config"});
+    const auto r = run({IMAGEGATE_BIN, "--config",
+                        IMAGEGATE_SOURCE_DIR "/deploy/imagegate.example.toml", "--check-config"});
     BOOST_TEST(r.status == 0);
 }
 
@@ -134,8 +132,8 @@ BOOST_AUTO_TEST_CASE(bad_configuration_reports_every_error_and_exits_2) {
     env.push_back("IMAGEGATE_SERVER_THREADS=many");
     const auto r = run({IMAGEGATE_BIN, "--config", file.string(), "--listen", "nowhere"}, env);
     BOOST_TEST(r.status == 2);
-    for (const char* key : {"cache.ttl", "cache.max_bytes", "nope", "IMAGEGATE_SERVER_THREADS",
-                            "--listen"}) {
+    for (const char* key :
+         {"cache.ttl", "cache.max_bytes", "nope", "IMAGEGATE_SERVER_THREADS", "--listen"}) {
         BOOST_TEST(contains(r.output, key), key << " in: " << r.output);
     }
     const auto check = run({IMAGEGATE_BIN, "--config", file.string(), "--check-config"});
@@ -173,8 +171,9 @@ BOOST_AUTO_TEST_CASE(gateway_in_front_of_emulator_then_sigterm) {
             unsigned a = 0;
             unsigned b = 0;
             const auto line = out.substr(at, out.find('\n', at) - at);
-            if (std::sscanf(line.c_str(), "imagegate listening on %*[^(](port %u), admin on %*[^(](port %u)",
-                            &a, &b) != 2) {
+            if (std::sscanf(line.c_str(),
+                            "imagegate listening on %*[^(](port %u), admin on %*[^(](port %u)", &a,
+                            &b) != 2) {
                 return false;
             }
             data_port = static_cast<std::uint16_t>(a);
@@ -215,11 +214,13 @@ std::string tls_config(const ts::temp_dir& d, const std::string& cert_pem,
     const auto key = (d.path() / "listener.key").string();
     ts::write_file(cert, cert_pem);
     ts::write_file(key, key_pem);
-    std::filesystem::permissions(key, std::filesystem::perms::owner_read |
-                                          std::filesystem::perms::owner_write);
+    std::filesystem::permissions(
+        key, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     const auto file = (d.path() / "tls.toml").string();
-    ts::write_file(file, "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n"
-                         "tls_cert = \"" + cert + "\"\ntls_key = \"" + key + "\"\n");
+    ts::write_file(file,
+                   "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n"
+                   "tls_cert = \"" +
+                       cert + "\"\ntls_key = \"" + key + "\"\n");
     return file;
 }
 

@@ -17,7 +17,8 @@ BOOST_FIXTURE_TEST_CASE(miss_then_hit_costs_one_upstream_call, fixture) {
     const auto path = gw.image_path("img-1");
     const auto first = gw.get(path);
     BOOST_TEST(first.status == 200u);
-    BOOST_TEST(contains(first.header("Cache-Status"), "imagegate; fwd=miss; fwd-status=200; stored"));
+    BOOST_TEST(
+        contains(first.header("Cache-Status"), "imagegate; fwd=miss; fwd-status=200; stored"));
     BOOST_TEST(first.header("Age") == "0");
     BOOST_TEST(first.header("Content-Type") == "application/json");
     BOOST_TEST(contains(first.body, R"("id":"img-1")"));
@@ -55,9 +56,9 @@ BOOST_FIXTURE_TEST_CASE(encoded_slashes_are_one_entry, fixture) {
 
 BOOST_FIXTURE_TEST_CASE(head_answers_headers_only, fixture) {
     ts::gateway_runner gw(settings);
-    const std::string out = ts::raw_exchange(
-        gw.data(2s), "HEAD " + gw.image_path("head-1") +
-                         " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    const std::string out =
+        ts::raw_exchange(gw.data(2s), "HEAD " + gw.image_path("head-1") +
+                                          " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     BOOST_TEST(out.rfind("HTTP/1.1 200 OK\r\n", 0) == 0u);
     BOOST_TEST(contains(out, "Content-Length: "));
     BOOST_TEST(out.substr(out.size() - 4) == "\r\n\r\n");  // no body after the head
@@ -72,10 +73,8 @@ BOOST_FIXTURE_TEST_CASE(invalid_answers_are_502_and_not_stored, fixture) {
         std::string id;
     };
     const row rows[] = {
-        {ts::fault_kind::invalid_json, "bad-json"},
-        {ts::fault_kind::wrong_id, "bad-id"},
-        {ts::fault_kind::wrong_types, "bad-types"},
-        {ts::fault_kind::oversized, "too-big"},
+        {ts::fault_kind::invalid_json, "bad-json"}, {ts::fault_kind::wrong_id, "bad-id"},
+        {ts::fault_kind::wrong_types, "bad-types"}, {ts::fault_kind::oversized, "too-big"},
         {ts::fault_kind::truncated, "cut-short"},
     };
     for (const auto& r : rows) {

@@ -35,7 +35,8 @@ inline std::shared_ptr<spdlog::logger> quiet_logger() {
         l->set_level(spdlog::level::debug);
         return l;
     }
-    return std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
+    return std::make_shared<spdlog::logger>("test",
+                                            std::make_shared<spdlog::sinks::null_sink_mt>());
 }
 
 /// Runs an emulator on its own io_context thread.
@@ -65,9 +66,9 @@ private:
 class temp_dir {
 public:
     temp_dir() {
-        path_ = std::filesystem::temp_directory_path() /
-                ("imagegate-test-" + std::to_string(::getpid()) + "-" +
-                 std::to_string(counter()++));
+        path_ =
+            std::filesystem::temp_directory_path() /
+            ("imagegate-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
         std::filesystem::create_directories(path_);
     }
     ~temp_dir() {

@@ -35,11 +35,11 @@ ts::emulator_options passthrough_upstream(bool any_image = true) {
     ts::emulator_options o;
     o.any_image_exists = any_image;
     o.accounts = {ts::test_account, other_account};
-    o.credentials = {{.token = good, .email = {}, .key = {}, .accounts = {ts::test_account}},
-                     {.token = second, .email = {}, .key = {}, .accounts = {ts::test_account}},
-                     {.token = foreign, .email = {}, .key = {}, .accounts = {other_account}},
-                     {.token = {}, .email = key_email, .key = key_secret,
-                      .accounts = {ts::test_account}}};
+    o.credentials = {
+        {.token = good, .email = {}, .key = {}, .accounts = {ts::test_account}},
+        {.token = second, .email = {}, .key = {}, .accounts = {ts::test_account}},
+        {.token = foreign, .email = {}, .key = {}, .accounts = {other_account}},
+        {.token = {}, .email = key_email, .key = key_secret, .accounts = {ts::test_account}}};
     o.unknown_credential_status = 401;
     return o;
 }
@@ -88,7 +88,8 @@ private:
 };
 
 struct fixture : ts::emulated_upstream {
-    explicit fixture(bool any_image = true) : ts::emulated_upstream(passthrough_upstream(any_image)) {
+    explicit fixture(bool any_image = true)
+        : ts::emulated_upstream(passthrough_upstream(any_image)) {
         settings.auth.mode = "passthrough";
         // Configured, but passthrough must never send it.
         settings.secret.upstream_token = emu->token();
@@ -121,7 +122,9 @@ BOOST_FIXTURE_TEST_CASE(no_or_malformed_credential_is_refused_without_an_upstrea
         {{"X-Auth-Email", key_email}},
         {{"X-Auth-Key", key_secret}},
         {{"X-Auth-Email", key_email}, {"X-Auth-Key", "a" + ctl}},
-        {{"Authorization", "Bearer " + good}, {"X-Auth-Email", key_email}, {"X-Auth-Key", key_secret}},
+        {{"Authorization", "Bearer " + good},
+         {"X-Auth-Email", key_email},
+         {"X-Auth-Key", key_secret}},
     };
     for (std::size_t i = 0; i < malformed.size(); ++i) {
         r = gw.get(path("refused"), malformed[i]);
@@ -407,8 +410,8 @@ BOOST_FIXTURE_TEST_CASE(no_credential_reaches_the_log_metrics_or_answers, fixtur
         }
         return out.substr(0, 8);
     };
-    std::vector<std::string> secrets = {good, second, foreign, unknown, key_secret,
-                                        emu->token(), "Bearer"};
+    std::vector<std::string> secrets = {good,       second,       foreign, unknown,
+                                        key_secret, emu->token(), "Bearer"};
     for (const auto& t : {good, second, foreign, unknown}) {
         secrets.push_back(hex_prefix("bearer\n" + t));
         secrets.push_back(hex_prefix(t));

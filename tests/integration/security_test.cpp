@@ -43,9 +43,7 @@ struct fixture : ts::emulated_upstream {
     }
 };
 
-ts::header_list bearer(const std::string& key) {
-    return {{"Authorization", "Bearer " + key}};
-}
+ts::header_list bearer(const std::string& key) { return {{"Authorization", "Bearer " + key}}; }
 
 }  // namespace
 
@@ -114,8 +112,9 @@ BOOST_FIXTURE_TEST_CASE(purge_requires_the_admin_token, fixture) {
     BOOST_TEST(ts::request(gw.admin(), verb::delete_, target).status == 401u);
     BOOST_TEST(ts::request(gw.admin(), verb::delete_, target, bearer("guess")).status == 401u);
     BOOST_TEST(contains(gw.get(gw.image_path("keep")).header("Cache-Status"), "hit"));
-    BOOST_TEST(ts::request(gw.admin(), verb::delete_, target, bearer("admin-token-for-tests-42"))
-                   .status == 200u);
+    BOOST_TEST(
+        ts::request(gw.admin(), verb::delete_, target, bearer("admin-token-for-tests-42")).status ==
+        200u);
     BOOST_TEST(contains(gw.get(gw.image_path("keep")).header("Cache-Status"), "fwd=miss"));
     // Health and metrics stay open.
     BOOST_TEST(ts::request(gw.admin(), verb::get, "/healthz").status == 200u);
@@ -141,14 +140,17 @@ BOOST_FIXTURE_TEST_CASE(hostile_http_is_refused_and_closed, fixture) {
         {"repeated equal content-length",
          "GET " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
          "400"},
-        {"content-length list", "GET " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0, 0\r\n\r\n",
-         "400"},
+        {"content-length list",
+         "GET " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0, 0\r\n\r\n", "400"},
         {"chunked body on get",
-         "GET " + path + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+         "GET " + path +
+             " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
          "400"},
-        {"control in header value", "GET " + path + " HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n", "400"},
+        {"control in header value", "GET " + path + " HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+         "400"},
         {"del in header name", "GET " + path + " HTTP/1.1\r\nHost: x\r\nX-\x7f: a\r\n\r\n", "400"},
-        {"nul in target", "GET /client/v4/a" + std::string(1, '\0') + "b HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+        {"nul in target",
+         "GET /client/v4/a" + std::string(1, '\0') + "b HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
         {"http/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "505"},
         {"http/1.0 with body", "GET " + path + " HTTP/1.0\r\nContent-Length: 1\r\n\r\nx", "400"},
         {"te with cl",
@@ -156,10 +158,13 @@ BOOST_FIXTURE_TEST_CASE(hostile_http_is_refused_and_closed, fixture) {
              " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
          "400"},
         {"obs-fold", "GET " + path + " HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", "400"},
-        {"nul in header", "GET " + path + " HTTP/1.1\r\nHost: x\r\nX-A: a" + std::string(1, '\0') +
-                              "b\r\n\r\n",
+        {"nul in header",
+         "GET " + path + " HTTP/1.1\r\nHost: x\r\nX-A: a" + std::string(1, '\0') + "b\r\n\r\n",
          "400"},
-        {"control in target", "GET /client/v4/a\x01" "b HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+        {"control in target",
+         "GET /client/v4/a\x01"
+         "b HTTP/1.1\r\nHost: x\r\n\r\n",
+         "400"},
         {"long request line", "GET /" + std::string(8000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n",
          "431"},
         {"too many fields", "GET " + path + " HTTP/1.1\r\nHost: x\r\n" + many_fields + "\r\n",
@@ -185,8 +190,9 @@ BOOST_FIXTURE_TEST_CASE(hostile_http_is_refused_and_closed, fixture) {
 
 BOOST_FIXTURE_TEST_CASE(pipelined_garbage_after_a_valid_request, fixture) {
     ts::gateway_runner gw(settings);
-    const auto out = ts::raw_exchange(
-        gw.data(2s), "GET " + gw.image_path("pipe") + " HTTP/1.1\r\nHost: x\r\n\r\n\x16\x03garbage\r\n\r\n");
+    const auto out =
+        ts::raw_exchange(gw.data(2s), "GET " + gw.image_path("pipe") +
+                                          " HTTP/1.1\r\nHost: x\r\n\r\n\x16\x03garbage\r\n\r\n");
     BOOST_TEST(out.rfind("HTTP/1.1 200 OK", 0) == 0u);
     const auto second = out.find("HTTP/1.1 400 ");
     BOOST_TEST(second != std::string::npos);
@@ -207,9 +213,9 @@ BOOST_FIXTURE_TEST_CASE(errors_leak_no_upstream_detail_or_secret, fixture) {
     ts::gateway_runner gw(settings);
     const auto r = gw.get(gw.image_path("leak"));
     BOOST_TEST(r.status == 502u);
-    for (const std::string& s : {std::string("127.0.0.1"), std::string("localhost"),
-                                 std::to_string(emu->port()), emu->token(),
-                                 std::string("certificate")}) {
+    for (const std::string& s :
+         {std::string("127.0.0.1"), std::string("localhost"), std::to_string(emu->port()),
+          emu->token(), std::string("certificate")}) {
         BOOST_TEST(!contains(r.body, s), s);
         for (const auto& [name, value] : r.headers) {
             BOOST_TEST(!contains(value, s), name);

@@ -164,13 +164,10 @@ using both_listeners =
     boost::mpl::list<server_fixture, single_thread_server_fixture, tls_server_fixture>;
 
 std::string get(std::string_view target, std::string_view extra = "") {
-    return "GET " + std::string(target) + " HTTP/1.1\r\nHost: x\r\n" + std::string(extra) +
-           "\r\n";
+    return "GET " + std::string(target) + " HTTP/1.1\r\nHost: x\r\n" + std::string(extra) + "\r\n";
 }
 
-bool starts_with(const std::string& s, std::string_view p) {
-    return s.rfind(p, 0) == 0;
-}
+bool starts_with(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }
 
 }  // namespace
 
@@ -187,7 +184,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(keep_alive_serves_several_requests, Fixture, both_
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(pipelined_requests_answer_in_order, Fixture, both_listeners) {
     Fixture f;
-    const std::string out = ts::raw_exchange(f.ep(1s), get("/one") + get("/two", "Connection: close\r\n"));
+    const std::string out =
+        ts::raw_exchange(f.ep(1s), get("/one") + get("/two", "Connection: close\r\n"));
     const auto first = out.find("ok:/one");
     const auto second = out.find("ok:/two");
     BOOST_TEST(first != std::string::npos);
@@ -197,9 +195,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(pipelined_requests_answer_in_order, Fixture, both_
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(ready_and_suspended_answers_keep_order, Fixture, both_listeners) {
     Fixture f;
-    const std::string out = ts::raw_exchange(
-        f.ep(2s), get("/now-1") + get("/slow-2") + get("/now-3") +
-                      get("/x-4", "Connection: close\r\n"));
+    const std::string out =
+        ts::raw_exchange(f.ep(2s), get("/now-1") + get("/slow-2") + get("/now-3") +
+                                       get("/x-4", "Connection: close\r\n"));
     std::size_t at = 0;
     for (const std::string_view body : {"now:/now-1", "ok:/slow-2", "now:/now-3", "ok:/x-4"}) {
         BOOST_TEST_CONTEXT(body) {
@@ -210,8 +208,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(ready_and_suspended_answers_keep_order, Fixture, b
     }
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(a_throwing_handler_answers_500_and_closes, Fixture,
-                              both_listeners) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_throwing_handler_answers_500_and_closes, Fixture, both_listeners) {
     Fixture f;
     for (const std::string target : {"/throw-now", "/throw-later"}) {
         BOOST_TEST_CONTEXT(target) {
@@ -332,8 +329,7 @@ BOOST_FIXTURE_TEST_CASE(connections_over_the_limit_get_503, server_fixture) {
     BOOST_TEST(server->refused_connections() == 1u);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(graceful_stop_finishes_in_flight_requests, Fixture,
-                              both_listeners) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(graceful_stop_finishes_in_flight_requests, Fixture, both_listeners) {
     Fixture f;
     ts::connection idle(f.ep());
     BOOST_TEST(idle.request(http::verb::get, "/warm").status == 200u);

@@ -83,8 +83,8 @@ BOOST_DATA_TEST_CASE_F(fixture, herd_of_500_costs_one_upstream_call, bdata::make
     }
     std::sort(lat.begin(), lat.end());
     BOOST_TEST_MESSAGE("herd latency us: min " << lat.front() << " p10 " << lat[50] << " p50 "
-                                               << median.count() << " p90 " << lat[450]
-                                               << " max " << lat.back());
+                                               << median.count() << " p90 " << lat[450] << " max "
+                                               << lat.back());
     // Followers are woken when the one fetch completes: not after a second fetch (>= 400 ms)
     // and not by polling a lock (nginx: >= 500 ms). Unloaded, the median is 205-225 ms here;
     // the bound leaves room for a busy machine (two CPU hogs beside the test: up to 277 ms).
@@ -124,9 +124,8 @@ BOOST_FIXTURE_TEST_CASE(stale_while_revalidate_answers_at_once_and_refreshes_onc
         BOOST_TEST(std::stoi(r.header("Age")) >= 0);
         BOOST_TEST((std::chrono::steady_clock::now() - start < 150ms));
     }
-    BOOST_TEST(ts::eventually([&] {
-        return contains(gw.get(gw.image_path("swr")).header("Cache-Status"), "hit");
-    }));
+    BOOST_TEST(ts::eventually(
+        [&] { return contains(gw.get(gw.image_path("swr")).header("Cache-Status"), "hit"); }));
     BOOST_TEST(emu->requests_for("swr") == 2u);  // the first fetch and exactly one refresh
 }
 
@@ -207,7 +206,8 @@ BOOST_FIXTURE_TEST_CASE(a_flood_of_distinct_ids_stays_inside_the_budget, fixture
     ts::gateway_runner gw(settings);
     const auto start = std::chrono::steady_clock::now();
     const auto results = ts::run_herd(gw.app().data_port(), distinct_targets(gw, "flood-", 0, 200));
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const auto calls = emu->snapshot().requests;
     BOOST_TEST_MESSAGE("flood: " << calls << " upstream calls in " << elapsed << " s");
     BOOST_TEST(calls <= 5 + 20 * elapsed + 1);
@@ -290,14 +290,15 @@ BOOST_AUTO_TEST_CASE(a_sustained_flood_of_5000_ids_never_trips_the_upstream_limi
     std::size_t ok = 0;
     std::size_t timed_out = 0;
     for (int batch = 0; batch < 10; ++batch) {
-        const auto results =
-            ts::run_herd(gw.app().data_port(), distinct_targets(gw, "sustained-", batch * 500, 500));
+        const auto results = ts::run_herd(gw.app().data_port(),
+                                          distinct_targets(gw, "sustained-", batch * 500, 500));
         for (const auto& r : results) {
             ok += r.status == 200 ? 1 : 0;
             timed_out += r.status == 504 ? 1 : 0;
         }
     }
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const auto snap = emu->snapshot();
     BOOST_TEST_MESSAGE("sustained: " << snap.requests << " calls, " << ok << " answered in "
                                      << elapsed << " s");

@@ -24,8 +24,8 @@ struct tls_upstream : ts::emulated_upstream {
         const auto key = (dir.path() / "listener.key").string();
         ts::write_file(cert, certs.server_cert_pem);
         ts::write_file(key, certs.server_key_pem);
-        std::filesystem::permissions(key, std::filesystem::perms::owner_read |
-                                              std::filesystem::perms::owner_write);
+        std::filesystem::permissions(
+            key, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
         settings.server.tls_cert = cert;
         settings.server.tls_key = key;
     }

@@ -69,7 +69,8 @@ std::vector<herd_result> run_herd(std::uint16_t port, const std::vector<std::str
                                   const std::vector<std::string>& headers) {
     asio::io_context ioc;
     std::vector<herd_result> results(targets.size());
-    auto started = std::make_shared<asio::steady_timer>(ioc, std::chrono::steady_clock::time_point::max());
+    auto started =
+        std::make_shared<asio::steady_timer>(ioc, std::chrono::steady_clock::time_point::max());
     std::size_t pending = targets.size();
     for (std::size_t i = 0; i < targets.size(); ++i) {
         std::string extra = i < headers.size() ? headers[i] : std::string{};

@@ -20,50 +20,50 @@ using header_list = std::vector<std::pair<std::string, std::string>>;
 
 /// Where and how to connect.
 struct endpoint {
-  std::string host = "127.0.0.1";  ///< address to connect to (name or literal IP)
-  std::uint16_t port = 0;
-  bool tls = true;
-  std::string ca_pem;  ///< the only trusted CA (verify_peer); required when tls
-  /// Name for SNI and certificate verification; empty: `host`. SNI is omitted for IP
-  /// literals (RFC 6066 §3), the IP SAN is checked instead.
-  std::string server_name;
-  std::chrono::milliseconds timeout = std::chrono::seconds(10);  ///< per call, whole exchange
-  std::size_t body_limit = 64 * 1024 * 1024;  ///< response body bytes
+    std::string host = "127.0.0.1";  ///< address to connect to (name or literal IP)
+    std::uint16_t port = 0;
+    bool tls = true;
+    std::string ca_pem;  ///< the only trusted CA (verify_peer); required when tls
+    /// Name for SNI and certificate verification; empty: `host`. SNI is omitted for IP
+    /// literals (RFC 6066 §3), the IP SAN is checked instead.
+    std::string server_name;
+    std::chrono::milliseconds timeout = std::chrono::seconds(10);  ///< per call, whole exchange
+    std::size_t body_limit = 64 * 1024 * 1024;                     ///< response body bytes
 };
 
 struct response {
-  unsigned status = 0;
-  header_list headers;  ///< in wire order, names as sent
-  std::string body;
-  bool keep_alive = true;  ///< the server's view (HTTP/1.1 default unless Connection: close)
+    unsigned status = 0;
+    header_list headers;  ///< in wire order, names as sent
+    std::string body;
+    bool keep_alive = true;  ///< the server's view (HTTP/1.1 default unless Connection: close)
 
-  /// First value of header `name` (case-insensitive); empty if absent.
-  std::string header(std::string_view name) const;
-  /// How many times header `name` appears (case-insensitive).
-  std::size_t count(std::string_view name) const;
+    /// First value of header `name` (case-insensitive); empty if absent.
+    std::string header(std::string_view name) const;
+    /// How many times header `name` appears (case-insensitive).
+    std::size_t count(std::string_view name) const;
 };
 
 /// A keep-alive connection: several requests, one after the other, on one connection.
 /// Errors (connect, TLS handshake, timeout, malformed or truncated response) throw
 /// boost::system::system_error; the connection is then closed. Not thread-safe.
 class connection {
- public:
-  explicit connection(endpoint ep);  ///< connects (and handshakes) at once
-  ~connection();
-  connection(const connection&) = delete;
-  connection& operator=(const connection&) = delete;
+public:
+    explicit connection(endpoint ep);  ///< connects (and handshakes) at once
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
 
-  /// Sends one request (Host, Content-Length added) and reads the whole response (for HEAD,
-  /// the head only). Closes the connection after it if the response says Connection: close.
-  response request(boost::beast::http::verb method, std::string target, header_list headers = {},
-                   std::string body = {});
-  bool is_open() const noexcept;
-  void close() noexcept;
+    /// Sends one request (Host, Content-Length added) and reads the whole response (for HEAD,
+    /// the head only). Closes the connection after it if the response says Connection: close.
+    response request(boost::beast::http::verb method, std::string target, header_list headers = {},
+                     std::string body = {});
+    bool is_open() const noexcept;
+    void close() noexcept;
 
-  struct impl;
+    struct impl;
 
- private:
-  std::unique_ptr<impl> impl_;
+private:
+    std::unique_ptr<impl> impl_;
 };
 
 /// One request on a fresh connection, which is closed afterwards.

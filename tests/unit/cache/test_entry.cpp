@@ -39,8 +39,8 @@ struct classify_case {
 
 std::ostream& operator<<(std::ostream& os, const classify_case& c) {
     return os << c.name << " {ttl=" << c.ttl.count() << "ms swr=" << c.swr.count()
-              << "ms sie=" << c.sie.count() << "ms elapsed=" << c.elapsed.count()
-              << "ms} -> " << c.expected;
+              << "ms sie=" << c.sie.count() << "ms elapsed=" << c.elapsed.count() << "ms} -> "
+              << c.expected;
 }
 
 constexpr milliseconds s(long long n) { return seconds(n); }
@@ -172,8 +172,8 @@ BOOST_AUTO_TEST_CASE(bytes_follow_the_formula) {
     const key k("023e105f4ecef8ad9ca31a8372d0c353", "2cdc28f0-017a-49c4-9ed7-87056c83901");
     const auto e = make_entry({.key = k, .body = body, .stored_at = t0, .ttl = s(1)});
     // One slot: control block, entry, key, head, body.
-    const std::size_t expected = entry_slot_bytes(24 + sizeof(entry) + k.joined().size() +
-                                                  e->head().size() + body.size());
+    const std::size_t expected =
+        entry_slot_bytes(24 + sizeof(entry) + k.joined().size() + e->head().size() + body.size());
     BOOST_TEST(e->bytes() == expected);
     BOOST_TEST(e->bytes() > body.size() + e->head().size() + k.joined().size());
     // Each body byte is charged once, give or take the 16-byte allocation granularity.

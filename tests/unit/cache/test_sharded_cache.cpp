@@ -27,11 +27,8 @@ std::string image_id(std::uint64_t i) {
 std::shared_ptr<const entry> make(const key& k, std::size_t body_bytes = 100,
                                   clock::duration ttl = seconds(60),
                                   clock::duration sie = seconds(0)) {
-    return make_entry({.key = k,
-                       .body = std::string(body_bytes, 'x'),
-                       .stored_at = t0,
-                       .ttl = ttl,
-                       .sie = sie});
+    return make_entry(
+        {.key = k, .body = std::string(body_bytes, 'x'), .stored_at = t0, .ttl = ttl, .sie = sie});
 }
 
 std::uint64_t sum_of_shards(const sharded_cache& c, std::uint64_t shard_stats::*field) {
@@ -126,8 +123,7 @@ BOOST_AUTO_TEST_CASE(expired_past_stale_if_error_is_a_miss) {
     // Stale but inside stale-if-error: still returned, the caller classifies it.
     const auto stale = c.get(k, t0 + std::chrono::milliseconds(2'999));
     BOOST_TEST_REQUIRE(stale != nullptr);
-    BOOST_TEST(stale->classify(t0 + std::chrono::milliseconds(2'999)) ==
-               freshness::stale_if_error);
+    BOOST_TEST(stale->classify(t0 + std::chrono::milliseconds(2'999)) == freshness::stale_if_error);
     // At stale_if_error_until: dropped and counted as a miss.
     BOOST_TEST(c.get(k, t0 + seconds(3)) == nullptr);
     BOOST_TEST(c.snapshot() == (stats{.hits = 1, .misses = 1, .inserts = 1}));
@@ -154,8 +150,8 @@ BOOST_AUTO_TEST_CASE(byte_budget_holds_under_fill) {
 }
 
 BOOST_AUTO_TEST_CASE(max_entries_and_too_large) {
-    sharded_cache c({.max_bytes = 1 << 20, .max_entries = 8, .max_entry_bytes = 2'000,
-                     .shards = 4});
+    sharded_cache c(
+        {.max_bytes = 1 << 20, .max_entries = 8, .max_entry_bytes = 2'000, .shards = 4});
     for (std::uint64_t i = 0; i < 100; ++i) {
         c.put(make(key(account_a, image_id(i)), 10));
     }

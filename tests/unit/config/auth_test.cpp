@@ -22,10 +22,10 @@ BOOST_AUTO_TEST_SUITE(auth)
 
 BOOST_AUTO_TEST_CASE(client_keys_from_the_config_file) {
     const temp_dir dir;
-    const auto file = dir.write("c.toml", "[[auth.client_keys]]\nsha256 = \"" + hash_a +
-                                              "\"\naccounts = [\"" + account +
-                                              "\"]\n[[auth.client_keys]]\nsha256 = \"" + hash_b +
-                                              "\"\naccounts = [\"*\"]\n");
+    const auto file =
+        dir.write("c.toml", "[[auth.client_keys]]\nsha256 = \"" + hash_a + "\"\naccounts = [\"" +
+                                account + "\"]\n[[auth.client_keys]]\nsha256 = \"" + hash_b +
+                                "\"\naccounts = [\"*\"]\n");
     const auto r = run({"--config", file});
     BOOST_TEST(r.errors.empty(), dump(r.errors));
     BOOST_TEST_REQUIRE(r.value.auth.client_keys.size() == 2u);
@@ -36,9 +36,11 @@ BOOST_AUTO_TEST_CASE(client_keys_from_the_config_file) {
 
 BOOST_AUTO_TEST_CASE(bad_client_keys_are_reported_each) {
     const temp_dir dir;
-    const auto file = dir.write(
-        "c.toml", "[[auth.client_keys]]\nsha256 = \"xyz\"\naccounts = [\"nope\"]\nextra = 1\n"
-                  "[[auth.client_keys]]\nsha256 = \"" + hash_a + "\"\n");
+    const auto file =
+        dir.write("c.toml",
+                  "[[auth.client_keys]]\nsha256 = \"xyz\"\naccounts = [\"nope\"]\nextra = 1\n"
+                  "[[auth.client_keys]]\nsha256 = \"" +
+                      hash_a + "\"\n");
     const auto r = run({"--config", file});
     BOOST_TEST(find_error(r.errors, "auth.client_keys.sha256") != nullptr, dump(r.errors));
     BOOST_TEST(find_error(r.errors, "auth.client_keys.accounts") != nullptr, dump(r.errors));
@@ -54,9 +56,8 @@ BOOST_AUTO_TEST_CASE(keys_file_is_read_and_must_be_private) {
     BOOST_TEST(r.errors.empty(), dump(r.errors));
     BOOST_TEST(r.value.auth.client_keys.size() == 1u);
 
-    const auto open = dir.write("open.toml", body,
-                                fs::perms::owner_read | fs::perms::owner_write |
-                                    fs::perms::others_read);
+    const auto open = dir.write(
+        "open.toml", body, fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
     r = run({}, {{"IMAGEGATE_AUTH_KEYS_FILE", open}});
     const auto* e = find_error(r.errors, "auth.keys_file");
     BOOST_TEST_REQUIRE(e != nullptr);
@@ -91,8 +92,8 @@ BOOST_AUTO_TEST_CASE(anonymous_on_a_public_address_needs_consent) {
     r = run({"--listen", "127.example.com:8080"});
     BOOST_TEST(find_error(r.errors, "auth.allow_anonymous") != nullptr, dump(r.errors));
     const temp_dir dir;
-    const auto file = dir.write("c.toml", "[[auth.client_keys]]\nsha256 = \"" + hash_a +
-                                              "\"\naccounts = [\"*\"]\n");
+    const auto file = dir.write(
+        "c.toml", "[[auth.client_keys]]\nsha256 = \"" + hash_a + "\"\naccounts = [\"*\"]\n");
     r = run({"--config", file, "--listen", "0.0.0.0:8080"});
     BOOST_TEST(r.errors.empty(), dump(r.errors));
 }
@@ -111,9 +112,10 @@ BOOST_AUTO_TEST_CASE(passthrough_needs_no_client_keys_and_may_listen_anywhere) {
     auto r = run({"--listen", "0.0.0.0:8080"}, {{"IMAGEGATE_AUTH_MODE", "passthrough"}});
     BOOST_TEST(r.errors.empty(), dump(r.errors));
     const temp_dir dir;
-    const auto file = dir.write("c.toml", "[auth]\nmode = \"passthrough\"\n"
-                                          "[[auth.client_keys]]\nsha256 = \"" + hash_a +
-                                              "\"\naccounts = [\"*\"]\n");
+    const auto file = dir.write("c.toml",
+                                "[auth]\nmode = \"passthrough\"\n"
+                                "[[auth.client_keys]]\nsha256 = \"" +
+                                    hash_a + "\"\naccounts = [\"*\"]\n");
     r = run({"--config", file});
     BOOST_TEST(find_error(r.errors, "auth.client_keys") != nullptr, dump(r.errors));
 }
@@ -130,11 +132,10 @@ BOOST_AUTO_TEST_CASE(listener_tls_files) {
     const temp_dir dir;
     const auto cert = dir.write("cert.pem", "-----BEGIN CERTIFICATE-----\n");
     const auto key = dir.write("key.pem", "-----BEGIN PRIVATE KEY-----\n");
-    const auto open_key = dir.write("open-key.pem", "-----BEGIN PRIVATE KEY-----\n",
-                                     std::filesystem::perms::owner_read |
-                                         std::filesystem::perms::owner_write |
-                                         std::filesystem::perms::group_read |
-                                         std::filesystem::perms::others_read);
+    const auto open_key =
+        dir.write("open-key.pem", "-----BEGIN PRIVATE KEY-----\n",
+                  std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                      std::filesystem::perms::group_read | std::filesystem::perms::others_read);
     auto r = run({}, {{"IMAGEGATE_SERVER_TLS_CERT", cert}, {"IMAGEGATE_SERVER_TLS_KEY", key}});
     BOOST_TEST(r.errors.empty(), dump(r.errors));
     r = run({}, {{"IMAGEGATE_SERVER_TLS_CERT", cert}});

@@ -67,8 +67,7 @@ const admin_case admin_cases[] = {
 
 }  // namespace
 
-BOOST_DATA_TEST_CASE_F(admin_fixture, admin_routes, boost::unit_test::data::make(admin_cases),
-                       c) {
+BOOST_DATA_TEST_CASE_F(admin_fixture, admin_routes, boost::unit_test::data::make(admin_cases), c) {
     BOOST_TEST(call(c.method, c.target).status == c.status);
 }
 
@@ -95,8 +94,7 @@ BOOST_FIXTURE_TEST_CASE(metrics_count_by_route_and_status, admin_fixture) {
                std::string::npos);
     BOOST_TEST(text.find("imagegate_requests_total{route=\"image\",status=\"other\"} 1") !=
                std::string::npos);
-    BOOST_TEST(text.find("imagegate_image_request_duration_seconds_count 3") !=
-               std::string::npos);
+    BOOST_TEST(text.find("imagegate_image_request_duration_seconds_count 3") != std::string::npos);
 }
 
 BOOST_FIXTURE_TEST_CASE(purge_needs_the_admin_token, admin_fixture) {

@@ -25,8 +25,8 @@ const std::string acct_a = "023e105f4ecef8ad9ca31a8372d0c353";
 const std::string acct_b = "11111111111111111111111111111111";
 
 gw::authorizer make() {
-    return gw::authorizer({{hex(gw::sha256("key-for-a")), {acct_a}},
-                           {hex(gw::sha256("key-for-all")), {"*"}}});
+    return gw::authorizer(
+        {{hex(gw::sha256("key-for-a")), {acct_a}}, {hex(gw::sha256("key-for-all")), {"*"}}});
 }
 
 struct auth_case {

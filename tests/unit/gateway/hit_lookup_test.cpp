@@ -31,12 +31,8 @@ void* operator new(std::size_t n) {
     }
     throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    std::free(p);
-}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace ig = imagegate;
 namespace gw = imagegate::gateway;
@@ -54,9 +50,7 @@ struct lookup_case {
     bool allocation_free;      // routing and lookup allocate nothing
 };
 
-std::ostream& operator<<(std::ostream& os, const lookup_case& c) {
-    return os << c.target;
-}
+std::ostream& operator<<(std::ostream& os, const lookup_case& c) { return os << c.target; }
 
 const lookup_case lookup_cases[] = {
     // Generated ids and plain custom ids: views into the target.
@@ -103,10 +97,10 @@ BOOST_DATA_TEST_CASE(lookup_by_target_views, bdata::make(lookup_cases), c) {
 // moving bytes between the parts never finds it.
 BOOST_AUTO_TEST_CASE(heterogeneous_lookup_compares_parts) {
     cache::sharded_cache store({.max_bytes = 1 << 20, .shards = 1});
-    const auto ab_c = cache::make_entry({.key = cache::key("ab", "c"), .stored_at = t0,
-                                         .ttl = std::chrono::seconds(60)});
-    const auto a_bc = cache::make_entry({.key = cache::key("a", "bc"), .stored_at = t0,
-                                         .ttl = std::chrono::seconds(60)});
+    const auto ab_c = cache::make_entry(
+        {.key = cache::key("ab", "c"), .stored_at = t0, .ttl = std::chrono::seconds(60)});
+    const auto a_bc = cache::make_entry(
+        {.key = cache::key("a", "bc"), .stored_at = t0, .ttl = std::chrono::seconds(60)});
     BOOST_TEST(store.put(ab_c));
     BOOST_TEST(store.put(a_bc));
     const std::string target = "x/ab/images/c/a/bc";

@@ -35,36 +35,81 @@ const std::string ctl(1, '\x01');
 
 const credential_case credential_cases[] = {
     // A Bearer token (RFC 6750 b64token), scheme in any case.
-    {"bearer", {{"Authorization", "Bearer tok-EN_1.2~+/=="}}, status::ok, "tok-EN_1.2~+/==", "", ""},
+    {"bearer",
+     {{"Authorization", "Bearer tok-EN_1.2~+/=="}},
+     status::ok,
+     "tok-EN_1.2~+/==",
+     "",
+     ""},
     {"lower-case scheme", {{"Authorization", "bearer abc"}}, status::ok, "abc", "", ""},
     {"extra spaces after scheme", {{"Authorization", "Bearer   abc"}}, status::ok, "abc", "", ""},
     // An email + key pair.
-    {"email and key", {{"X-Auth-Email", "a@example.com"}, {"X-Auth-Key", "0123abcd"}}, status::ok,
-     "", "a@example.com", "0123abcd"},
+    {"email and key",
+     {{"X-Auth-Email", "a@example.com"}, {"X-Auth-Key", "0123abcd"}},
+     status::ok,
+     "",
+     "a@example.com",
+     "0123abcd"},
     // Nothing at all: 401.
     {"no credential", {}, status::missing, "", "", ""},
     {"unrelated headers", {{"Cookie", "a=b"}}, status::missing, "", "", ""},
     // Malformed: 400, never sent upstream.
     {"two authorization headers",
-     {{"Authorization", "Bearer abc"}, {"Authorization", "Bearer abc"}}, status::malformed, "", "", ""},
+     {{"Authorization", "Bearer abc"}, {"Authorization", "Bearer abc"}},
+     status::malformed,
+     "",
+     "",
+     ""},
     {"basic scheme", {{"Authorization", "Basic YTpi"}}, status::malformed, "", "", ""},
     {"no scheme", {{"Authorization", "abc"}}, status::malformed, "", "", ""},
     {"empty token", {{"Authorization", "Bearer "}}, status::malformed, "", "", ""},
     {"token with space", {{"Authorization", "Bearer a b"}}, status::malformed, "", "", ""},
     {"token with comma", {{"Authorization", "Bearer a,b"}}, status::malformed, "", "", ""},
-    {"token with control byte", {{"Authorization", "Bearer a" + ctl + "b"}}, status::malformed, "", "", ""},
-    {"token with non-ascii", {{"Authorization", "Bearer a\xc3\xa9"}}, status::malformed, "", "", ""},
+    {"token with control byte",
+     {{"Authorization", "Bearer a" + ctl + "b"}},
+     status::malformed,
+     "",
+     "",
+     ""},
+    {"token with non-ascii",
+     {{"Authorization", "Bearer a\xc3\xa9"}},
+     status::malformed,
+     "",
+     "",
+     ""},
     {"padding in the middle", {{"Authorization", "Bearer a=b"}}, status::malformed, "", "", ""},
-    {"token too long", {{"Authorization", "Bearer " + std::string(1025, 'a')}}, status::malformed, "", "", ""},
+    {"token too long",
+     {{"Authorization", "Bearer " + std::string(1025, 'a')}},
+     status::malformed,
+     "",
+     "",
+     ""},
     {"email without key", {{"X-Auth-Email", "a@example.com"}}, status::malformed, "", "", ""},
     {"key without email", {{"X-Auth-Key", "0123"}}, status::malformed, "", "", ""},
-    {"two keys", {{"X-Auth-Email", "a@example.com"}, {"X-Auth-Key", "1"}, {"X-Auth-Key", "2"}},
-     status::malformed, "", "", ""},
-    {"key with space", {{"X-Auth-Email", "a@example.com"}, {"X-Auth-Key", "a b"}}, status::malformed, "", "", ""},
-    {"email with control byte", {{"X-Auth-Email", "a" + ctl + "@x"}, {"X-Auth-Key", "k"}},
-     status::malformed, "", "", ""},
-    {"both kinds", {{"Authorization", "Bearer abc"}, {"X-Auth-Email", "a@x"}, {"X-Auth-Key", "k"}},
-     status::malformed, "", "", ""},
+    {"two keys",
+     {{"X-Auth-Email", "a@example.com"}, {"X-Auth-Key", "1"}, {"X-Auth-Key", "2"}},
+     status::malformed,
+     "",
+     "",
+     ""},
+    {"key with space",
+     {{"X-Auth-Email", "a@example.com"}, {"X-Auth-Key", "a b"}},
+     status::malformed,
+     "",
+     "",
+     ""},
+    {"email with control byte",
+     {{"X-Auth-Email", "a" + ctl + "@x"}, {"X-Auth-Key", "k"}},
+     status::malformed,
+     "",
+     "",
+     ""},
+    {"both kinds",
+     {{"Authorization", "Bearer abc"}, {"X-Auth-Email", "a@x"}, {"X-Auth-Key", "k"}},
+     status::malformed,
+     "",
+     "",
+     ""},
 };
 
 }  // namespace
@@ -156,38 +201,64 @@ const proof_case proof_cases[] = {
     // A 403 drops the account's proof only; a 401 drops them all.
     {"revoked", {{op::prove, 1, acct_a, 0s}, {op::revoke, 1, acct_a, 1s}}, 1, acct_a, 2s, false},
     {"revoke keeps other accounts",
-     {{op::prove, 1, acct_a, 0s}, {op::prove, 1, acct_b, 0s}, {op::revoke, 1, acct_a, 1s}}, 1,
-     acct_b, 2s, true},
+     {{op::prove, 1, acct_a, 0s}, {op::prove, 1, acct_b, 0s}, {op::revoke, 1, acct_a, 1s}},
+     1,
+     acct_b,
+     2s,
+     true},
     {"revoke_all",
-     {{op::prove, 1, acct_a, 0s}, {op::prove, 1, acct_b, 0s}, {op::revoke_all, 1, "", 1s}}, 1,
-     acct_b, 2s, false},
+     {{op::prove, 1, acct_a, 0s}, {op::prove, 1, acct_b, 0s}, {op::revoke_all, 1, "", 1s}},
+     1,
+     acct_b,
+     2s,
+     false},
     {"revoke of another credential",
-     {{op::prove, 1, acct_a, 0s}, {op::revoke_all, 2, "", 1s}}, 1, acct_a, 2s, true},
+     {{op::prove, 1, acct_a, 0s}, {op::revoke_all, 2, "", 1s}},
+     1,
+     acct_a,
+     2s,
+     true},
     // At most 3 credentials (here): proving a fourth drops the least recently proved.
     {"bound drops the oldest",
-     {{op::prove, 1, acct_a, 0s}, {op::prove, 2, acct_a, 1s}, {op::prove, 3, acct_a, 2s},
+     {{op::prove, 1, acct_a, 0s},
+      {op::prove, 2, acct_a, 1s},
+      {op::prove, 3, acct_a, 2s},
       {op::prove, 4, acct_a, 3s}},
-     1, acct_a, 4s, false},
+     1,
+     acct_a,
+     4s,
+     false},
     {"bound keeps the newer",
-     {{op::prove, 1, acct_a, 0s}, {op::prove, 2, acct_a, 1s}, {op::prove, 3, acct_a, 2s},
+     {{op::prove, 1, acct_a, 0s},
+      {op::prove, 2, acct_a, 1s},
+      {op::prove, 3, acct_a, 2s},
       {op::prove, 4, acct_a, 3s}},
-     2, acct_a, 4s, true},
+     2,
+     acct_a,
+     4s,
+     true},
     {"re-proving makes it newest",
-     {{op::prove, 1, acct_a, 0s}, {op::prove, 2, acct_a, 1s}, {op::prove, 3, acct_a, 2s},
-      {op::prove, 1, acct_a, 3s}, {op::prove, 4, acct_a, 4s}},
-     1, acct_a, 5s, true},
+     {{op::prove, 1, acct_a, 0s},
+      {op::prove, 2, acct_a, 1s},
+      {op::prove, 3, acct_a, 2s},
+      {op::prove, 1, acct_a, 3s},
+      {op::prove, 4, acct_a, 4s}},
+     1,
+     acct_a,
+     5s,
+     true},
 };
 
 }  // namespace
 
-BOOST_DATA_TEST_CASE(proofs_are_per_credential_and_account, boost::unit_test::data::make(proof_cases),
-                     c) {
+BOOST_DATA_TEST_CASE(proofs_are_per_credential_and_account,
+                     boost::unit_test::data::make(proof_cases), c) {
     gw::proof_cache proofs(60s, 3);
     for (const auto& s : c.steps) {
         switch (s.what) {
-            case op::prove: proofs.prove(digest(s.cred), s.account, t0 + s.at); break;
-            case op::revoke: proofs.revoke(digest(s.cred), s.account); break;
-            case op::revoke_all: proofs.revoke_all(digest(s.cred)); break;
+        case op::prove: proofs.prove(digest(s.cred), s.account, t0 + s.at); break;
+        case op::revoke: proofs.revoke(digest(s.cred), s.account); break;
+        case op::revoke_all: proofs.revoke_all(digest(s.cred)); break;
         }
     }
     BOOST_TEST(proofs.is_proven(digest(c.cred), c.account, t0 + c.at) == c.expected);
@@ -234,7 +305,8 @@ BOOST_AUTO_TEST_CASE(each_credential_has_its_own_budget) {
     BOOST_TEST(b->budget.try_acquire(t0, shield::priority::foreground).granted);
     // The same credential gets the same (empty) bucket back.
     BOOST_TEST(shields.get(digest(1), t0).get() == a.get());
-    BOOST_TEST(!shields.get(digest(1), t0)->budget.try_acquire(t0, shield::priority::foreground).granted);
+    BOOST_TEST(
+        !shields.get(digest(1), t0)->budget.try_acquire(t0, shield::priority::foreground).granted);
     BOOST_TEST(shields.size() == 2u);
 }
 

@@ -31,8 +31,7 @@ const head_case cases[] = {
     {"HTTP/1.0 without Host", "GET /a HTTP/1.0\r\n\r\n", std::nullopt},
     {"1.1 without Host", "GET /a HTTP/1.1\r\nAccept: */*\r\n\r\n", ig::errc::bad_request},
     {"two Hosts", "GET /a HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n", ig::errc::bad_request},
-    {"Content-Length: 0", "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
-     std::nullopt},
+    {"Content-Length: 0", "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", std::nullopt},
     {"a body", "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", ig::errc::bad_request},
     {"chunked", "GET /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
      ig::errc::bad_request},
@@ -55,8 +54,8 @@ BOOST_AUTO_TEST_CASE(check_request_table) {
             parser.header_limit(64 * 1024);
             boost::system::error_code ec;
             const auto used = gw::put_head(parser, boost::asio::buffer(c.head), ec);
-            // Beast refuses some heads itself (a list-valued or signed Content-Length, for two); the
-            // rows here are all heads it accepts, so the verdict is check_request's.
+            // Beast refuses some heads itself (a list-valued or signed Content-Length, for two);
+            // the rows here are all heads it accepts, so the verdict is check_request's.
             BOOST_TEST_REQUIRE(!ec, ec.message());
             BOOST_TEST(used == c.head.size());
             BOOST_TEST_REQUIRE(parser.is_header_done());

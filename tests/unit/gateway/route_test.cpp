@@ -6,7 +6,6 @@
 
 #include <ostream>
 
-
 namespace ig = imagegate;
 namespace gw = imagegate::gateway;
 namespace bdata = boost::unit_test::data;
@@ -22,17 +21,17 @@ struct route_case {
     std::string canonical_id;  // when ok
 };
 
-std::ostream& operator<<(std::ostream& os, const route_case& c) {
-    return os << c.target;
-}
+std::ostream& operator<<(std::ostream& os, const route_case& c) { return os << c.target; }
 
 const route_case route_cases[] = {
     // Both prefixes reach the image route.
     {"/client/v4/accounts/" + test_account + "/images/v1/abc", {}, "abc", "abc"},
     {"/accounts/" + test_account + "/images/v1/abc", {}, "abc", "abc"},
     // UUID-like and 35-character ids are opaque.
-    {"/accounts/" + test_account + "/images/v1/083eb7b2-5392-4565-b69e-aff66acddd00", {},
-     "083eb7b2-5392-4565-b69e-aff66acddd00", "083eb7b2-5392-4565-b69e-aff66acddd00"},
+    {"/accounts/" + test_account + "/images/v1/083eb7b2-5392-4565-b69e-aff66acddd00",
+     {},
+     "083eb7b2-5392-4565-b69e-aff66acddd00",
+     "083eb7b2-5392-4565-b69e-aff66acddd00"},
     // Custom ids with '/' are one %2F-encoded segment; case of hex digits does not matter.
     {"/accounts/" + test_account + "/images/v1/a%2Fb", {}, "a/b", "a%2Fb"},
     {"/accounts/" + test_account + "/images/v1/a%2fb", {}, "a/b", "a%2Fb"},
@@ -60,12 +59,12 @@ const route_case route_cases[] = {
     {"", ig::errc::route_not_found, "", ""},
     {"*", ig::errc::route_not_found, "", ""},
     // Account ids: 32 lowercase hex only.
-    {"/accounts/023E105F4ECEF8AD9CA31A8372D0C353/images/v1/abc", ig::errc::invalid_account_id,
-     "", ""},
+    {"/accounts/023E105F4ECEF8AD9CA31A8372D0C353/images/v1/abc", ig::errc::invalid_account_id, "",
+     ""},
     {"/accounts/023e105f/images/v1/abc", ig::errc::invalid_account_id, "", ""},
     {"/accounts/" + test_account + "0/images/v1/abc", ig::errc::invalid_account_id, "", ""},
-    {"/accounts/g23e105f4ecef8ad9ca31a8372d0c353/images/v1/abc", ig::errc::invalid_account_id,
-     "", ""},
+    {"/accounts/g23e105f4ecef8ad9ca31a8372d0c353/images/v1/abc", ig::errc::invalid_account_id, "",
+     ""},
     // Bad image ids.
     {"/accounts/" + test_account + "/images/v1/", ig::errc::invalid_image_id, "", ""},
     {"/accounts/" + test_account + "/images/v1/.", ig::errc::invalid_image_id, "", ""},
@@ -79,8 +78,8 @@ const route_case route_cases[] = {
     {"/accounts/" + test_account + "/images/v1/%ED%A0%80", ig::errc::invalid_image_id, "", ""},
     {"/accounts/" + test_account + "/images/v1/a%00b", ig::errc::invalid_image_id, "", ""},
     {"/accounts/" + test_account + "/images/v1/a%0Ab", ig::errc::invalid_image_id, "", ""},
-    {"/accounts/" + test_account + "/images/v1/" + std::string(1025, 'x'), ig::errc::invalid_image_id,
-     "", ""},
+    {"/accounts/" + test_account + "/images/v1/" + std::string(1025, 'x'),
+     ig::errc::invalid_image_id, "", ""},
 };
 
 }  // namespace
@@ -96,7 +95,8 @@ BOOST_DATA_TEST_CASE(routes_image_targets, bdata::make(route_cases), c) {
 }
 
 BOOST_AUTO_TEST_CASE(longest_id_is_accepted) {
-    const auto r = gw::route_image("/accounts/" + test_account + "/images/v1/" + std::string(1024, 'x'));
+    const auto r =
+        gw::route_image("/accounts/" + test_account + "/images/v1/" + std::string(1024, 'x'));
     BOOST_TEST(r.ok());
     BOOST_TEST(r.image.image_id.size() == 1024u);
 }
@@ -116,7 +116,7 @@ BOOST_AUTO_TEST_CASE(canonical_form_is_a_fixed_point) {
 
 BOOST_AUTO_TEST_CASE(utf8_validation) {
     BOOST_TEST(gw::is_valid_utf8("plain"));
-    BOOST_TEST(gw::is_valid_utf8("\xF0\x9F\x98\x80"));  // U+1F600
+    BOOST_TEST(gw::is_valid_utf8("\xF0\x9F\x98\x80"));   // U+1F600
     BOOST_TEST(!gw::is_valid_utf8("\xF4\x90\x80\x80"));  // > U+10FFFF
     BOOST_TEST(!gw::is_valid_utf8("\xE0\x80\xAF"));      // overlong
     BOOST_TEST(!gw::is_valid_utf8("\xC3"));              // truncated

@@ -173,9 +173,8 @@ void check_rate_bound(const std::vector<time_point>& grants, const budget& b) {
     const budget_options& o = b.options();
     const duration interval = b.interval();
     const duration window = o.window;
-    const duration lengths[] = {0ns, 1ns, interval - 1ns, interval, 10 * interval + 1ns,
-                                1s,  7s,  1min,           window,   5min,
-                                simulated};
+    const duration lengths[] = {0ns,  1ns,    interval - 1ns, interval, 10 * interval + 1ns, 1s, 7s,
+                                1min, window, 5min,           simulated};
     for (const duration length : lengths) {
         const std::uint64_t n = max_in_window(grants, length);
         const auto t = static_cast<std::uint64_t>(length.count());
@@ -245,9 +244,7 @@ BOOST_AUTO_TEST_CASE(hammer_four_threads) {
                 case 0:
                     limit.observe_ratelimit(now, R"("default";r=5;t=1)", R"("burst";q=1200;w=300)");
                     break;
-                case 1:
-                    limit.pause_until(now, 10ms);
-                    break;
+                case 1: limit.pause_until(now, 10ms); break;
                 default: {
                     [[maybe_unused]] const bool paused = limit.is_paused(now);
                     break;

@@ -34,8 +34,8 @@ constexpr retry_decision retry_after(duration backoff) {
 struct retry_case {
     std::string_view name;
     failed_attempt failure;
-    duration deadline_in;   // deadline = t0 + deadline_in
-    std::uint64_t random;   // the injected random bits
+    duration deadline_in;  // deadline = t0 + deadline_in
+    std::uint64_t random;  // the injected random bits
     retry_decision expected;
 };
 

@@ -128,7 +128,7 @@ const ratelimit_case ratelimit_cases[] = {
     {R"("default";r=1000000000000000;t=1)", std::nullopt},  // 16 digits
     {R"("default";r=50 t=30)", std::nullopt},
     {R"("default;r=50;t=30)", std::nullopt},  // unterminated string
-    {R"("a";r=5;t=10, "b)", std::nullopt},   // one broken string spoils the header
+    {R"("a";r=5;t=10, "b)", std::nullopt},    // one broken string spoils the header
     {R"("default";r=5\";t=10)", std::nullopt},
     {";;;,,,===", std::nullopt},
     {"\x00\x01\xff\xfe"sv, std::nullopt},

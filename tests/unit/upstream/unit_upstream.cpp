@@ -38,8 +38,8 @@ struct transition_row {
 
 std::ostream& operator<<(std::ostream& os, const transition_row& r) {
     return os << r.from << " --" << r.event << " (served=" << r.facts.requests_served
-              << " waiters=" << r.facts.waiters
-              << " fresh=" << r.facts.first_waiter_wants_fresh << ")--> " << r.expected;
+              << " waiters=" << r.facts.waiters << " fresh=" << r.facts.first_waiter_wants_fresh
+              << ")--> " << r.expected;
 }
 
 constexpr up::slot_facts no_waiters{.requests_served = 1, .waiters = 0};
@@ -51,39 +51,111 @@ constexpr up::slot_limits limits{.max_requests_per_connection = 10};
 
 const transition_row transition_rows[] = {
     // connecting: a finished connect serves the oldest waiter, or parks
-    {slot_state::connecting, slot_event::connect_succeeded, waiting, {slot_state::in_use, slot_action::hand_to_waiter}},
-    {slot_state::connecting, slot_event::connect_succeeded, waiting_fresh, {slot_state::in_use, slot_action::hand_to_waiter}},
-    {slot_state::connecting, slot_event::connect_succeeded, no_waiters, {slot_state::idle, slot_action::park}},
-    {slot_state::connecting, slot_event::connect_failed, waiting, {slot_state::closing, slot_action::close}},
-    {slot_state::connecting, slot_event::shutdown, waiting, {slot_state::closing, slot_action::abort}},
-    {slot_state::connecting, slot_event::acquired, waiting, {slot_state::connecting, slot_action::invalid}},
-    {slot_state::connecting, slot_event::released_reusable, waiting, {slot_state::connecting, slot_action::invalid}},
-    {slot_state::connecting, slot_event::idle_expired, waiting, {slot_state::connecting, slot_action::invalid}},
+    {slot_state::connecting,
+     slot_event::connect_succeeded,
+     waiting,
+     {slot_state::in_use, slot_action::hand_to_waiter}},
+    {slot_state::connecting,
+     slot_event::connect_succeeded,
+     waiting_fresh,
+     {slot_state::in_use, slot_action::hand_to_waiter}},
+    {slot_state::connecting,
+     slot_event::connect_succeeded,
+     no_waiters,
+     {slot_state::idle, slot_action::park}},
+    {slot_state::connecting,
+     slot_event::connect_failed,
+     waiting,
+     {slot_state::closing, slot_action::close}},
+    {slot_state::connecting,
+     slot_event::shutdown,
+     waiting,
+     {slot_state::closing, slot_action::abort}},
+    {slot_state::connecting,
+     slot_event::acquired,
+     waiting,
+     {slot_state::connecting, slot_action::invalid}},
+    {slot_state::connecting,
+     slot_event::released_reusable,
+     waiting,
+     {slot_state::connecting, slot_action::invalid}},
+    {slot_state::connecting,
+     slot_event::idle_expired,
+     waiting,
+     {slot_state::connecting, slot_action::invalid}},
     // idle: lent, expired, evicted or shut down
     {slot_state::idle, slot_event::acquired, no_waiters, {slot_state::in_use, slot_action::lend}},
-    {slot_state::idle, slot_event::idle_expired, no_waiters, {slot_state::closing, slot_action::close}},
+    {slot_state::idle,
+     slot_event::idle_expired,
+     no_waiters,
+     {slot_state::closing, slot_action::close}},
     {slot_state::idle, slot_event::evicted, no_waiters, {slot_state::closing, slot_action::close}},
     {slot_state::idle, slot_event::shutdown, no_waiters, {slot_state::closing, slot_action::close}},
-    {slot_state::idle, slot_event::connect_succeeded, no_waiters, {slot_state::idle, slot_action::invalid}},
-    {slot_state::idle, slot_event::released_broken, no_waiters, {slot_state::idle, slot_action::invalid}},
+    {slot_state::idle,
+     slot_event::connect_succeeded,
+     no_waiters,
+     {slot_state::idle, slot_action::invalid}},
+    {slot_state::idle,
+     slot_event::released_broken,
+     no_waiters,
+     {slot_state::idle, slot_action::invalid}},
     // in_use: the release decides reuse
-    {slot_state::in_use, slot_event::released_reusable, no_waiters, {slot_state::idle, slot_action::park}},
-    {slot_state::in_use, slot_event::released_reusable, waiting, {slot_state::in_use, slot_action::hand_to_waiter}},
-    {slot_state::in_use, slot_event::released_reusable, waiting_fresh, {slot_state::closing, slot_action::close}},
-    {slot_state::in_use, slot_event::released_reusable, worn_out, {slot_state::closing, slot_action::close}},
-    {slot_state::in_use, slot_event::released_broken, waiting, {slot_state::closing, slot_action::close}},
-    {slot_state::in_use, slot_event::released_broken, no_waiters, {slot_state::closing, slot_action::close}},
+    {slot_state::in_use,
+     slot_event::released_reusable,
+     no_waiters,
+     {slot_state::idle, slot_action::park}},
+    {slot_state::in_use,
+     slot_event::released_reusable,
+     waiting,
+     {slot_state::in_use, slot_action::hand_to_waiter}},
+    {slot_state::in_use,
+     slot_event::released_reusable,
+     waiting_fresh,
+     {slot_state::closing, slot_action::close}},
+    {slot_state::in_use,
+     slot_event::released_reusable,
+     worn_out,
+     {slot_state::closing, slot_action::close}},
+    {slot_state::in_use,
+     slot_event::released_broken,
+     waiting,
+     {slot_state::closing, slot_action::close}},
+    {slot_state::in_use,
+     slot_event::released_broken,
+     no_waiters,
+     {slot_state::closing, slot_action::close}},
     {slot_state::in_use, slot_event::shutdown, waiting, {slot_state::closing, slot_action::abort}},
     {slot_state::in_use, slot_event::acquired, waiting, {slot_state::in_use, slot_action::invalid}},
-    {slot_state::in_use, slot_event::idle_expired, waiting, {slot_state::in_use, slot_action::invalid}},
+    {slot_state::in_use,
+     slot_event::idle_expired,
+     waiting,
+     {slot_state::in_use, slot_action::invalid}},
     // closing: whoever still owns the stream reports back, then the slot goes
-    {slot_state::closing, slot_event::released_reusable, waiting, {slot_state::closing, slot_action::close}},
-    {slot_state::closing, slot_event::released_broken, waiting, {slot_state::closing, slot_action::close}},
-    {slot_state::closing, slot_event::connect_succeeded, waiting, {slot_state::closing, slot_action::close}},
-    {slot_state::closing, slot_event::connect_failed, waiting, {slot_state::closing, slot_action::close}},
+    {slot_state::closing,
+     slot_event::released_reusable,
+     waiting,
+     {slot_state::closing, slot_action::close}},
+    {slot_state::closing,
+     slot_event::released_broken,
+     waiting,
+     {slot_state::closing, slot_action::close}},
+    {slot_state::closing,
+     slot_event::connect_succeeded,
+     waiting,
+     {slot_state::closing, slot_action::close}},
+    {slot_state::closing,
+     slot_event::connect_failed,
+     waiting,
+     {slot_state::closing, slot_action::close}},
     {slot_state::closing, slot_event::shutdown, waiting, {slot_state::closing, slot_action::none}},
-    {slot_state::closing, slot_event::acquired, waiting, {slot_state::closing, slot_action::invalid}},
-    {slot_state::closing, slot_event::idle_expired, waiting, {slot_state::closing, slot_action::invalid}},
+    {slot_state::closing,
+     slot_event::acquired,
+     waiting,
+     {slot_state::closing, slot_action::invalid}},
+    {slot_state::closing,
+     slot_event::idle_expired,
+     waiting,
+     {slot_state::closing, slot_action::invalid}},
 };
 
 struct sizing_row {
@@ -91,8 +163,8 @@ struct sizing_row {
 };
 
 std::ostream& operator<<(std::ostream& os, const sizing_row& r) {
-    return os << "max=" << r.max_connections << " current=" << r.current
-              << " pending=" << r.pending << " waiters=" << r.waiters << " -> " << r.expected;
+    return os << "max=" << r.max_connections << " current=" << r.current << " pending=" << r.pending
+              << " waiters=" << r.waiters << " -> " << r.expected;
 }
 
 const sizing_row sizing_rows[] = {
@@ -226,31 +298,73 @@ const std::string json_head = "HTTP/1.1 200 OK\r\nContent-Type: application/json
 
 const std::vector<reader_row> reader_rows = {
     {"content-length body and kept headers",
-     json_head + "RateLimit: \"default\";r=50;t=30\r\nratelimit-policy: \"default\";q=1200;w=300\r\n"
-                 "X-Other: 1\r\nContent-Length: 2\r\n\r\n{}",
-     1024, true, 200, "{}", {0, "application/json", "", "\"default\";r=50;t=30",
-                             "\"default\";q=1200;w=300"}, true},
+     json_head +
+         "RateLimit: \"default\";r=50;t=30\r\nratelimit-policy: \"default\";q=1200;w=300\r\n"
+         "X-Other: 1\r\nContent-Length: 2\r\n\r\n{}",
+     1024,
+     true,
+     200,
+     "{}",
+     {0, "application/json", "", "\"default\";r=50;t=30", "\"default\";q=1200;w=300"},
+     true},
     {"first occurrence wins, even when it is not kept",
      "HTTP/1.1 429 Too Many Requests\r\nRetry-After: " + std::string(300, '9') +
          "\r\nRetry-After: 5\r\nRATELIMIT: a\r\nRateLimit: b\r\nContent-Length: 0\r\n\r\n",
-     1024, true, 429, "", {0, "", "", "a", ""}, true},
+     1024,
+     true,
+     429,
+     "",
+     {0, "", "", "a", ""},
+     true},
     {"chunked body",
      json_head + "Transfer-Encoding: chunked\r\n\r\n2\r\n{\"\r\n3\r\na\":\r\n2\r\n1}\r\n0\r\n\r\n",
-     1024, true, 200, "{\"a\":1}", {0, "application/json", "", "", ""}, true},
+     1024,
+     true,
+     200,
+     "{\"a\":1}",
+     {0, "application/json", "", "", ""},
+     true},
     {"connection: close",
-     json_head + "Connection: close\r\nContent-Length: 1\r\n\r\nx", 1024, true, 200, "x",
-     {0, "application/json", "", "", ""}, false},
-    {"content-length over the limit", json_head + "Content-Length: 1025\r\n\r\n", 1024, false,
-     0, "", {}, false},
+     json_head + "Connection: close\r\nContent-Length: 1\r\n\r\nx",
+     1024,
+     true,
+     200,
+     "x",
+     {0, "application/json", "", "", ""},
+     false},
+    {"content-length over the limit",
+     json_head + "Content-Length: 1025\r\n\r\n",
+     1024,
+     false,
+     0,
+     "",
+     {},
+     false},
     {"chunks over the limit",
      json_head + "Transfer-Encoding: chunked\r\n\r\n401\r\n" + std::string(1025, 'a') +
          "\r\n0\r\n\r\n",
-     1024, false, 0, "", {}, false},
-    {"bad status line", "HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n", 1024, false, 0, "", {},
+     1024,
+     false,
+     0,
+     "",
+     {},
+     false},
+    {"bad status line",
+     "HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",
+     1024,
+     false,
+     0,
+     "",
+     {},
      false},
     {"control byte in a header value is refused by the parser",
      "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\x01\r\nContent-Length: 0\r\n\r\n",
-     1024, false, 0, "", {}, false},
+     1024,
+     false,
+     0,
+     "",
+     {},
+     false},
 };
 
 BOOST_DATA_TEST_CASE(parses, bdata::make(reader_rows), row) {
@@ -333,20 +447,27 @@ BOOST_AUTO_TEST_SUITE(stats)
 BOOST_AUTO_TEST_CASE(histogram_renders_cumulative_buckets) {
     using namespace std::chrono_literals;
     up::latency_histogram h;
-    h.observe(3ms);     // le 0.005
-    h.observe(5ms);     // le 0.005 (bounds are inclusive)
-    h.observe(7ms);     // le 0.01
-    h.observe(300ms);   // le 0.5
-    h.observe(20s);     // +Inf
+    h.observe(3ms);    // le 0.005
+    h.observe(5ms);    // le 0.005 (bounds are inclusive)
+    h.observe(7ms);    // le 0.01
+    h.observe(300ms);  // le 0.5
+    h.observe(20s);    // +Inf
     std::string out;
     h.render(out, "imagegate_upstream_latency_seconds", "help");
-    BOOST_TEST(out.find("# TYPE imagegate_upstream_latency_seconds histogram\n") != std::string::npos);
-    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"0.005\"} 2\n") != std::string::npos);
-    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"0.01\"} 3\n") != std::string::npos);
-    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"0.25\"} 3\n") != std::string::npos);
-    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"0.5\"} 4\n") != std::string::npos);
-    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"10\"} 4\n") != std::string::npos);
-    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"+Inf\"} 5\n") != std::string::npos);
+    BOOST_TEST(out.find("# TYPE imagegate_upstream_latency_seconds histogram\n") !=
+               std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"0.005\"} 2\n") !=
+               std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"0.01\"} 3\n") !=
+               std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"0.25\"} 3\n") !=
+               std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"0.5\"} 4\n") !=
+               std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"10\"} 4\n") !=
+               std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_latency_seconds_bucket{le=\"+Inf\"} 5\n") !=
+               std::string::npos);
     BOOST_TEST(out.find("imagegate_upstream_latency_seconds_sum 20.315000\n") != std::string::npos);
     BOOST_TEST(out.find("imagegate_upstream_latency_seconds_count 5\n") != std::string::npos);
 }
@@ -365,8 +486,10 @@ BOOST_AUTO_TEST_CASE(status_counting_and_render) {
     BOOST_TEST(s.tls_failures.load() == 1u);
     std::string out;
     s.render(out);
-    BOOST_TEST(out.find("imagegate_upstream_responses_total{class=\"4xx\"} 2\n") != std::string::npos);
-    BOOST_TEST(out.find("imagegate_upstream_responses_by_code_total{code=\"429\"} 1\n") != std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_responses_total{class=\"4xx\"} 2\n") !=
+               std::string::npos);
+    BOOST_TEST(out.find("imagegate_upstream_responses_by_code_total{code=\"429\"} 1\n") !=
+               std::string::npos);
     BOOST_TEST(out.find("imagegate_upstream_tls_failures_total 1\n") != std::string::npos);
     BOOST_TEST(out.find("# TYPE imagegate_upstream_connections_idle gauge\n") != std::string::npos);
 }

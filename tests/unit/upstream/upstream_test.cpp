@@ -40,8 +40,8 @@ struct fixture {
     std::vector<std::thread> threads;
     std::unique_ptr<emu::emulator> server;
     std::shared_ptr<asio::ssl::context> tls;
-    std::shared_ptr<spdlog::logger> log = spdlog::stderr_color_mt("upstream-test-" +
-                                                                 std::to_string(counter()++));
+    std::shared_ptr<spdlog::logger> log =
+        spdlog::stderr_color_mt("upstream-test-" + std::to_string(counter()++));
 
     fixture() {
         emu::emulator_options o;
@@ -229,8 +229,8 @@ BOOST_AUTO_TEST_CASE(oversized_body_is_too_large) {
     auto o = options();
     o.max_body_bytes = 4096;
     auto c = make_client(o);
-    server->add_fault({.kind = emu::fault_kind::oversized, .image_id = "big", .times = 1,
-                       .size = 64 * 1024});
+    server->add_fault(
+        {.kind = emu::fault_kind::oversized, .image_id = "big", .times = 1, .size = 64 * 1024});
     require_error(fetch(*c, "big"), errc::upstream_too_large);
     BOOST_TEST(c->stats().too_large.load() == 1u);
     require_ok(fetch(*c, "small"));
@@ -309,8 +309,8 @@ BOOST_AUTO_TEST_CASE(acquire_timeout_is_pool_exhausted) {
     o.pool.max_connections = 1;
     o.pool.acquire_timeout = 200ms;
     auto c = make_client(o);
-    server->add_fault({.kind = emu::fault_kind::delay, .image_id = "busy", .times = 1,
-                       .delay = 2s});
+    server->add_fault(
+        {.kind = emu::fault_kind::delay, .image_id = "busy", .times = 1, .delay = 2s});
     auto busy = start_fetch(*c, "busy");
     BOOST_REQUIRE(eventually([&] { return server->requests_for("busy") == 1u; }));
     require_error(fetch(*c, "starved"), errc::pool_exhausted);

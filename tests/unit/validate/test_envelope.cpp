@@ -29,8 +29,7 @@ const envelope_case envelope_cases[] = {
     // valid: the answers the gateway acts on
     {"not found", R"({"result":null,"success":false,"errors":[)" ITEM R"(],"messages":[]})", true,
      5404, ""},
-    {"result absent", R"({"success":false,"errors":[)" ITEM R"(],"messages":[]})", true, 5404,
-     ""},
+    {"result absent", R"({"success":false,"errors":[)" ITEM R"(],"messages":[]})", true, 5404, ""},
     {"auth error with chain",
      R"({"success":false,"errors":[{"code":6003,"message":"Invalid request headers",)"
      R"("error_chain":[{"code":6111,"message":"Invalid format"}]}],"messages":[],"result":null})",
@@ -68,9 +67,8 @@ const envelope_case envelope_cases[] = {
      "/errors/0/code"},
     {"message missing", R"({"success":false,"errors":[{"code":5404}],"messages":[]})", false, 0,
      "/errors/0/message"},
-    {"second item broken",
-     R"({"success":false,"errors":[)" ITEM R"(,{"code":2}],"messages":[]})", false, 0,
-     "/errors/1/message"},
+    {"second item broken", R"({"success":false,"errors":[)" ITEM R"(,{"code":2}],"messages":[]})",
+     false, 0, "/errors/1/message"},
     // invalid: the rest of the envelope
     {"messages missing", R"({"success":false,"errors":[)" ITEM R"(]})", false, 0, "/messages"},
     {"result object", R"({"success":false,"errors":[)" ITEM R"(],"messages":[],"result":{}})",
@@ -78,8 +76,8 @@ const envelope_case envelope_cases[] = {
     {"html", "<html><body>502 Bad Gateway</body></html>", false, 0, ""},
     {"trailing garbage", R"({"success":false,"errors":[)" ITEM R"(],"messages":[]} x)", false, 0,
      ""},
-    {"bad escape in unknown",
-     R"({"success":false,"errors":[)" ITEM R"(],"messages":[],"x":"\q"})", false, 0, "/x"},
+    {"bad escape in unknown", R"({"success":false,"errors":[)" ITEM R"(],"messages":[],"x":"\q"})",
+     false, 0, "/x"},
 };
 
 #undef ITEM

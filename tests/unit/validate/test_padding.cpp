@@ -46,8 +46,8 @@ BOOST_DATA_TEST_CASE(exact_heap_buffers, boost::unit_test::data::make(capacity_c
         const std::size_t capacity = json.size() + c.spare;
         const auto buffer = std::make_unique<char[]>(capacity);
         std::memcpy(buffer.get(), json.data(), json.size());
-        const validation v = validate_image({buffer.get(), json.size()}, capacity,
-                                            default_id, parser);
+        const validation v =
+            validate_image({buffer.get(), json.size()}, capacity, default_id, parser);
         BOOST_TEST(v.ok() == (json == record), v);
     }
 }
