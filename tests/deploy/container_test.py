@@ -192,7 +192,7 @@ def main():
     command = " ".join((entry or []) + (cmd or []))
     with open(os.path.join(SOURCE, "deploy/README.md"), encoding="utf-8") as f:
         readme = f.read()
-    m = re.search(r"The image runs `([^`]+)` as user `([^`]+)`", readme)
+    m = re.search(r"The image runs\s+`([^`]+)`\s+as\s+user\s+`([^`]+)`", readme)
     check(m is not None, "deploy/README.md does not say what the image runs")
     if m:
         check(m.group(1) == command, f"README says `{m.group(1)}`, the image runs `{command}`")

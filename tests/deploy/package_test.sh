@@ -47,13 +47,15 @@ fi
 if getent passwd imagegate >/dev/null || getent group imagegate >/dev/null; then
     fail "a user or group 'imagegate' exists already; purging the package would delete it"
 fi
+[[ ! -e /etc/imagegate ]] ||
+    fail "/etc/imagegate exists already; purging the package would delete it"
 
 work=$(mktemp -d)
 installed=0
 cleanup() {
     local rc=$?
     if ((installed)); then
-        if ! "${as_root[@]}" dpkg --purge imagegate >"$work/cleanup-purge.log" 2>&1; then
+        if ! "${as_root[@]}" dpkg --purge imagegate </dev/null >"$work/cleanup-purge.log" 2>&1; then
             cat "$work/cleanup-purge.log" >&2
             echo "package_test: could not purge imagegate: run dpkg --purge imagegate" >&2
             rc=1
@@ -99,7 +101,7 @@ dpkg-deb -I "$deb" conffiles | grep -qx /etc/imagegate/imagegate.toml ||
 # --- install, twice (the second run is an upgrade to the same version) ---
 installed=1
 for round in 1 2; do
-    DEBIAN_FRONTEND=noninteractive "${as_root[@]}" dpkg -i "$deb" >"$work/install.log" 2>&1 ||
+    "${as_root[@]}" dpkg -i "$deb" </dev/null >"$work/install.log" 2>&1 ||
         { cat "$work/install.log" >&2; fail "dpkg -i failed (round $round)"; }
 done
 [[ $(dpkg-query -W -f='${Status}' imagegate) == "install ok installed" ]] ||
@@ -182,7 +184,7 @@ note "--check-config OK as imagegate; the man page lists all $(wc -w <<<"$flags"
 
 # --- purge: the admin's leftovers, the files, the overrides, the user and group go ---
 printf 'CLOUDFLARE_API_TOKEN=x\n' | "${as_root[@]}" tee /etc/imagegate/env >/dev/null
-"${as_root[@]}" dpkg --purge imagegate >"$work/purge.log" 2>&1 ||
+"${as_root[@]}" dpkg --purge imagegate </dev/null >"$work/purge.log" 2>&1 ||
     { cat "$work/purge.log" >&2; fail "dpkg --purge imagegate failed"; }
 installed=0
 status=$(dpkg-query -W -f='${Status}' imagegate 2>/dev/null || true)
