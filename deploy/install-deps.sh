@@ -11,11 +11,28 @@ packages=(
   libtomlplusplus-dev
   # the quickstart's curl lines and the system CA store for the real API
   curl ca-certificates
+  # cpack -G DEB derives the package's Depends with dpkg-shlibdeps
+  dpkg-dev
 )
 
-if [[ ${1:-} == --with-test-tools ]]; then
+test_tools=0
+deploy_tools=0
+for arg in "$@"; do
+  case $arg in
+    --with-test-tools) test_tools=1 deploy_tools=1 ;;
+    --with-deploy-tools) deploy_tools=1 ;;
+    *) echo "usage: $0 [--with-test-tools] [--with-deploy-tools]" >&2; exit 2 ;;
+  esac
+done
+if ((test_tools)); then
   # Fuzzing with libFuzzer needs clang and its runtime; formatting checks need clang-format.
   packages+=(clang libclang-rt-14-dev clang-format)
+fi
+if ((deploy_tools)); then
+  # The deploy tests (tests/deploy): systemd-analyze, Debian's python3 with YAML, the package
+  # test's adduser, and node for the Kubernetes schema validator.
+  packages+=(systemd python3 python3-yaml adduser)
+  command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 
 sudo_cmd=()
@@ -33,4 +50,15 @@ if ((${#missing[@]})); then
   "${sudo_cmd[@]}" apt-get update -q
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends \
     "${missing[@]}"
+fi
+
+if ((deploy_tools)); then
+  # The Kubernetes schema validator, exactly as package-lock.json pins it (into the source
+  # tree's tests/deploy/k8s/node_modules, ignored by git). Only when the lock file changed.
+  k8s_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/deploy/k8s"
+  if ! cmp -s "$k8s_dir/package-lock.json" "$k8s_dir/node_modules/.imagegate-lock"; then
+    echo "imagegate: installing the Kubernetes schema validator (npm ci)"
+    (cd "$k8s_dir" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$k8s_dir/package-lock.json" "$k8s_dir/node_modules/.imagegate-lock"
+  fi
 fi

@@ -27,7 +27,7 @@ step() {
 
 step "dependencies"
 if ((quick)); then
-  bash deploy/install-deps.sh
+  bash deploy/install-deps.sh --with-deploy-tools  # the ci step's tests/deploy need them
 else
   bash deploy/install-deps.sh --with-test-tools
 fi
