@@ -60,6 +60,19 @@ std::vector<config_error> check(const settings& s) {
         errors.push_back({"shield.burst", "must not exceed shield.budget (" +
                                               std::to_string(s.shield.budget) + ")"});
     }
+    // Which waits bound which: a miss waits in line at most shield.max_queue_wait, then its
+    // exchange at most upstream.request_timeout; whoever waits for that fetch
+    // (shield.coalesce_timeout) must outlast both, so a slow upstream is answered 504 (99504)
+    // by the fetch itself and a full queue 429 at once, never a coalesce timeout (99531).
+    if (!has_error(errors, "shield.max_queue_wait") &&
+        !has_error(errors, "upstream.request_timeout") &&
+        !has_error(errors, "shield.coalesce_timeout") &&
+        s.shield.coalesce_timeout < s.shield.max_queue_wait + s.upstream.request_timeout) {
+        errors.push_back(
+            {"shield.coalesce_timeout",
+             "must be at least shield.max_queue_wait + upstream.request_timeout (" +
+                 format_duration(s.shield.max_queue_wait + s.upstream.request_timeout) + ")"});
+    }
     // Plain HTTP would send the API token in clear text: allowed only on explicit request.
     if (const auto url = parse_upstream_url(s.upstream.url);
         url && !url->tls && !s.upstream.allow_plaintext) {

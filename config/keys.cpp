@@ -80,9 +80,11 @@ constexpr std::array key_table{
     IMAGEGATE_KEY(shield, budget, count, 1, 1'000'000'000),
     IMAGEGATE_KEY(shield, window, interval, ms(1), days(1)),
     IMAGEGATE_KEY(shield, burst, count, 1, 1'000'000'000),
-    IMAGEGATE_KEY(shield, coalesce_timeout, interval, ms(1), minutes(10)),
+    IMAGEGATE_KEY(shield, max_queue_wait, interval, seconds(1), minutes(10)),
+    IMAGEGATE_KEY(shield, coalesce_timeout, interval, ms(1), minutes(20)),
     IMAGEGATE_KEY(shield, honor_client_no_cache, boolean),
     IMAGEGATE_KEY(shield, unproven_budget, count, 1, 1'000'000'000),
+    IMAGEGATE_KEY(shield, max_credentials, count, 1, 10'000'000),
 
     IMAGEGATE_KEY(log, level, log_level),
     IMAGEGATE_KEY(log, format, log_format),

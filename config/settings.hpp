@@ -54,7 +54,8 @@ struct upstream_settings {
     std::string token_file;
     /// Deadline for resolve + TCP connect + TLS handshake.
     duration connect_timeout = std::chrono::seconds(5);
-    /// Deadline for one whole exchange (write the request, read the full response).
+    /// Deadline for the upstream exchange of one fetch (connect, write the request, read the
+    /// full response; the one retry included). Passed: 504 (99504).
     duration request_timeout = std::chrono::seconds(15);
     /// Open connections to the upstream at most (in use + idle).
     std::uint64_t max_connections = 64;
@@ -104,14 +105,23 @@ struct shield_settings {
     duration window = std::chrono::minutes(5);
     /// Token bucket capacity: requests that may go out back to back.
     std::uint64_t burst = 50;
-    /// How long a request waits for another request's fetch of the same key.
-    duration coalesce_timeout = std::chrono::seconds(10);
+    /// The longest a miss waits in line for its budget slot; when the next free slot is
+    /// further away the request is refused at once with 429 and a truthful Retry-After.
+    /// At least 1 s; max_queue_wait + upstream.request_timeout <= coalesce_timeout.
+    duration max_queue_wait = std::chrono::seconds(5);
+    /// How long a request waits for the fetch of its key (its own or another request's):
+    /// the safety net behind max_queue_wait + upstream.request_timeout, which bound the fetch.
+    duration coalesce_timeout = std::chrono::seconds(20);
     /// Let a client's `Cache-Control: no-cache` force a refetch.
     bool honor_client_no_cache = false;
     /// Passthrough: upstream requests per window made with credentials the upstream has not
     /// accepted lately, all callers together. Made-up credentials cost calls (answered 401)
     /// that count against Cloudflare's per-IP limit of the gateway's address.
     std::uint64_t unproven_budget = 600;
+    /// Passthrough: caller credentials with their own budget and pause at once. A credential
+    /// whose pause runs or whose bucket is not full is never forgotten; when all must be
+    /// kept, new credentials get 429 (those without a proof already at 75 % of this).
+    std::uint64_t max_credentials = 4096;
 
     friend bool operator==(const shield_settings&, const shield_settings&) = default;
 };

@@ -10,44 +10,52 @@ struct errc_info {
     unsigned http_status;
     std::uint32_t envelope_code;
     std::string_view message;
+    /// Whether the same request may succeed if sent again. False is answered as
+    /// `x-should-retry: false`, which every official SDK reads before its own status rules
+    /// (they retry 408, 409, 429 and every 5xx otherwise, 2 to 10 times).
+    bool retry_may_help;
 };
 
+// The one table of what the gateway answers for each error: HTTP status, envelope code,
+// message, and whether a retry may help (README "Error codes" lists the same).
 errc_info info(errc e) noexcept {
     switch (e) {
-    case errc::bad_request: return {400, 99400, "Malformed request"};
+    case errc::bad_request: return {400, 99400, "Malformed request", false};
     case errc::invalid_account_id:
-        return {400, 99401, "account_id must be 32 lowercase hexadecimal characters"};
+        return {400, 99401, "account_id must be 32 lowercase hexadecimal characters", false};
     case errc::invalid_image_id:
-        return {400, 99402, "image_id is not a valid percent-encoded image identifier"};
-    case errc::route_not_found: return {404, 99404, "No route for that URI"};
-    case errc::method_not_allowed: return {405, 99405, "Method not allowed on this route"};
-    case errc::header_too_large: return {431, 99431, "Request header fields too large"};
-    case errc::unauthorized: return {401, 99410, "Authentication required"};
-    case errc::forbidden: return {403, 99411, "Not allowed to read this account"};
-    case errc::http_version_not_supported: return {505, 99510, "HTTP version not supported"};
-    case errc::too_many_connections: return {503, 99533, "Too many connections"};
+        return {400, 99402, "image_id is not a valid percent-encoded image identifier", false};
+    case errc::route_not_found: return {404, 99404, "No route for that URI", false};
+    case errc::method_not_allowed: return {405, 99405, "Method not allowed on this route", false};
+    case errc::header_too_large: return {431, 99431, "Request header fields too large", false};
+    case errc::unauthorized: return {401, 99410, "Authentication required", false};
+    case errc::forbidden: return {403, 99411, "Not allowed to read this account", false};
+    case errc::http_version_not_supported: return {505, 99510, "HTTP version not supported", false};
+    case errc::too_many_connections: return {503, 99533, "Too many connections", true};
     case errc::upstream_connect_failed:
-        return {502, 99502, "Could not connect to the upstream API"};
-    case errc::upstream_tls_failed: return {502, 99503, "TLS with the upstream API failed"};
-    case errc::upstream_timeout: return {504, 99504, "The upstream API timed out"};
+        return {502, 99502, "Could not connect to the upstream API", true};
+    case errc::upstream_tls_failed: return {502, 99503, "TLS with the upstream API failed", false};
+    case errc::upstream_timeout: return {504, 99504, "The upstream API timed out", true};
     case errc::upstream_bad_status:
-        return {502, 99505, "The upstream API answered with a server error"};
-    case errc::upstream_too_large: return {502, 99506, "The upstream response was too large"};
-    case errc::upstream_protocol_error: return {502, 99507, "The upstream response was malformed"};
+        return {502, 99505, "The upstream API answered with a server error", true};
+    case errc::upstream_too_large:
+        return {502, 99506, "The upstream response was too large", false};
+    case errc::upstream_protocol_error:
+        return {502, 99507, "The upstream response was malformed", true};
     case errc::invalid_upstream_json:
-        return {502, 99508, "The upstream answered an invalid image record"};
+        return {502, 99508, "The upstream answered an invalid image record", false};
     case errc::upstream_rate_limited:
-        return {429, 99429, "The upstream API is rate limiting this token"};
+        return {429, 99429, "The upstream API is rate limiting this token", true};
     case errc::budget_exhausted:
-        return {429, 99430, "The gateway's upstream request budget is exhausted"};
-    case errc::pool_exhausted: return {503, 99530, "No upstream connection available"};
+        return {429, 99430, "The gateway's upstream request budget is exhausted", true};
+    case errc::pool_exhausted: return {503, 99530, "No upstream connection available", true};
     case errc::single_flight_timeout:
-        return {504, 99531, "Timed out waiting for the upstream answer"};
-    case errc::shutting_down: return {503, 99532, "The gateway is shutting down"};
-    case errc::not_implemented: return {501, 99501, "Not implemented"};
-    case errc::internal_error: return {500, 99500, "Internal gateway error"};
+        return {504, 99531, "Timed out waiting for the upstream answer", true};
+    case errc::shutting_down: return {503, 99532, "The gateway is shutting down", true};
+    case errc::not_implemented: return {501, 99501, "Not implemented", false};
+    case errc::internal_error: return {500, 99500, "Internal gateway error", false};
     }
-    return {500, 99500, "Internal gateway error"};
+    return {500, 99500, "Internal gateway error", false};
 }
 
 class category final : public boost::system::error_category {
@@ -100,5 +108,6 @@ std::ostream& operator<<(std::ostream& os, errc e) { return os << to_string(e); 
 unsigned to_http_status(errc e) noexcept { return info(e).http_status; }
 std::uint32_t to_envelope_code(errc e) noexcept { return info(e).envelope_code; }
 std::string_view to_client_message(errc e) noexcept { return info(e).message; }
+bool retry_may_help(errc e) noexcept { return info(e).retry_may_help; }
 
 }  // namespace imagegate

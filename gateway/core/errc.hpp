@@ -55,6 +55,11 @@ unsigned to_http_status(errc e) noexcept;
 std::uint32_t to_envelope_code(errc e) noexcept;
 /// Client-safe message: never contains hosts, paths, or ec.message() of lower layers.
 std::string_view to_client_message(errc e) noexcept;
+/// Whether sending the same request again may succeed. False for the client's own mistakes
+/// (4xx) and for upstream answers that will not change by asking again (a record that
+/// failed validation or is too large, a TLS verification failure) and for gateway bugs:
+/// answered with `x-should-retry: false` so SDKs do not spend 2-10 retries on them.
+bool retry_may_help(errc e) noexcept;
 
 /// Prints the enumerator's name (tests and logs).
 std::ostream& operator<<(std::ostream& os, errc e);

@@ -4,6 +4,7 @@
 
 #include <boost/beast/http/status.hpp>
 
+#include <algorithm>
 #include <charconv>
 
 namespace imagegate::gateway {
@@ -43,12 +44,28 @@ reply make_reply(unsigned status, std::string body, std::string_view content_typ
     return r;
 }
 
-reply make_error_reply(errc e, std::string_view extra_headers) {
+reply make_error_reply(errc e, std::string_view extra_headers, std::optional<retry_after> after) {
     std::string extra(extra_headers);
     if (e == errc::method_not_allowed) {
         extra += "Allow: GET, HEAD\r\n";
     }
-    return make_reply(to_http_status(e), error_envelope(e), "application/json", extra);
+    if (!retry_may_help(e)) {
+        extra += "x-should-retry: false\r\n";
+    }
+    const unsigned status = to_http_status(e);
+    if (!after && (status == 429 || status == 503)) {
+        after = retry_after{};
+    }
+    if (after) {
+        // Never 0: SDKs retry at once on 0, which is exactly the herd these headers exist
+        // to spread.
+        extra += "Retry-After: ";
+        extra += std::to_string(std::max<std::uint64_t>(after->seconds, 1));
+        extra += "\r\nretry-after-ms: ";
+        extra += std::to_string(std::max<std::uint64_t>(after->milliseconds, 1));
+        extra += "\r\n";
+    }
+    return make_reply(status, error_envelope(e), "application/json", extra);
 }
 
 }  // namespace imagegate::gateway

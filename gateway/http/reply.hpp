@@ -9,6 +9,7 @@
 #include <cstring>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -135,7 +136,19 @@ void append_status_line(head_buffer& out, unsigned status);
 reply make_reply(unsigned status, std::string body, std::string_view content_type,
                  std::string_view extra_headers = {});
 
-/// The Cloudflare-style envelope for `e`, with its HTTP status (405 adds `Allow`).
-reply make_error_reply(errc e, std::string_view extra_headers = {});
+/// When a refused or failed client should come back, as the official SDKs read it: they
+/// honour `x-should-retry` first, then `retry-after-ms`, then `Retry-After` (RFC 9110
+/// §10.2.3, whole seconds). Both values are always sent together and say the same.
+struct retry_after {
+    std::uint64_t seconds = 1;
+    std::uint64_t milliseconds = 1000;
+};
+
+/// The Cloudflare-style envelope for `e`, with its HTTP status (405 adds `Allow`), and what
+/// SDKs read before retrying: `x-should-retry: false` when a retry cannot help
+/// (errc.cpp's table), and `Retry-After` + `retry-after-ms` from `after` — for every 429 and
+/// 503 (1 s when the caller knows no better), for other statuses only when given.
+reply make_error_reply(errc e, std::string_view extra_headers = {},
+                       std::optional<retry_after> after = std::nullopt);
 
 }  // namespace imagegate::gateway

@@ -4,6 +4,9 @@
 #include "gateway/core/serial_executor.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -190,6 +193,36 @@ asio::awaitable<std::size_t> write_rest(Stream& stream, reply_buffers buffers, s
     co_return sent + n;
 }
 
+// Completes only when the peer has gone (FIN or reset) while its request is being answered;
+// raced against the handler so a client that hangs up stops waiting (and a fetch nobody
+// waits for any more gives its budget slot back). Bytes the client sends meanwhile (a
+// pipelined request, TLS records such as close_notify) cannot be told from a live client:
+// then it keeps quiet until cancelled. Never reads: the bytes stay for the next request.
+asio::awaitable<void> watch_peer(tcp::socket* socket) {
+    for (;;) {
+        auto [ec] = co_await socket->async_wait(tcp::socket::wait_read, use_nothrow);
+        if (ec == asio::error::operation_aborted) {
+            co_return;  // the handler answered first (its result wins either way)
+        }
+        if (!ec) {
+            char byte = 0;
+            boost::system::error_code peek_ec;
+            const std::size_t n =
+                socket->receive(asio::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
+            if (peek_ec == asio::error::would_block || peek_ec == asio::error::try_again) {
+                continue;  // spurious readiness
+            }
+            if (!peek_ec && n > 0) {
+                asio::steady_timer forever(socket->get_executor(),
+                                           std::chrono::steady_clock::time_point::max());
+                co_await forever.async_wait(use_nothrow);
+                co_return;
+            }
+        }
+        co_return;  // EOF, reset, or the socket was closed under us: gone
+    }
+}
+
 // Feeds the buffered bytes to `parser` (put_head: Beast's parser plus our raw-head checks):
 // the result once the head is complete or wrong, nothing while more bytes are needed. A
 // plain function, so a head that arrived whole (the usual case) costs no coroutine frame.
@@ -298,6 +331,7 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
         reply r;
         request req;
         bool close = false;
+        bool gone = false;  // the client hung up while its answer was being prepared
         if (rec) {
             const auto e = classify_read_error(rec);
             if (!e) {
@@ -332,7 +366,24 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
                 if (auto* ready = std::get_if<reply>(&handled)) {
                     r = std::move(*ready);
                 } else {
-                    r = co_await std::move(std::get<asio::awaitable<reply>>(handled));
+                    // Whichever ends first: the answer (or the handler's exception), or the
+                    // client hanging up, which cancels the handler (it leaves its flight).
+                    auto ex = co_await asio::this_coro::executor;
+                    auto [order, thrown, answer, ignored] =
+                        co_await asio::experimental::make_parallel_group(
+                            asio::co_spawn(ex, std::move(std::get<asio::awaitable<reply>>(handled)),
+                                           asio::deferred),
+                            asio::co_spawn(ex, watch_peer(&lowest.socket()), asio::deferred))
+                            .async_wait(asio::experimental::wait_for_one(), use_awaitable);
+                    (void)ignored;
+                    if (order[0] == 0) {
+                        if (thrown) {
+                            std::rethrow_exception(thrown);
+                        }
+                        r = std::move(answer);
+                    } else {
+                        gone = true;
+                    }
                 }
             } catch (const std::exception& e) {
                 st->log->error("{} handler threw: {} (request {})", o.name, e.what(), req.id);
@@ -345,16 +396,21 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             close = r.close || !msg.keep_alive() || st->stopping.load(std::memory_order_relaxed);
         }
 
+        if (gone) {
+            // Nothing to write to. 499 as nginx logs it ("client closed request").
+            r.status = 499;
+            r.cache_status = "client-gone";
+        }
         const reply_buffers out = buffers_of(r, req.head_only, close);
         std::size_t written = 0;
         if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
-            if (const auto sent = write_now(stream, out)) {
+            if (const auto sent = gone ? std::nullopt : write_now(stream, out)) {
                 written = *sent;
                 if (written < asio::buffer_size(out)) {
                     written = co_await write_rest(stream, out, written, o.write_timeout);
                 }
             }
-        } else {
+        } else if (!gone) {
             written = co_await write_rest(stream, out, 0, o.write_timeout);
         }
         if (st->observer) {
@@ -651,7 +707,7 @@ http_server::http_server(asio::io_context& ioc, server_options opts, handler_fn 
     auto& st = *state_;
     st.id_prefix = random_prefix();
     {
-        const reply r = make_error_reply(errc::too_many_connections, "Retry-After: 1\r\n");
+        const reply r = make_error_reply(errc::too_many_connections);
         st.refusal = r.head.view();
         st.refusal += connection_close;
         st.refusal += r.body();

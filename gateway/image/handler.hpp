@@ -21,6 +21,10 @@ namespace imagegate::upstream {
 class client;
 }
 
+namespace imagegate::admission {
+class gate;
+}
+
 namespace imagegate::gateway {
 
 class authorizer;
@@ -32,28 +36,27 @@ struct image_policy {
     std::chrono::milliseconds negative_ttl{std::chrono::seconds(30)};
     std::chrono::milliseconds stale_while_revalidate{std::chrono::seconds(60)};
     std::chrono::milliseconds stale_if_error{std::chrono::hours(24)};
-    /// Deadline of one upstream fetch (acquire + connect + exchange).
+    /// Deadline of the upstream exchange of one fetch (acquire + connect + write + read, the
+    /// retry included): a slow upstream is answered 504 (99504) when it passes.
     std::chrono::milliseconds request_timeout{std::chrono::seconds(15)};
-    /// How long a request waits for the fetch of its key.
-    std::chrono::milliseconds coalesce_timeout{std::chrono::seconds(10)};
+    /// The longest a miss waits for its budget slot; a slot further away is refused at once
+    /// with 429 and a truthful Retry-After (shield.max_queue_wait).
+    std::chrono::milliseconds max_queue_wait{std::chrono::seconds(5)};
+    /// How long a request waits for the fetch of its key: at least max_queue_wait +
+    /// request_timeout (config::check), so the fetch always ends first with its own answer.
+    std::chrono::milliseconds coalesce_timeout{std::chrono::seconds(20)};
     /// Let a client's `Cache-Control: no-cache` force a fetch (still single-flight and
     /// budgeted); ignored by default so one client cannot bypass the shield.
     bool honor_client_no_cache = false;
-    /// The upstream budget (shield.budget per shield.window, bursts of shield.burst).
-    std::uint64_t budget = 1000;
-    std::chrono::milliseconds budget_window{std::chrono::minutes(5)};
-    std::uint64_t burst = 50;
-    /// Passthrough: calls per budget_window with credentials holding no proof, all together.
-    std::uint64_t unproven_budget = 600;
     /// auth.mode = "passthrough": each caller's own credential goes upstream, cached entries
     /// are answered only to credentials with a proof, and the shield is kept per credential.
     bool passthrough = false;
     /// passthrough: how long an upstream acceptance of (credential, account) is remembered.
     std::chrono::milliseconds proof_ttl{std::chrono::minutes(5)};
-    /// passthrough: credentials remembered with proofs, and credentials with their own shield
-    /// (each bound drops the least recently used).
+    /// passthrough: credentials remembered with proofs (the least recently used goes first).
     std::size_t max_proven_credentials = 10000;
-    std::size_t max_credential_shields = 4096;
+    /// Failed fetches remembered for a second (a burst of SDK retries costs one call).
+    std::size_t max_remembered_failures = 4096;
 };
 
 /// Counters of the image route, keyed like Cache-Status (relaxed atomics).
@@ -72,9 +75,14 @@ struct image_stats {
     std::atomic<std::uint64_t> stale_error{0};        ///< stale answers because a fetch failed
     std::atomic<std::uint64_t> budget_refused{0};     ///< fetches refused: no budget in time
     std::atomic<std::uint64_t> paused_refused{0};     ///< fetches refused: upstream 429 pause
-    std::atomic<std::uint64_t> retries{0};            ///< second attempts after 5xx/connect errors
-    std::atomic<std::uint64_t> unauthorized{0};       ///< refused: no or unknown client key
-    std::atomic<std::uint64_t> forbidden{0};          ///< refused: key may not read the account
+    std::atomic<std::uint64_t> retries{0};            ///< second attempts (shield/retry.hpp)
+    std::atomic<std::uint64_t> retry_refused{0};      ///< retries the budget had no slot for
+    std::atomic<std::uint64_t> abandoned{0};          ///< queued fetches every client left
+    std::atomic<std::uint64_t> satisfied_elsewhere{0};    ///< queued fetches found cached after
+    std::atomic<std::uint64_t> remembered_failures{0};    ///< answered from a failed fetch <1 s old
+    std::atomic<std::uint64_t> clients_gone{0};           ///< clients that hung up while waiting
+    std::atomic<std::uint64_t> unauthorized{0};           ///< refused: no or unknown client key
+    std::atomic<std::uint64_t> forbidden{0};              ///< refused: key may not read the account
     std::atomic<std::uint64_t> malformed_credentials{0};  ///< passthrough: refused, 400
     std::atomic<std::uint64_t> proof_hits{0};             ///< passthrough: cached entry, proof held
     std::atomic<std::uint64_t> proof_misses{0};           ///< passthrough: cached entry, no proof
@@ -84,9 +92,10 @@ struct image_stats {
 /// Owned by the composition root; references services that outlive it. Thread-safe.
 class image_handler {
 public:
+    /// Every upstream call asks `gate` for its slot (admission/gate.hpp).
     image_handler(cache::sharded_cache& cache, upstream::client& client, const authorizer& auth,
                   image_policy policy, asio::any_io_executor fetch_executor,
-                  std::shared_ptr<spdlog::logger> log);
+                  std::shared_ptr<spdlog::logger> log, std::shared_ptr<admission::gate> gate);
     ~image_handler();
     image_handler(const image_handler&) = delete;
     image_handler& operator=(const image_handler&) = delete;

@@ -3,6 +3,7 @@
 #include "cache/sharded_cache.hpp"
 #include "config/parse.hpp"
 #include "gateway/admin/handler.hpp"
+#include "gateway/admission/local_gate.hpp"
 #include "gateway/auth/authorizer.hpp"
 #include "gateway/http/server.hpp"
 #include "gateway/image/handler.hpp"
@@ -101,14 +102,25 @@ image_policy image_policy_from(const config::settings& s) {
             .stale_while_revalidate = s.cache.stale_while_revalidate,
             .stale_if_error = s.cache.stale_if_error,
             .request_timeout = s.upstream.request_timeout,
+            .max_queue_wait = s.shield.max_queue_wait,
             .coalesce_timeout = s.shield.coalesce_timeout,
             .honor_client_no_cache = s.shield.honor_client_no_cache,
-            .budget = s.shield.budget,
-            .budget_window = s.shield.window,
-            .burst = s.shield.burst,
-            .unproven_budget = s.shield.unproven_budget,
             .passthrough = s.auth.mode == "passthrough",
             .proof_ttl = s.auth.proof_ttl};
+}
+
+// The shield every upstream call passes: in this process. A fleet-wide gate (Redis) would be
+// chosen here, behind the same interface.
+std::shared_ptr<admission::gate> make_gate(const config::settings& s) {
+    return std::make_shared<admission::local_gate>(
+        admission::local_gate_options{.budget = {.budget = s.shield.budget,
+                                                 .window = s.shield.window,
+                                                 .burst = s.shield.burst,
+                                                 .background_reserve_percent = 20},
+                                      .limit = {},
+                                      .passthrough = s.auth.mode == "passthrough",
+                                      .unproven_budget = s.shield.unproven_budget,
+                                      .max_credentials = s.shield.max_credentials});
 }
 
 std::unique_ptr<upstream::client> make_client(asio::io_context& ioc, const config::settings& s,
@@ -195,7 +207,8 @@ struct app::impl {
           cache(cache_options(settings.cache)),
           client(make_client(ioc, settings, log)),
           auth(settings.auth.client_keys),
-          images(cache, *client, auth, image_policy_from(settings), ioc.get_executor(), log),
+          images(cache, *client, auth, image_policy_from(settings), ioc.get_executor(), log,
+                 make_gate(settings)),
           admin(registry, ready,
                 purge_hooks{
                     [this](std::string_view account, std::string_view id) {

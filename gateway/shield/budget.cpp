@@ -10,6 +10,7 @@ namespace imagegate::shield {
 namespace {
 
 using rep = duration::rep;
+constexpr auto relaxed = std::memory_order_relaxed;
 
 /// ceil(window / budget) in clock ticks, after validating what the constructor relies on.
 duration refill_interval(const budget_options& o) {
@@ -21,6 +22,9 @@ duration refill_interval(const budget_options& o) {
     }
     if (o.window > std::chrono::duration_cast<std::chrono::milliseconds>(duration::max())) {
         throw std::invalid_argument("shield budget: window out of range");
+    }
+    if (o.hold_horizon < duration::zero() || o.hold_grace < duration::zero()) {
+        throw std::invalid_argument("shield budget: hold horizon and grace must not be negative");
     }
     const auto window =
         static_cast<std::uint64_t>(std::chrono::duration_cast<duration>(o.window).count());
@@ -59,23 +63,191 @@ duration budget::wait_locked(time_point now, priority p) const noexcept {
     return ahead > tol ? ahead - tol : duration::zero();
 }
 
-acquire_result budget::try_acquire(time_point now, priority p) noexcept {
-    duration wait;
-    {
-        const std::lock_guard lock(mutex_);
-        wait = wait_locked(now, p);
-        if (wait == duration::zero()) {
-            // An idle spell does not bank more than a full bucket: the schedule restarts at now.
-            tat_ = std::max(tat_, now) + interval_;
+std::uint64_t budget::track_locked(time_point slot, slot_kind kind, std::uint64_t key) {
+    const std::uint64_t id = next_id_++;
+    slots_[slot] = slot_record{id, kind, key};
+    by_id_[id] = slot;
+    if (kind == slot_kind::held) {
+        holds_[key] = slot;
+    }
+    return id;
+}
+
+void budget::erase_locked(std::map<time_point, slot_record>::iterator it) {
+    switch (it->second.kind) {
+    case slot_kind::granted: by_id_.erase(it->second.id); break;
+    case slot_kind::held:
+        by_id_.erase(it->second.id);
+        holds_.erase(it->second.key);
+        break;
+    case slot_kind::vacant: vacant_.erase(it->first); break;
+    }
+    slots_.erase(it);
+}
+
+void budget::sweep_locked(time_point now) {
+    // Entries are ordered by instant: only the front can be stale. Grants in the past stay
+    // until their owner commits or releases them (it is about to).
+    for (auto it = slots_.begin(); it != slots_.end() && it->first < now;) {
+        const auto next = std::next(it);
+        if (it->second.kind == slot_kind::vacant) {
+            wasted_.fetch_add(1, relaxed);
+            erase_locked(it);
+        } else if (it->second.kind == slot_kind::held && it->first + options_.hold_grace < now) {
+            holds_expired_.fetch_add(1, relaxed);
+            erase_locked(it);
+        }
+        it = next;
+    }
+}
+
+bool budget::give_back_locked(time_point slot) {
+    // Only the last slot handed out can return to the bucket: every later grant was placed
+    // one interval after it. Vacant slots right before it follow it back.
+    if (tat_ != slot + foreground_tolerance_ + interval_) {
+        return false;
+    }
+    tat_ -= interval_;
+    while (!slots_.empty()) {
+        const auto last = std::prev(slots_.end());
+        if (last->second.kind != slot_kind::vacant ||
+            tat_ != last->first + foreground_tolerance_ + interval_) {
+            break;
+        }
+        erase_locked(last);
+        tat_ -= interval_;
+    }
+    return true;
+}
+
+reservation budget::reserve(const reserve_args& a) {
+    const std::lock_guard lock(mutex_);
+    sweep_locked(a.now);
+    const bool foreground = a.prio == priority::foreground;
+    if (foreground && a.key != 0) {
+        if (const auto h = holds_.find(a.key); h != holds_.end()) {
+            const time_point held = h->second;
+            if (held - a.now > a.max_wait) {
+                // Came back early: the same truthful answer again, nothing new reserved.
+                refused_foreground_.fetch_add(1, relaxed);
+                return {.granted = false, .slot = held, .held = true};
+            }
+            auto& rec = slots_.at(held);
+            holds_.erase(h);
+            rec.kind = slot_kind::granted;
+            granted_.fetch_add(1, relaxed);
+            holds_claimed_.fetch_add(1, relaxed);
+            return {.granted = true, .slot = held, .held = true, .id = rec.id};
         }
     }
+    const duration wait = wait_locked(a.now, a.prio);
     if (wait == duration::zero()) {
-        granted_.fetch_add(1, std::memory_order_relaxed);
+        // An idle spell does not bank more than a full bucket: the schedule restarts at now.
+        tat_ = std::max(tat_, a.now) + interval_;
+        granted_.fetch_add(1, relaxed);
+        return {.granted = true, .slot = a.now, .tat_after = tat_};
+    }
+    if (!foreground) {
+        refused_background_.fetch_add(1, relaxed);
+        return {.granted = false, .slot = a.now + wait};
+    }
+    // A slot someone gave up comes first: it is earlier than the end of the schedule.
+    if (const auto v = vacant_.lower_bound(a.now); v != vacant_.end() && *v - a.now <= a.max_wait) {
+        const time_point slot = *v;
+        vacant_.erase(v);
+        slots_.erase(slot);
+        granted_.fetch_add(1, relaxed);
+        queued_.fetch_add(1, relaxed);
+        return {.granted = true, .slot = slot, .id = track_locked(slot, slot_kind::granted, 0)};
+    }
+    const time_point slot = a.now + wait;
+    if (wait <= a.max_wait) {
+        tat_ += interval_;
+        granted_.fetch_add(1, relaxed);
+        queued_.fetch_add(1, relaxed);
+        return {.granted = true, .slot = slot, .id = track_locked(slot, slot_kind::granted, 0)};
+    }
+    refused_foreground_.fetch_add(1, relaxed);
+    if (a.key == 0 || holds_.size() >= options_.max_holds || wait > options_.hold_horizon) {
+        return {.granted = false, .slot = slot};
+    }
+    tat_ += interval_;
+    holds_made_.fetch_add(1, relaxed);
+    return {.granted = false,
+            .slot = slot,
+            .held = true,
+            .id = track_locked(slot, slot_kind::held, a.key)};
+}
+
+void budget::commit(const reservation& r) {
+    if (r.id == 0) {
+        return;
+    }
+    const std::lock_guard lock(mutex_);
+    if (const auto it = by_id_.find(r.id); it != by_id_.end()) {
+        erase_locked(slots_.find(it->second));
+    }
+}
+
+release_result budget::release(const reservation& r, time_point now) {
+    if (!r.granted && !r.held) {
+        return {};
+    }
+    const std::lock_guard lock(mutex_);
+    if (r.id == 0) {
+        // A grant at once, never tracked: back to the bucket only if nothing came after it.
+        if (tat_ == r.tat_after) {
+            tat_ -= interval_;
+            given_back_.fetch_add(1, relaxed);
+            return {.given_back = true};
+        }
+        wasted_.fetch_add(1, relaxed);
+        return {};
+    }
+    const auto id_it = by_id_.find(r.id);
+    if (id_it == by_id_.end()) {
+        return {};  // already committed, released or expired
+    }
+    const time_point slot = id_it->second;
+    erase_locked(slots_.find(slot));
+    if (give_back_locked(slot)) {
+        given_back_.fetch_add(1, relaxed);
+        return {.given_back = true};
+    }
+    if (slot < now) {
+        wasted_.fetch_add(1, relaxed);
+        return {};
+    }
+    // Hand the slot to the latest queued grant behind it: one owner re-arms one timer, and
+    // the slot it leaves is the one most likely to go back to the bucket.
+    for (auto it = slots_.rbegin(); it != slots_.rend() && it->first > slot; ++it) {
+        if (it->second.kind != slot_kind::granted) {
+            continue;
+        }
+        const std::uint64_t id = it->second.id;
+        const time_point left = it->first;
+        erase_locked(std::next(it).base());
+        slots_[slot] = slot_record{id, slot_kind::granted, 0};
+        by_id_[id] = slot;
+        handed_on_.fetch_add(1, relaxed);
+        if (!give_back_locked(left)) {
+            slots_[left] = slot_record{0, slot_kind::vacant, 0};
+            vacant_.insert(left);
+        }
+        return {.moved_id = id, .moved_to = slot};
+    }
+    slots_[slot] = slot_record{0, slot_kind::vacant, 0};
+    vacant_.insert(slot);
+    return {};
+}
+
+acquire_result budget::try_acquire(time_point now, priority p) {
+    const auto r = reserve({.now = now, .prio = p, .max_wait = duration::zero(), .key = 0});
+    if (r.granted) {
+        commit(r);  // a vacant slot at exactly `now` comes back tracked
         return {.granted = true, .wait = duration::zero()};
     }
-    auto& refused = p == priority::foreground ? refused_foreground_ : refused_background_;
-    refused.fetch_add(1, std::memory_order_relaxed);
-    return {.granted = false, .wait = wait};
+    return {.granted = false, .wait = r.slot - now};
 }
 
 time_point budget::next_available(time_point now, priority p) const noexcept {
@@ -95,10 +267,36 @@ double budget::tokens(time_point now) const noexcept {
     return std::clamp(burst - used, 0.0, burst);
 }
 
+time_point budget::full_at() const noexcept {
+    const std::lock_guard lock(mutex_);
+    return tat_;
+}
+
+std::size_t budget::queued(time_point now) const {
+    const std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (auto it = slots_.upper_bound(now); it != slots_.end(); ++it) {
+        n += it->second.kind == slot_kind::granted ? 1 : 0;
+    }
+    return n;
+}
+
+std::size_t budget::holds() const {
+    const std::lock_guard lock(mutex_);
+    return holds_.size();
+}
+
 budget_counters budget::counters() const noexcept {
-    return {.granted = granted_.load(std::memory_order_relaxed),
-            .refused_foreground = refused_foreground_.load(std::memory_order_relaxed),
-            .refused_background = refused_background_.load(std::memory_order_relaxed)};
+    return {.granted = granted_.load(relaxed),
+            .refused_foreground = refused_foreground_.load(relaxed),
+            .refused_background = refused_background_.load(relaxed),
+            .queued = queued_.load(relaxed),
+            .holds = holds_made_.load(relaxed),
+            .holds_claimed = holds_claimed_.load(relaxed),
+            .holds_expired = holds_expired_.load(relaxed),
+            .given_back = given_back_.load(relaxed),
+            .handed_on = handed_on_.load(relaxed),
+            .wasted = wasted_.load(relaxed)};
 }
 
 std::ostream& operator<<(std::ostream& os, priority p) {
@@ -113,9 +311,22 @@ std::ostream& operator<<(std::ostream& os, const acquire_result& r) {
     return os << (r.granted ? "{granted" : "{refused") << " wait=" << r.wait.count() << "ns}";
 }
 
+std::ostream& operator<<(std::ostream& os, const reservation& r) {
+    return os << (r.granted ? "{granted" : "{refused") << (r.held ? " held" : "")
+              << " slot=" << r.slot.time_since_epoch().count() << "ns id=" << r.id << "}";
+}
+
+std::ostream& operator<<(std::ostream& os, const release_result& r) {
+    return os << "{moved_id=" << r.moved_id << " to=" << r.moved_to.time_since_epoch().count()
+              << "ns given_back=" << r.given_back << "}";
+}
+
 std::ostream& operator<<(std::ostream& os, const budget_counters& c) {
     return os << "{granted=" << c.granted << " refused_foreground=" << c.refused_foreground
-              << " refused_background=" << c.refused_background << "}";
+              << " refused_background=" << c.refused_background << " queued=" << c.queued
+              << " holds=" << c.holds << " claimed=" << c.holds_claimed
+              << " expired=" << c.holds_expired << " given_back=" << c.given_back
+              << " handed_on=" << c.handed_on << " wasted=" << c.wasted << "}";
 }
 
 }  // namespace imagegate::shield

@@ -1,5 +1,6 @@
 #include "gateway/shield/credential_shields.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace imagegate::shield {
@@ -13,42 +14,97 @@ void add(upstream_limit_counters& to, const upstream_limit_counters& c) {
     to.invalid_headers += c.invalid_headers;
 }
 
+/// When `s` may be forgotten at the earliest, if nobody uses it meanwhile. A shield someone
+/// holds gives no instant: its holder may still take tokens; look again a second later.
+time_point droppable_at(const std::shared_ptr<credential_shield>& s, time_point now) {
+    if (s.use_count() > 1) {
+        return now + std::chrono::seconds(1);
+    }
+    const time_point paused_until = now + s->limit.blocked_for(now).value_or(duration::zero());
+    return std::max({s->budget.full_at(), paused_until, now});
+}
+
 }  // namespace
 
 credential_shields::credential_shields(const credential_shields_options& o)
-    : options_(o), idle_after_(std::chrono::duration_cast<duration>(o.budget.window)) {
+    : options_(o),
+      unproven_limit_(
+          std::max<std::size_t>(1, o.max_credentials / 100 * o.unproven_share_percent +
+                                       o.max_credentials % 100 * o.unproven_share_percent / 100)) {
     if (o.max_credentials == 0) {
         throw std::invalid_argument("credential shields: max_credentials must be positive");
+    }
+    if (o.unproven_share_percent == 0 || o.unproven_share_percent > 100) {
+        throw std::invalid_argument("credential shields: unproven share must be 1-100%");
     }
     budget probe(o.budget);  // the same checks every shield's budget makes, once, up front
     (void)probe;
 }
 
-void credential_shields::drop_oldest_locked() {
-    add(retired_, shields_.oldest()->value->limit.counters());
-    shields_.pop_oldest();
+bool credential_shields::must_keep(const std::shared_ptr<credential_shield>& s, time_point now) {
+    // use_count: the table's own reference plus any fetch or reservation holding it.
+    return s.use_count() > 1 || s->limit.is_paused(now) || s->budget.full_at() > now;
 }
 
-std::shared_ptr<credential_shield> credential_shields::get(const credential_digest& cred,
-                                                           time_point now) {
-    const std::lock_guard lock(mu_);
-    // Idle sweep from the oldest end; a paused shield stops it (it is kept until its pause
-    // ends, and the sweep resumes at a later call).
-    while (const auto* n = shields_.oldest()) {
-        if (n->digest == cred || now - n->last_used < idle_after_ ||
-            n->value->limit.is_paused(now)) {
-            break;
+void credential_shields::drop_locked(const lru::node& n) {
+    add(retired_, n.value->limit.counters());
+    const credential_digest d = n.digest;
+    shields_.erase(d);
+}
+
+bool credential_shields::drop_one_locked(time_point now) {
+    if (now < no_drop_before_) {
+        return false;
+    }
+    const lru::node* victim = nullptr;
+    time_point earliest = time_point::max();
+    shields_.for_each([&](const lru::node& n) {
+        if (victim != nullptr) {
+            return;
         }
-        drop_oldest_locked();
+        if (!must_keep(n.value, now)) {
+            victim = &n;
+        } else {
+            earliest = std::min(earliest, droppable_at(n.value, now));
+        }
+    });
+    if (victim == nullptr) {
+        no_drop_before_ = earliest;
+        return false;
     }
-    if (shields_.find(cred) == nullptr && shields_.size() >= options_.max_credentials) {
-        drop_oldest_locked();
+    drop_locked(*victim);
+    return true;
+}
+
+std::shared_ptr<credential_shield> credential_shields::find(const credential_digest& cred,
+                                                            time_point now) {
+    const std::lock_guard lock(mu_);
+    auto* n = shields_.find(cred);
+    if (n == nullptr) {
+        return nullptr;
     }
-    return shields_
-        .touch(
-            cred, now,
-            [this] { return std::make_shared<credential_shield>(options_.budget, options_.limit); })
-        .value;
+    return shields_.touch(cred, now, [] { return std::shared_ptr<credential_shield>(); }).value;
+}
+
+shield_lookup credential_shields::get(const credential_digest& cred, time_point now, bool proven) {
+    const std::lock_guard lock(mu_);
+    if (shields_.find(cred) == nullptr) {
+        // Forget one idle shield per call (a bucket full and unused for a whole window): the
+        // table shrinks back after a burst of credentials without a scan.
+        if (const auto* oldest = shields_.oldest();
+            oldest != nullptr && now - oldest->last_used >= options_.budget.window &&
+            !must_keep(oldest->value, now)) {
+            drop_locked(*oldest);
+        }
+        const std::size_t limit = proven ? options_.max_credentials : unproven_limit_;
+        if (shields_.size() >= limit && !drop_one_locked(now)) {
+            return {.shield = nullptr, .retry_at = std::max(no_drop_before_, now)};
+        }
+    }
+    auto& node = shields_.touch(cred, now, [this] {
+        return std::make_shared<credential_shield>(options_.budget, options_.limit);
+    });
+    return {.shield = node.value, .retry_at = now};
 }
 
 std::size_t credential_shields::size() const {

@@ -9,7 +9,8 @@ bool is_retryable(const failed_attempt& failure) noexcept {
         return false;
     }
     switch (failure.kind) {
-    case failure_kind::connect_failed: return true;
+    case failure_kind::connect_failed:
+    case failure_kind::stale_connection: return true;
     case failure_kind::status:
         return failure.status == 502 || failure.status == 503 || failure.status == 504;
     case failure_kind::exchange_failed: return false;
@@ -42,6 +43,7 @@ retry_decision decide_retry(const failed_attempt& failure, time_point now, time_
 std::ostream& operator<<(std::ostream& os, failure_kind k) {
     switch (k) {
     case failure_kind::connect_failed: return os << "connect_failed";
+    case failure_kind::stale_connection: return os << "stale_connection";
     case failure_kind::status: return os << "status";
     case failure_kind::exchange_failed: return os << "exchange_failed";
     }

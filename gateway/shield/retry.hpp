@@ -1,5 +1,6 @@
-// Whether and when a failed upstream GET is tried again: at most once, only when the upstream
-// did no work for us (connect failure, 502/503/504), with jittered backoff, within the deadline.
+// Whether and when a failed upstream GET is tried again: the gateway's one retry rule. At most
+// once per fetch, only when the upstream did no work for us, with jittered backoff, within the
+// deadline, and every attempt on its own budget token.
 #pragma once
 
 #include "gateway/shield/time.hpp"
@@ -12,18 +13,26 @@
 namespace imagegate::shield {
 
 /// A request is sent at most twice: the first attempt and one retry. More retries multiply
-/// upstream load exactly when the upstream is struggling, and every retry spends the
-/// credential's rate budget: the caller takes a foreground `budget` token for it like for any
-/// other upstream call.
+/// upstream load exactly when the upstream is struggling, and every attempt that can reach the
+/// upstream spends the credential's rate budget: the caller takes a foreground token (a
+/// reservation) for each one like for any other upstream call.
+///
+/// This is the ONLY retry layer between a client request and the upstream: the upstream
+/// client makes exactly one attempt per call and reports what happened (upstream/client.hpp),
+/// the image fetch applies this rule (gateway/image/fetch.cpp). The client's SDK may retry
+/// on its own; `x-should-retry`, `Retry-After` and the gateway's memory of failed fetches
+/// keep those retries from reaching the upstream.
 inline constexpr unsigned max_attempts = 2;
 
 /// How an upstream attempt failed.
 enum class failure_kind {
-    connect_failed,   ///< resolve, TCP connect or TLS handshake failed: nothing was sent
-    status,           ///< a complete response arrived; `failed_attempt::status` says which
-    exchange_failed,  ///< write/read error, timeout or unusable body after the request was
-                      ///< (maybe) sent: not retried, the deadline is mostly spent and the
-                      ///< upstream may have counted the call
+    connect_failed,    ///< resolve, TCP connect or TLS handshake failed: nothing was sent
+    stale_connection,  ///< a reused (idle) connection failed before any response byte: most
+                       ///< likely closed by the upstream while idle; retried on a new one
+    status,            ///< a complete response arrived; `failed_attempt::status` says which
+    exchange_failed,   ///< write/read error, timeout or unusable body after the request was
+                       ///< (maybe) sent: not retried, the deadline is mostly spent and the
+                       ///< upstream may have counted the call
 };
 
 struct failed_attempt {
@@ -55,8 +64,9 @@ std::ostream& operator<<(std::ostream& os, failure_kind k);
 std::ostream& operator<<(std::ostream& os, const failed_attempt& f);
 std::ostream& operator<<(std::ostream& os, const retry_decision& d);
 
-/// True for the failures a retry can fix: a connect failure, or 502/503/504 (a proxy or the
-/// upstream said it could not serve right now). Never a 4xx: 404 and 401/403 are answers,
+/// True for the failures a retry can fix: a connect failure, a reused connection that failed
+/// before any response byte (RFC 9110 §9.2.2: GET is idempotent), or 502/503/504 (a proxy or
+/// the upstream said it could not serve right now). Never a 4xx: 404 and 401/403 are answers,
 /// and retrying a 429 would dig the credential deeper into its block. Never other 5xx.
 /// Only while `attempt < max_attempts`.
 bool is_retryable(const failed_attempt& failure) noexcept;

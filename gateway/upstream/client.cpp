@@ -93,7 +93,8 @@ std::optional<std::string> client::request_bytes(std::string_view target,
 }
 
 asio::awaitable<boost::system::result<response>> client::fetch(
-    std::string target, clock::time_point deadline, std::shared_ptr<const credential> cred) {
+    std::string target, clock::time_point deadline, std::shared_ptr<const credential> cred,
+    acquire_mode mode, attempt_facts* facts) {
     const auto req = request_bytes(target, cred.get());
     if (!req) {
         // The config check and gateway/auth/authorizer.cpp refuse such values first; never reached
@@ -105,75 +106,62 @@ asio::awaitable<boost::system::result<response>> client::fetch(
         }
         co_return make_error_code(errc::internal_error);
     }
-    for (int attempt = 0; attempt < 2; ++attempt) {
-        const auto mode = attempt == 0 ? acquire_mode::any : acquire_mode::fresh;
-        auto acquired = co_await pool_.acquire(deadline, mode);
-        if (!acquired) {
-            const auto ec = acquired.error();
-            // Connect failures were logged by the pool with their phase and lower-layer code.
-            if (log_ && (ec == errc::pool_exhausted || ec == errc::shutting_down)) {
-                log_->warn("upstream fetch failed: target={} category={} value={} phase=acquire",
-                           target, ec.category().name(), ec.value());
-            }
-            co_return ec;
+    auto acquired = co_await pool_.acquire(deadline, mode);
+    if (!acquired) {
+        const auto ec = acquired.error();
+        // Connect failures were logged by the pool with their phase and lower-layer code.
+        if (log_ && (ec == errc::pool_exhausted || ec == errc::shutting_down)) {
+            log_->warn("upstream fetch failed: target={} category={} value={} phase=acquire",
+                       target, ec.category().name(), ec.value());
         }
-        lease l = std::move(*acquired);
-        const bool reused = l.is_reused();
-        if (reused) {
-            stats_->reuses.fetch_add(1, std::memory_order_relaxed);
-        }
-        connection& conn = l.conn();
-        // The exchange runs on the connection's executor (the stream's) so Beast's expiry
-        // handler and our operations never run concurrently. With one I/O thread that is
-        // this coroutine's executor already: run it inline, without two trips through the
-        // io_context queue.
-        boost::system::result<response, failure> r;
-        if (opts_.pool.single_threaded) {
-            r = co_await conn.exchange(*req, deadline);
-        } else {
-            r = co_await asio::co_spawn(conn.get_executor(), conn.exchange(*req, deadline),
-                                        use_awaitable);
-        }
-        if (r) {
-            if (conn.is_reusable()) {
-                l.mark_reusable();
-            }
-            stats_->count_status(r->status);
-            stats_->latency.observe(r->latency);
-            co_return std::move(*r);
-        }
-        const failure f = r.error();
-        if (pool_.is_shutting_down()) {
-            co_return make_error_code(errc::shutting_down);  // our own abort, not the upstream's
-        }
-        // RFC 9110 §9.2.2: GET is idempotent. A reused connection that failed before any
-        // response byte was most likely closed by the upstream while idle; one retry on a
-        // fresh connection is safe. Never after response bytes (the request was processed)
-        // and never after our own deadline.
-        const bool retry = attempt == 0 && reused && !f.response_started &&
-                           f.ec != beast::error::timeout && clock::now() < deadline;
-        if (retry) {
-            stats_->retries.fetch_add(1, std::memory_order_relaxed);
-            if (log_) {
-                log_->debug(
-                    "upstream reused connection failed before the answer, retrying: "
-                    "phase={} category={} value={}",
-                    to_string(f.phase), f.ec.category().name(), f.ec.value());
-            }
-            continue;  // `l` is released (closed) by the loop iteration's end
-        }
-        const errc e = classify(f);
-        stats_->count_error(e);
-        if (log_) {
-            log_->warn(
-                "upstream fetch failed: target={} error={} phase={} category={} value={} "
-                "message={}",
-                target, make_error_code(e).message(), to_string(f.phase), f.ec.category().name(),
-                f.ec.value(), f.ec.message());
-        }
-        co_return make_error_code(e);
+        co_return ec;
     }
-    co_return make_error_code(errc::internal_error);  // unreachable: the loop returns
+    lease l = std::move(*acquired);
+    const bool reused = l.is_reused();
+    if (reused) {
+        stats_->reuses.fetch_add(1, std::memory_order_relaxed);
+    }
+    connection& conn = l.conn();
+    // The exchange runs on the connection's executor (the stream's) so Beast's expiry
+    // handler and our operations never run concurrently. With one I/O thread that is
+    // this coroutine's executor already: run it inline, without two trips through the
+    // io_context queue.
+    boost::system::result<response, failure> r;
+    if (opts_.pool.single_threaded) {
+        r = co_await conn.exchange(*req, deadline);
+    } else {
+        r = co_await asio::co_spawn(conn.get_executor(), conn.exchange(*req, deadline),
+                                    use_awaitable);
+    }
+    if (r) {
+        if (conn.is_reusable()) {
+            l.mark_reusable();
+        }
+        stats_->count_status(r->status);
+        stats_->latency.observe(r->latency);
+        co_return std::move(*r);
+    }
+    const failure f = r.error();
+    if (pool_.is_shutting_down()) {
+        co_return make_error_code(errc::shutting_down);  // our own abort, not the upstream's
+    }
+    if (facts != nullptr) {
+        facts->reused_connection = reused;
+        facts->response_started = f.response_started;
+    }
+    const errc e = classify(f);
+    stats_->count_error(e);
+    // A reused connection that failed before any byte was most likely closed by the upstream
+    // while idle: routine, and the caller retries it on a new connection.
+    const bool routine = reused && !f.response_started && e != errc::upstream_timeout;
+    if (log_ && (!routine || log_->should_log(spdlog::level::debug))) {
+        log_->log(routine ? spdlog::level::debug : spdlog::level::warn,
+                  "upstream fetch failed: target={} error={} phase={} category={} value={} "
+                  "message={} reused={}",
+                  target, make_error_code(e).message(), to_string(f.phase), f.ec.category().name(),
+                  f.ec.value(), f.ec.message(), reused);
+    }
+    co_return make_error_code(e);
 }
 
 }  // namespace imagegate::upstream

@@ -1,5 +1,6 @@
 // The upstream client the gateway calls on a cache miss: builds the one GET the Images API
-// needs, runs it on a pooled connection with one safe retry, and maps failures to errc.
+// needs, runs it once on a pooled connection, and maps failures to errc (retrying is the
+// caller's decision: shield/retry.hpp).
 #pragma once
 
 #include "gateway/core/net.hpp"
@@ -50,6 +51,14 @@ struct client_options {
     pool_options pool;
 };
 
+/// What the caller's retry rule needs to know about an attempt that failed.
+struct attempt_facts {
+    /// The attempt ran on a connection that had served an exchange before.
+    bool reused_connection = false;
+    /// At least one response byte had arrived: the upstream may have processed the request.
+    bool response_started = false;
+};
+
 /// One client per upstream origin, owned by main and shared by reference with handlers.
 /// Must be destroyed before the io_context.
 /// Thread-safety: fetch() may run concurrently from any number of coroutines on any
@@ -65,15 +74,18 @@ public:
     client& operator=(const client&) = delete;
     ~client();
 
-    /// GET base_path + `target` by `deadline`. `target` is the already-encoded path after
-    /// the base path, starting with `/`. Any HTTP status is a value (the caller classifies
-    /// it); errors are errc values: upstream_connect_failed, upstream_tls_failed,
-    /// upstream_timeout, upstream_too_large, upstream_protocol_error, pool_exhausted,
-    /// shutting_down. With `cred`, exactly that credential is sent and the configured token
-    /// never is.
+    /// GET base_path + `target` by `deadline`, exactly one attempt (never retried here: the
+    /// gateway's one retry layer is the caller's, shield/retry.hpp). `target` is the
+    /// already-encoded path after the base path, starting with `/`. Any HTTP status is a
+    /// value (the caller classifies it); errors are errc values: upstream_connect_failed,
+    /// upstream_tls_failed, upstream_timeout, upstream_too_large, upstream_protocol_error,
+    /// pool_exhausted, shutting_down, and `facts` (when given) says what the retry rule needs.
+    /// `mode` fresh: a never-used connection (the retry after a reused one failed). With
+    /// `cred`, exactly that credential is sent and the configured token never is.
     asio::awaitable<boost::system::result<response>> fetch(
         std::string target, clock::time_point deadline,
-        std::shared_ptr<const credential> cred = nullptr);
+        std::shared_ptr<const credential> cred = nullptr, acquire_mode mode = acquire_mode::any,
+        attempt_facts* facts = nullptr);
 
     /// Stops the pool: waiters and later fetches fail with errc::shutting_down.
     void shutdown();

@@ -97,8 +97,6 @@ void stats::render(std::string& out) const {
     append_counter(out, "protocol_errors_total", "counter",
                    "Malformed, truncated or reset responses.", protocol_errors);
     append_counter(out, "reuses_total", "counter", "Exchanges on a reused connection.", reuses);
-    append_counter(out, "retries_total", "counter",
-                   "Retries after a reused connection failed before any response byte.", retries);
     append_counter(out, "idle_closes_total", "counter",
                    "Idle connections closed after the idle timeout.", idle_closes);
     append_counter(out, "retired_total", "counter",

@@ -41,7 +41,6 @@ struct stats {
     counter too_large{0};         ///< response body over max_body_bytes
     counter protocol_errors{0};   ///< bad HTTP, truncated body, reset mid-answer
     counter reuses{0};            ///< exchanges sent on a connection that served one before
-    counter retries{0};           ///< second attempts after a reused connection failed silently
     counter idle_closes{0};       ///< idle connections closed after idle_timeout
     counter retired{0};           ///< connections closed after max_requests_per_connection
 

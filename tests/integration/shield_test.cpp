@@ -173,16 +173,30 @@ BOOST_FIXTURE_TEST_CASE(negative_entries_expire, fixture) {
     BOOST_TEST(strict->requests_for("ghost") == 2u);
 }
 
-BOOST_FIXTURE_TEST_CASE(errors_are_not_remembered, fixture) {
+// A burst of SDK retries for a key whose fetch just failed costs no upstream call: the
+// failure is remembered for a second (never stored), then the next request fetches again.
+BOOST_FIXTURE_TEST_CASE(errors_are_remembered_for_a_second_only, fixture) {
     settings.cache.stale_if_error = 0ms;
     ts::gateway_runner gw(settings);
     ts::fault_rule f;
     f.kind = ts::fault_kind::status;
     f.image_id = "flaky";
-    f.times = 1;
+    f.status = 503;
+    f.times = 2;  // the first attempt and its one retry
     emu->add_fault(f);
-    BOOST_TEST(gw.get(gw.image_path("flaky")).status == 502u);
-    BOOST_TEST(gw.get(gw.image_path("flaky")).status == 200u);
+    const auto first = gw.get(gw.image_path("flaky"));
+    BOOST_TEST(first.status == 502u);
+    BOOST_TEST(first.header("x-should-retry").empty());  // a 5xx may pass: SDKs may retry
+    BOOST_TEST(emu->requests_for("flaky") == 2u);        // one retry, never more
+    const std::vector<std::string> burst(20, gw.image_path("flaky"));
+    for (const auto& r : ts::run_herd(gw.app().data_port(), burst)) {
+        BOOST_TEST(r.status == 502u);
+        BOOST_TEST(r.retry_after == "1");
+    }
+    BOOST_TEST(emu->requests_for("flaky") == 2u);
+    BOOST_TEST(gw.metric("imagegate_remembered_failures_total") == 20);
+    BOOST_TEST(ts::eventually([&] { return gw.get(gw.image_path("flaky")).status == 200u; }));
+    BOOST_TEST(emu->requests_for("flaky") == 3u);
 }
 
 namespace {

@@ -1,8 +1,7 @@
-// Passthrough mode's pure parts: reading a caller's credential from its headers, the proof
-// cache (credential digest → accounts the upstream accepted it for), and the per-credential
-// shields. Injected time, no sockets.
+// Passthrough mode's pure parts: reading a caller's credential from its headers and the proof
+// cache (credential digest → accounts the upstream accepted it for). Injected time, no
+// sockets. The per-credential shields: tests/unit/shield/test_credential_shields.cpp.
 #include "gateway/auth/authorizer.hpp"
-#include "gateway/shield/credential_shields.hpp"
 #include "gateway/upstream/client.hpp"
 
 #include <boost/test/data/test_case.hpp>
@@ -14,7 +13,6 @@
 #include <vector>
 
 namespace gw = imagegate::gateway;
-namespace shield = imagegate::shield;
 namespace http = boost::beast::http;
 using status = gw::caller_credential::status;
 using namespace std::chrono_literals;
@@ -279,67 +277,4 @@ BOOST_AUTO_TEST_CASE(expired_credentials_are_swept_and_accounts_bounded) {
     BOOST_TEST(!proofs.is_proven(digest(3), acct_a, t0 + 68s));
     BOOST_TEST(proofs.is_proven(digest(3), acct_b, t0 + 68s));
     BOOST_TEST(proofs.is_proven(digest(3), acct_c, t0 + 68s));
-}
-
-// ---- per-credential shields ------------------------------------------------------------
-
-namespace {
-
-shield::credential_shields_options small_shields(std::size_t max) {
-    shield::credential_shields_options o;
-    o.budget = {.budget = 10, .window = 10s, .burst = 2, .background_reserve_percent = 0};
-    o.max_credentials = max;
-    return o;
-}
-
-}  // namespace
-
-BOOST_AUTO_TEST_CASE(each_credential_has_its_own_budget) {
-    shield::credential_shields shields(small_shields(16));
-    auto a = shields.get(digest(1), t0);
-    BOOST_TEST(a->budget.try_acquire(t0, shield::priority::foreground).granted);
-    BOOST_TEST(a->budget.try_acquire(t0, shield::priority::foreground).granted);
-    BOOST_TEST(!a->budget.try_acquire(t0, shield::priority::foreground).granted);
-    // Another caller is not affected by the first one's spending.
-    auto b = shields.get(digest(2), t0);
-    BOOST_TEST(b->budget.try_acquire(t0, shield::priority::foreground).granted);
-    // The same credential gets the same (empty) bucket back.
-    BOOST_TEST(shields.get(digest(1), t0).get() == a.get());
-    BOOST_TEST(
-        !shields.get(digest(1), t0)->budget.try_acquire(t0, shield::priority::foreground).granted);
-    BOOST_TEST(shields.size() == 2u);
-}
-
-BOOST_AUTO_TEST_CASE(an_upstream_pause_is_per_credential) {
-    shield::credential_shields shields(small_shields(16));
-    shields.get(digest(1), t0)->limit.pause_until(t0, 30s);
-    BOOST_TEST(shields.get(digest(1), t0 + 1s)->limit.is_paused(t0 + 1s));
-    BOOST_TEST(!shields.get(digest(2), t0 + 1s)->limit.is_paused(t0 + 1s));
-    BOOST_TEST(shields.paused(t0 + 1s) == 1u);
-    BOOST_TEST(shields.limit_counters().upstream_429s == 1u);
-}
-
-BOOST_AUTO_TEST_CASE(idle_credentials_are_dropped_but_not_while_paused) {
-    shield::credential_shields shields(small_shields(16));
-    shields.get(digest(1), t0);
-    shields.get(digest(2), t0)->limit.pause_until(t0, 60s);
-    shields.get(digest(3), t0 + 5s);
-    // A window (10 s) after its last use, credential 1 is gone; 2 stays while paused (and
-    // blocks the sweep behind it until its pause ends).
-    shields.get(digest(4), t0 + 11s);
-    BOOST_TEST(shields.size() == 3u);
-    shields.get(digest(5), t0 + 61s);
-    BOOST_TEST(shields.size() == 1u);  // 2 (pause over), 3 and 4 idle: only 5 is left
-    // Counters of dropped shields are kept.
-    BOOST_TEST(shields.limit_counters().upstream_429s == 1u);
-}
-
-BOOST_AUTO_TEST_CASE(the_number_of_credentials_is_bounded) {
-    shield::credential_shields shields(small_shields(3));
-    for (unsigned char i = 1; i <= 10; ++i) {
-        shields.get(digest(i), t0);
-        BOOST_TEST(shields.size() <= 3u);
-    }
-    BOOST_TEST(shields.size() == 3u);
-    BOOST_CHECK_THROW(shield::credential_shields(small_shields(0)), std::invalid_argument);
 }

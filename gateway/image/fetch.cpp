@@ -1,0 +1,339 @@
+// The shielded upstream fetch of one key: a slot from the gate (queued, or refused with a
+// truthful Retry-After), given back when every client left, the one retry rule, and the
+// classification of what the upstream answered.
+#include "gateway/image/impl.hpp"
+
+#include "cache/sharded_cache.hpp"
+#include "gateway/shield/retry.hpp"
+#include "gateway/upstream/client.hpp"
+#include "gateway/validate/image_record.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <fmt/ostream.h>
+#include <spdlog/spdlog.h>
+
+#include <simdjson.h>
+
+#include <random>
+
+// Keys print with control and non-ASCII bytes escaped (cache/key.hpp), safe for logs.
+template <>
+struct fmt::formatter<imagegate::cache::key> : fmt::ostream_formatter {};
+
+namespace imagegate::gateway {
+namespace {
+
+using flight_ptr = std::shared_ptr<cache::flight<fetch_outcome>>;
+constexpr auto relaxed = std::memory_order_relaxed;
+
+shield::failed_attempt failure_of(const boost::system::result<upstream::response>& res,
+                                  const upstream::attempt_facts& facts, unsigned attempt) {
+    shield::failed_attempt f;
+    f.attempt = attempt;
+    if (res) {
+        f.kind = shield::failure_kind::status;
+        f.status = res->status;
+    } else if (res.error() == errc::upstream_connect_failed) {
+        f.kind = shield::failure_kind::connect_failed;
+    } else if (facts.reused_connection && !facts.response_started &&
+               res.error() != errc::upstream_timeout) {
+        f.kind = shield::failure_kind::stale_connection;
+    } else {
+        f.kind = shield::failure_kind::exchange_failed;
+    }
+    return f;
+}
+
+/// Failures a burst of SDK retries would only repeat: remembered for a second.
+bool is_remembered(errc e) {
+    switch (e) {
+    case errc::upstream_connect_failed:
+    case errc::upstream_tls_failed:
+    case errc::upstream_timeout:
+    case errc::upstream_bad_status:
+    case errc::upstream_too_large:
+    case errc::upstream_protocol_error:
+    case errc::invalid_upstream_json:
+    case errc::pool_exhausted:
+    case errc::internal_error: return true;
+    default: return false;
+    }
+}
+
+fetch_outcome refusal_outcome(const admission::ticket& t) {
+    fetch_outcome out;
+    out.error = t.reason() == admission::refusal::paused ? errc::upstream_rate_limited
+                                                         : errc::budget_exhausted;
+    out.refused = t.reason();
+    out.retry = shield::advise_retry(t.retry_wait(), t.held());
+    return out;
+}
+
+// The fetch of one key: runs as its own task, owned by the flight, not by any client.
+// Every upstream call passes the gate: one granted slot per attempt (the retry included),
+// none while the upstream's pause runs, rate-limit headers observed on every answer. A queued
+// fetch whose clients all left gives its slot back before spending it. In passthrough mode the
+// call carries the caller's credential `cred` (never the gateway's token) and passes that
+// credential's own shield.
+asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, flight_key fk,
+                                image_route route, shield::priority prio,
+                                std::shared_ptr<const upstream::credential> cred, flight_ptr f) {
+    auto& s = *self;
+    const cache::key& k = fk.k;
+    const credential_digest* digest = cred ? &fk.cred : nullptr;
+    thread_local std::mt19937_64 jitter{std::random_device{}()};
+    const std::string target = "/accounts/" + route.account + "/images/v1/" + route.canonical_id;
+    // Set when the first attempt starts: every attempt (the retry too) ends by it.
+    clock::time_point deadline{};
+    upstream::acquire_mode mode = upstream::acquire_mode::any;
+    fetch_outcome out;
+    for (unsigned attempt = 1;; ++attempt) {
+        const auto asked = clock::now();
+        admission::call c;
+        // Only the first attempt holds or claims a slot for the key: a refused retry answers
+        // the first attempt's failure, which the client did not cause.
+        c.key = attempt == 1 ? k.joined() : std::string_view{};
+        c.prio = prio;
+        c.max_wait = s.policy.max_queue_wait;
+        if (attempt > 1) {
+            c.max_wait = std::min<clock::duration>(
+                c.max_wait, std::max(deadline - asked, clock::duration::zero()));
+        }
+        c.credential = digest;
+        c.proven = cred == nullptr || s.proofs.has_any(fk.cred, asked);
+        admission::ticket t = co_await s.gate->reserve(c);
+        if (!t.granted()) {
+            if (attempt > 1) {
+                s.stats.retry_refused.fetch_add(1, relaxed);
+                break;  // `out` holds the first attempt's failure
+            }
+            (t.reason() == admission::refusal::paused ? s.stats.paused_refused
+                                                      : s.stats.budget_refused)
+                .fetch_add(1, relaxed);
+            out = refusal_outcome(t);
+            break;
+        }
+        const bool queued = t.slot() > clock::now();
+        if (queued) {
+            // Woken once, at the slot. A flight every client left gives the slot back
+            // (handed to the next in line) instead of spending it on an answer nobody reads.
+            f->on_empty(t.abandoner());
+            bool abandoned = false;
+            for (;;) {
+                const bool ready = co_await t.wait();
+                if (ready && f->members() > 0) {
+                    break;
+                }
+                if (s.flights.try_abandon(fk, f)) {
+                    abandoned = true;
+                    break;
+                }
+                t.resume();  // someone joined meanwhile: keep the slot
+            }
+            f->on_empty(nullptr);
+            if (abandoned) {
+                s.stats.abandoned.fetch_add(1, relaxed);
+                t.release_abandoned();
+                co_return;  // nobody waits for an outcome
+            }
+        }
+        if (attempt == 1) {
+            if (queued) {
+                // Stored meanwhile by another flight (passthrough: another credential's, which
+                // this one may read) or another path: the slot goes to someone else.
+                const auto now = clock::now();
+                if (auto e = s.cache.get(k.view(), now);
+                    e && e->stored_at() > asked && e->classify(now) == cache::freshness::fresh &&
+                    (digest == nullptr || s.proofs.is_proven(fk.cred, k.account(), now))) {
+                    s.stats.satisfied_elsewhere.fetch_add(1, relaxed);
+                    out.entry = std::move(e);
+                    out.from_cache = true;
+                    break;
+                }
+            }
+            deadline = clock::now() + s.policy.request_timeout;
+        }
+        t.commit();
+        upstream::attempt_facts facts;
+        auto res = co_await s.client.fetch(target, deadline, cred, mode, &facts);
+        const auto now = clock::now();
+        if (res) {
+            const auto paused = s.gate->observe(
+                digest, {res->status, res->retry_after, res->ratelimit, res->ratelimit_policy});
+            if (res->status == 429) {
+                // Cloudflare blocks every call of the token for a while: stop calling.
+                s.log->warn("upstream answered 429 for {}: pausing upstream calls", k);
+                out = fetch_outcome{};
+                out.error = errc::upstream_rate_limited;
+                out.refused = admission::refusal::paused;
+                out.retry = shield::advise_retry(paused.value_or(shield::duration::zero()), false);
+                break;
+            }
+        }
+        if (!res) {
+            const auto ec = res.error();
+            out = fetch_outcome{};
+            out.error = ec.category() == imagegate_category() ? static_cast<errc>(ec.value())
+                                                              : errc::upstream_protocol_error;
+            s.log->warn("upstream fetch of {} failed: {}:{} {}", k, ec.category().name(),
+                        ec.value(), ec.message());
+        } else {
+            out = s.classify(k, route, *res, now, digest);
+        }
+        const bool failed = !res || res->status == 502 || res->status == 503 || res->status == 504;
+        if (failed) {
+            const auto decision =
+                shield::decide_retry(failure_of(res, facts, attempt), now, deadline, {}, jitter);
+            if (decision.retry) {
+                s.stats.retries.fetch_add(1, relaxed);
+                mode = facts.reused_connection ? upstream::acquire_mode::fresh
+                                               : upstream::acquire_mode::any;
+                asio::steady_timer backoff(co_await asio::this_coro::executor, decision.backoff);
+                co_await backoff.async_wait(use_nothrow);
+                continue;
+            }
+        }
+        break;
+    }
+    if (out.error != errc{} && is_remembered(out.error)) {
+        if (out.upstream_status == 0) {
+            s.stats.upstream_errors.fetch_add(1, relaxed);  // no HTTP answer at all
+        }
+        s.failures.remember(fk, failed_fetch{out.error}, clock::now());
+        out.retry = shield::advise_retry(shield::failure_memo_ttl, false);
+    }
+    s.flights.finish(fk, f, std::move(out));
+}
+
+// A fetch task that throws is a bug; its waiters must still be answered.
+struct fetch_done {
+    std::shared_ptr<image_handler::impl> self;
+    flight_key fk;
+    flight_ptr f;
+    void operator()(const std::exception_ptr& ep) {
+        if (!ep) {
+            return;
+        }
+        try {
+            std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+            self->log->error("fetch of {} threw: {}", fk.k, e.what());
+        } catch (...) {
+            self->log->error("fetch of {} threw", fk.k);
+        }
+        fetch_outcome out;
+        out.error = errc::internal_error;
+        self->flights.finish(fk, f, std::move(out));
+    }
+};
+
+}  // namespace
+
+void start_fetch(std::shared_ptr<image_handler::impl> self, flight_key fk, image_route route,
+                 shield::priority prio, std::shared_ptr<const upstream::credential> cred,
+                 flight_ptr f) {
+    // No strand: the fetch is one sequential coroutine (no operations of its own run in
+    // parallel), so the plain executor serialises it already; a strand would cost an
+    // allocation and a lock per step. Its slot timer needs exactly that (admission/ticket).
+    auto ex = self->fetch_executor;
+    fetch_done done{self, fk, f};
+    asio::co_spawn(ex,
+                   run_fetch(std::move(self), std::move(fk), std::move(route), prio,
+                             std::move(cred), std::move(f)),
+                   std::move(done));
+}
+
+fetch_outcome image_handler::impl::classify(const cache::key& k, const image_route& route,
+                                            upstream::response& resp, clock::time_point received,
+                                            const credential_digest* cred) {
+    // One parser per thread, reused: it keeps its buffers sized for the largest record.
+    thread_local simdjson::ondemand::parser parser;
+    fetch_outcome out;
+    out.upstream_status = resp.status;
+    const auto store = [&](unsigned status, cache::entry_kind kind, clock::duration ttl,
+                           clock::duration swr, clock::duration sie) {
+        out.entry = cache::make_entry({.key = k,
+                                       .status = status,
+                                       .kind = kind,
+                                       .body = resp.body,
+                                       .stored_at = received,
+                                       .ttl = ttl,
+                                       .swr = swr,
+                                       .sie = sie});
+        out.stored = cache.put(out.entry);
+        if (out.stored) {
+            stats.stored.fetch_add(1, relaxed);
+        }
+    };
+    if (resp.status == 200) {
+        const auto v =
+            validate::validate_image(resp.body, resp.body.capacity(), route.image_id, parser);
+        if (!v.ok()) {
+            stats.invalid.fetch_add(1, relaxed);
+            log->warn("upstream record for {} rejected at '{}': {}", k, v.failure->pointer,
+                      v.failure->reason);
+            out.error = errc::invalid_upstream_json;
+            return out;
+        }
+        const auto ttl = v.draft ? std::min(policy.draft_ttl, policy.ttl) : policy.ttl;
+        // A draft is an upload in progress: never answer it stale.
+        const auto swr =
+            v.draft ? clock::duration::zero() : clock::duration(policy.stale_while_revalidate);
+        const auto sie = v.draft ? clock::duration::zero() : clock::duration(policy.stale_if_error);
+        store(200, v.draft ? cache::entry_kind::draft : cache::entry_kind::positive, ttl, swr, sie);
+        if (cred != nullptr) {
+            proofs.prove(*cred, k.account(), received);
+        }
+        return out;
+    }
+    if (resp.status >= 400 && resp.status < 500) {
+        const auto env = validate::validate_error_envelope(resp.body, resp.body.capacity(), parser);
+        if (!env.ok()) {
+            stats.invalid.fetch_add(1, relaxed);
+            log->warn("upstream {} answer for {} rejected at '{}': {}", resp.status, k,
+                      env.failure->pointer, env.failure->reason);
+            out.error = errc::invalid_upstream_json;
+            return out;
+        }
+        if (resp.status == 404 && env.code == 5404) {
+            // "Image not found" is an answer too: stored briefly so a flood of requests for a
+            // missing id does not become a flood upstream. Never served stale.
+            store(404, cache::entry_kind::negative, policy.negative_ttl, {}, {});
+            // Cloudflare checks the credential before the image: 5404 proves the credential
+            // may read the account.
+            if (cred != nullptr) {
+                proofs.prove(*cred, k.account(), received);
+            }
+            return out;
+        }
+        if (cred != nullptr && (resp.status == 401 || resp.status == 403)) {
+            // The upstream refused this credential: whatever it was once allowed to read is
+            // forgotten (all accounts for 401, this account for 403).
+            stats.proof_rejections.fetch_add(1, relaxed);
+            if (resp.status == 401) {
+                proofs.revoke_all(*cred);
+            } else {
+                proofs.revoke(*cred, k.account());
+            }
+        }
+        // 401, 403 and other 4xx: the upstream's answer, passed through, never stored.
+        stats.passthrough.fetch_add(1, relaxed);
+        out.entry = cache::make_entry({.key = k,
+                                       .status = resp.status,
+                                       .kind = cache::entry_kind::negative,
+                                       .body = resp.body,
+                                       .stored_at = received});
+        return out;
+    }
+    if (resp.status >= 500) {
+        log->warn("upstream answered {} for {}", resp.status, k);
+        out.error = errc::upstream_bad_status;
+        return out;
+    }
+    log->warn("upstream answered unexpected status {} for {}", resp.status, k);
+    out.error = errc::upstream_protocol_error;
+    return out;
+}
+
+}  // namespace imagegate::gateway
