@@ -4,9 +4,9 @@
 #include "gateway/core/serial_executor.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/deferred.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -193,16 +193,25 @@ asio::awaitable<std::size_t> write_rest(Stream& stream, reply_buffers buffers, s
     co_return sent + n;
 }
 
-// Completes only when the peer has gone (FIN or reset) while its request is being answered;
-// raced against the handler so a client that hangs up stops waiting (and a fetch nobody
-// waits for any more gives its budget slot back). Bytes the client sends meanwhile (a
-// pipelined request, TLS records such as close_notify) cannot be told from a live client:
-// then it keeps quiet until cancelled. Never reads: the bytes stay for the next request.
-asio::awaitable<void> watch_peer(tcp::socket* socket) {
-    for (;;) {
-        auto [ec] = co_await socket->async_wait(tcp::socket::wait_read, use_nothrow);
-        if (ec == asio::error::operation_aborted) {
-            co_return;  // the handler answered first (its result wins either way)
+// Watches a client's socket while its request is being answered: a client that hangs up
+// (FIN or reset) cancels the handler, which then leaves its flight, so a fetch nobody waits
+// for any more gives its budget slot back. Bytes the client sends meanwhile (a pipelined
+// request, TLS records such as close_notify) cannot be told from a live client: the watch
+// then stops. It never reads: the bytes stay for the next request. A plain completion
+// handler rather than a coroutine racing the handler: the miss path pays one socket wait.
+struct peer_watch {
+    asio::cancellation_signal signal;
+    bool answered = false;  // the handler finished: the socket may be gone, touch nothing
+    bool gone = false;
+};
+
+struct peer_watch_handler {
+    std::shared_ptr<peer_watch> watch;
+    tcp::socket* socket;  // valid while !watch->answered (same executor as the session)
+
+    void operator()(const boost::system::error_code& ec) const {
+        if (watch->answered || ec == asio::error::operation_aborted) {
+            return;
         }
         if (!ec) {
             char byte = 0;
@@ -210,18 +219,40 @@ asio::awaitable<void> watch_peer(tcp::socket* socket) {
             const std::size_t n =
                 socket->receive(asio::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
             if (peek_ec == asio::error::would_block || peek_ec == asio::error::try_again) {
-                continue;  // spurious readiness
+                socket->async_wait(tcp::socket::wait_read, *this);  // spurious readiness
+                return;
             }
             if (!peek_ec && n > 0) {
-                asio::steady_timer forever(socket->get_executor(),
-                                           std::chrono::steady_clock::time_point::max());
-                co_await forever.async_wait(use_nothrow);
-                co_return;
+                return;  // data: a live client as far as we can tell
             }
         }
-        co_return;  // EOF, reset, or the socket was closed under us: gone
+        watch->gone = true;  // EOF, reset, or the socket closed under us
+        watch->signal.emit(asio::cancellation_type::terminal);
     }
-}
+};
+
+// Arms the watch for one handler call; ends it on every exit (the answer, or a throw).
+class peer_watch_scope {
+public:
+    explicit peer_watch_scope(tcp::socket& socket)
+        : socket_(socket), watch_(std::make_shared<peer_watch>()) {
+        socket_.async_wait(tcp::socket::wait_read, peer_watch_handler{watch_, &socket_});
+    }
+    ~peer_watch_scope() {
+        watch_->answered = true;
+        boost::system::error_code ignored;
+        socket_.cancel(ignored);  // the pending wait, if any: it completes as aborted
+    }
+    peer_watch_scope(const peer_watch_scope&) = delete;
+    peer_watch_scope& operator=(const peer_watch_scope&) = delete;
+
+    asio::cancellation_slot slot() const { return watch_->signal.slot(); }
+    bool gone() const { return watch_->gone; }
+
+private:
+    tcp::socket& socket_;
+    std::shared_ptr<peer_watch> watch_;
+};
 
 // Feeds the buffered bytes to `parser` (put_head: Beast's parser plus our raw-head checks):
 // the result once the head is complete or wrong, nothing while more bytes are needed. A
@@ -366,24 +397,13 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
                 if (auto* ready = std::get_if<reply>(&handled)) {
                     r = std::move(*ready);
                 } else {
-                    // Whichever ends first: the answer (or the handler's exception), or the
-                    // client hanging up, which cancels the handler (it leaves its flight).
+                    auto& socket = lowest.socket();
+                    const peer_watch_scope watch(socket);
                     auto ex = co_await asio::this_coro::executor;
-                    auto [order, thrown, answer, ignored] =
-                        co_await asio::experimental::make_parallel_group(
-                            asio::co_spawn(ex, std::move(std::get<asio::awaitable<reply>>(handled)),
-                                           asio::deferred),
-                            asio::co_spawn(ex, watch_peer(&lowest.socket()), asio::deferred))
-                            .async_wait(asio::experimental::wait_for_one(), use_awaitable);
-                    (void)ignored;
-                    if (order[0] == 0) {
-                        if (thrown) {
-                            std::rethrow_exception(thrown);
-                        }
-                        r = std::move(answer);
-                    } else {
-                        gone = true;
-                    }
+                    r = co_await asio::co_spawn(
+                        ex, std::move(std::get<asio::awaitable<reply>>(handled)),
+                        asio::bind_cancellation_slot(watch.slot(), use_awaitable));
+                    gone = watch.gone();
                 }
             } catch (const std::exception& e) {
                 st->log->error("{} handler threw: {} (request {})", o.name, e.what(), req.id);

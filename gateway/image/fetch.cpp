@@ -61,15 +61,6 @@ bool is_remembered(errc e) {
     }
 }
 
-fetch_outcome refusal_outcome(const admission::ticket& t) {
-    fetch_outcome out;
-    out.error = t.reason() == admission::refusal::paused ? errc::upstream_rate_limited
-                                                         : errc::budget_exhausted;
-    out.refused = t.reason();
-    out.retry = shield::advise_retry(t.retry_wait(), t.held());
-    return out;
-}
-
 // The fetch of one key: runs as its own task, owned by the flight, not by any client.
 // Every upstream call passes the gate: one granted slot per attempt (the retry included),
 // none while the upstream's pause runs, rate-limit headers observed on every answer. A queued
@@ -78,7 +69,8 @@ fetch_outcome refusal_outcome(const admission::ticket& t) {
 // credential's own shield.
 asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, flight_key fk,
                                 image_route route, shield::priority prio,
-                                std::shared_ptr<const upstream::credential> cred, flight_ptr f) {
+                                std::shared_ptr<const upstream::credential> cred, flight_ptr f,
+                                admission::ticket first) {
     auto& s = *self;
     const cache::key& k = fk.k;
     const credential_digest* digest = cred ? &fk.cred : nullptr;
@@ -88,31 +80,24 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
     clock::time_point deadline{};
     upstream::acquire_mode mode = upstream::acquire_mode::any;
     fetch_outcome out;
+    const auto asked = clock::now();
     for (unsigned attempt = 1;; ++attempt) {
-        const auto asked = clock::now();
-        admission::call c;
-        // Only the first attempt holds or claims a slot for the key: a refused retry answers
-        // the first attempt's failure, which the client did not cause.
-        c.key = attempt == 1 ? k.joined() : std::string_view{};
-        c.prio = prio;
-        c.max_wait = s.policy.max_queue_wait;
+        // The first attempt's slot was granted by the request that started the fetch
+        // (answer_after_lookup), so a refusal is answered without leaving its thread.
+        admission::ticket t = std::move(first);
         if (attempt > 1) {
+            // A retry neither holds nor claims a slot for the key: refused, it answers the
+            // first attempt's failure, which the client did not cause.
+            const auto now = clock::now();
+            admission::call c = first_attempt_call(s, fk, prio, cred != nullptr, now);
+            c.key = {};
             c.max_wait = std::min<clock::duration>(
-                c.max_wait, std::max(deadline - asked, clock::duration::zero()));
-        }
-        c.credential = digest;
-        c.proven = cred == nullptr || s.proofs.has_any(fk.cred, asked);
-        admission::ticket t = co_await s.gate->reserve(c);
-        if (!t.granted()) {
-            if (attempt > 1) {
+                c.max_wait, std::max(deadline - now, clock::duration::zero()));
+            t = co_await s.gate->reserve(c);
+            if (!t.granted()) {
                 s.stats.retry_refused.fetch_add(1, relaxed);
                 break;  // `out` holds the first attempt's failure
             }
-            (t.reason() == admission::refusal::paused ? s.stats.paused_refused
-                                                      : s.stats.budget_refused)
-                .fetch_add(1, relaxed);
-            out = refusal_outcome(t);
-            break;
         }
         const bool queued = t.slot() > clock::now();
         if (queued) {
@@ -230,9 +215,31 @@ struct fetch_done {
 
 }  // namespace
 
+admission::call first_attempt_call(image_handler::impl& s, const flight_key& fk,
+                                   shield::priority prio, bool passthrough, clock::time_point now) {
+    admission::call c;
+    c.key = fk.k.joined();
+    c.prio = prio;
+    c.max_wait = s.policy.max_queue_wait;
+    c.credential = passthrough ? &fk.cred : nullptr;
+    c.proven = !passthrough || s.proofs.has_any(fk.cred, now);
+    return c;
+}
+
+fetch_outcome refusal_outcome(image_handler::impl& s, const admission::ticket& t) {
+    (t.reason() == admission::refusal::paused ? s.stats.paused_refused : s.stats.budget_refused)
+        .fetch_add(1, relaxed);
+    fetch_outcome out;
+    out.error = t.reason() == admission::refusal::paused ? errc::upstream_rate_limited
+                                                         : errc::budget_exhausted;
+    out.refused = t.reason();
+    out.retry = shield::advise_retry(t.retry_wait(), t.held());
+    return out;
+}
+
 void start_fetch(std::shared_ptr<image_handler::impl> self, flight_key fk, image_route route,
                  shield::priority prio, std::shared_ptr<const upstream::credential> cred,
-                 flight_ptr f) {
+                 flight_ptr f, admission::ticket first) {
     // No strand: the fetch is one sequential coroutine (no operations of its own run in
     // parallel), so the plain executor serialises it already; a strand would cost an
     // allocation and a lock per step. Its slot timer needs exactly that (admission/ticket).
@@ -240,7 +247,7 @@ void start_fetch(std::shared_ptr<image_handler::impl> self, flight_key fk, image
     fetch_done done{self, fk, f};
     asio::co_spawn(ex,
                    run_fetch(std::move(self), std::move(fk), std::move(route), prio,
-                             std::move(cred), std::move(f)),
+                             std::move(cred), std::move(f), std::move(first)),
                    std::move(done));
 }
 

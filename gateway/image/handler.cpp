@@ -215,11 +215,19 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
     }
     auto joined = self.flights.join(fk);
     if (joined.leader) {
-        // A background refresh in passthrough uses the credential of the request that
-        // triggered it (which holds a proof for the account).
-        start_fetch(handler, fk, route.to_route(),
-                    refresh ? shield::priority::background : shield::priority::foreground,
-                    caller.cred, joined.f);
+        // The first upstream call's slot is decided here, on this request's thread: a
+        // refusal (429, truthful Retry-After) is answered at once, to every request of the
+        // flight, without a trip to the fetch executor.
+        const auto prio = refresh ? shield::priority::background : shield::priority::foreground;
+        const admission::call c = first_attempt_call(self, fk, prio, caller.cred != nullptr, now);
+        admission::ticket t = co_await self.gate->reserve(c);
+        if (t.granted()) {
+            // A background refresh in passthrough uses the credential of the request that
+            // triggered it (which holds a proof for the account).
+            start_fetch(handler, fk, route.to_route(), prio, caller.cred, joined.f, std::move(t));
+        } else {
+            self.flights.finish(fk, joined.f, refusal_outcome(self, t));
+        }
     }
 
     if (refresh) {

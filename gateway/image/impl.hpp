@@ -97,10 +97,19 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
                            clock::time_point received, const credential_digest* cred);
 };
 
+/// What the first upstream call of a fetch asks the gate for (the key's slot, the queue cap,
+/// the credential and whether it holds a proof).
+admission::call first_attempt_call(image_handler::impl& s, const flight_key& fk,
+                                   shield::priority prio, bool passthrough, clock::time_point now);
+
+/// The answer for a refused first call (429: budget or pause), counted.
+fetch_outcome refusal_outcome(image_handler::impl& s, const admission::ticket& t);
+
 /// The fetch of one key as its own task (fetch.cpp): owned by the flight, not by any client.
+/// `first` is the granted slot of its first upstream call.
 void start_fetch(std::shared_ptr<image_handler::impl> self, flight_key fk, image_route route,
                  shield::priority prio, std::shared_ptr<const upstream::credential> cred,
-                 std::shared_ptr<cache::flight<fetch_outcome>> f);
+                 std::shared_ptr<cache::flight<fetch_outcome>> f, admission::ticket first);
 
 /// The access-log / Cache-Status detail of a gateway error: the errc's name, or for a
 /// refusal the reason too ("budget_exhausted; reason=queue_full"). Static storage.

@@ -100,6 +100,7 @@ shield_lookup credential_shields::get(const credential_digest& cred, time_point 
         if (shields_.size() >= limit && !drop_one_locked(now)) {
             return {.shield = nullptr, .retry_at = std::max(no_drop_before_, now)};
         }
+        no_drop_before_ = time_point::min();  // the newcomer may be droppable soon: look again
     }
     auto& node = shields_.touch(cred, now, [this] {
         return std::make_shared<credential_shield>(options_.budget, options_.limit);

@@ -58,6 +58,8 @@ asio::awaitable<void> one(std::uint16_t port, std::string target, std::string ex
     out->status = res.result_int();
     out->cache_status = std::string(res["Cache-Status"]);
     out->retry_after = std::string(res["Retry-After"]);
+    out->retry_after_ms = std::string(res["retry-after-ms"]);
+    out->should_retry = std::string(res["x-should-retry"]);
     out->latency = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - t0);
 }

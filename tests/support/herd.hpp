@@ -13,6 +13,8 @@ struct herd_result {
     unsigned status = 0;  ///< 0: no answer (connect/read error or timeout)
     std::string cache_status;
     std::string retry_after;
+    std::string retry_after_ms;
+    std::string should_retry;  ///< x-should-retry
     std::chrono::microseconds latency{};
 };
 

@@ -50,6 +50,13 @@ const retry_case retry_cases[] = {
     {"502", status(502), 10s, 0, retry_after(50ms)},
     {"503", status(503), 10s, 0, retry_after(50ms)},
     {"504", status(504), 10s, 0, retry_after(50ms)},
+    // a pooled connection closed by the upstream while idle: nothing was processed
+    {"stale connection", {.kind = failure_kind::stale_connection}, 10s, 0, retry_after(50ms)},
+    {"stale connection twice",
+     {.kind = failure_kind::stale_connection, .attempt = 2},
+     10s,
+     0,
+     give_up},
     // full jitter over [base, 2 base]: random mod (50 ms + 1 ns)
     {"jitter middle", connect_failure, 10s, 25'000'000, retry_after(75ms)},
     {"jitter top", connect_failure, 10s, 50'000'000, retry_after(100ms)},
