@@ -111,6 +111,21 @@ const std::vector<check_row> check_rows{
     {"burst over budget", [](settings& s) { s.shield.burst = s.shield.budget + 1; },
      "shield.burst"},
     {"burst equal to budget ok", [](settings& s) { s.shield.burst = s.shield.budget; }, ""},
+    // which waits bound which: queue wait + exchange <= the wait for a fetch
+    {"queue wait under 1 s", [](settings& s) { s.shield.max_queue_wait = 999ms; },
+     "shield.max_queue_wait"},
+    {"coalesce shorter than queue + exchange",
+     [](settings& s) { s.shield.coalesce_timeout = 19'999ms; }, "shield.coalesce_timeout"},
+    {"coalesce shorter than a longer exchange",
+     [](settings& s) { s.upstream.request_timeout = 16s; }, "shield.coalesce_timeout"},
+    {"coalesce exactly queue + exchange ok",
+     [](settings& s) {
+         s.shield.max_queue_wait = 2s;
+         s.upstream.request_timeout = 3s;
+         s.shield.coalesce_timeout = 5s;
+     },
+     ""},
+    {"no credentials", [](settings& s) { s.shield.max_credentials = 0; }, "shield.max_credentials"},
     // log
     {"level verbose", [](settings& s) { s.log.level = "verbose"; }, "log.level"},
     {"level off ok", [](settings& s) { s.log.level = "off"; }, ""},

@@ -69,3 +69,37 @@ BOOST_AUTO_TEST_CASE(head_buffer_spills_and_moves) {
     BOOST_TEST(again.view().substr(0, 8) == "Age: 1\r\n");
     BOOST_TEST(again.size() == 508u);
 }
+
+// What SDKs read before retrying (they honour x-should-retry, then retry-after-ms, then
+// Retry-After): decided by the errc table, for every error the gateway answers.
+BOOST_DATA_TEST_CASE(error_replies_tell_sdks_whether_and_when_to_retry,
+                     boost::unit_test::data::make(ig::all_errcs), e) {
+    const auto r = gw::make_error_reply(e);
+    const auto head = std::string(r.head.view());
+    const bool says_no = head.find("x-should-retry: false\r\n") != std::string::npos;
+    BOOST_TEST(says_no == !ig::retry_may_help(e));
+    const unsigned status = ig::to_http_status(e);
+    const bool timed = head.find("Retry-After: 1\r\nretry-after-ms: 1000\r\n") != std::string::npos;
+    BOOST_TEST(timed == (status == 429 || status == 503));
+    if (status < 500 && status != 429) {
+        BOOST_TEST(says_no);  // the client's own mistakes: asking again cannot help
+    }
+}
+
+BOOST_AUTO_TEST_CASE(retry_after_says_what_the_caller_knows) {
+    const auto r = gw::make_error_reply(ig::errc::budget_exhausted, {},
+                                        gw::retry_after{.seconds = 7, .milliseconds = 7400});
+    BOOST_TEST(r.head.view().find("Retry-After: 7\r\nretry-after-ms: 7400\r\n") !=
+               std::string_view::npos);
+    // Never 0: SDKs would retry at once.
+    const auto z = gw::make_error_reply(ig::errc::upstream_bad_status, {},
+                                        gw::retry_after{.seconds = 0, .milliseconds = 0});
+    BOOST_TEST(z.head.view().find("Retry-After: 1\r\nretry-after-ms: 1\r\n") !=
+               std::string_view::npos);
+    // Which errors a retry cannot fix, decided once (gateway/core/errc.cpp).
+    BOOST_TEST(!ig::retry_may_help(ig::errc::invalid_upstream_json));
+    BOOST_TEST(!ig::retry_may_help(ig::errc::upstream_too_large));
+    BOOST_TEST(!ig::retry_may_help(ig::errc::bad_request));
+    BOOST_TEST(ig::retry_may_help(ig::errc::upstream_timeout));
+    BOOST_TEST(ig::retry_may_help(ig::errc::budget_exhausted));
+}
