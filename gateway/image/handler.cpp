@@ -196,6 +196,9 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
                                            entry_ptr cached, cache::freshness state,
                                            clock::time_point now) {
     auto& self = *handler;
+    // A client that hangs up cancels this coroutine (http/server.cpp); what it awaits must
+    // then end quietly, never throw between joining a flight and starting or finishing it.
+    co_await asio::this_coro::throw_if_cancelled(false);
     // The owning key is built only here, past the hit path.
     const flight_key fk{cache::key(route.key()), caller.digest};
     const bool refresh = state == cache::freshness::stale_revalidate;
@@ -220,7 +223,16 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
         // flight, without a trip to the fetch executor.
         const auto prio = refresh ? shield::priority::background : shield::priority::foreground;
         const admission::call c = first_attempt_call(self, fk, prio, caller.cred != nullptr, now);
-        admission::ticket t = co_await self.gate->reserve(c);
+        admission::ticket t;
+        try {
+            t = co_await self.gate->reserve(c);
+        } catch (...) {
+            // Nobody else would ever end this flight: its followers get the error too.
+            fetch_outcome failed;
+            failed.error = errc::internal_error;
+            self.flights.finish(fk, joined.f, std::move(failed));
+            throw;
+        }
         if (t.granted()) {
             // A background refresh in passthrough uses the credential of the request that
             // triggered it (which holds a proof for the account).
