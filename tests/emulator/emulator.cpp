@@ -267,6 +267,11 @@ asio::awaitable<void> serve(state_ptr st, std::shared_ptr<connection<Stream>> c)
           co_return;
         }
       }
+      if (body.streamed) {
+        // Reads of up to 64 KiB (Beast reads as much as the buffer has room for): megabytes
+        // in a few hundred reads, not thousands, still in a bounded window.
+        buffer.reserve(64 * 1024);
+      }
       parser.get().body() = &body;
       auto [bec, bn] = co_await http::async_read(c->stream, buffer, parser, use_nothrow);
       if (is_parse_error(bec)) {
