@@ -79,30 +79,30 @@ outcome emulator::state::handle_api(const request_t& req, const body_sink& body)
     ++faults_applied;
     o.delay = fault->delay;
     switch (fault->kind) {
-      case fault_kind::reset: o.act = action::reset; return o;
-      case fault_kind::hang: o.act = action::hang; return o;
-      case fault_kind::status: {
-        unsigned s = fault->status;
-        // 401/403: the upstream refusing a credential it accepted before (revoked token).
-        o.res = s == 401 || s == 403
-                    ? make_response(s, error_envelope(10000, "Authentication error"))
-                    : make_response(s, error_envelope(s == 503 ? 5503 : 5500, status_message(s)));
-        api_headers(o.res, rl);
-        return o;
-      }
-      case fault_kind::rate_limited:
-        o.res = make_response(429, error_envelope(971, throttled));
-        api_headers(o.res, {true, false, 0, fault->retry_after});
-        o.res.set(http::field::retry_after, std::to_string(fault->retry_after));
-        return o;
-      case fault_kind::wrong_id: tw.wrong_id = true; break;
-      case fault_kind::wrong_types: tw.wrong_types = true; break;
-      case fault_kind::oversized: tw.pad_to = fault->size; break;
-      case fault_kind::truncated: o.act = action::truncated; break;
-      case fault_kind::chunked: o.act = action::chunked; break;
-      case fault_kind::close: o.close = true; break;
-      case fault_kind::delay:
-      case fault_kind::invalid_json: break;
+    case fault_kind::reset: o.act = action::reset; return o;
+    case fault_kind::hang: o.act = action::hang; return o;
+    case fault_kind::status: {
+      unsigned s = fault->status;
+      // 401/403: the upstream refusing a credential it accepted before (revoked token).
+      o.res = s == 401 || s == 403
+                  ? make_response(s, error_envelope(10000, "Authentication error"))
+                  : make_response(s, error_envelope(s == 503 ? 5503 : 5500, status_message(s)));
+      api_headers(o.res, rl);
+      return o;
+    }
+    case fault_kind::rate_limited:
+      o.res = make_response(429, error_envelope(971, throttled));
+      api_headers(o.res, {true, false, 0, fault->retry_after});
+      o.res.set(http::field::retry_after, std::to_string(fault->retry_after));
+      return o;
+    case fault_kind::wrong_id: tw.wrong_id = true; break;
+    case fault_kind::wrong_types: tw.wrong_types = true; break;
+    case fault_kind::oversized: tw.pad_to = fault->size; break;
+    case fault_kind::truncated: o.act = action::truncated; break;
+    case fault_kind::chunked: o.act = action::chunked; break;
+    case fault_kind::close: o.close = true; break;
+    case fault_kind::delay:
+    case fault_kind::invalid_json: break;
     }
   }
 
@@ -123,9 +123,9 @@ outcome emulator::state::handle_api(const request_t& req, const body_sink& body)
   return o;
 }
 
-response_t emulator::state::route(const request_t& req, const api_route& r,
-                                  std::string_view path, std::string_view query,
-                                  const body_sink& body, const render_tweaks& tw) {
+response_t emulator::state::route(const request_t& req, const api_route& r, std::string_view path,
+                                  std::string_view query, const body_sink& body,
+                                  const render_tweaks& tw) {
   // Authentication first, as the real API: RFC 6750 §2.1 "Bearer" credentials, or the
   // legacy X-Auth-Email + X-Auth-Key pair.
   auto auth_it = req.find(http::field::authorization);
@@ -133,8 +133,9 @@ response_t emulator::state::route(const request_t& req, const api_route& r,
   auto key_it = req.find("X-Auth-Key");
   const bool key_pair = email_it != req.end() && key_it != req.end();
   if (auth_it == req.end() && !key_pair) {
-    return make_response(400, error_envelope(9106, "Missing X-Auth-Key, X-Auth-Email or "
-                                                   "Authorization headers"));
+    return make_response(400, error_envelope(9106,
+                                             "Missing X-Auth-Key, X-Auth-Email or "
+                                             "Authorization headers"));
   }
   // Which configured credential this is: null for the default token (every account).
   const emulator_credential* who = nullptr;
@@ -142,11 +143,12 @@ response_t emulator::state::route(const request_t& req, const api_route& r,
   if (auth_it != req.end()) {
     std::string_view auth = auth_it->value();
     constexpr std::string_view scheme = "bearer ";
-    bool well_formed =
-        auth.size() > scheme.size() &&
-        std::equal(scheme.begin(), scheme.end(), auth.begin(),
-                   [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); }) &&
-        auth.substr(scheme.size()).find_first_of(" \t,") == std::string_view::npos;
+    bool well_formed = auth.size() > scheme.size() &&
+                       std::equal(scheme.begin(), scheme.end(), auth.begin(),
+                                  [](char a, char b) {
+                                    return a == std::tolower(static_cast<unsigned char>(b));
+                                  }) &&
+                       auth.substr(scheme.size()).find_first_of(" \t,") == std::string_view::npos;
     if (!well_formed) {
       return make_response(400, error_envelope(6003, "Invalid request headers",
                                                R"([{"code":6111,"message":"Invalid format for )"
@@ -162,8 +164,7 @@ response_t emulator::state::route(const request_t& req, const api_route& r,
     }
   } else {
     for (const auto& c : opts.credentials) {
-      if (!known && c.token.empty() && c.email == email_it->value() &&
-          c.key == key_it->value()) {
+      if (!known && c.token.empty() && c.email == email_it->value() && c.key == key_it->value()) {
         who = &c;
         known = true;
       }
@@ -190,54 +191,54 @@ response_t emulator::state::route(const request_t& req, const api_route& r,
   std::lock_guard lk(mu);
   auto acc_it = accounts.find(r.account);
   if (acc_it == accounts.end()) {
-    return make_response(404, error_envelope(7003, "Could not route to " +
-                                                        std::string(path.substr(10)) +
-                                                        ", perhaps your object identifier is "
-                                                        "invalid?"));
+    return make_response(404,
+                         error_envelope(7003, "Could not route to " + std::string(path.substr(10)) +
+                                                  ", perhaps your object identifier is "
+                                                  "invalid?"));
   }
   account_store& acc = acc_it->second;
   const auto method = req.method();
   switch (r.kind) {
-    case route_kind::image: return image_request(req, acc, r.id, body, tw);
-    case route_kind::blob: {
-      if (method != http::verb::get) {
-        return not_allowed();
-      }
-      image generated;
-      if (peek_image(acc, r.id, generated) == nullptr) {
-        return make_response(404, error_envelope(5404, "Image not found"));
-      }
-      response_t res = make_response(
-          200, std::string(reinterpret_cast<const char*>(png_1x1), sizeof png_1x1));
-      res.set(http::field::content_type, "image/png");
-      return res;
-    }
-    case route_kind::images_v1:
-      if (method == http::verb::get) {
-        return list_images_v1(acc, query);
-      }
-      if (method == http::verb::post) {
-        return upload_image(acc, r.account, req, body);
-      }
+  case route_kind::image: return image_request(req, acc, r.id, body, tw);
+  case route_kind::blob: {
+    if (method != http::verb::get) {
       return not_allowed();
-    case route_kind::images_v2:
-      return method == http::verb::get ? list_images_v2(acc_it->first, query) : not_allowed();
-    case route_kind::keys:
-    case route_kind::stats:
-    case route_kind::variants:
-    case route_kind::variant:
-      if (method == http::verb::get) {
-        return sibling(r, acc, r.account);
-      }
-      // Creating and changing variants is not emulated: it stands in as an echo.
-      return r.kind == route_kind::variants || r.kind == route_kind::variant
-                 ? echo(req, path, query, body)
-                 : not_allowed();
-    case route_kind::bad_id:
-      return make_response(400, error_envelope(5400, "Bad request: malformed image id"));
-    case route_kind::echo: return echo(req, path, query, body);
-    case route_kind::no_route:
-    case route_kind::outside: break;
+    }
+    image generated;
+    if (peek_image(acc, r.id, generated) == nullptr) {
+      return make_response(404, error_envelope(5404, "Image not found"));
+    }
+    response_t res =
+        make_response(200, std::string(reinterpret_cast<const char*>(png_1x1), sizeof png_1x1));
+    res.set(http::field::content_type, "image/png");
+    return res;
+  }
+  case route_kind::images_v1:
+    if (method == http::verb::get) {
+      return list_images_v1(acc, query);
+    }
+    if (method == http::verb::post) {
+      return upload_image(acc, r.account, req, body);
+    }
+    return not_allowed();
+  case route_kind::images_v2:
+    return method == http::verb::get ? list_images_v2(acc_it->first, query) : not_allowed();
+  case route_kind::keys:
+  case route_kind::stats:
+  case route_kind::variants:
+  case route_kind::variant:
+    if (method == http::verb::get) {
+      return sibling(r, acc, r.account);
+    }
+    // Creating and changing variants is not emulated: it stands in as an echo.
+    return r.kind == route_kind::variants || r.kind == route_kind::variant
+               ? echo(req, path, query, body)
+               : not_allowed();
+  case route_kind::bad_id:
+    return make_response(400, error_envelope(5400, "Bad request: malformed image id"));
+  case route_kind::echo: return echo(req, path, query, body);
+  case route_kind::no_route:
+  case route_kind::outside: break;
   }
   return no_route();
 }
@@ -247,31 +248,30 @@ response_t emulator::state::image_request(const request_t& req, account_store& a
                                           const std::string& id, const body_sink& body,
                                           const render_tweaks& tw) {
   switch (req.method()) {
-    case http::verb::get: {
-      image generated;
-      const image* img = peek_image(acc, id, generated);
-      if (img == nullptr) {
-        return make_response(404, error_envelope(5404, "Image not found"));
-      }
-      return make_response(200, padded_image_envelope(*img, acc.hash, tw));
+  case http::verb::get: {
+    image generated;
+    const image* img = peek_image(acc, id, generated);
+    if (img == nullptr) {
+      return make_response(404, error_envelope(5404, "Image not found"));
     }
-    case http::verb::patch: return patch_image(acc, id, body.text, tw);
-    case http::verb::delete_:
-      if (find_image(acc, id) == nullptr) {
-        return make_response(404, error_envelope(5404, "Image not found"));
-      }
-      acc.images.erase(id);
-      acc.deleted.insert(id);
-      return make_response(200, ok_envelope("{}"));
-    default: return make_response(405, error_envelope(7001, "Method not allowed"));
+    return make_response(200, padded_image_envelope(*img, acc.hash, tw));
+  }
+  case http::verb::patch: return patch_image(acc, id, body.text, tw);
+  case http::verb::delete_:
+    if (find_image(acc, id) == nullptr) {
+      return make_response(404, error_envelope(5404, "Image not found"));
+    }
+    acc.images.erase(id);
+    acc.deleted.insert(id);
+    return make_response(200, ok_envelope("{}"));
+  default: return make_response(405, error_envelope(7001, "Method not allowed"));
   }
 }
 
 // Requires mu held. With any_image_exists, an id never stored is rendered from a record
 // generated into `scratch` and not kept, so an all-miss load costs the same per request
 // from the first to the ten-millionth id and the emulator's memory stays flat.
-const emulator::state::image* emulator::state::peek_image(account_store& acc,
-                                                          const std::string& id,
+const emulator::state::image* emulator::state::peek_image(account_store& acc, const std::string& id,
                                                           image& scratch) {
   auto it = acc.images.find(id);
   if (it != acc.images.end()) {

@@ -11,18 +11,18 @@ namespace ondemand = simdjson::ondemand;
 
 std::string_view to_string(fault_kind k) noexcept {
   switch (k) {
-    case fault_kind::delay: return "delay";
-    case fault_kind::status: return "status";
-    case fault_kind::rate_limited: return "rate_limited";
-    case fault_kind::reset: return "reset";
-    case fault_kind::truncated: return "truncated";
-    case fault_kind::invalid_json: return "invalid_json";
-    case fault_kind::wrong_id: return "wrong_id";
-    case fault_kind::wrong_types: return "wrong_types";
-    case fault_kind::chunked: return "chunked";
-    case fault_kind::oversized: return "oversized";
-    case fault_kind::close: return "close";
-    case fault_kind::hang: return "hang";
+  case fault_kind::delay: return "delay";
+  case fault_kind::status: return "status";
+  case fault_kind::rate_limited: return "rate_limited";
+  case fault_kind::reset: return "reset";
+  case fault_kind::truncated: return "truncated";
+  case fault_kind::invalid_json: return "invalid_json";
+  case fault_kind::wrong_id: return "wrong_id";
+  case fault_kind::wrong_types: return "wrong_types";
+  case fault_kind::chunked: return "chunked";
+  case fault_kind::oversized: return "oversized";
+  case fault_kind::close: return "close";
+  case fault_kind::hang: return "hang";
   }
   return "?";
 }
@@ -82,7 +82,7 @@ outcome emulator::state::handle_control(const request_t& req, const body_sink& b
 }
 
 std::optional<std::string> emulator::state::parse_fault_json(const std::string& text,
-                                                              fault_rule& out) {
+                                                             fault_rule& out) {
   simdjson::padded_string body(text);
   ondemand::parser parser;
   ondemand::document doc;
@@ -208,8 +208,8 @@ std::string emulator::state::calls_json(std::string_view query) {
       since = std::chrono::microseconds(static_cast<std::int64_t>(*ms * 1000 + 0.5));
     }
   }
-  const auto now = std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() -
-                                                                         started);
+  const auto now =
+      std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - started);
   std::vector<call_record> records;
   std::uint64_t total = 0;
   std::uint64_t dropped = 0;
@@ -220,8 +220,8 @@ std::string emulator::state::calls_json(std::string_view query) {
     dropped = calls.dropped();
   }
   const limiter_settings& ls = limiter.settings();
-  std::string j = R"({"limiter":{"mode":")" + std::string(mode_name(ls.mode)) +
-                  R"(","limit":)" + std::to_string(ls.limit) + R"(,"window_ms":)" +
+  std::string j = R"({"limiter":{"mode":")" + std::string(mode_name(ls.mode)) + R"(","limit":)" +
+                  std::to_string(ls.limit) + R"(,"window_ms":)" +
                   std::to_string(ls.window.count()) + R"(,"block_ms":)" +
                   std::to_string(ls.block.count()) + R"(},"now_ms":)";
   append_ms(j, now);
@@ -249,10 +249,10 @@ std::string emulator::state::uploads_json() {
     j += first ? "{" : ",{";
     j += R"("account":)" + json_escape(u.account) + R"(,"id":)" + json_escape(u.id) +
          R"(,"body_bytes":)" + std::to_string(u.body_bytes) + R"(,"from_url":)" +
-         (u.from_url ? "true" : "false") + R"(,"url":)" + json_escape(u.url) +
-         R"(,"file_bytes":)" + std::to_string(u.file_bytes) + R"(,"file_sha256":)" +
-         json_escape(u.file_sha256) + R"(,"file_name":)" + json_escape(u.file_name) +
-         R"(,"file_content_type":)" + json_escape(u.file_content_type) + "}";
+         (u.from_url ? "true" : "false") + R"(,"url":)" + json_escape(u.url) + R"(,"file_bytes":)" +
+         std::to_string(u.file_bytes) + R"(,"file_sha256":)" + json_escape(u.file_sha256) +
+         R"(,"file_name":)" + json_escape(u.file_name) + R"(,"file_content_type":)" +
+         json_escape(u.file_content_type) + "}";
     first = false;
   }
   return j + "]}";

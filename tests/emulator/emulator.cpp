@@ -45,8 +45,8 @@ using tls_stream = ssl::stream<beast::tcp_stream>;
 template <class Stream>
 struct connection {
   template <class... Args>
-  explicit connection(Args&&... args) : stream(std::forward<Args>(args)...),
-                                        timer(stream.get_executor()) {}
+  explicit connection(Args&&... args)
+      : stream(std::forward<Args>(args)...), timer(stream.get_executor()) {}
 
   // Runs on the strand. A response being written finishes; everything else ends now.
   void stop_now() {
@@ -202,8 +202,7 @@ bool iequals(std::string_view a, std::string_view b) {
 // Answers a request that cannot be read (RFC 9112 §2.2: a parse error, or a body over the
 // limit) with an envelope; the caller then closes. Not counted as an API request.
 template <class Stream>
-asio::awaitable<void> refuse(state_ptr st, std::shared_ptr<connection<Stream>> c,
-                             unsigned status) {
+asio::awaitable<void> refuse(state_ptr st, std::shared_ptr<connection<Stream>> c, unsigned status) {
   response_t res{static_cast<http::status>(status), 11};
   res.set(http::field::content_type, "application/json");
   res.body() = error_envelope(status == 400 ? 5400 : 5413, "Bad request");
@@ -371,8 +370,8 @@ struct log_failure {
 void start_connection(const state_ptr& st, tcp::socket socket) {
   auto ex = socket.get_executor();
   if (st->opts.tls) {
-    auto c = std::make_shared<connection<tls_stream>>(beast::tcp_stream(std::move(socket)),
-                                                      st->ssl_ctx);
+    auto c =
+        std::make_shared<connection<tls_stream>>(beast::tcp_stream(std::move(socket)), st->ssl_ctx);
     asio::co_spawn(ex, serve(st, std::move(c)), log_failure{st, "connection"});
   } else {
     auto c = std::make_shared<connection<beast::tcp_stream>>(std::move(socket));
@@ -382,8 +381,8 @@ void start_connection(const state_ptr& st, tcp::socket socket) {
 
 asio::awaitable<void> accept_loop(state_ptr st) {
   for (;;) {
-    tcp::socket socket = st->opts.single_threaded ? tcp::socket(st->ex)
-                                                  : tcp::socket(asio::make_strand(st->ex));
+    tcp::socket socket =
+        st->opts.single_threaded ? tcp::socket(st->ex) : tcp::socket(asio::make_strand(st->ex));
     auto [ec] = co_await st->acceptor.async_accept(socket, use_nothrow);
     if (ec) {
       if (ec == asio::error::operation_aborted || st->stopping || !st->acceptor.is_open()) {

@@ -36,10 +36,10 @@ struct emulator_credential {
 
 /// Construction-time settings; immutable once the emulator exists.
 struct emulator_options {
-  std::string host = "127.0.0.1";  ///< address to bind
-  std::uint16_t port = 0;          ///< 0: pick a free port, read it back with port()
-  bool tls = true;                 ///< false: plain HTTP (only when explicitly asked)
-  pki certs;                       ///< server certificate; generated when empty
+  std::string host = "127.0.0.1";        ///< address to bind
+  std::uint16_t port = 0;                ///< 0: pick a free port, read it back with port()
+  bool tls = true;                       ///< false: plain HTTP (only when explicitly asked)
+  pki certs;                             ///< server certificate; generated when empty
   std::string token = "emulator-token";  ///< accepted `Authorization: Bearer` token, any account
   /// Further accepted credentials, each limited to its accounts.
   std::vector<emulator_credential> credentials;
@@ -52,9 +52,9 @@ struct emulator_options {
   /// Further ids seeded in every account besides the generated ones (custom ids, e.g.
   /// `folder/sub/x`), with records generated from the id like the others.
   std::vector<std::string> custom_ids;
-  std::uint64_t seed = 1;         ///< the seeded set and generated records derive from it
-  bool any_image_exists = false;  ///< every id exists (record derived from the id, not stored)
-  std::uint64_t rate_limit = 1200;                       ///< requests per window per token
+  std::uint64_t seed = 1;           ///< the seeded set and generated records derive from it
+  bool any_image_exists = false;    ///< every id exists (record derived from the id, not stored)
+  std::uint64_t rate_limit = 1200;  ///< requests per window per token
   std::chrono::milliseconds rate_window = std::chrono::minutes(5);     ///< limiter window
   std::chrono::milliseconds block_duration = std::chrono::minutes(5);  ///< 429 period
   /// Fixed window (the default) or sliding window (at most rate_limit calls in any
@@ -63,7 +63,7 @@ struct emulator_options {
   /// Calls kept for /__emulator/calls and calls() (the newest ones).
   std::size_t call_log_capacity = 100000;
   std::chrono::milliseconds idle_timeout = std::chrono::seconds(30);  ///< per read/handshake
-  std::size_t header_limit = 16 * 1024;  ///< request header bytes
+  std::size_t header_limit = 16 * 1024;                               ///< request header bytes
   /// Body bytes of requests read whole (PATCH, control endpoints, image routes).
   std::size_t body_limit = 64 * 1024;
   /// Body bytes of uploads (`POST …/images/v1`) and echoed requests, which are streamed
@@ -71,7 +71,7 @@ struct emulator_options {
   /// framing. Over it: 413 (the body is read and discarded up to 4x this, else the
   /// connection closes).
   std::size_t upload_limit = 10 * 1024 * 1024 + 64 * 1024;
-  std::shared_ptr<spdlog::logger> log;   ///< null: spdlog's default logger
+  std::shared_ptr<spdlog::logger> log;  ///< null: spdlog's default logger
   /// Exactly one thread runs the executor's io_context: connections then run on it
   /// directly, without a strand each (the benchmark's upstream; `--threads 1`).
   bool single_threaded = false;
@@ -108,7 +108,7 @@ struct fault_rule {
   std::chrono::milliseconds delay{0};
   /// for `status`: 500 → code 5500, 503 → 5503, other 5xx → 5500; 401/403 → code 10000
   unsigned status = 500;
-  std::uint64_t retry_after = 1;  ///< for `rate_limited`: Retry-After seconds
+  std::uint64_t retry_after = 1;   ///< for `rate_limited`: Retry-After seconds
   std::size_t size = 1024 * 1024;  ///< for `oversized`: body bytes at least
 };
 
@@ -122,8 +122,8 @@ struct emulator_stats {
   /// The most bytes held at once for one request body (read buffer, kept text, multipart
   /// window and fields): a streamed upload keeps this far below its size.
   std::uint64_t max_request_buffer = 0;
-  std::map<unsigned, std::uint64_t> by_status;   ///< responses sent, by HTTP status
-  std::map<std::string, std::uint64_t> by_image;  ///< requests per decoded image id
+  std::map<unsigned, std::uint64_t> by_status;     ///< responses sent, by HTTP status
+  std::map<std::string, std::uint64_t> by_image;   ///< requests per decoded image id
   std::map<std::string, std::uint64_t> by_method;  ///< requests per HTTP method
 };
 

@@ -31,9 +31,9 @@ struct limiter_settings {
 
 struct limiter_verdict {
   bool limited = false;
-  bool tripped_now = false;          ///< this call exceeded the limit (starts a block)
-  std::uint64_t remaining = 0;       ///< calls left now (the `Ratelimit` header's r)
-  std::uint64_t reset_seconds = 0;   ///< t of `Ratelimit`; Retry-After when limited (≥ 1)
+  bool tripped_now = false;         ///< this call exceeded the limit (starts a block)
+  std::uint64_t remaining = 0;      ///< calls left now (the `Ratelimit` header's r)
+  std::uint64_t reset_seconds = 0;  ///< t of `Ratelimit`; Retry-After when limited (≥ 1)
 };
 
 /// Per-key state of the limiter. Owned by the emulator's state; not thread-safe (used under
@@ -51,8 +51,8 @@ class rate_limiter {
 
  private:
   struct bucket {
-    clock::time_point window_start{};  // fixed window
-    std::uint64_t used = 0;            // fixed window
+    clock::time_point window_start{};        // fixed window
+    std::uint64_t used = 0;                  // fixed window
     std::deque<clock::time_point> accepted;  // sliding window: oldest first
     clock::time_point blocked_until{};
   };

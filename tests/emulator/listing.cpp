@@ -9,8 +9,8 @@ using namespace detail;
 namespace {
 
 response_t bad_request(std::string_view why) {
-  return emulator::state::make_response(
-      400, error_envelope(5400, "Bad request: " + std::string(why)));
+  return emulator::state::make_response(400,
+                                        error_envelope(5400, "Bad request: " + std::string(why)));
 }
 
 // `per_page` as both listings take it (Cloudflare's schema: 10..10000, default 1000).
@@ -52,10 +52,10 @@ std::string variant_json(std::string_view name) {
   const def d = name == "thumbnail" ? def{"cover", "none", 200, 200}
                 : name == "hero"    ? def{"scale-down", "copyright", 1920, 1080}
                                     : def{"scale-down", "keep", 1366, 768};
-  std::string j = R"({"id":)" + json_escape(name) + R"(,"options":{"fit":")" +
-                  std::string(d.fit) + R"(","height":)" + std::to_string(d.height) +
-                  R"(,"metadata":")" + std::string(d.metadata) + R"(","width":)" +
-                  std::to_string(d.width) + R"(},"neverRequireSignedURLs":false})";
+  std::string j = R"({"id":)" + json_escape(name) + R"(,"options":{"fit":")" + std::string(d.fit) +
+                  R"(","height":)" + std::to_string(d.height) + R"(,"metadata":")" +
+                  std::string(d.metadata) + R"(","width":)" + std::to_string(d.width) +
+                  R"(},"neverRequireSignedURLs":false})";
   return j;
 }
 
@@ -111,8 +111,7 @@ response_t emulator::state::list_images_v2(const std::string& account, std::stri
   r += R"(,"continuation_token":)";
   if (more) {
     const std::string& last = page.back()->id;
-    std::string token =
-        sha256::of(account + (desc ? "\nd\n" : "\na\n") + last).substr(0, 32);
+    std::string token = sha256::of(account + (desc ? "\nd\n" : "\na\n") + last).substr(0, 32);
     if (cursors.emplace(token, list_cursor{account, last, desc}).second) {
       cursor_order.push_back(token);
       if (cursor_order.size() > max_cursors) {
@@ -166,27 +165,26 @@ response_t emulator::state::list_images_v1(const account_store& acc, std::string
 response_t emulator::state::sibling(const api_route& r, const account_store& acc,
                                     std::string_view account) {
   switch (r.kind) {
-    case route_kind::keys: {
-      // A stable made-up signing key per account: 32 random bytes in base64 look.
-      std::string key = sha256::of(std::string(account) + "\nsigning key");
-      return make_response(
-          200, ok_envelope(R"({"keys":[{"name":"default","value":")" + key.substr(0, 43) +
-                           R"(="}]})"));
+  case route_kind::keys: {
+    // A stable made-up signing key per account: 32 random bytes in base64 look.
+    std::string key = sha256::of(std::string(account) + "\nsigning key");
+    return make_response(200, ok_envelope(R"({"keys":[{"name":"default","value":")" +
+                                          key.substr(0, 43) + R"(="}]})"));
+  }
+  case route_kind::stats:
+    return make_response(200, ok_envelope(R"({"count":{"allowed":100000,"current":)" +
+                                          std::to_string(acc.images.size()) + "}}"));
+  case route_kind::variants: {
+    std::string j = R"({"variants":{)";
+    bool first = true;
+    for (auto v : variant_names) {
+      j += first ? "" : ",";
+      j += json_escape(v) + ':' + variant_json(v);
+      first = false;
     }
-    case route_kind::stats:
-      return make_response(200, ok_envelope(R"({"count":{"allowed":100000,"current":)" +
-                                            std::to_string(acc.images.size()) + "}}"));
-    case route_kind::variants: {
-      std::string j = R"({"variants":{)";
-      bool first = true;
-      for (auto v : variant_names) {
-        j += first ? "" : ",";
-        j += json_escape(v) + ':' + variant_json(v);
-        first = false;
-      }
-      return make_response(200, ok_envelope(j + "}}"));
-    }
-    default: break;
+    return make_response(200, ok_envelope(j + "}}"));
+  }
+  default: break;
   }
   for (auto v : variant_names) {
     if (v == r.id) {

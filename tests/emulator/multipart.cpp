@@ -93,7 +93,7 @@ std::optional<header_value> parse_header_value(std::string_view s) {
 
 // The parts the upload route reads; any other part is discarded unread.
 constexpr std::array<std::string_view, 5> kept_fields = {"id", "url", "metadata",
-                                                          "requireSignedURLs", "creator"};
+                                                         "requireSignedURLs", "creator"};
 
 }  // namespace
 
@@ -198,8 +198,7 @@ void multipart_reader::feed(std::string_view bytes) {
         return;
       }
       auto end = rest.find("\r\n\r\n");
-      if (end == std::string_view::npos ? rest.size() > max_header_block
-                                        : end > max_header_block) {
+      if (end == std::string_view::npos ? rest.size() > max_header_block : end > max_header_block) {
         fail("part header block too large");
         return;
       }
@@ -270,8 +269,7 @@ void multipart_reader::begin_part(std::string_view block) {
     const std::string* filename = disposition->param("filename");
     form_.file_name = filename != nullptr ? *filename : std::string();
     form_.file_content_type = std::move(content_type);
-  } else if (std::find(kept_fields.begin(), kept_fields.end(), field_name_) !=
-             kept_fields.end()) {
+  } else if (std::find(kept_fields.begin(), kept_fields.end(), field_name_) != kept_fields.end()) {
     if (form_.fields.contains(field_name_)) {
       fail("duplicate part " + field_name_);
       return;

@@ -17,11 +17,11 @@ namespace imagegate::testing {
 struct upload_form {
   /// Set when the body is not well-formed multipart/form-data (the reason, for a 400).
   std::optional<std::string> error;
-  bool has_file = false;           ///< a part named `file` was present
-  std::uint64_t file_bytes = 0;    ///< its content length
-  std::string file_sha256;         ///< hex SHA-256 of its content
-  std::string file_name;           ///< its Content-Disposition `filename` (may be empty)
-  std::string file_content_type;   ///< its Content-Type (may be empty)
+  bool has_file = false;          ///< a part named `file` was present
+  std::uint64_t file_bytes = 0;   ///< its content length
+  std::string file_sha256;        ///< hex SHA-256 of its content
+  std::string file_name;          ///< its Content-Disposition `filename` (may be empty)
+  std::string file_content_type;  ///< its Content-Type (may be empty)
   /// The small parts (`id`, `url`, `metadata`, `requireSignedURLs`, `creator`), by name.
   std::map<std::string, std::string, std::less<>> fields;
   /// Names of other parts; their content was discarded.

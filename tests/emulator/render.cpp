@@ -10,7 +10,6 @@
 
 namespace imagegate::testing::detail {
 
-
 // Version-4-looking UUID (real generated ids look like this; nothing parses them as UUIDs).
 std::string make_uuid(std::uint64_t& rng) {
   std::string h = to_hex(splitmix64(rng), 16) + to_hex(splitmix64(rng), 16);
@@ -109,15 +108,15 @@ void append_json_string(std::string& out, std::string_view s) {
     out.append(s.data() + run, i - run);
     run = i + 1;
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        out += "\\u00";
-        out += hex_digits[c >> 4];
-        out += hex_digits[c & 0xf];
+    case '"': out += "\\\""; break;
+    case '\\': out += "\\\\"; break;
+    case '\n': out += "\\n"; break;
+    case '\r': out += "\\r"; break;
+    case '\t': out += "\\t"; break;
+    default:
+      out += "\\u00";
+      out += hex_digits[c >> 4];
+      out += hex_digits[c & 0xf];
     }
   }
   out.append(s.data() + run, s.size() - run);
@@ -132,8 +131,8 @@ std::string json_escape(std::string_view s) {
 }
 
 image generate_image(std::string_view id, std::uint64_t seed) {
-  static constexpr std::string_view names[] = {"logo", "hero-banner", "avatar", "product-shot",
-                                               "team-photo", "diagram"};
+  static constexpr std::string_view names[] = {"logo",         "hero-banner", "avatar",
+                                               "product-shot", "team-photo",  "diagram"};
   static constexpr std::string_view exts[] = {"png", "jpg", "webp", "jpeg", "gif"};
   static constexpr std::string_view teams[] = {"marketing", "support", "catalog", "design"};
   std::uint64_t rng = fnv1a(id) ^ seed;
@@ -155,7 +154,6 @@ image generate_image(std::string_view id, std::uint64_t seed) {
   img.draft = id.starts_with("draft-");
   return img;
 }
-
 
 // Appends the record as the API renders it (one string, reserved once: the all-miss
 // benchmark renders one per request).
@@ -205,7 +203,6 @@ void append_image_json(std::string& j, const image& img, std::string_view hash,
   }
   j += '}';
 }
-
 
 std::string ok_envelope(std::string_view result) {
   return std::string(R"({"result":)") + std::string(result) + std::string(envelope_tail);
@@ -273,7 +270,6 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
 bool at_end(simdjson::ondemand::document& doc) {
   return doc.current_location().error() == simdjson::OUT_OF_BOUNDS;
 }
-
 
 std::uint64_t ceil_seconds(std::chrono::steady_clock::duration d) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();

@@ -81,14 +81,12 @@ inline constexpr std::string_view variant_names[] = {"public", "thumbnail", "her
 void append_image_json(std::string& j, const image& img, std::string_view hash,
                        const render_tweaks& tw = {});
 
-inline constexpr std::string_view envelope_tail =
-    R"(,"success":true,"errors":[],"messages":[]})";
+inline constexpr std::string_view envelope_tail = R"(,"success":true,"errors":[],"messages":[]})";
 std::string ok_envelope(std::string_view result);
 std::string error_envelope(int code, std::string_view message, std::string_view chain = {});
 std::string image_envelope(const image& img, std::string_view hash, const render_tweaks& tw);
 /// The image envelope, its meta padded so the whole reaches `tw.pad_to` bytes.
-std::string padded_image_envelope(const image& img, std::string_view hash,
-                                  const render_tweaks& tw);
+std::string padded_image_envelope(const image& img, std::string_view hash, const render_tweaks& tw);
 
 std::vector<std::string_view> split(std::string_view s, char sep);
 /// The decoded value of `name` in a query string, or nullopt when absent or undecodable.

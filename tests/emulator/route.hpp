@@ -9,18 +9,18 @@
 namespace imagegate::testing {
 
 enum class route_kind {
-  outside,   ///< not under /client/v4/: 404 code 7000
-  echo,      ///< anything else under /client/v4/: the generic echo
-  image,     ///< accounts/{a}/images/v1/{id…}
-  blob,      ///< accounts/{a}/images/v1/{id…}/blob
-  images_v1, ///< accounts/{a}/images/v1: GET lists (deprecated), POST uploads
-  images_v2, ///< accounts/{a}/images/v2: the listing with continuation tokens
-  keys,      ///< accounts/{a}/images/v1/keys
-  stats,     ///< accounts/{a}/images/v1/stats
-  variants,  ///< accounts/{a}/images/v1/variants
-  variant,   ///< accounts/{a}/images/v1/variants/{name}
-  no_route,  ///< a reserved name with more after it, or an empty id: 404 code 7000
-  bad_id,    ///< the id's percent-encoding is broken: 400 code 5400
+  outside,    ///< not under /client/v4/: 404 code 7000
+  echo,       ///< anything else under /client/v4/: the generic echo
+  image,      ///< accounts/{a}/images/v1/{id…}
+  blob,       ///< accounts/{a}/images/v1/{id…}/blob
+  images_v1,  ///< accounts/{a}/images/v1: GET lists (deprecated), POST uploads
+  images_v2,  ///< accounts/{a}/images/v2: the listing with continuation tokens
+  keys,       ///< accounts/{a}/images/v1/keys
+  stats,      ///< accounts/{a}/images/v1/stats
+  variants,   ///< accounts/{a}/images/v1/variants
+  variant,    ///< accounts/{a}/images/v1/variants/{name}
+  no_route,   ///< a reserved name with more after it, or an empty id: 404 code 7000
+  bad_id,     ///< the id's percent-encoding is broken: 400 code 5400
 };
 
 struct api_route {

@@ -68,8 +68,7 @@ emulator::state::state(asio::any_io_executor exec, emulator_options o)
       opts.certs = make_test_pki();
     }
     ssl_ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                        ssl::context::no_tlsv1_1);
+                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
     ssl_ctx.use_certificate_chain(asio::buffer(opts.certs.server_cert_pem));
     ssl_ctx.use_private_key(asio::buffer(opts.certs.server_key_pem), ssl::context::pem);
   }

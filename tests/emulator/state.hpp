@@ -62,10 +62,10 @@ struct body_sink {
   std::string text;              // the body when not streamed
   std::uint64_t bytes = 0;
   bool too_large = false;
-  std::optional<sha256> hash;              // streamed
-  std::optional<multipart_reader> form;    // a multipart upload
-  std::string sha256_hex;                  // streamed, set by finish()
-  std::size_t peak_held = 0;               // most bytes this sink held at once
+  std::optional<sha256> hash;            // streamed
+  std::optional<multipart_reader> form;  // a multipart upload
+  std::string sha256_hex;                // streamed, set by finish()
+  std::size_t peak_held = 0;             // most bytes this sink held at once
 
   // Takes one piece of the body; false: the read must stop (read_limit passed).
   bool consume(std::string_view piece);
@@ -165,8 +165,8 @@ struct emulator::state {
   response_t list_images_v1(const account_store& acc, std::string_view query);
   response_t patch_image(account_store& acc, const std::string& id, std::string_view body,
                          const render_tweaks& tw);
-  response_t upload_image(account_store& acc, std::string_view account,
-                          const request_t& req, const body_sink& body);
+  response_t upload_image(account_store& acc, std::string_view account, const request_t& req,
+                          const body_sink& body);
   response_t sibling(const api_route& r, const account_store& acc, std::string_view account);
   image* find_image(account_store& acc, const std::string& id);
   const image* peek_image(account_store& acc, const std::string& id, image& scratch);

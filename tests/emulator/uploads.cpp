@@ -13,8 +13,8 @@ namespace ondemand = simdjson::ondemand;
 namespace {
 
 response_t bad_request(std::string_view why) {
-  return emulator::state::make_response(
-      400, error_envelope(5400, "Bad request: " + std::string(why)));
+  return emulator::state::make_response(400,
+                                        error_envelope(5400, "Bad request: " + std::string(why)));
 }
 
 bool starts_with_nocase(std::string_view s, std::string_view prefix) {
@@ -131,7 +131,7 @@ response_t emulator::state::upload_image(account_store& acc, std::string_view ac
     } while (acc.images.contains(img.id));
   }
   img.filename = url != nullptr ? url_filename(*url)
-                                 : (f.file_name.empty() ? std::string("image") : f.file_name);
+                                : (f.file_name.empty() ? std::string("image") : f.file_name);
   img.filename.resize(std::min<std::size_t>(img.filename.size(), 255));
   img.uploaded = iso8601(std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
@@ -166,9 +166,9 @@ response_t emulator::state::echo(const request_t& req, std::string_view path,
   if (body.too_large) {
     return make_response(413, error_envelope(5413, "Request body too large"));
   }
-  std::string j = R"({"method":)" + json_escape(req.method_string()) +
-                  R"(,"path":)" + json_escape(path) + R"(,"query":)" + json_escape(query) +
-                  R"(,"body_bytes":)" + std::to_string(body.bytes) + R"(,"body_sha256":)";
+  std::string j = R"({"method":)" + json_escape(req.method_string()) + R"(,"path":)" +
+                  json_escape(path) + R"(,"query":)" + json_escape(query) + R"(,"body_bytes":)" +
+                  std::to_string(body.bytes) + R"(,"body_sha256":)";
   j += json_escape(body.streamed ? body.sha256_hex : sha256::of(body.text));
   j += R"(,"content_type":)" + json_escape(req[http::field::content_type]);
   j += R"(,"headers":[)";

@@ -553,9 +553,9 @@ BOOST_AUTO_TEST_CASE(control_endpoints) {
   running r;
   auto id = r.emu.image_ids(account).front();
   auto ep = r.ep();
-  auto res = testing::request(ep, verb::post, "/__emulator/faults", {},
-                              R"({"kind":"status","status":503,"image_id":")" + id +
-                                  R"(","times":1})");
+  auto res =
+      testing::request(ep, verb::post, "/__emulator/faults", {},
+                       R"({"kind":"status","status":503,"image_id":")" + id + R"(","times":1})");
   BOOST_TEST(res.status == 200u);
   BOOST_TEST(r.get(image_path(id)).status == 503u);
   BOOST_TEST(r.get(image_path(id)).status == 200u);
@@ -653,16 +653,17 @@ BOOST_AUTO_TEST_CASE(v2_listing_paginates) {
 BOOST_AUTO_TEST_CASE(patch_then_get_delete_then_404) {
   running r;
   auto id = r.emu.image_ids(account).front();
-  auto res = testing::request(r.ep(), verb::patch, image_path(id), {{"Authorization", bearer}},
-                              R"({"creator":"alice","metadata":{"k":"v"},"requireSignedURLs":true})");
+  auto res =
+      testing::request(r.ep(), verb::patch, image_path(id), {{"Authorization", bearer}},
+                       R"({"creator":"alice","metadata":{"k":"v"},"requireSignedURLs":true})");
   BOOST_TEST(res.status == 200u);
   for (const auto& body : {res.body, r.get(image_path(id)).body}) {
     BOOST_TEST(body.find(R"("creator":"alice")") != std::string::npos);
     BOOST_TEST(body.find(R"("meta":{"k":"v"})") != std::string::npos);
     BOOST_TEST(body.find(R"("requireSignedURLs":true)") != std::string::npos);
   }
-  for (std::string bad : {R"({"creator":5})", R"({"requireSignedURLs":"yes"})", "[1]", "{",
-                          R"({"metadata":[]})"}) {
+  for (std::string bad :
+       {R"({"creator":5})", R"({"requireSignedURLs":"yes"})", "[1]", "{", R"({"metadata":[]})"}) {
     BOOST_TEST_CONTEXT(bad) {
       res = testing::request(r.ep(), verb::patch, image_path(id), {{"Authorization", bearer}}, bad);
       BOOST_TEST(res.status == 400u);
@@ -758,8 +759,8 @@ BOOST_AUTO_TEST_CASE(plaintext_and_hostile_input) {
   BOOST_TEST(testing::request(ep, verb::get, image_path(id), {{"Authorization", bearer}}).status ==
              200u);
   BOOST_TEST(testing::raw_exchange(ep, "GARBAGE\r\n\r\n").starts_with("HTTP/1.1 400"));
-  std::string big_header = "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') +
-                           "\r\n\r\n";
+  std::string big_header =
+      "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n";
   BOOST_TEST(testing::raw_exchange(ep, big_header).starts_with("HTTP/1.1 431"));
   std::string big_body = "PATCH " + image_path(id) +
                          " HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n" +
@@ -767,8 +768,9 @@ BOOST_AUTO_TEST_CASE(plaintext_and_hostile_input) {
   BOOST_TEST(testing::raw_exchange(ep, big_body).starts_with("HTTP/1.1 413"));
   // Two pipelined requests on one connection, then close: two answers.
   std::string two = "GET " + image_path(id) + " HTTP/1.1\r\nHost: x\r\nAuthorization: " + bearer +
-                    "\r\n\r\nGET " + image_path(id) + " HTTP/1.1\r\nHost: x\r\nAuthorization: " +
-                    bearer + "\r\nConnection: close\r\n\r\n";
+                    "\r\n\r\nGET " + image_path(id) +
+                    " HTTP/1.1\r\nHost: x\r\nAuthorization: " + bearer +
+                    "\r\nConnection: close\r\n\r\n";
   auto out = testing::raw_exchange(ep, two);
   std::size_t answers = 0;
   for (auto pos = out.find("HTTP/1.1 200"); pos != std::string::npos;
@@ -839,14 +841,13 @@ BOOST_AUTO_TEST_CASE(routes_table) {
 // One form read in two pieces split at every offset, and byte by byte: the same result.
 BOOST_AUTO_TEST_CASE(multipart_reader_any_split) {
   const std::string file = tricky_bytes(700);
-  const std::string body =
-      "preamble to ignore\r\n" +
-      multipart({{"metadata", R"({"k":"v"})", "", ""},
-                 {"file", file, "a \"b\".png", "image/png"},
-                 {"requireSignedURLs", "false", "", ""},
-                 {"other", tricky_bytes(300, 9), "", ""},
-                 {"id", "folder/sub/x", "", ""}}) +
-      "epilogue\r\n--" + boundary + "\r\nignored too";
+  const std::string body = "preamble to ignore\r\n" +
+                           multipart({{"metadata", R"({"k":"v"})", "", ""},
+                                      {"file", file, "a \"b\".png", "image/png"},
+                                      {"requireSignedURLs", "false", "", ""},
+                                      {"other", tricky_bytes(300, 9), "", ""},
+                                      {"id", "folder/sub/x", "", ""}}) +
+                           "epilogue\r\n--" + boundary + "\r\nignored too";
   const std::string expected_sha = testing::sha256::of(file);
   auto check = [&](const testing::upload_form& f) {
     BOOST_TEST(!f.error.has_value(), f.error.value_or(""));
@@ -896,10 +897,10 @@ BOOST_AUTO_TEST_CASE(multipart_reader_refuses_malformed_bodies) {
       {"empty body", ""},
       {"no delimiter at all", "just some bytes"},
       {"part without headers", delim + "\r\n\r\nabc\r\n" + delim + "--"},
-      {"part without a name", delim + "\r\nContent-Disposition: form-data\r\n\r\nx\r\n" + delim +
-                                  "--"},
-      {"not form-data", delim + "\r\nContent-Disposition: attachment; name=\"file\"\r\n\r\nx\r\n" +
-                            delim + "--"},
+      {"part without a name",
+       delim + "\r\nContent-Disposition: form-data\r\n\r\nx\r\n" + delim + "--"},
+      {"not form-data",
+       delim + "\r\nContent-Disposition: attachment; name=\"file\"\r\n\r\nx\r\n" + delim + "--"},
       {"header line without a colon", delim + "\r\nbogus\r\n\r\nx\r\n" + delim + "--"},
       {"unterminated quote",
        delim + "\r\nContent-Disposition: form-data; name=\"file\r\n\r\nx\r\n" + delim + "--"},
@@ -954,14 +955,14 @@ BOOST_AUTO_TEST_CASE(sliding_window_limiter_with_lockout) {
     std::uint64_t reset_s;
   };
   const std::vector<row> rows = {
-      {0, false, false, 2, 1},      {100, false, false, 1, 1}, {200, false, false, 0, 1},
-      {300, true, true, 0, 5},      // the 4th call inside one second: trip, blocked 5 s
-      {1500, true, false, 0, 4},    // still blocked although the window has emptied
-      {5299, true, false, 0, 1},    //
-      {5300, false, false, 2, 1},   // the block has ended; the window is empty
-      {5301, false, false, 1, 1},   //
-      {6200, false, false, 0, 1},   // calls at 5300, 5301, 6200: three in a second
-      {6250, true, true, 0, 5},     // a fourth: blocked again
+      {0, false, false, 2, 1},    {100, false, false, 1, 1}, {200, false, false, 0, 1},
+      {300, true, true, 0, 5},     // the 4th call inside one second: trip, blocked 5 s
+      {1500, true, false, 0, 4},   // still blocked although the window has emptied
+      {5299, true, false, 0, 1},   //
+      {5300, false, false, 2, 1},  // the block has ended; the window is empty
+      {5301, false, false, 1, 1},  //
+      {6200, false, false, 0, 1},  // calls at 5300, 5301, 6200: three in a second
+      {6250, true, true, 0, 5},    // a fourth: blocked again
   };
   for (const auto& r : rows) {
     BOOST_TEST_CONTEXT("call at " << r.at_ms << " ms") {
@@ -1043,11 +1044,10 @@ BOOST_AUTO_TEST_SUITE(uploads)
 BOOST_AUTO_TEST_CASE(ten_mib_upload_arrives_exactly_and_is_not_held) {
   running r;
   const std::string file = tricky_bytes(10 * 1024 * 1024, 11);
-  const std::string body =
-      multipart({{"id", "folder/sub/big.png", "", ""},
-                 {"metadata", R"({"owner":"tests","n":1})", "", ""},
-                 {"requireSignedURLs", "false", "", ""},
-                 {"file", file, "big.png", "image/png"}});
+  const std::string body = multipart({{"id", "folder/sub/big.png", "", ""},
+                                      {"metadata", R"({"owner":"tests","n":1})", "", ""},
+                                      {"requireSignedURLs", "false", "", ""},
+                                      {"file", file, "big.png", "image/png"}});
   auto res = testing::request(r.ep(60s), verb::post, uploads_path(), form_headers(), body);
   BOOST_TEST(res.status == 200u, res.body.substr(0, 300));
   simdjson::dom::parser p;
@@ -1136,8 +1136,8 @@ BOOST_AUTO_TEST_CASE(streamed_upload_keeps_memory_flat) {
   BOOST_TEST(rec->file_sha256 == expected.hex_digest());
   BOOST_TEST(rec->file_name == "stream.bin");
   BOOST_TEST(r.emu.snapshot().max_request_buffer < 512 * 1024u);
-  BOOST_TEST_MESSAGE("RSS growth during a " << file_size << "-byte upload: "
-                                            << (rss_peak - rss_before) << " bytes");
+  BOOST_TEST_MESSAGE("RSS growth during a "
+                     << file_size << "-byte upload: " << (rss_peak - rss_before) << " bytes");
   BOOST_TEST(rss_peak - rss_before < file_size / 4);
 }
 
@@ -1185,9 +1185,10 @@ BOOST_AUTO_TEST_CASE(expect_100_continue) {
   running r(plaintext());
   auto ep = r.plain_ep();
   const std::string body = multipart({{"file", "tiny", "t.png", "image/png"}});
-  const std::string head = "POST " + uploads_path() + " HTTP/1.1\r\nHost: x\r\nAuthorization: " +
-                           bearer + "\r\nContent-Type: multipart/form-data; boundary=" +
-                           boundary + "\r\nExpect: 100-continue\r\nConnection: close\r\n";
+  const std::string head = "POST " + uploads_path() +
+                           " HTTP/1.1\r\nHost: x\r\nAuthorization: " + bearer +
+                           "\r\nContent-Type: multipart/form-data; boundary=" + boundary +
+                           "\r\nExpect: 100-continue\r\nConnection: close\r\n";
   auto out = testing::raw_exchange(
       ep, head + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
   BOOST_TEST(out.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"), out);
@@ -1239,8 +1240,8 @@ BOOST_AUTO_TEST_CASE(upload_errors) {
   auto res = post("raw image bytes", {{"Authorization", bearer}, {"Content-Type", "image/png"}});
   BOOST_TEST(res.status == 415u);
   BOOST_TEST(error_code_of(res.body) == 5415);
-  res = post(multipart({file}), {{"Authorization", bearer},
-                                 {"Content-Type", "multipart/form-data"}});
+  res =
+      post(multipart({file}), {{"Authorization", bearer}, {"Content-Type", "multipart/form-data"}});
   BOOST_TEST(res.status == 400u);
   BOOST_TEST(error_code_of(res.body) == 5400);
   res = post(multipart({file}), {{"Authorization", "Bearer nope"},
@@ -1279,9 +1280,9 @@ BOOST_AUTO_TEST_CASE(url_upload_generated_ids_and_reupload_after_delete) {
   // A custom id can be uploaded again once deleted.
   BOOST_TEST(post({{"file", "v1", "a.png", ""}, {"id", "again.png", "", ""}}).status == 200u);
   BOOST_TEST(post({{"file", "v2", "a.png", ""}, {"id", "again.png", "", ""}}).status == 409u);
-  BOOST_TEST(testing::request(r.ep(), verb::delete_, image_path("again.png"),
-                              {{"Authorization", bearer}})
-                 .status == 200u);
+  BOOST_TEST(
+      testing::request(r.ep(), verb::delete_, image_path("again.png"), {{"Authorization", bearer}})
+          .status == 200u);
   BOOST_TEST(post({{"file", "v3", "a.png", ""}, {"id", "again.png", "", ""}}).status == 200u);
   BOOST_TEST(r.emu.uploads().size() == 4u);
   BOOST_TEST(r.emu.upload_of("again.png")->file_sha256 == testing::sha256::of("v3"));
@@ -1400,8 +1401,8 @@ BOOST_AUTO_TEST_CASE(reserved_names_and_sibling_routes) {
   BOOST_TEST(std::string_view(parse(p, res.body)["result"]["method"]) == "POST");
   res = testing::request(r.ep(), verb::delete_, image_path("stats"), {{"Authorization", bearer}});
   BOOST_TEST(res.status == 405u);
-  res = testing::request(r.ep(), verb::put, image_path("folder/sub/x"),
-                         {{"Authorization", bearer}});
+  res =
+      testing::request(r.ep(), verb::put, image_path("folder/sub/x"), {{"Authorization", bearer}});
   BOOST_TEST(res.status == 405u);
 }
 
@@ -1436,11 +1437,9 @@ BOOST_AUTO_TEST_CASE(echo_describes_what_arrived) {
   const std::string script = tricky_bytes(300 * 1024, 3);
   for (auto method : {verb::put, verb::post, verb::patch, verb::delete_}) {
     BOOST_TEST_CONTEXT(boost::beast::http::to_string(method)) {
-      res = testing::request(r.ep(), method,
-                             "/client/v4/accounts/" + account + "/workers/scripts/hello",
-                             {{"Authorization", bearer},
-                              {"Content-Type", "application/javascript"}},
-                             script);
+      res = testing::request(
+          r.ep(), method, "/client/v4/accounts/" + account + "/workers/scripts/hello",
+          {{"Authorization", bearer}, {"Content-Type", "application/javascript"}}, script);
       BOOST_TEST(res.status == 200u);
       e = parse(p, res.body)["result"];
       BOOST_TEST(std::string_view(e["method"]) == boost::beast::http::to_string(method));
@@ -1543,9 +1542,9 @@ BOOST_AUTO_TEST_CASE(v2_listing_scales_to_10000_images) {
     auto it = std::upper_bound(all.begin(), all.end(), last);
     for (const std::string& id : {last, it == all.end() ? last : *it}) {
       if (deleted.insert(id).second) {
-        BOOST_TEST(testing::request(r.ep(), verb::delete_, image_path(id),
-                                    {{"Authorization", bearer}})
-                       .status == 200u);
+        BOOST_TEST(
+            testing::request(r.ep(), verb::delete_, image_path(id), {{"Authorization", bearer}})
+                .status == 200u);
       }
     }
   }
@@ -1570,8 +1569,7 @@ BOOST_AUTO_TEST_CASE(v2_listing_scales_to_10000_images) {
       std::string_view(parse(p1, first.body)["result"]["continuation_token"]));
   for (const std::string& bad : std::vector<std::string>{
            "?continuation_token=00000000000000000000000000000000",
-                          "?sort_order=desc&continuation_token=" + asc_token,
-                          "?per_page=9", "?sort_order=up"}) {
+           "?sort_order=desc&continuation_token=" + asc_token, "?per_page=9", "?sort_order=up"}) {
     BOOST_TEST_CONTEXT(bad) {
       res = r.get(v2 + bad);
       BOOST_TEST(res.status == 400u);
