@@ -94,6 +94,11 @@ asio::awaitable<boost::system::result<reply>> connection::exec(command cmd,
     if (push_handler_) {
         co_return make_error_code(error::protocol_error);  // a caller's bug: replies are pushes
     }
+    // A pipeline whose oldest reply is already overdue is broken: say so now rather than
+    // queue behind it (the watchdog may not have run yet).
+    if (close_if_stalled()) {
+        co_return reason_;
+    }
     auto queued = queue(cmd);
     if (!queued) {
         co_return queued.error();
@@ -118,7 +123,23 @@ asio::awaitable<boost::system::result<reply>> connection::exec(command cmd,
     if (ec == asio::error::operation_aborted) {
         co_return make_error_code(error::cancelled);
     }
+    // Timed out at the head of the line by op_timeout: the connection is broken as of now,
+    // so whoever calls next sees it closed (the watchdog, due at the same instant, may run
+    // after this caller resumes).
+    close_if_stalled();
     co_return make_error_code(error::timeout);
+}
+
+bool connection::close_if_stalled() {
+    const auto op_timeout = ctx_->opts.op_timeout;
+    if (closed_ || pending_.empty() || clock::now() < pending_.front()->queued_at + op_timeout) {
+        return closed_;
+    }
+    ctx_->log->warn("redis {}:{} stalled: oldest of {} replies overdue by op_timeout ({} ms); "
+                    "closing the connection",
+                    ctx_->opts.host, ctx_->opts.port, pending_.size(), op_timeout.count());
+    close(error::pipeline_stalled);
+    return true;
 }
 
 void connection::enter_push_mode(std::function<void(reply)> handler) {
@@ -258,13 +279,7 @@ asio::awaitable<void> connection::watch_loop(std::shared_ptr<connection> self) {
         auto [ec] = co_await watchdog_.async_wait(use_nothrow);
         (void)ec;
         watchdog_idle_ = false;
-        if (!closed_ && !pending_.empty() &&
-            clock::now() >= pending_.front()->queued_at + op_timeout) {
-            ctx_->log->warn("redis {}:{} stalled: oldest of {} replies overdue by op_timeout "
-                            "({} ms); closing the connection",
-                            ctx_->opts.host, ctx_->opts.port, pending_.size(), op_timeout.count());
-            close(error::pipeline_stalled);
-        }
+        close_if_stalled();
     }
     (void)self;
 }

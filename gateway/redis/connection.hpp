@@ -132,6 +132,9 @@ private:
     asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> read_some();
     asio::awaitable<boost::system::error_code> write_all(const std::string& bytes);
     boost::system::result<void> queue(const command& cmd);
+    /// Closes with pipeline_stalled when the oldest reply is overdue by op_timeout; true
+    /// when the connection is (now) closed.
+    bool close_if_stalled();
     void deliver(reply r);
     asio::ip::tcp::socket& lowest() noexcept;
 

@@ -26,16 +26,16 @@ struct connection_options {
     /// Logical database, selected after AUTH (SELECT); 0 sends no SELECT.
     std::uint32_t db = 0;
     /// ACL user (`AUTH user password`); empty: `AUTH password` for the default user.
-    std::string user;
+    std::string user{};
     /// The password; empty: no AUTH. Comes from a mode-600 file (load_password_file), never
     /// from a URL, a flag or a log.
-    std::string password;
+    std::string password{};
     /// TLS (`rediss://`): the server's chain and host name are verified, always.
     bool tls = false;
     /// PEM bundle of the CAs trusted for the server's certificate; empty: the system store.
-    std::string ca_file;
+    std::string ca_file{};
     /// Name checked against the certificate and sent as SNI; empty: `host`.
-    std::string server_name;
+    std::string server_name{};
     /// Resolve + TCP connect + TLS handshake, together.
     std::chrono::milliseconds connect_timeout{500};
     /// Every operation, counted from when it is queued (AUTH, SELECT and PING at connect,
@@ -61,10 +61,10 @@ struct connection_options {
 /// What a `redis://` or `rediss://` URL says.
 struct redis_url {
     bool tls = false;
-    std::string host;
+    std::string host{};
     std::uint16_t port = 6379;
     std::uint32_t db = 0;
-    std::string user;  ///< percent-decoded; empty when the URL names none
+    std::string user{};  ///< percent-decoded; empty when the URL names none
 
     friend bool operator==(const redis_url&, const redis_url&) = default;
 };

@@ -112,14 +112,17 @@ asio::awaitable<bool> supervisor::wait_up(clock::time_point deadline) {
     require_executor(ex_, "redis wait_up");
     asio::steady_timer timer(ex_);
     timer.expires_at(deadline);
-    while (!is_up() && !stopping_ && clock::now() < deadline) {
+    // Up *and* the connection still open: a connection closed a moment ago by a timed-out
+    // call is down already, even before this loop's session has noticed.
+    const auto usable = [this] { return is_up() && conn_ && conn_->is_open(); };
+    while (!usable() && !stopping_ && clock::now() < deadline) {
         co_await (up_signal_.async_wait(use_nothrow) || timer.async_wait(use_nothrow));
         const auto cs = co_await asio::this_coro::cancellation_state;
         if (cs.cancelled() != asio::cancellation_type::none) {
             break;
         }
     }
-    co_return is_up();
+    co_return usable();
 }
 
 asio::awaitable<bool> supervisor::sleep_while_open(std::shared_ptr<connection> conn,
