@@ -1,6 +1,6 @@
 #include "gateway/redis/client.hpp"
 
-#include "gateway/redis/executor.hpp"
+#include "gateway/redis/detail.hpp"
 #include "gateway/redis/supervisor.hpp"
 
 #include <spdlog/logger.h>

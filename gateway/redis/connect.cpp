@@ -2,7 +2,7 @@
 // one connect deadline, then AUTH / SELECT / PING, each under the op deadline.
 #include "gateway/redis/connection.hpp"
 
-#include "gateway/redis/executor.hpp"
+#include "gateway/redis/detail.hpp"
 #include "gateway/upstream/tls.hpp"
 
 #include <boost/asio/connect.hpp>

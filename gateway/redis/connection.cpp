@@ -2,7 +2,7 @@
 // push mode and close. Connecting lives in connect.cpp.
 #include "gateway/redis/connection.hpp"
 
-#include "gateway/redis/executor.hpp"
+#include "gateway/redis/detail.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/write.hpp>
@@ -22,18 +22,10 @@ struct loop_done {
     std::shared_ptr<spdlog::logger> log;
     const char* name;
     void operator()(const std::exception_ptr& ep) const {
-        if (!ep) {
-            return;
-        }
-        try {
-            std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-            log->error("redis connection {} loop ended by exception: {}", name, e.what());
-        } catch (...) {
-            log->error("redis connection {} loop ended by unknown exception", name);
-        }
-        if (auto c = conn.lock()) {
-            c->close(error::connection_lost);
+        if (detail::log_task_exception(*log, name, ep)) {
+            if (auto c = conn.lock()) {
+                c->close(error::connection_lost);
+            }
         }
     }
 };
@@ -64,9 +56,9 @@ asio::ip::tcp::socket& connection::lowest() noexcept { return tls_ ? tls_->next_
 
 void connection::start_loops() {
     auto self = shared_from_this();
-    asio::co_spawn(ex_, read_loop(self), loop_done{self, ctx_->log, "read"});
-    asio::co_spawn(ex_, write_loop(self), loop_done{self, ctx_->log, "write"});
-    asio::co_spawn(ex_, watch_loop(self), loop_done{self, ctx_->log, "watchdog"});
+    asio::co_spawn(ex_, read_loop(self), loop_done{self, ctx_->log, "connection read loop"});
+    asio::co_spawn(ex_, write_loop(self), loop_done{self, ctx_->log, "connection write loop"});
+    asio::co_spawn(ex_, watch_loop(self), loop_done{self, ctx_->log, "connection watchdog"});
 }
 
 boost::system::result<void> connection::queue(const command& cmd) {

@@ -5,6 +5,8 @@
 
 #include <boost/throw_exception.hpp>
 
+#include <algorithm>
+#include <charconv>
 #include <limits>
 #include <ostream>
 #include <stdexcept>
@@ -28,19 +30,6 @@ bool starts_with_nocase(std::string_view text, std::string_view prefix) {
     return true;
 }
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 bool is_control(char c) {
     const auto u = static_cast<unsigned char>(c);
     return u < 0x20 || u == 0x7f;
@@ -54,12 +43,15 @@ boost::system::result<std::string, option_error> decode_user(std::string_view te
     for (std::size_t i = 0; i < text.size(); ++i) {
         const char c = text[i];
         if (c == '%') {
-            const int hi = i + 2 < text.size() ? hex_value(text[i + 1]) : -1;
-            const int lo = i + 2 < text.size() ? hex_value(text[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
+            // Two hex digits exactly (from_chars alone would accept one).
+            const char* first = text.data() + i + 1;
+            const char* last = first + std::min<std::size_t>(2, text.size() - i - 1);
+            unsigned byte = 0;
+            const auto [end, ec] = std::from_chars(first, last, byte, 16);
+            if (ec != std::errc() || end != first + 2) {
                 return option_error{"redis URL: bad %-escape in the user name"};
             }
-            out.push_back(static_cast<char>(hi * 16 + lo));
+            out.push_back(static_cast<char>(byte));
             i += 2;
         } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                    allowed.find(c) != std::string_view::npos) {

@@ -111,28 +111,29 @@ void* create_array(const redisReadTask* t, int elements) {
     }
 }
 
-void* create_integer(const redisReadTask* t, long long value) {
-    if (!charge(t, 0)) {
-        return refuse(state_of(t), error::reply_too_large);
-    }
-    reply* r = slot_for(t);
+/// The slot of an integer or nil (nothing to allocate but the root), or null after refusing.
+reply* scalar_slot(const redisReadTask* t) {
+    reply* r = charge(t, 0) ? slot_for(t) : nullptr;
     if (r == nullptr) {
-        return refuse(state_of(t), error::reply_too_large);
+        refuse(state_of(t), error::reply_too_large);
     }
-    r->kind = reply_kind::integer;
-    r->integer = value;
+    return r;
+}
+
+void* create_integer(const redisReadTask* t, long long value) {
+    reply* r = scalar_slot(t);
+    if (r != nullptr) {
+        r->kind = reply_kind::integer;
+        r->integer = value;
+    }
     return r;
 }
 
 void* create_nil(const redisReadTask* t) {
-    if (!charge(t, 0)) {
-        return refuse(state_of(t), error::reply_too_large);
+    reply* r = scalar_slot(t);
+    if (r != nullptr) {
+        r->kind = reply_kind::nil;
     }
-    reply* r = slot_for(t);
-    if (r == nullptr) {
-        return refuse(state_of(t), error::reply_too_large);
-    }
-    r->kind = reply_kind::nil;
     return r;
 }
 

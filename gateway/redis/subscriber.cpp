@@ -1,6 +1,6 @@
 #include "gateway/redis/subscriber.hpp"
 
-#include "gateway/redis/executor.hpp"
+#include "gateway/redis/detail.hpp"
 #include "gateway/redis/supervisor.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>

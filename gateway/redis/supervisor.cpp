@@ -1,6 +1,6 @@
 #include "gateway/redis/supervisor.hpp"
 
-#include "gateway/redis/executor.hpp"
+#include "gateway/redis/detail.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -36,16 +36,7 @@ using namespace asio::experimental::awaitable_operators;
 struct loop_done {
     std::shared_ptr<spdlog::logger> log;
     void operator()(const std::exception_ptr& ep) const {
-        if (!ep) {
-            return;
-        }
-        try {
-            std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-            log->error("redis reconnect loop ended by exception: {}", e.what());
-        } catch (...) {
-            log->error("redis reconnect loop ended by unknown exception");
-        }
+        detail::log_task_exception(*log, "reconnect loop", ep);
     }
 };
 

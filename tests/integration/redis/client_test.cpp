@@ -166,16 +166,13 @@ asio::awaitable<bool> script_fallback(client& c, redis_server& server) {
 BOOST_AUTO_TEST_SUITE(client_basics)
 
 BOOST_AUTO_TEST_CASE(set_px_get_pttl_round_trip) {
-    redis_server server;
-    asio::io_context ioc(1);
-    client c(ioc.get_executor(), options_for(server.port()), nullptr);
-    c.start();
-    BOOST_TEST(run(ioc, set_get_pttl(c)));
-    BOOST_TEST(c.stats().ops.load() == 5U);
-    BOOST_TEST(c.stats().error_replies.load() == 1U);
-    BOOST_TEST(c.stats().latency.count() == 5U);
+    client_fixture f([](connection_options& o) { o.health_check_interval = 10s; });
+    BOOST_TEST(run(f.ioc, set_get_pttl(f.c)));
+    BOOST_TEST(f.c.stats().ops.load() == 5U);
+    BOOST_TEST(f.c.stats().error_replies.load() == 1U);
+    BOOST_TEST(f.c.stats().latency.count() == 5U);
     std::string metrics;
-    c.stats().render(metrics);
+    f.c.stats().render(metrics);
     BOOST_TEST(metrics.find("imagegate_redis_ops_total 5") != std::string::npos, metrics);
 }
 
@@ -225,23 +222,16 @@ BOOST_AUTO_TEST_CASE(wrong_password_is_a_clear_error_and_never_logged) {
 }
 
 BOOST_AUTO_TEST_CASE(select_db) {
-    redis_server server;
-    auto o = options_for(server.port());
-    o.db = 3;
-    asio::io_context ioc(1);
-    client c(ioc.get_executor(), o, nullptr);
-    c.start();
-    BOOST_TEST(run(ioc, selected_db(c, server)));
+    client_fixture f([](connection_options& o) { o.db = 3; });
+    BOOST_TEST(run(f.ioc, selected_db(f.c, f.server)));
+    auto o = options_for(f.server.port());
     o.db = 99;  // Debian's default config has 16 databases
-    BOOST_TEST(run(ioc, open_error(o, nullptr)) == error::select_failed);
+    BOOST_TEST(run(f.ioc, open_error(o, nullptr)) == error::select_failed);
 }
 
 BOOST_AUTO_TEST_CASE(evalsha_falls_back_to_eval_on_noscript) {
-    redis_server server;
-    asio::io_context ioc(1);
-    client c(ioc.get_executor(), options_for(server.port()), nullptr);
-    c.start();
-    BOOST_TEST(run(ioc, script_fallback(c, server)));
+    client_fixture f([](connection_options& o) { o.health_check_interval = 10s; });
+    BOOST_TEST(run(f.ioc, script_fallback(f.c, f.server)));
 }
 
 BOOST_AUTO_TEST_CASE(refused_connection_is_connect_failed) {

@@ -186,61 +186,38 @@ asio::awaitable<bool> pending_cap_and_stop(client& c) {
 BOOST_AUTO_TEST_SUITE(client_failures)
 
 BOOST_AUTO_TEST_CASE(paused_server_fails_by_the_deadline_then_recovers) {
-    redis_server server;
-    asio::io_context ioc(1);
-    auto o = options_for(server.port());
-    o.health_check_interval = 10s;  // the measured call, not the health PING, meets the stall
-    client c(ioc.get_executor(), o, nullptr);
-    c.start();
-    BOOST_TEST(run(ioc, paused_then_resumed(c, server)));
+    // No health PING: the measured call, not the PING, meets the stall.
+    client_fixture f([](connection_options& o) { o.health_check_interval = 10s; });
+    BOOST_TEST(run(f.ioc, paused_then_resumed(f.c, f.server)));
 }
 
 BOOST_AUTO_TEST_CASE(killed_server_fails_fast_and_reconnects_after_restart) {
-    redis_server server;
-    asio::io_context ioc(1);
-    client c(ioc.get_executor(), options_for(server.port()), nullptr);
-    c.start();
-    BOOST_TEST(run(ioc, killed_then_restarted(c, server)));
+    client_fixture f;
+    BOOST_TEST(run(f.ioc, killed_then_restarted(f.c, f.server)));
 }
 
 BOOST_AUTO_TEST_CASE(callers_deadline_wins_and_late_reply_is_discarded) {
-    redis_server server;
-    asio::io_context ioc(1);
-    auto o = options_for(server.port());
-    o.op_timeout = 1s;
-    client c(ioc.get_executor(), o, nullptr);
-    c.start();
-    BOOST_TEST(run(ioc, own_deadline_and_fifo(c)));
+    client_fixture f([](connection_options& o) { o.op_timeout = 1s; });
+    BOOST_TEST(run(f.ioc, own_deadline_and_fifo(f.c)));
 }
 
 BOOST_AUTO_TEST_CASE(head_of_line_overdue_breaks_the_connection) {
-    redis_server server;
-    asio::io_context ioc(1);
-    client c(ioc.get_executor(), options_for(server.port()), nullptr);
-    c.start();
-    BOOST_TEST(run(ioc, stalled_pipeline_breaks(c)));
+    client_fixture f;
+    BOOST_TEST(run(f.ioc, stalled_pipeline_breaks(f.c)));
 }
 
 BOOST_AUTO_TEST_CASE(cancellation_through_the_callers_slot) {
-    redis_server server;
-    asio::io_context ioc(1);
-    auto o = options_for(server.port());
-    o.op_timeout = 1s;
-    client c(ioc.get_executor(), o, nullptr);
-    c.start();
-    BOOST_TEST(run(ioc, cancelled_by_caller(c)));
+    client_fixture f([](connection_options& o) { o.op_timeout = 1s; });
+    BOOST_TEST(run(f.ioc, cancelled_by_caller(f.c)));
 }
 
 BOOST_AUTO_TEST_CASE(a_full_pipeline_refuses_and_stop_fails_waiters) {
-    redis_server server;
-    asio::io_context ioc(1);
-    auto o = options_for(server.port());
-    o.op_timeout = 2s;
-    o.max_pending = 2;
-    o.health_check_interval = 10s;  // no health PING in the pipeline meanwhile
-    client c(ioc.get_executor(), o, nullptr);
-    c.start();
-    BOOST_TEST(run(ioc, pending_cap_and_stop(c)));
+    client_fixture f([](connection_options& o) {
+        o.op_timeout = 2s;
+        o.max_pending = 2;
+        o.health_check_interval = 10s;  // no health PING in the pipeline meanwhile
+    });
+    BOOST_TEST(run(f.ioc, pending_cap_and_stop(f.c)));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -69,6 +69,28 @@ inline connection_options options_for(std::uint16_t port) {
     return o;
 }
 
+/// A test redis-server, an io_context and a started client on it (options_for() after
+/// `tweak`): the set-up most tests need.
+struct client_fixture {
+    explicit client_fixture(void (*tweak)(connection_options&) = nullptr,
+                            redis_server_options server_options = {})
+        : server(std::move(server_options)),
+          c(ioc.get_executor(), tweaked(server.port(), tweak), nullptr) {
+        c.start();
+    }
+    static connection_options tweaked(std::uint16_t port, void (*tweak)(connection_options&)) {
+        auto o = options_for(port);
+        if (tweak != nullptr) {
+            tweak(o);
+        }
+        return o;
+    }
+
+    redis_server server;
+    asio::io_context ioc{1};
+    client c;
+};
+
 /// A logger writing into a string stream the test inspects (thread-safe sink).
 struct captured_log {
     std::shared_ptr<std::ostringstream> text = std::make_shared<std::ostringstream>();

@@ -95,35 +95,35 @@ asio::awaitable<bool> paused_server_is_noticed(subscriber& sub, inbox& box, redi
     co_return true;
 }
 
+/// A server and a started subscriber whose handlers fill an inbox.
+struct pubsub_fixture {
+    explicit pubsub_fixture(std::vector<std::string> channels)
+        : sub(ioc.get_executor(), options_for(server.port()), std::move(channels),
+              handlers_for(box), nullptr) {
+        sub.start();
+    }
+    redis_server server;
+    asio::io_context ioc{1};
+    event got_message{ioc.get_executor()};
+    event got_subscribed{ioc.get_executor()};
+    inbox box{{}, 0, &got_message, &got_subscribed};
+    subscriber sub;
+};
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(pubsub)
 
 BOOST_AUTO_TEST_CASE(messages_and_on_subscribed_after_a_redis_restart) {
-    redis_server server;
-    asio::io_context ioc(1);
-    event got_message(ioc.get_executor());
-    event got_subscribed(ioc.get_executor());
-    inbox box{{}, 0, &got_message, &got_subscribed};
-    const auto o = options_for(server.port());
-    client pub(ioc.get_executor(), o, nullptr);
-    subscriber sub(ioc.get_executor(), o, {"fleet:events", "fleet:other"}, handlers_for(box),
-                   nullptr);
+    pubsub_fixture f({"fleet:events", "fleet:other"});
+    client pub(f.ioc.get_executor(), options_for(f.server.port()), nullptr);
     pub.start();
-    sub.start();
-    BOOST_TEST(run(ioc, publish_restart_publish(pub, sub, box, server)));
+    BOOST_TEST(run(f.ioc, publish_restart_publish(pub, f.sub, f.box, f.server)));
 }
 
 BOOST_AUTO_TEST_CASE(a_paused_server_is_noticed_by_the_missing_pong) {
-    redis_server server;
-    asio::io_context ioc(1);
-    event got_message(ioc.get_executor());
-    event got_subscribed(ioc.get_executor());
-    inbox box{{}, 0, &got_message, &got_subscribed};
-    subscriber sub(ioc.get_executor(), options_for(server.port()), {"fleet:events"},
-                   handlers_for(box), nullptr);
-    sub.start();
-    BOOST_TEST(run(ioc, paused_server_is_noticed(sub, box, server)));
+    pubsub_fixture f({"fleet:events"});
+    BOOST_TEST(run(f.ioc, paused_server_is_noticed(f.sub, f.box, f.server)));
 }
 
 BOOST_AUTO_TEST_CASE(no_channel_is_a_start_up_error) {

@@ -1,7 +1,8 @@
-#include "gateway/redis/executor.hpp"
+#include "gateway/redis/detail.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>
+#include <spdlog/logger.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -48,6 +49,20 @@ void require_executor(const asio::any_io_executor& ex, const char* what) noexcep
         std::fprintf(stderr, "imagegate redis: %s called outside its executor's thread\n", what);
         std::abort();
     }
+}
+
+bool log_task_exception(spdlog::logger& log, std::string_view what, const std::exception_ptr& ep) {
+    if (!ep) {
+        return false;
+    }
+    try {
+        std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+        log.error("redis {} ended by exception: {}", what, e.what());
+    } catch (...) {
+        log.error("redis {} ended by an unknown exception", what);
+    }
+    return true;
 }
 
 }  // namespace imagegate::redis::detail
