@@ -49,6 +49,14 @@ void client_stats::render(std::string& out) const {
                   "Redis error replies received.", get(error_replies));
     append_sample(out, "imagegate_redis_noscript_reloads_total", "counter",
                   "EVALSHA answered NOSCRIPT and retried as EVAL.", get(noscript_reloads));
+    append_sample(out, "imagegate_redis_reconnects_total", "counter",
+                  "Redis connections opened after one was lost or failed.", get(reconnects));
+    append_sample(out, "imagegate_redis_connect_failures_total", "counter",
+                  "Attempts to connect to Redis (and authenticate) that failed.",
+                  get(connect_failures));
+    append_sample(out, "imagegate_redis_connections_up", "gauge",
+                  "Redis command connections up (one per I/O thread when healthy).",
+                  get(connections_up));
     latency.render(out, "imagegate_redis_op_seconds", "Redis command latency (replies only).");
 }
 
@@ -119,6 +127,18 @@ protected:
                 conn->close(error::protocol_error);
                 co_return;
             }
+        }
+    }
+
+    void on_reconnect() override { stats_->reconnects.fetch_add(1, std::memory_order_relaxed); }
+    void on_connect_failure() override {
+        stats_->connect_failures.fetch_add(1, std::memory_order_relaxed);
+    }
+    void on_up_changed(bool up) override {
+        if (up) {
+            stats_->connections_up.fetch_add(1, std::memory_order_relaxed);
+        } else {
+            stats_->connections_up.fetch_sub(1, std::memory_order_relaxed);
         }
     }
 

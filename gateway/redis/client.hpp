@@ -41,17 +41,21 @@ struct client_stats {
     counter down_refusals{0};   ///< of those: not_connected (failed at once, client down)
     counter error_replies{0};   ///< replies that were Redis errors (`-ERR`, `-NOSCRIPT`, …)
     counter noscript_reloads{0};  ///< EVALSHA answered NOSCRIPT, retried as EVAL
+    counter reconnects{0};      ///< connections opened after one was lost or failed to open
+    counter connect_failures{0};  ///< attempts to open a connection that failed
+    counter connections_up{0};  ///< gauge: clients whose connection is up right now
     metrics::histogram latency{latency_bounds};  ///< exec start to reply, replies only
 
     /// Prometheus text: imagegate_redis_{ops,errors,timeouts,down_refusals,error_replies,
-    /// noscript_reloads}_total and imagegate_redis_op_seconds.
+    /// noscript_reloads,reconnects,connect_failures}_total, imagegate_redis_connections_up
+    /// and imagegate_redis_op_seconds.
     void render(std::string& out) const;
 };
 
 /// A Redis client bound to one executor. Create one per io_context (one per I/O thread):
 /// callers running on that context call exec() directly, with no executor hop, and no
 /// state is shared between threads except the stats.
-/// Owned by the composition root. Thread-safety: start(), stop(), is_up(), reconnects(),
+/// Owned by the composition root; the io_context must outlive it. Thread-safety: start(), stop(), is_up(), reconnects(),
 /// stats() and get_executor() from any thread; exec(), eval_script() and wait_up() only
 /// from coroutines running on get_executor() (checked at run time, every build).
 class client {

@@ -16,9 +16,10 @@
 
 namespace imagegate::redis {
 
-/// One command: name and arguments, each an arbitrary byte string. A plain value.
-/// Build it with make_command() (g++ 12 rejects braced lists of string literals inside a
-/// co_await expression, so there is deliberately no initializer-list constructor).
+/// One command: name and arguments, each an arbitrary byte string. Build it with
+/// make_command() (g++ 12 rejects braced lists of string literals inside a co_await
+/// expression, so there is deliberately no initializer-list constructor).
+/// Thread-safety: a plain value; distinct objects safe, shared const objects safe.
 class command {
 public:
     command() = default;

@@ -63,7 +63,15 @@ void connection::start_loops() {
 
 boost::system::result<void> connection::queue(const command& cmd) {
     const auto& o = ctx_->opts;
-    if (pending_.size() >= o.max_pending || write_buffer_.size() >= o.max_write_buffer_bytes) {
+    std::size_t bytes = 0;
+    for (const auto& a : cmd.args()) {
+        bytes += a.size();
+    }
+    if (bytes > o.max_write_buffer_bytes) {
+        return make_error_code(error::command_too_large);
+    }
+    if (pending_.size() >= o.max_pending ||
+        write_buffer_.size() + bytes > o.max_write_buffer_bytes) {
         return make_error_code(error::too_many_pending);
     }
     auto appended = append_resp(write_buffer_, cmd);
@@ -91,11 +99,14 @@ asio::awaitable<boost::system::result<reply>> connection::exec(command cmd,
     if (close_if_stalled()) {
         co_return reason_;
     }
+    const auto now = clock::now();
+    if (deadline <= now) {
+        co_return make_error_code(error::timeout);  // never sent: nobody would read the reply
+    }
     auto queued = queue(cmd);
     if (!queued) {
         co_return queued.error();
     }
-    const auto now = clock::now();
     auto op = std::make_shared<pending_op>(ex_);
     op->queued_at = now;
     op->wake.expires_at(std::min(deadline, now + ctx_->opts.op_timeout));
@@ -219,8 +230,11 @@ asio::awaitable<void> connection::read_loop(std::shared_ptr<connection> self) {
             deliver(std::move(**next));
         }
         if (!fed && !closed_) {
-            ctx_->log->warn("redis reply refused: {} (parser: {})", fed.error().message(),
-                            printable(reader_.parser_message()));
+            // hiredis' own words only for malformed RESP; a cap is ours ("out of memory" to it).
+            const bool malformed = fed.error() == error::protocol_error;
+            ctx_->log->warn("redis reply from {}:{} refused: {}{}{}", ctx_->opts.host,
+                            ctx_->opts.port, fed.error().message(), malformed ? ": " : "",
+                            malformed ? printable(reader_.parser_message()) : std::string());
             close(static_cast<error>(fed.error().value()));
         }
     }

@@ -34,7 +34,8 @@ namespace imagegate::redis {
 
 using clock = std::chrono::steady_clock;
 
-/// What all connections of one client or subscriber share. Immutable once built.
+/// What all connections of one client or subscriber share. Owned through shared_ptr by
+/// the supervisor and every connection. Thread-safety: immutable once built, any thread.
 struct connection_context {
     connection_options opts;
     /// The TLS client context (verify_peer, trusted CAs); null when opts.tls is false.

@@ -15,7 +15,7 @@ enum class error : int {
     // The client, before anything is sent
     not_connected = 1,  ///< the client is down (reconnecting): failed at once, never queued
     too_many_pending,   ///< the connection's pipeline is full (max_pending / write buffer cap)
-    command_too_large,  ///< a command's arguments exceed what RESP framing allows
+    command_too_large,  ///< a command over max_write_buffer_bytes or RESP framing limits
     shutting_down,      ///< the client or subscriber was stopped
     cancelled,          ///< the caller's coroutine was cancelled; the reply is discarded
     // Deadlines

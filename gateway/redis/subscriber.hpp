@@ -34,7 +34,7 @@ struct subscriber_handlers {
     std::function<void()> on_subscribed;
 };
 
-/// Owned by the composition root, one per process. Publishing goes through a client
+/// Owned by the composition root, one per process; the io_context must outlive it. Publishing goes through a client
 /// (`PUBLISH channel payload`); a subscribed connection can do nothing else.
 /// Thread-safety: start(), stop(), is_subscribed(), the counters and get_executor() from any
 /// thread; handlers run on the executor (serial: one-thread io_context or strand).

@@ -93,7 +93,9 @@ void supervisor::do_stop() {
 }
 
 void supervisor::set_up(bool up) noexcept {
-    up_.store(up, std::memory_order_relaxed);
+    if (up_.exchange(up, std::memory_order_relaxed) != up) {
+        on_up_changed(up);
+    }
     if (up) {
         up_signal_.cancel();
     }
@@ -151,6 +153,7 @@ asio::awaitable<void> supervisor::loop(std::shared_ptr<supervisor> self) {
             conn_ = std::move(*opened);
             if (was_connected_or_failed) {
                 reconnects_.fetch_add(1, std::memory_order_relaxed);
+                on_reconnect();
             }
             log->info("redis {} connected to {}", role_, where);
             attempt = 0;
@@ -171,6 +174,7 @@ asio::awaitable<void> supervisor::loop(std::shared_ptr<supervisor> self) {
                       reason.message());
         } else {
             connect_failures_.fetch_add(1, std::memory_order_relaxed);
+            on_connect_failure();
             was_connected_or_failed = true;
             ++failures_in_row;
             // The first failure and every tenth at warn; a long outage must not flood logs.

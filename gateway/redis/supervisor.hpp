@@ -64,6 +64,11 @@ protected:
     virtual asio::awaitable<void> run_session(std::shared_ptr<connection> conn) = 0;
     /// Called on the executor when stop() runs, before the connection is closed.
     virtual void on_stop() {}
+    /// Statistics hooks, on the executor: a connection opened after an earlier one was lost
+    /// or failed; an attempt failed; is_up() changed.
+    virtual void on_reconnect() {}
+    virtual void on_connect_failure() {}
+    virtual void on_up_changed(bool /*up*/) {}
 
     void set_up(bool up) noexcept;
     bool stopping() const noexcept { return stopping_; }

@@ -51,6 +51,9 @@ asio::awaitable<bool> paused_then_resumed(client& c, redis_server& server) {
     BOOST_TEST(c.reconnects() >= 1U);
     BOOST_TEST(c.stats().timeouts.load() >= 1U);
     BOOST_TEST(c.stats().down_refusals.load() >= 5U);
+    BOOST_TEST(c.stats().reconnects.load() == c.reconnects());
+    BOOST_TEST(c.stats().connect_failures.load() >= 1U);  // timed-out PINGs while paused
+    BOOST_TEST(c.stats().connections_up.load() == 1U);
     co_return true;
 }
 
@@ -165,6 +168,13 @@ asio::awaitable<bool> pending_cap_and_stop(client& c) {
     auto refused = co_await c.exec(command("PING"));
     BOOST_REQUIRE(!refused);
     BOOST_TEST(refused.error() == error::too_many_pending);
+    // A deadline already past is not sent at all; a command over the write buffer cap is
+    // refused whole.
+    auto late = co_await c.exec(command("PING"), clock::now() - 1ms);
+    BOOST_TEST(late.error() == error::timeout);
+    const std::string huge(2 * 1024 * 1024, 'h');
+    auto too_large = co_await c.exec(make_command("SET", "k", huge));
+    BOOST_TEST(too_large.error() == error::command_too_large);
 
     // stop() fails what is waiting with shutting_down, and every later call too.
     c.stop();
@@ -215,6 +225,7 @@ BOOST_AUTO_TEST_CASE(a_full_pipeline_refuses_and_stop_fails_waiters) {
     client_fixture f([](connection_options& o) {
         o.op_timeout = 2s;
         o.max_pending = 2;
+        o.max_write_buffer_bytes = 1024 * 1024;
         o.health_check_interval = 10s;  // no health PING in the pipeline meanwhile
     });
     BOOST_TEST(run(f.ioc, pending_cap_and_stop(f.c)));

@@ -78,6 +78,14 @@ BOOST_AUTO_TEST_CASE(one_client_per_io_context) {
     BOOST_TEST(stats->ops.load() == 2U * per_thread + 1U);
     BOOST_TEST(stats->latency.count() == 2U * per_thread + 1U);
     BOOST_TEST(stats->errors.load() == 0U);
+    BOOST_TEST(stats->connections_up.load() == 2U);
+    a.stop();
+    b.stop();
+    first.restart();
+    first.poll();
+    second.restart();
+    second.poll();
+    BOOST_TEST(stats->connections_up.load() == 0U);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
