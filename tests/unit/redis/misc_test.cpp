@@ -1,13 +1,17 @@
-// Command framing, script SHA1, backoff delays, error texts, log escaping, option checks and
-// the password file: the remaining pure parts of the Redis client.
+// Command framing, script SHA1, backoff delays, error texts, log escaping, option checks, the
+// password file and the executor check: the remaining socket-free parts of the Redis client.
 #include "gateway/redis/client.hpp"
 #include "gateway/redis/command.hpp"
+#include "gateway/redis/detail.hpp"
 #include "gateway/redis/error.hpp"
 #include "gateway/redis/options.hpp"
 #include "gateway/redis/script.hpp"
 #include "gateway/redis/supervisor.hpp"
 #include "tests/unit/config/temp_dir.hpp"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/test/data/monomorphic.hpp>
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
@@ -187,6 +191,38 @@ BOOST_AUTO_TEST_CASE(password_file_must_be_private) {
     BOOST_TEST(redis::load_password_file(dir.write("empty", "\n")).has_error());
     BOOST_TEST(redis::load_password_file(dir.write("ctl", "pa\x01ss\n")).has_error());
     BOOST_TEST(redis::load_password_file((dir.path() / "missing").string()).has_error());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(executor_check)
+
+BOOST_AUTO_TEST_CASE(knows_io_context_executors_and_strands) {
+    namespace asio = boost::asio;
+    asio::io_context ioc(1);
+    const asio::any_io_executor ex = ioc.get_executor();
+    const asio::any_io_executor strand = asio::make_strand(ioc.get_executor());
+    // Outside run(): not running in either.
+    BOOST_TEST(!redis::detail::running_in(ex));
+    BOOST_TEST(!redis::detail::running_in(strand));
+    bool in_ex = false;
+    bool in_strand = false;
+    bool strand_outside = true;
+    asio::post(ex, [&] {
+        in_ex = redis::detail::running_in(ex);
+        strand_outside = redis::detail::running_in(strand);
+    });
+    asio::post(strand, [&] { in_strand = redis::detail::running_in(strand); });
+    ioc.run();
+    BOOST_TEST(in_ex);
+    BOOST_TEST(in_strand);
+    BOOST_TEST(!strand_outside);
+    // Another io_context's thread is not this one's.
+    asio::io_context other(1);
+    bool in_other = true;
+    asio::post(other, [&] { in_other = redis::detail::running_in(ex); });
+    other.run();
+    BOOST_TEST(!in_other);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
