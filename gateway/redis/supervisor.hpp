@@ -28,8 +28,9 @@ struct stop_signal;
 
 /// Owns the current connection and the reconnect loop. Owned by a shared_ptr held by its
 /// facade (client, subscriber) and by the loop itself, which ends after stop().
-/// Thread-safety: is_up(), reconnects() and stop() from any thread; everything else on the
-/// executor (serial: one-thread io_context or strand).
+/// Thread-safety: start(), stop(), is_up(), reconnects(), connect_failures() and
+/// get_executor() from any thread; everything else on the executor (serial: one-thread
+/// io_context or strand).
 class supervisor : public std::enable_shared_from_this<supervisor> {
 public:
     /// `up_when_open`: is_up() turns true as soon as a connection is open (client), or only
