@@ -1,6 +1,7 @@
 // gateway/core/log_escape.hpp: what a hostile value becomes in each escaping mode, and that
 // the JSON mode always yields a string a JSON parser reads back (the bytes themselves, when
 // they were valid UTF-8).
+#define BOOST_TEST_MODULE unit_core
 #include "gateway/core/log_escape.hpp"
 
 #include <boost/test/unit_test.hpp>
