@@ -55,9 +55,7 @@ fd_plan plan_fds(const fd_needs& needs, std::uint64_t limit) noexcept {
     }
     const std::uint64_t others = needs.admin + needs.upstream + needs.fixed;
     const std::uint64_t room = limit > others ? limit - others : 0;
-    return {.data_connections = room,
-            .capped = true,
-            .too_low = room < min_data_connections};
+    return {.data_connections = room, .capped = true, .too_low = room < min_data_connections};
 }
 
 std::pair<open_files_limit, open_files_limit> raise_open_files_limit() {
