@@ -1,6 +1,7 @@
 #include "gateway/http/server.hpp"
 
 #include "gateway/http/request_head.hpp"
+#include "gateway/http/accept_guard.hpp"
 #include "gateway/core/serial_executor.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -70,6 +71,7 @@ struct server_state {
     asio::io_context& ioc;
     tcp::acceptor acceptor;
     asio::steady_timer reaper;  // the idle reaper's tick, on the acceptor's strand
+    accept_guard guard;         // failed accepts; used on the acceptor's strand
     std::atomic<bool> stopping{false};
     std::atomic<std::size_t> sessions{0};
     std::atomic<std::uint64_t> refused{0};
@@ -90,7 +92,8 @@ struct server_state {
           tls(std::move(t)),
           ioc(io),
           acceptor(asio::make_strand(io)),
-          reaper(acceptor.get_executor()) {}
+          reaper(acceptor.get_executor()),
+          guard(opts.name, log) {}
 };
 
 }  // namespace detail
@@ -193,15 +196,18 @@ asio::awaitable<std::size_t> write_rest(Stream& stream, reply_buffers buffers, s
 // Feeds the buffered bytes to `parser` (put_head: Beast's parser plus our raw-head checks):
 // the result once the head is complete or wrong, nothing while more bytes are needed. A
 // plain function, so a head that arrived whole (the usual case) costs no coroutine frame.
+// What the parser took is consumed even when it asks for more: Beast parses a complete
+// request line (and complete fields) as soon as it sees them, so handing those bytes over
+// again would parse the request line as a field.
 std::optional<boost::system::error_code> parse_buffered(
     beast::flat_buffer& buffer, http::request_parser<http::empty_body>& parser) {
     while (buffer.size() > 0) {
         boost::system::error_code ec;
         const std::size_t used = put_head(parser, buffer.data(), ec);
+        buffer.consume(used);
         if (ec == http::error::need_more) {
             return std::nullopt;
         }
-        buffer.consume(used);
         if (ec || parser.is_header_done()) {
             return ec;
         }
@@ -240,9 +246,15 @@ asio::awaitable<boost::system::error_code> read_header(
 // The keep-alive loop of one connection. Returns true when it ended by writing an answer
 // marked `Connection: close` (the caller then ends the connection in order), false when the
 // peer left, a deadline passed, a write failed or the server closed the socket.
+//
+// A request head must be complete by one absolute deadline, never restarted while it
+// trickles in: `first_head_deadline` (accept + server.header_timeout, the TLS handshake
+// included) for the first request, and its first byte + server.header_timeout for every
+// later one.
 template <class Stream>
 asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& stream,
-                                     session_registration& reg) {
+                                     session_registration& reg,
+                                     std::chrono::steady_clock::time_point first_head_deadline) {
     const auto& o = st->opts;
     auto& lowest = beast::get_lowest_layer(stream);
     // Room for one maximal header plus some pipelined bytes.
@@ -257,15 +269,15 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             if (st->stopping.load(std::memory_order_relaxed)) {
                 co_return false;
             }
-            const auto wait = first ? o.header_timeout : o.idle_timeout;
+            const auto wait_until =
+                first ? first_head_deadline : std::chrono::steady_clock::now() + o.idle_timeout;
             std::size_t n = 0;
             if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
                 // The idle reaper bounds this wait (see idle_reaper): a read on the socket
                 // itself, without arming and cancelling the stream's deadline timer per
                 // request.
                 auto& deadline = reg.control().idle_deadline;
-                deadline.store((std::chrono::steady_clock::now() + wait).time_since_epoch().count(),
-                               std::memory_order_relaxed);
+                deadline.store(wait_until.time_since_epoch().count(), std::memory_order_relaxed);
                 auto [ec, got] =
                     co_await stream.socket().async_read_some(buffer.prepare(4096), use_nothrow);
                 deadline.store(0, std::memory_order_relaxed);
@@ -274,7 +286,7 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
                 }
                 n = got;
             } else {
-                lowest.expires_after(wait);
+                lowest.expires_at(wait_until);
                 auto [ec, got] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
                 if (ec) {
                     co_return false;
@@ -283,15 +295,18 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             }
             buffer.commit(n);
         }
-        first = false;
         reg.set_busy(true);
         const auto started = std::chrono::steady_clock::now();
+        // The first byte of this request is here (read just now, or pipelined behind the
+        // previous one).
+        const auto head_deadline = first ? first_head_deadline : started + o.header_timeout;
+        first = false;
 
         http::request_parser<http::empty_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
         auto rec = parse_buffered(buffer, parser).value_or(boost::system::error_code{});
         if (!parser.is_header_done() && !rec) {
-            lowest.expires_after(o.header_timeout);
+            lowest.expires_at(head_deadline);
             rec = co_await read_header(stream, buffer, parser);
         }
 
@@ -378,6 +393,7 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
 }
 
 asio::awaitable<void> run_plain_session(std::shared_ptr<server_state> st, tcp::socket socket) {
+    const auto head_deadline = std::chrono::steady_clock::now() + st->opts.header_timeout;
     beast::tcp_stream stream(std::move(socket));
     {
         // write_now() writes directly; it must never block the thread.
@@ -385,7 +401,7 @@ asio::awaitable<void> run_plain_session(std::shared_ptr<server_state> st, tcp::s
         stream.socket().non_blocking(true, ignored);
     }
     session_registration reg(st, stream.get_executor(), stream);
-    const bool answered_close = co_await serve_requests(st, stream, reg);
+    const bool answered_close = co_await serve_requests(st, stream, reg, head_deadline);
     boost::system::error_code ignored;
     if (answered_close) {
         // Half-close so the client reads the whole answer before it sees EOF.
@@ -394,9 +410,10 @@ asio::awaitable<void> run_plain_session(std::shared_ptr<server_state> st, tcp::s
     stream.socket().close(ignored);
 }
 
-// A TLS connection: the handshake must complete within header_timeout, like a request head,
-// so a client that connects and stalls (or sends half a ClientHello) holds a connection slot
-// no longer than one that stalls in plain HTTP. Registered before the handshake, so stop()
+// A TLS connection: the handshake and the first request head together must complete within
+// header_timeout of the accept, as the first head alone must on a plain connection, so a
+// client that connects and stalls (or sends half a ClientHello) holds a connection slot no
+// longer than one that stalls in plain HTTP. Registered before the handshake, so stop()
 // closes connections still handshaking and max_connections counts them.
 asio::awaitable<void> run_tls_session(std::shared_ptr<server_state> st, tcp::socket socket) {
     tls_stream stream(std::move(socket), *st->tls);
@@ -404,7 +421,9 @@ asio::awaitable<void> run_tls_session(std::shared_ptr<server_state> st, tcp::soc
     session_registration reg(st, lowest.get_executor(), lowest);
     boost::system::error_code ignored;
 
-    lowest.expires_after(st->opts.header_timeout);
+    // One deadline for the handshake and the first request head together.
+    const auto head_deadline = std::chrono::steady_clock::now() + st->opts.header_timeout;
+    lowest.expires_at(head_deadline);
     auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, use_nothrow);
     if (hec) {
         // Plain HTTP or garbage on this port, a client that does not trust our certificate,
@@ -424,7 +443,7 @@ asio::awaitable<void> run_tls_session(std::shared_ptr<server_state> st, tcp::soc
         co_return;
     }
 
-    const bool answered_close = co_await serve_requests(st, stream, reg);
+    const bool answered_close = co_await serve_requests(st, stream, reg, head_deadline);
     if (answered_close) {
         // close_notify (RFC 8446 §6.1) lets the client tell a complete answer from a cut one.
         // Asio then waits for the client's close_notify or EOF: bounded, never a hang.
@@ -465,6 +484,18 @@ void refuse(tcp::socket& socket, const std::string& answer, bool tls) {
     socket.close(ec);
 }
 
+// Takes one pending connection off the backlog without waiting (the acceptor is
+// non-blocking) and refuses it as over max_connections.
+void refuse_one_pending(server_state& st) {
+    tcp::socket socket(st.acceptor.get_executor());
+    boost::system::error_code ec;
+    st.acceptor.accept(socket, ec);
+    if (!ec) {
+        st.refused.fetch_add(1, std::memory_order_relaxed);
+        refuse(socket, st.refusal, st.tls != nullptr);
+    }
+}
+
 asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
     asio::steady_timer backoff(st->acceptor.get_executor());
     const auto& spread = st->opts.session_executors;
@@ -483,14 +514,23 @@ asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
         if (st->stopping.load(std::memory_order_relaxed) || ec == asio::error::operation_aborted) {
             co_return;
         }
+        if (ec == asio::error::connection_aborted) {
+            continue;  // the client reset the connection before we took it: nothing to do
+        }
         if (ec) {
-            // EMFILE/ENFILE and friends: back off briefly instead of spinning.
-            st->log->warn("{} accept failed: {}:{} {}", st->opts.name, ec.category().name(),
-                          ec.value(), ec.message());
+            // Out of descriptors: the spare one lets us take one pending connection and
+            // refuse it at once (503 on plain HTTP), so clients are not left waiting in the
+            // backlog; then try the next. Open sessions go on meanwhile. Otherwise, or when
+            // the spare is gone too, back off briefly instead of spinning.
+            const bool exhausted = st->guard.on_failure(ec);
+            if (exhausted && st->guard.spend_reserve([&st] { refuse_one_pending(*st); })) {
+                continue;
+            }
             backoff.expires_after(std::chrono::milliseconds(50));
             co_await backoff.async_wait(use_nothrow);
             continue;
         }
+        st->guard.on_success();
         if (st->sessions.load(std::memory_order_relaxed) >= st->opts.max_connections) {
             st->refused.fetch_add(1, std::memory_order_relaxed);
             refuse(socket, st->refusal, st->tls != nullptr);
@@ -677,6 +717,9 @@ http_server::http_server(asio::io_context& ioc, server_options opts, handler_fn 
     fail("bind");
     st.acceptor.listen(asio::socket_base::max_listen_connections, ec);
     fail("listen");
+    // For refuse_one_pending's synchronous accept; asynchronous accepts are unaffected.
+    st.acceptor.non_blocking(true, ec);
+    fail("non-blocking");
 }
 
 http_server::~http_server() { stop(); }
@@ -738,6 +781,8 @@ std::uint64_t http_server::refused_connections() const noexcept {
 }
 
 bool http_server::is_tls() const noexcept { return state_->tls != nullptr; }
+
+accept_error_counts http_server::accept_errors() const noexcept { return state_->guard.counts(); }
 
 std::uint64_t http_server::tls_handshake_failures() const noexcept {
     return state_->handshake_failures.load(std::memory_order_relaxed);

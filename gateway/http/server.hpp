@@ -4,6 +4,7 @@
 #pragma once
 
 #include "gateway/core/net.hpp"
+#include "gateway/http/accept_guard.hpp"
 #include "gateway/http/reply.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -132,8 +133,11 @@ public:
     void close_all();
     /// Sessions still open.
     std::size_t active_sessions() const noexcept;
-    /// Connections refused because max_connections was reached.
+    /// Connections refused because max_connections was reached, or while descriptors ran
+    /// out (see accept_guard).
     std::uint64_t refused_connections() const noexcept;
+    /// Failed accepts by cause.
+    accept_error_counts accept_errors() const noexcept;
     /// Whether connections speak TLS.
     bool is_tls() const noexcept;
     /// TLS handshakes that failed or timed out (plain HTTP or garbage on a TLS port, an

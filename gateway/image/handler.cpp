@@ -5,6 +5,7 @@
 #include "cache/sharded_cache.hpp"
 #include "cache/single_flight.hpp"
 #include "gateway/auth/authorizer.hpp"
+#include "gateway/core/log_escape.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/image/route.hpp"
 #include "gateway/shield/budget.hpp"
@@ -220,9 +221,12 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     }
 
     /// `cred` is the passthrough credential's digest (null in token mode): what the upstream
-    /// answered it is remembered as a proof or drops one.
+    /// answered it is remembered as a proof or drops one. `generation` is the key's cache
+    /// generation from before the fetch: a purge since then keeps the answer from being
+    /// stored (the waiters still get it).
     fetch_outcome classify(const cache::key& k, const image_route& route, upstream::response& resp,
-                           clock::time_point received, const credential_digest* cred);
+                           clock::time_point received, const credential_digest* cred,
+                           std::uint64_t generation);
 };
 
 namespace {
@@ -272,6 +276,8 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
                                 std::shared_ptr<const upstream::credential> cred,
                                 std::shared_ptr<cache::flight<fetch_outcome>> f) {
     const cache::key& k = fk.k;
+    // Read before any upstream call: a purge from now on wins over this fetch's answer.
+    const std::uint64_t generation = self->cache.generation(k);
     const std::shared_ptr<shield::credential_shield> sh =
         cred ? self->shields.get(fk.cred, clock::now()) : self->token_shield;
     thread_local std::mt19937_64 jitter{std::random_device{}()};
@@ -337,7 +343,7 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
             self->log->warn("upstream fetch of {} failed: {}:{} {}", k, ec.category().name(),
                             ec.value(), ec.message());
         } else {
-            out = self->classify(k, route, *res, now, cred ? &fk.cred : nullptr);
+            out = self->classify(k, route, *res, now, cred ? &fk.cred : nullptr, generation);
         }
         break;
     }
@@ -370,7 +376,8 @@ struct fetch_done {
 
 fetch_outcome image_handler::impl::classify(const cache::key& k, const image_route& route,
                                             upstream::response& resp, clock::time_point received,
-                                            const credential_digest* cred) {
+                                            const credential_digest* cred,
+                                            std::uint64_t generation) {
     // One parser per thread, reused: it keeps its buffers sized for the largest record.
     thread_local simdjson::ondemand::parser parser;
     fetch_outcome out;
@@ -385,7 +392,7 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
                                        .ttl = ttl,
                                        .swr = swr,
                                        .sie = sie});
-        out.stored = cache.put(out.entry);
+        out.stored = cache.put_if_current(out.entry, generation);
         if (out.stored) {
             stats.stored.fetch_add(1, std::memory_order_relaxed);
         }
@@ -395,8 +402,9 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
             validate::validate_image(resp.body, resp.body.capacity(), route.image_id, parser);
         if (!v.ok()) {
             stats.invalid.fetch_add(1, std::memory_order_relaxed);
-            log->warn("upstream record for {} rejected at '{}': {}", k, v.failure->pointer,
-                      v.failure->reason);
+            // The pointer names the upstream's members: escaped, or it could forge a line.
+            log->warn("upstream record for {} rejected at {}: {}", k,
+                      log_quoted(v.failure->pointer), v.failure->reason);
             out.error = errc::invalid_upstream_json;
             return out;
         }
@@ -415,8 +423,8 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
         const auto env = validate::validate_error_envelope(resp.body, resp.body.capacity(), parser);
         if (!env.ok()) {
             stats.invalid.fetch_add(1, std::memory_order_relaxed);
-            log->warn("upstream {} answer for {} rejected at '{}': {}", resp.status, k,
-                      env.failure->pointer, env.failure->reason);
+            log->warn("upstream {} answer for {} rejected at {}: {}", resp.status, k,
+                      log_quoted(env.failure->pointer), env.failure->reason);
             out.error = errc::invalid_upstream_json;
             return out;
         }

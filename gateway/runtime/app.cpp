@@ -6,6 +6,7 @@
 #include "gateway/auth/authorizer.hpp"
 #include "gateway/http/server.hpp"
 #include "gateway/image/handler.hpp"
+#include "gateway/runtime/fd_limit.hpp"
 #include "gateway/runtime/logging.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/upstream/client.hpp"
@@ -153,6 +154,26 @@ void render_cache_metrics(std::string& out, const cache::stats& c, std::uint64_t
     append_sample(out, "imagegate_cache_rejected_too_large_total", "counter",
                   "Entries not stored because they exceed cache.max_entry_bytes.",
                   c.rejected_too_large);
+    append_sample(out, "imagegate_cache_purge_raced_total", "counter",
+                  "Upstream answers not stored because their key or account was purged while "
+                  "they were fetched (they still answered their requests).",
+                  c.purge_raced);
+}
+
+void render_accept_errors(std::string& out, const http_server& data, const http_server& admin) {
+    metrics::append_header(out, "imagegate_accept_errors_total", "counter",
+                           "Failed accepts by listener and cause: emfile (the process's "
+                           "open-files limit), enfile (the system's), other.");
+    for (const auto& [name, server] : {std::pair{"data", &data}, std::pair{"admin", &admin}}) {
+        const auto c = server->accept_errors();
+        for (const auto& [reason, n] :
+             {std::pair{"emfile", c.emfile}, std::pair{"enfile", c.enfile},
+              std::pair{"other", c.other}}) {
+            metrics::append_sample(
+                out, "imagegate_accept_errors_total", "", "", n,
+                std::string("listener=\"") + name + "\",reason=\"" + reason + "\"");
+        }
+    }
 }
 
 }  // namespace
@@ -217,19 +238,25 @@ struct app::impl {
                 "no upstream token (CLOUDFLARE_API_TOKEN or upstream.token_file): "
                 "requests go upstream without Authorization");
         }
-        const bool access = settings.log.access_log;
+        std::shared_ptr<const access_log> access;
+        if (settings.log.access_log) {
+            access = std::make_shared<const access_log>(log, settings.log);
+        }
         auto observe = [this, access](const exchange_record& rec) {
             registry.record(rec.route, rec.status, rec.duration);
             if (access) {
-                log_access(*log, rec);
+                access->write(rec);
             }
         };
         auto handle_image = [this](request req) { return images.handle(req); };
         auto handle_admin = [this](request req) { return admin.handle(req); };
-        data_server = std::make_unique<http_server>(
-            ioc,
-            make_server_options(ioc, "data", settings.server.listen, settings.server, executors()),
-            handle_image, observe, log, make_listener_tls(settings.server));
+        server_options data_opts =
+            make_server_options(ioc, "data", settings.server.listen, settings.server, executors());
+        // Fewer than server.max_connections when the open-files limit cannot hold them all
+        // next to the admin listener and the upstream pools (fd_limit.hpp).
+        data_opts.max_connections = apply_fd_limit(settings, thread_count(settings), *log);
+        data_server = std::make_unique<http_server>(ioc, data_opts, handle_image, observe, log,
+                                                    make_listener_tls(settings.server));
         if (data_server->is_tls()) {
             registry.add_source([this](std::string& out) {
                 metrics::append_sample(out, "imagegate_tls_handshake_failures_total", "counter",
@@ -240,8 +267,10 @@ struct app::impl {
         }
         server_options admin_opts = make_server_options(ioc, "admin", settings.server.admin_listen,
                                                         settings.server, executors());
-        admin_opts.max_connections = 64;
+        admin_opts.max_connections = admin_max_connections;
         admin_server = std::make_unique<http_server>(ioc, admin_opts, handle_admin, observe, log);
+        registry.add_source(
+            [this](std::string& out) { render_accept_errors(out, *data_server, *admin_server); });
     }
 
     // Handlers still pending when the threads stopped (a forced stop) are destroyed while

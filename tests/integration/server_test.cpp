@@ -13,10 +13,17 @@
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/ssl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <filesystem>
 #include <stdexcept>
 #include <thread>
@@ -316,6 +323,188 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(framing_errors_are_refused_and_closed, Fixture, bo
             BOOST_TEST(out.find("Connection: close") != std::string::npos);
         }
     }
+}
+
+// A head whose parts arrive in separate segments (or TLS records) is served, wherever the
+// split falls: inside the request line, right after it (the parser has consumed the line
+// and waits for the fields), inside a field, between the final CRLFs.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_head_split_anywhere_is_served, Fixture, both_listeners) {
+    Fixture f;
+    const std::string head = get("/split", "Connection: close\r\n");
+    for (std::size_t at = 1; at < head.size(); ++at) {
+        BOOST_TEST_CONTEXT("split after byte " << at << ": " << head.substr(0, at)) {
+            const auto r =
+                ts::paced_exchange(f.ep(2s), {{0ms, head.substr(0, at)}, {5ms, head.substr(at)}});
+            BOOST_TEST(starts_with(r.received, "HTTP/1.1 200 "), r.received.substr(0, 40));
+            BOOST_TEST(r.received.find("ok:/split") != std::string::npos);
+        }
+    }
+    // The same for a pipelined second request whose fields come later.
+    const auto r = ts::paced_exchange(f.ep(2s), {{0ms, get("/first") + "GET /second HTTP/1.1\r\n"},
+                                                 {5ms, "Host: x\r\nConnection: close\r\n\r\n"}});
+    BOOST_TEST(r.received.find("ok:/first") != std::string::npos);
+    BOOST_TEST(r.received.find("ok:/second") != std::string::npos);
+}
+
+namespace {
+
+// header_timeout 1 s: long enough to tell one deadline from two on a loaded machine.
+gw::server_options deadline_limits() {
+    auto o = server_fixture::small_limits();
+    o.header_timeout = 1000ms;
+    o.idle_timeout = 2000ms;
+    return o;
+}
+struct deadline_fixture : server_fixture {
+    deadline_fixture() : server_fixture(deadline_limits()) {}
+};
+struct tls_deadline_fixture : listener_pki, server_fixture {
+    tls_deadline_fixture() : server_fixture(deadline_limits(), context(), certs.ca_cert_pem) {}
+};
+using deadline_listeners = boost::mpl::list<deadline_fixture, tls_deadline_fixture>;
+
+}  // namespace
+
+// The first head must be complete one header_timeout after the accept, however it trickles
+// in: a client silent for 800 ms that then drips a byte every 40 ms is cut off at 1 s (plus
+// at most a reaper tick), not 1 s after its first byte.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_dripping_head_is_cut_off_at_one_header_timeout, Fixture,
+                              deadline_listeners) {
+    Fixture f;
+    const std::string head = "GET /drip HTTP/1.1\r\nHost: x\r\nX-Padding: " + std::string(60, 'a');
+    std::vector<ts::paced_step> steps{{800ms, head.substr(0, 1)}};
+    for (std::size_t i = 1; i < head.size(); ++i) {
+        steps.push_back({40ms, head.substr(i, 1)});
+    }
+    const auto r = ts::paced_exchange(f.ep(5s), steps);
+    BOOST_TEST(r.closed);
+    BOOST_TEST(r.received.empty());
+    BOOST_TEST(r.closed_after.count() >= 800);
+    BOOST_TEST(r.closed_after.count() < 1500);  // a restarted deadline closes at ~1800 ms
+}
+
+namespace {
+
+// A blocking loopback client on a raw descriptor: it needs no descriptor beyond its own once
+// created, so it works while the process is out of them.
+class raw_client {
+public:
+    raw_client() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+        BOOST_REQUIRE(fd_ >= 0);
+        const timeval tv{.tv_sec = 3, .tv_usec = 0};
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+    ~raw_client() { ::close(fd_); }
+    raw_client(const raw_client&) = delete;
+    raw_client& operator=(const raw_client&) = delete;
+
+    void connect(std::uint16_t port) {
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        BOOST_REQUIRE(::connect(fd_, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+    }
+    // Sends `bytes`, then reads one answer: up to the end of its body (`body` seen) or EOF.
+    std::string exchange(const std::string& bytes, std::string_view body) {
+        BOOST_REQUIRE(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+                      static_cast<ssize_t>(bytes.size()));
+        std::string got;
+        char buf[4096];
+        while (got.find(body) == std::string::npos) {
+            const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+            if (n <= 0) {
+                break;  // EOF, or the 3 s timeout
+            }
+            got.append(buf, static_cast<std::size_t>(n));
+        }
+        return got;
+    }
+    // True when the peer closed (EOF or reset) within the receive timeout.
+    bool closed_by_peer() {
+        char c = 0;
+        return ::recv(fd_, &c, 1, 0) <= 0 && errno != EAGAIN && errno != EWOULDBLOCK;
+    }
+
+private:
+    int fd_;
+};
+
+// Lowers the soft open-files limit to just above the highest descriptor in use and fills
+// every free slot below it, so the process cannot open one more descriptor; undone (slots
+// freed, limit restored) on destruction.
+class descriptors_exhausted {
+public:
+    descriptors_exhausted() {
+        BOOST_REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved_) == 0);
+        int highest = 0;
+        for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+            highest = std::max(highest, std::stoi(e.path().filename().string()));
+        }
+        rlimit low = saved_;
+        low.rlim_cur = static_cast<rlim_t>(highest + 1);
+        BOOST_REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+        for (;;) {
+            const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                BOOST_REQUIRE(errno == EMFILE);
+                break;
+            }
+            fillers_.push_back(fd);
+        }
+    }
+    ~descriptors_exhausted() {
+        for (const int fd : fillers_) {
+            ::close(fd);
+        }
+        ::setrlimit(RLIMIT_NOFILE, &saved_);
+    }
+    descriptors_exhausted(const descriptors_exhausted&) = delete;
+    descriptors_exhausted& operator=(const descriptors_exhausted&) = delete;
+
+private:
+    rlimit saved_{};
+    std::vector<int> fillers_;
+};
+
+struct roomy_fixture : server_fixture {
+    roomy_fixture() : server_fixture(roomy()) {}
+    static gw::server_options roomy() {
+        auto o = small_limits();
+        o.max_connections = 1000;  // the open-files limit, not this, is what runs out
+        o.header_timeout = 3s;
+        o.idle_timeout = 3s;
+        return o;
+    }
+};
+
+}  // namespace
+
+// Out of descriptors (EMFILE): a new connection is answered 503 and closed at once instead
+// of waiting in the backlog, an open keep-alive connection is still served, the failures
+// are counted, and once descriptors are free again new connections are served.
+BOOST_FIXTURE_TEST_CASE(out_of_descriptors_new_connections_get_503_fast, roomy_fixture) {
+    raw_client open_before;
+    open_before.connect(server->port());
+    BOOST_TEST(starts_with(open_before.exchange(get("/before"), "ok:/before"), "HTTP/1.1 200 "));
+    raw_client refused;
+    raw_client after;
+    {
+        const descriptors_exhausted exhausted;
+        const auto start = std::chrono::steady_clock::now();
+        refused.connect(server->port());
+        const std::string out = refused.exchange(get("/refused"), "}");
+        BOOST_TEST(starts_with(out, "HTTP/1.1 503 "), out);
+        BOOST_TEST(refused.closed_by_peer());
+        BOOST_TEST((std::chrono::steady_clock::now() - start < 2s));
+        BOOST_TEST(
+            starts_with(open_before.exchange(get("/during"), "ok:/during"), "HTTP/1.1 200 "));
+        BOOST_TEST(server->accept_errors().emfile >= 1u);
+        BOOST_TEST(server->refused_connections() >= 1u);
+    }
+    after.connect(server->port());
+    BOOST_TEST(starts_with(after.exchange(get("/after"), "ok:/after"), "HTTP/1.1 200 "));
 }
 
 BOOST_FIXTURE_TEST_CASE(connections_over_the_limit_get_503, server_fixture) {
