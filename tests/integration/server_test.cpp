@@ -468,6 +468,36 @@ private:
     std::vector<int> fillers_;
 };
 
+// One request on a new connection, tolerating a peer that refuses it (a 503 and close, or a
+// reset): whatever arrived before EOF, the 3 s timeout or an error.
+std::string try_exchange(std::uint16_t port, const std::string& bytes, std::string_view body) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return {};
+    }
+    timeval tv{3, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string got;
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0 &&
+        ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(bytes.size())) {
+        char buf[4096];
+        while (got.find(body) == std::string::npos) {
+            const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+            if (n <= 0) {
+                break;
+            }
+            got.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+    ::close(fd);
+    return got;
+}
+
 struct roomy_fixture : server_fixture {
     roomy_fixture() : server_fixture(roomy()) {}
     static gw::server_options roomy() {
@@ -489,7 +519,6 @@ BOOST_FIXTURE_TEST_CASE(out_of_descriptors_new_connections_get_503_fast, roomy_f
     open_before.connect(server->port());
     BOOST_TEST(starts_with(open_before.exchange(get("/before"), "ok:/before"), "HTTP/1.1 200 "));
     raw_client refused;
-    raw_client after;
     {
         const descriptors_exhausted exhausted;
         const auto start = std::chrono::steady_clock::now();
@@ -503,8 +532,19 @@ BOOST_FIXTURE_TEST_CASE(out_of_descriptors_new_connections_get_503_fast, roomy_f
         BOOST_TEST(server->accept_errors().emfile >= 1u);
         BOOST_TEST(server->refused_connections() >= 1u);
     }
-    after.connect(server->port());
-    BOOST_TEST(starts_with(after.exchange(get("/after"), "ok:/after"), "HTTP/1.1 200 "));
+    // Recovery is eventual, not instant: a connection that reaches the backlog while the
+    // descriptors are being given back may still be taken with the spare one and refused.
+    std::string answer;
+    const auto recovery_deadline = std::chrono::steady_clock::now() + 5s;
+    for (;;) {
+        answer = try_exchange(server->port(), get("/after"), "ok:/after");
+        if (starts_with(answer, "HTTP/1.1 200 ") ||
+            std::chrono::steady_clock::now() > recovery_deadline) {
+            break;
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    BOOST_TEST(starts_with(answer, "HTTP/1.1 200 "), answer);
 }
 
 BOOST_FIXTURE_TEST_CASE(connections_over_the_limit_get_503, server_fixture) {
