@@ -16,6 +16,8 @@
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -338,6 +340,11 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
         opts_->sessions->keep(tls_->native_handle());
     }
 
+    // A peer that sends more than its answer usually sends it right behind it, and TCP then
+    // holds those bytes at the peer (Nagle) until our ACK, which Linux delays to ride on our
+    // next request: they would arrive after every check, as that request's answer. ACK now,
+    // so they follow within a round trip and the checks below or the next lend see them.
+    acknowledge_now();
     // Anything received beyond the response makes the connection unusable: it would be read
     // as the next request's answer. HTTP bytes in our buffer are certainly more than we asked
     // for; what waits below (a TLS record, socket bytes) may also be a close_notify, so it is
@@ -384,6 +391,16 @@ bool connection::is_idle_and_open() noexcept {
     char byte = 0;
     const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+void connection::acknowledge_now() noexcept {
+#ifdef TCP_QUICKACK
+    // Not sticky: it sends the pending ACK and leaves delayed-ACK mode until the kernel
+    // re-enters it, so it is set after every response. A failure only loses the hint.
+    const int one = 1;
+    (void)::setsockopt(lowest().socket().native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one,
+                       sizeof one);
+#endif
 }
 
 bool connection::has_unread_beyond_buffer() noexcept {

@@ -221,6 +221,8 @@ public:
 
 private:
     beast::tcp_stream& lowest() noexcept;
+    /// Sends the ACK of what we read now instead of letting it wait for our next request.
+    void acknowledge_now() noexcept;
     /// Something beyond the response waits in the TLS layers or the socket.
     bool has_unread_beyond_buffer() noexcept;
     /// Reads at most one byte of application data without waiting (the TLS layer consumes
