@@ -18,9 +18,8 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
-
-#include <cerrno>
 
 #include <algorithm>
 #include <ostream>
@@ -219,19 +218,21 @@ asio::awaitable<boost::system::result<void, failure>> connection::connect(
 //  - an idle connection with unread bytes or a peer close is discarded when the pool is
 //    about to lend it, and again right before our request is written (is_idle_and_open);
 //    an exchange that timed out or failed closes its connection.
-// What remains: bytes the upstream sends on an idle connection that arrive after that last
-// check (microseconds before our write, or while our request is in flight) are read as the
-// head of our answer. They must still parse as one framed response and pass the caller's
-// validation: a 200 is stored only if its result.id is the id we asked for, so a stray
-// record of another image is refused (502, not stored). A stray for the same id, or a stray
-// error envelope, cannot be told from our answer; our own answer then arrives as unread
-// bytes, and the connection is discarded at its next check. So only an upstream that sends
-// responses nobody asked for (a bug or a lie, and a lying upstream can answer anything
-// anyway) can cross answers, and only within that window; exchange_facts tells the caller
-// which answers are certain (the first on a fresh connection) so that a proof of a
-// credential never rests on one that is not. A fresh connection is not checked before its
-// first request: a TLS 1.3 server's session tickets may be waiting there, and nothing sent
-// before any request can be an answer of ours to steal.
+// What remains: bytes the upstream sends without being asked that arrive after the last
+// check are read as the head of our answer. That window is short but not zero: from the
+// check to our request reaching the upstream, plus about a round trip after the previous
+// answer for bytes sent right behind it (which TCP would otherwise hold at the upstream until
+// our next request; see acknowledge_now). Such bytes must still parse as one framed response
+// and pass the caller's validation: a 200 is stored only if its result.id is the id we asked
+// for, so a stray record of another image is refused (502, not stored). A stray for the same
+// id, or a stray error envelope, cannot be told from our answer; our own answer then arrives
+// as unread bytes and the connection is discarded at its next check. So only an upstream
+// that sends responses nobody asked for (a bug, or a lie, and a lying upstream can answer
+// anything anyway) can cross answers, and only within that window: exchange_facts tells the
+// caller which answers are certain (the first on a fresh connection), so a proof of a
+// credential never has to rest on one that is not. A fresh connection is not checked before
+// its first request: a TLS 1.3 server's session tickets may be waiting there, and an upstream
+// that answers before it is asked is lying, which no framing can catch.
 asio::awaitable<boost::system::result<response, failure>> connection::exchange(
     std::string_view request, clock::time_point deadline) {
     using result_type = boost::system::result<response, failure>;
@@ -386,11 +387,14 @@ bool connection::is_idle_and_open() noexcept {
     if (!socket.is_open()) {
         return false;
     }
-    // MSG_PEEK leaves the byte for nobody: a readable idle connection is closed, not read.
-    // 0 is the peer's FIN; EAGAIN the only answer that means "open, nothing to read".
-    char byte = 0;
-    const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    // The bytes waiting in the socket (Asio's available(), without its error plumbing): a
+    // TLS peer's close_notify or a stray response shows here. A bare FIN (no bytes) does
+    // not; writing on such a connection fails before any answer byte, which the client
+    // retries on a fresh connection. FIONREAD is a plain syscall, where a MSG_PEEK recv()
+    // also pays for being a thread-cancellation point (about 60 instructions, three times
+    // per miss).
+    int waiting = 0;
+    return ::ioctl(socket.native_handle(), FIONREAD, &waiting) == 0 && waiting == 0;
 }
 
 void connection::acknowledge_now() noexcept {
@@ -406,8 +410,10 @@ void connection::acknowledge_now() noexcept {
 bool connection::has_unread_beyond_buffer() noexcept {
     if (tls_) {
         // Decrypted data OpenSSL holds, or records it has read from its BIO pair and not yet
-        // processed; then ciphertext in the BIO pair that Asio fed it. (Asio's own input
-        // buffer holds more only if that BIO was full, and then the BIO is not empty.)
+        // processed; then ciphertext in the BIO pair that Asio fed it. Asio's own input
+        // buffer (not inspectable) holds only ciphertext a full 17 KiB BIO had no room for;
+        // for that to be all that is left, the upstream must end its answer exactly at that
+        // boundary, and the bytes are then the residual case described above exchange().
         SSL* ssl = tls_->native_handle();
         if (SSL_has_pending(ssl) == 1) {
             return true;

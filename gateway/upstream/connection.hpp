@@ -197,11 +197,11 @@ public:
     /// (see the comment in the definition for why this is safe).
     void close() noexcept;
 
-    /// No byte waits unread in the socket and the peer has not closed it (a TLS record
-    /// such as close_notify or a stray response shows up here too). One non-blocking
-    /// MSG_PEEK, no TLS state touched: the pool calls it on an idle connection it owns
-    /// (from any thread, under its lock) before lending it; a readable idle connection is
-    /// discarded, never read as the next answer.
+    /// The connection is open and no byte waits unread in its socket (a TLS record such as
+    /// close_notify or a stray response shows up there). One FIONREAD ioctl, no TLS state
+    /// touched: the pool calls it on an idle connection it owns (from any thread, under its
+    /// lock) before lending it, and exchange() again right before writing on a reused one; a
+    /// readable idle connection is discarded, never read as the next answer.
     bool is_idle_and_open() noexcept;
 
     /// The last exchange completed, its response was framed (not close-delimited), both
