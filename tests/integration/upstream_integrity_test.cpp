@@ -190,6 +190,10 @@ BOOST_FIXTURE_TEST_CASE(a_response_trailing_the_answer_is_never_an_answer, fixtu
     // The answer and a 404 right behind it, each in its own TLS record.
     const auto a = gw.get(path("trailing-1", account_a));
     BOOST_TEST(is_record_of(a, account_a, "trailing-1"), a.status << " " << a.body);
+    // Written right behind the answer, the 404 is in flight by now: without the prompt ACK
+    // TCP would hold it at the upstream until the next request went out (Nagle), and that
+    // request would read it as its answer.
+    BOOST_REQUIRE(upstream.wait_for_strays(1, 5s));
     const auto b = gw.get(path("plain-4", account_b));
     BOOST_TEST(is_record_of(b, account_b, "plain-4"), b.status << " " << b.body);
     BOOST_TEST(hit(gw.get(path("plain-4", account_b))));
