@@ -187,9 +187,11 @@ public:
     asio::awaitable<boost::system::result<void, failure>> connect(clock::time_point deadline);
 
     /// Writes `request` (a complete HTTP/1.1 request head, see client::request_bytes) and
-    /// reads the complete response; both must finish by `deadline`. `request` must stay
-    /// valid until the exchange completes. On any error the connection is closed. On
-    /// success the stream expiry is disarmed again.
+    /// reads the final response, skipping interim 1xx heads (framing.hpp); all of it must
+    /// finish by `deadline`. A reused connection is first checked for unread bytes
+    /// (framing_error::unread_bytes_before_request, nothing written). `request` must stay
+    /// valid until the exchange completes. On any error the connection is closed; on success
+    /// it stays open only if may_reuse() holds, with its stream expiry disarmed again.
     asio::awaitable<boost::system::result<response, failure>> exchange(std::string_view request,
                                                                        clock::time_point deadline);
 
