@@ -93,7 +93,8 @@ std::optional<std::string> client::request_bytes(std::string_view target,
 }
 
 asio::awaitable<boost::system::result<response>> client::fetch(
-    std::string target, clock::time_point deadline, std::shared_ptr<const credential> cred) {
+    std::string target, clock::time_point deadline, std::shared_ptr<const credential> cred,
+    connection_choice choice) {
     const auto req = request_bytes(target, cred.get());
     if (!req) {
         // The config check and gateway/auth/authorizer.cpp refuse such values first; never reached
@@ -106,7 +107,8 @@ asio::awaitable<boost::system::result<response>> client::fetch(
         co_return make_error_code(errc::internal_error);
     }
     for (int attempt = 0; attempt < 2; ++attempt) {
-        const auto mode = attempt == 0 ? acquire_mode::any : acquire_mode::fresh;
+        const auto mode = attempt == 0 && choice == connection_choice::pooled ? acquire_mode::any
+                                                                              : acquire_mode::fresh;
         auto acquired = co_await pool_.acquire(deadline, mode);
         if (!acquired) {
             const auto ec = acquired.error();
@@ -139,6 +141,8 @@ asio::awaitable<boost::system::result<response>> client::fetch(
                 l.mark_reusable();
             }
             stats_->count_status(r->status);
+            stats_->interim_skipped.fetch_add(r->facts.interim_responses,
+                                              std::memory_order_relaxed);
             stats_->latency.observe(r->latency);
             co_return std::move(*r);
         }
@@ -152,6 +156,9 @@ asio::awaitable<boost::system::result<response>> client::fetch(
         // and never after our own deadline.
         const bool retry = attempt == 0 && reused && !f.response_started &&
                            f.ec != beast::error::timeout && clock::now() < deadline;
+        if (f.ec == framing_error::unread_bytes_before_request) {
+            stats_->unread_discards.fetch_add(1, std::memory_order_relaxed);
+        }
         if (retry) {
             stats_->retries.fetch_add(1, std::memory_order_relaxed);
             if (log_) {

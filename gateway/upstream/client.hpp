@@ -50,6 +50,14 @@ struct client_options {
     pool_options pool;
 };
 
+/// Which connection fetch() sends its request on.
+enum class connection_choice {
+    pooled,  ///< an idle pooled connection if there is one, else a new one
+    /// Always a new connection: its answer's exchange_facts::fresh_connection holds, so a
+    /// clean answer is certain() (what a passthrough proof must rest on).
+    fresh,
+};
+
 /// One client per upstream origin, owned by main and shared by reference with handlers.
 /// Must be destroyed before the io_context.
 /// Thread-safety: fetch() may run concurrently from any number of coroutines on any
@@ -70,10 +78,12 @@ public:
     /// it); errors are errc values: upstream_connect_failed, upstream_tls_failed,
     /// upstream_timeout, upstream_too_large, upstream_protocol_error, pool_exhausted,
     /// shutting_down. With `cred`, exactly that credential is sent and the configured token
-    /// never is.
+    /// never is. `response::facts` says how certainly the answer is this request's
+    /// (exchange_facts); `choice` fresh makes it certain whenever it is clean.
     asio::awaitable<boost::system::result<response>> fetch(
         std::string target, clock::time_point deadline,
-        std::shared_ptr<const credential> cred = nullptr);
+        std::shared_ptr<const credential> cred = nullptr,
+        connection_choice choice = connection_choice::pooled);
 
     /// Stops the pool: waiters and later fetches fail with errc::shutting_down.
     void shutdown();

@@ -90,6 +90,8 @@ private:
     void update_gauges() noexcept;
 
     std::optional<lease> take_idle();
+    /// Closes an idle connection that is readable (see connection::is_idle_and_open).
+    void discard_unreadable(slot& s);
     void evict_oldest_idle();
     void open_as_needed();
     void start_connect(slot& s);
@@ -154,16 +156,26 @@ std::optional<lease> pool_impl::try_take_idle() {
 }
 
 std::optional<lease> pool_impl::take_idle() {
-    // Most recently parked first: it is the least likely to have been closed by the peer,
-    // and the oldest ones age out through the reaper.
     slot* best = nullptr;
-    for (auto& s : slots_) {
-        if (s.state == slot_state::idle && (best == nullptr || s.idle_since >= best->idle_since)) {
-            best = &s;
+    for (;;) {
+        // Most recently parked first: it is the least likely to have been closed by the
+        // peer, and the oldest ones age out through the reaper.
+        best = nullptr;
+        for (auto& s : slots_) {
+            if (s.state == slot_state::idle &&
+                (best == nullptr || s.idle_since >= best->idle_since)) {
+                best = &s;
+            }
         }
-    }
-    if (best == nullptr) {
-        return std::nullopt;
+        if (best == nullptr) {
+            return std::nullopt;
+        }
+        if (best->conn->is_idle_and_open()) {
+            break;
+        }
+        // Bytes on an idle connection answer no request of ours (or are the peer's close):
+        // read as the next request's answer they would cross answers. Discard, try the next.
+        discard_unreadable(*best);
     }
     const auto t = transition(best->state, slot_event::acquired, facts_for(*best),
                               {opts_.max_requests_per_connection});
@@ -171,6 +183,16 @@ std::optional<lease> pool_impl::take_idle() {
     best->state = t.next;
     update_gauges();
     return lease(shared_from_this(), best->conn, best->id, true);
+}
+
+void pool_impl::discard_unreadable(slot& s) {
+    const auto t =
+        transition(s.state, slot_event::evicted, facts_for(s), {opts_.max_requests_per_connection});
+    BOOST_ASSERT(t.action == slot_action::close);
+    (void)t;  // only checked in debug builds
+    stats_->unread_discards.fetch_add(1, std::memory_order_relaxed);
+    close_and_erase(s.id);
+    update_gauges();
 }
 
 void pool_impl::evict_oldest_idle() {

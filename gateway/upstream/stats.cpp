@@ -99,6 +99,11 @@ void stats::render(std::string& out) const {
     append_counter(out, "reuses_total", "counter", "Exchanges on a reused connection.", reuses);
     append_counter(out, "retries_total", "counter",
                    "Retries after a reused connection failed before any response byte.", retries);
+    append_counter(out, "unread_discards_total", "counter",
+                   "Idle connections closed because they had unread bytes or a peer close.",
+                   unread_discards);
+    append_counter(out, "interim_responses_total", "counter",
+                   "Interim (1xx) responses skipped before final responses.", interim_skipped);
     append_counter(out, "idle_closes_total", "counter",
                    "Idle connections closed after the idle timeout.", idle_closes);
     append_counter(out, "retired_total", "counter",

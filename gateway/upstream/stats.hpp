@@ -42,6 +42,8 @@ struct stats {
     counter protocol_errors{0};   ///< bad HTTP, truncated body, reset mid-answer
     counter reuses{0};            ///< exchanges sent on a connection that served one before
     counter retries{0};           ///< second attempts after a reused connection failed silently
+    counter unread_discards{0};   ///< idle connections closed because they were readable
+    counter interim_skipped{0};   ///< 1xx heads read and skipped before final responses
     counter idle_closes{0};       ///< idle connections closed after idle_timeout
     counter retired{0};           ///< connections closed after max_requests_per_connection
 

@@ -162,6 +162,38 @@ BOOST_AUTO_TEST_CASE(fetch_returns_the_record_and_reuses_the_connection) {
     BOOST_TEST(eventually([&] { return c->stats().idle.load() == 1u; }));
 }
 
+BOOST_AUTO_TEST_CASE(facts_say_how_each_answer_came) {
+    auto c = make_client(options());
+    const auto first = fetch(*c, "f-1");
+    require_ok(first);
+    BOOST_TEST(first->facts == (up::exchange_facts{.fresh_connection = true,
+                                                   .framed = true,
+                                                   .trailing_bytes = false,
+                                                   .interim_responses = 0}));
+    BOOST_TEST(first->facts.certain());
+    const auto second = fetch(*c, "f-2");
+    require_ok(second);
+    BOOST_TEST(!second->facts.fresh_connection);
+    BOOST_TEST(second->facts.clean());
+    BOOST_TEST(!second->facts.certain());
+    server->add_fault({.kind = emu::fault_kind::chunked, .image_id = "f-3", .times = 1});
+    const auto chunked = fetch(*c, "f-3");
+    require_ok(chunked);
+    BOOST_TEST(chunked->facts.framed);
+    BOOST_TEST(chunked->facts.clean());
+    // A caller that needs a certain answer gets a new connection, though one is idle.
+    BOOST_TEST(eventually([&] { return c->stats().idle.load() == 1u; }));
+    auto f = asio::co_spawn(ioc,
+                            c->fetch(target("f-4"), std::chrono::steady_clock::now() + 10s, nullptr,
+                                     up::connection_choice::fresh),
+                            asio::use_future);
+    BOOST_REQUIRE(f.wait_for(30s) == std::future_status::ready);
+    const auto fresh = f.get();
+    require_ok(fresh);
+    BOOST_TEST(fresh->facts.certain());
+    BOOST_TEST(server->connections_accepted() == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(non_2xx_status_is_a_value) {
     auto o = options();
     o.token = "wrong-token";
@@ -278,7 +310,10 @@ BOOST_AUTO_TEST_CASE(reset_on_a_fresh_connection_is_not_retried) {
 BOOST_AUTO_TEST_CASE(connection_close_answer_is_not_reused) {
     auto c = make_client(options());
     server->add_fault({.kind = emu::fault_kind::close, .image_id = "bye", .times = 1});
-    require_ok(fetch(*c, "bye"));
+    const auto bye = fetch(*c, "bye");
+    require_ok(bye);
+    // The close_notify behind the answer is the end of the connection, not trailing bytes.
+    BOOST_TEST(bye->facts.clean());
     const auto r = fetch(*c, "next");
     require_ok(r);
     BOOST_TEST(!r->reused_connection);
