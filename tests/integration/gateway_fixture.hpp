@@ -162,6 +162,15 @@ inline emulator_options any_image() {
 struct emulated_upstream {
     explicit emulated_upstream(emulator_options o = any_image()) : emu(std::move(o)) {}
 
+    /// The emulator answers requests for `id` after `d`.
+    void delay(const std::string& id, std::chrono::milliseconds d) {
+        fault_rule f;
+        f.kind = fault_kind::delay;
+        f.image_id = id;
+        f.delay = d;
+        emu->add_fault(f);
+    }
+
     emulator_runner emu;
     temp_dir dir;
     config::settings settings = gateway_settings(*emu, dir);

@@ -38,13 +38,6 @@ struct raise_fd_limit {
 BOOST_TEST_GLOBAL_FIXTURE(raise_fd_limit);
 
 struct fixture : ts::emulated_upstream {
-    void delay(const std::string& id, std::chrono::milliseconds d) {
-        ts::fault_rule f;
-        f.kind = ts::fault_kind::delay;
-        f.image_id = id;
-        f.delay = d;
-        emu->add_fault(f);
-    }
     void fault(ts::fault_kind k, const std::string& id, unsigned status = 500) {
         ts::fault_rule f;
         f.kind = k;
@@ -56,8 +49,8 @@ struct fixture : ts::emulated_upstream {
 
 }  // namespace
 
-// With one thread sessions and fetches run on the io_context's executor itself, with two on
-// strands (gateway/http/server.hpp, server_options::single_threaded): both must collapse.
+// One worker or two (each an io_context run by one thread; a miss runs on the worker of its
+// session, its followers are woken on theirs): both must collapse.
 BOOST_DATA_TEST_CASE_F(fixture, herd_of_500_costs_one_upstream_call, bdata::make({1u, 2u}),
                        threads) {
     settings.server.threads = threads;
