@@ -87,12 +87,12 @@ std::size_t client::local_pool() const noexcept {
     if (i < pools_.size() && pools_[i]->runs_here()) {
         return i;
     }
-    for (std::size_t j = 0; j < pools_.size(); ++j) {
-        if (pools_[j]->runs_here()) {
-            return j;
-        }
+    std::size_t j = 0;
+    while (j < pools_.size() && !pools_[j]->runs_here()) {
+        ++j;
     }
-    IMAGEGATE_CHECK(false, "an upstream fetch runs on one of its client's workers");
+    IMAGEGATE_CHECK(j < pools_.size(), "an upstream fetch runs on one of its client's workers");
+    return j;
 }
 
 std::optional<std::string> client::request_bytes(std::string_view target,
