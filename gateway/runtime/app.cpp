@@ -18,6 +18,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <stdexcept>
 #include <mutex>
@@ -179,6 +180,9 @@ struct app::impl {
     std::condition_variable stop_cv;
     bool stop_requested = false;  // guarded by stop_mu
     std::once_flag finish_once;
+    // run_until_signal()'s handler while it runs: its pending wait keeps worker 0 busy, so
+    // the shutdown cancels it before letting the workers run out of work.
+    std::atomic<signal_handler*> signals{nullptr};
 
     impl(config::settings s, std::shared_ptr<spdlog::logger> l)
         : settings(std::move(s)),
@@ -276,6 +280,9 @@ struct app::impl {
             data_server->close_all();
             admin_server->close_all();
             client->shutdown();
+            if (auto* s = signals.load()) {
+                s->cancel();
+            }
             io.release();
             // Everything is closed; the threads return once the last handlers ran. A handler
             // that never completes would hang exit, so give it a bound.
@@ -331,10 +338,12 @@ int app::run_until_signal() {
                                 },
                             .reload = [&m] { m.reload(); }});
     signals.start();
+    m.signals.store(&signals);
     if (!m.started) {
         start();
     }
     wait();
+    m.signals.store(nullptr);
     return 0;
 }
 

@@ -1,5 +1,7 @@
 #include "gateway/runtime/signals.hpp"
 
+#include <boost/asio/post.hpp>
+
 #include <csignal>
 
 namespace imagegate::gateway {
@@ -43,5 +45,12 @@ signal_handler::~signal_handler() {
 }
 
 void signal_handler::start() { arm(state_); }
+
+void signal_handler::cancel() {
+    asio::post(state_->signals.get_executor(), [st = state_] {
+        boost::system::error_code ignored;
+        st->signals.cancel(ignored);
+    });
+}
 
 }  // namespace imagegate::gateway

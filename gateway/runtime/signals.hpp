@@ -25,7 +25,8 @@ struct signal_hooks {
 /// longer take their default action (kill the process): they are delivered to the hooks
 /// once start() was called. Owned by the composition root; destroy it only once the
 /// executor's thread has stopped (or the hooks' targets are still alive).
-/// Thread-safety: construct, start() and destroy from one thread; the hooks run on `ex`.
+/// Thread-safety: construct, start() and destroy from one thread; cancel() from any thread;
+/// the hooks run on `ex`.
 class signal_handler {
 public:
     /// Throws boost::system::system_error if the signals cannot be registered.
@@ -36,6 +37,9 @@ public:
 
     /// Starts delivering signals to the hooks.
     void start();
+    /// Stops delivering (the signals stay caught, and ignored, until destruction), so that
+    /// `ex`'s context can run out of work. Posted to `ex`: asynchronous.
+    void cancel();
 
 private:
     struct state;

@@ -184,6 +184,18 @@ struct app_fixture : ts::emulated_upstream {
         e.port = app->admin_port();
         return e;
     }
+    /// /readyz answers 200 within 10 s.
+    bool becomes_ready() const {
+        return ts::eventually(
+            [&] {
+                try {
+                    return ts::request(admin(), http::verb::get, "/readyz").status == 200u;
+                } catch (const std::exception&) {
+                    return false;
+                }
+            },
+            10s);
+    }
 };
 
 }  // namespace
@@ -215,6 +227,7 @@ BOOST_FIXTURE_TEST_CASE(shutdown_from_an_io_thread_returns_and_wait_completes_it
     // It ended when the last session did, not at the drain timeout (2 s).
     BOOST_TEST((std::chrono::steady_clock::now() - started) < 1500ms);
     BOOST_TEST(log.sink->count("shutdown complete") == 1u);
+    BOOST_TEST(log.sink->count("I/O did not finish") == 0u);
     BOOST_CHECK_THROW(ts::request(data(), http::verb::get, "/x"), std::exception);
 }
 
@@ -241,16 +254,7 @@ BOOST_FIXTURE_TEST_CASE(run_until_signal_survives_sighup_and_stops_on_sigterm, a
     make();
     auto ran = std::async(std::launch::async, [this] { return app->run_until_signal(); });
     // Ready once started, and run_until_signal() registers the signals before it starts.
-    const bool ready = ts::eventually(
-        [&] {
-            try {
-                return ts::request(admin(), http::verb::get, "/readyz").status == 200u;
-            } catch (const std::exception&) {
-                return false;
-            }
-        },
-        10s);
-    if (ready) {
+    if (becomes_ready()) {
         std::raise(SIGHUP);
         BOOST_TEST(
             ts::eventually([&] { return log.sink->count("reload not supported yet") == 1u; }));
@@ -266,6 +270,26 @@ BOOST_FIXTURE_TEST_CASE(run_until_signal_survives_sighup_and_stops_on_sigterm, a
     BOOST_TEST(ran.get() == 0);
     BOOST_TEST(log.sink->count("signal 15 received") == 1u);
     BOOST_TEST(log.sink->count("shutdown complete") == 1u);
+    BOOST_TEST(log.sink->count("I/O did not finish") == 0u);
+}
+
+// Without a signal: shutdown() from an I/O worker ends run_until_signal() too, promptly (its
+// pending signal wait does not hold worker 0 until the 2 s bound).
+BOOST_FIXTURE_TEST_CASE(run_until_signal_ends_on_shutdown_from_a_worker, app_fixture) {
+    make();
+    auto ran = std::async(std::launch::async, [this] { return app->run_until_signal(); });
+    const bool ready = becomes_ready();
+    if (!ready) {
+        app->shutdown();  // or `ran` would wait for ever
+    }
+    BOOST_REQUIRE(ready);
+    const auto started = std::chrono::steady_clock::now();
+    asio::post(app->executor(0), [this] { app->shutdown(); });
+    BOOST_REQUIRE(ran.wait_for(10s) == std::future_status::ready);
+    BOOST_TEST(ran.get() == 0);
+    BOOST_TEST((std::chrono::steady_clock::now() - started) < 1500ms);
+    BOOST_TEST(log.sink->count("shutdown complete") == 1u);
+    BOOST_TEST(log.sink->count("I/O did not finish") == 0u);
 }
 
 // A miss runs on the worker of the session that asked: connections go to the workers in
