@@ -79,6 +79,9 @@ struct server_state {
     std::atomic<std::uint64_t> next_request{0};
     std::string id_prefix;
     std::string refusal;  // the rendered 503 for connections over the limit
+    // The bound port, kept at start-up: the acceptor itself belongs to its worker (stop()
+    // closes it there), so port() must not read it from another thread.
+    std::uint16_t bound_port = 0;
 
     std::mutex mu;
     std::unordered_set<std::shared_ptr<session_control>> controls;  // guarded by mu
@@ -679,15 +682,14 @@ http_server::http_server(std::vector<asio::any_io_executor> executors, server_op
     fail("bind");
     st.acceptor.listen(asio::socket_base::max_listen_connections, ec);
     fail("listen");
+    const auto bound = st.acceptor.local_endpoint(ec);
+    fail("local_endpoint");
+    st.bound_port = bound.port();
 }
 
 http_server::~http_server() { stop(); }
 
-std::uint16_t http_server::port() const noexcept {
-    boost::system::error_code ec;
-    const auto ep = state_->acceptor.local_endpoint(ec);
-    return ec ? 0 : ep.port();
-}
+std::uint16_t http_server::port() const noexcept { return state_->bound_port; }
 
 void http_server::start() {
     asio::co_spawn(state_->acceptor.get_executor(), accept_loop(state_),

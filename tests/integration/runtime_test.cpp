@@ -90,17 +90,21 @@ BOOST_AUTO_TEST_CASE(each_worker_is_one_thread_running_one_context) {
         std::size_t index;
         std::thread::id thread;
         std::vector<bool> runs;  // runs_on_this_worker(executor(j)) for each j
+        bool mine;               // io.runs_current_thread()
     };
     std::mutex mu;
     std::vector<seen> all;
     std::promise<void> done;
     io.start();
     io.post_to_all([&] {
-        seen s{imagegate::workers::current_index(), std::this_thread::get_id(), {}};
+        // Recorded here, checked on the test's thread: Boost.Test is not thread-safe.
+        seen s{imagegate::workers::current_index(),
+               std::this_thread::get_id(),
+               {},
+               io.runs_current_thread()};
         for (std::size_t j = 0; j < io.size(); ++j) {
             s.runs.push_back(imagegate::runs_on_this_worker(io.executor(j)));
         }
-        BOOST_CHECK(io.runs_current_thread());
         const std::lock_guard lock(mu);
         all.push_back(std::move(s));
         if (all.size() == io.size()) {
@@ -117,6 +121,7 @@ BOOST_AUTO_TEST_CASE(each_worker_is_one_thread_running_one_context) {
     for (const auto& s : all) {
         indexes.insert(s.index);
         threads.insert(s.thread);
+        BOOST_TEST(s.mine);
         for (std::size_t j = 0; j < s.runs.size(); ++j) {
             BOOST_TEST(s.runs[j] == (j == s.index), "worker " << s.index << " executor " << j);
         }
