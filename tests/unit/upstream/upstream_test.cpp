@@ -117,7 +117,7 @@ struct fixture {
         return f.get();
     }
 
-    /// Bounded polling for state owned by other threads (the emulator, the pool strand).
+    /// Bounded polling for state owned by other threads (the emulator, the pools' workers).
     static bool eventually(const std::function<bool()>& pred,
                            std::chrono::steady_clock::duration limit = 10s) {
         const auto until = std::chrono::steady_clock::now() + limit;
