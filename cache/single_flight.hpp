@@ -28,8 +28,10 @@ template <class Value>
 class flight {
 public:
     /// Waits for the result until `deadline`. Must be called from a coroutine running on a
-    /// strand (or a single-threaded executor): the wake-up runs on that executor, so it
-    /// cannot run between registering and suspending. Returns nothing on timeout.
+    /// serial executor, one whose handlers never run concurrently (in the gateway: an I/O
+    /// worker's, an io_context run by one thread; gateway/image/handler.cpp checks it): the
+    /// wake-up runs on that executor, so it cannot run between registering and suspending.
+    /// Returns nothing on timeout.
     boost::asio::awaitable<std::optional<Value>> wait(
         std::chrono::steady_clock::time_point deadline) {
         auto ex = co_await boost::asio::this_coro::executor;
@@ -55,10 +57,11 @@ public:
             result_ = std::move(v);
             woken.swap(waiters_);
         }
-        // dispatch: inline when this thread already runs the waiter's executor (the same
-        // single-threaded io_context, or inside its strand) — the waiter cannot be between
-        // registering and suspending then — else posted there. Either way the cancellation
-        // runs on the waiter's executor and its timer handler is queued, never run inline.
+        // dispatch: inline when this thread already runs the waiter's executor (the waiter is
+        // on the completing fetch's worker, so it cannot be between registering and
+        // suspending), else posted to the waiter's worker. Either way the cancellation runs
+        // on the waiter's executor and its timer handler is queued there, never run inline:
+        // no handler of one worker runs on another's thread.
         for (auto& w : woken) {
             boost::asio::dispatch(w.ex, [t = std::move(w.timer)] { t->cancel(); });
         }

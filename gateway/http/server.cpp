@@ -2,7 +2,8 @@
 
 #include "gateway/http/request_head.hpp"
 #include "gateway/http/accept_guard.hpp"
-#include "gateway/core/serial_executor.hpp"
+#include "gateway/core/check.hpp"
+#include "gateway/core/workers.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -11,7 +12,6 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/throw_exception.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
@@ -30,6 +30,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <mutex>
@@ -50,14 +51,14 @@ using tls_stream = ssl::stream<beast::tcp_stream>;
 namespace detail {
 
 /// A session's handle for the server: lets stop()/close_all() and the idle reaper reach its
-/// socket. `stream` and `busy` are touched only on the session's strand.
+/// socket. `stream` and `busy` are touched only on the session's executor.
 struct session_control {
-    asio::any_io_executor strand;
+    asio::any_io_executor executor;
     beast::tcp_stream* stream = nullptr;  // the TCP layer (under TLS too); null once ended
     bool busy = false;                    // a request is being answered
     /// While a plain session waits for its next request: when the idle reaper must close it
     /// (steady_clock ticks since its epoch); 0 while it does not wait, `expired` once the
-    /// reaper took it. Set and cleared on the session's strand, read by the reaper.
+    /// reaper took it. Set and cleared on the session's executor, read by the reaper.
     std::atomic<std::int64_t> idle_deadline{0};
     static constexpr std::int64_t expired = -1;
 };
@@ -68,10 +69,11 @@ struct server_state {
     observer_fn observer;
     std::shared_ptr<spdlog::logger> log;
     std::shared_ptr<ssl::context> tls;  // null: plain HTTP
-    asio::io_context& ioc;
+    // Sessions are spread over these in turn; the first also runs the acceptor and reaper.
+    std::vector<asio::any_io_executor> executors;
     tcp::acceptor acceptor;
-    asio::steady_timer reaper;  // the idle reaper's tick, on the acceptor's strand
-    accept_guard guard;         // failed accepts; used on the acceptor's strand
+    asio::steady_timer reaper;  // the idle reaper's tick, on the acceptor's executor
+    accept_guard guard;         // failed accepts; used on the acceptor's executor
     std::atomic<bool> stopping{false};
     std::atomic<std::size_t> sessions{0};
     std::atomic<std::uint64_t> refused{0};
@@ -79,20 +81,25 @@ struct server_state {
     std::atomic<std::uint64_t> next_request{0};
     std::string id_prefix;
     std::string refusal;  // the rendered 503 for connections over the limit
+    // The bound port, kept at start-up: the acceptor itself belongs to its worker (stop()
+    // closes it there), so port() must not read it from another thread.
+    std::uint16_t bound_port = 0;
 
     std::mutex mu;
     std::unordered_set<std::shared_ptr<session_control>> controls;  // guarded by mu
+    // Signalled when the last session ends (wait_drained); paired with mu.
+    std::condition_variable drained;
 
-    server_state(asio::io_context& io, server_options o, handler_fn h, observer_fn ob,
-                 std::shared_ptr<spdlog::logger> l, std::shared_ptr<ssl::context> t)
+    server_state(std::vector<asio::any_io_executor> ex, server_options o, handler_fn h,
+                 observer_fn ob, std::shared_ptr<spdlog::logger> l, std::shared_ptr<ssl::context> t)
         : opts(std::move(o)),
           handler(std::move(h)),
           observer(std::move(ob)),
           log(std::move(l)),
           tls(std::move(t)),
-          ioc(io),
-          acceptor(asio::make_strand(io)),
-          reaper(acceptor.get_executor()),
+          executors(std::move(ex)),
+          acceptor(executors.at(0)),
+          reaper(executors.at(0)),
           guard(opts.name, log) {}
 };
 
@@ -113,10 +120,12 @@ constexpr std::chrono::milliseconds tls_shutdown_timeout{1000};
 // Registers the session for stop()/close_all() and unregisters it on every exit path.
 class session_registration {
 public:
-    session_registration(std::shared_ptr<server_state> st, asio::any_io_executor strand,
+    session_registration(std::shared_ptr<server_state> st, asio::any_io_executor ex,
                          beast::tcp_stream& stream)
         : st_(std::move(st)), ctl_(std::make_shared<session_control>()) {
-        ctl_->strand = std::move(strand);
+        // Without strands a session's steps are serialised only by its executor's one thread.
+        IMAGEGATE_CHECK(runs_on_this_worker(ex), "a session runs on a worker's executor");
+        ctl_->executor = std::move(ex);
         ctl_->stream = &stream;
         st_->sessions.fetch_add(1, std::memory_order_relaxed);
         const std::lock_guard lock(st_->mu);
@@ -124,11 +133,12 @@ public:
     }
     ~session_registration() {
         ctl_->stream = nullptr;
-        {
-            const std::lock_guard lock(st_->mu);
-            st_->controls.erase(ctl_);
+        const std::lock_guard lock(st_->mu);
+        st_->controls.erase(ctl_);
+        // Under mu, so that wait_drained() cannot miss the last session's end.
+        if (st_->sessions.fetch_sub(1, std::memory_order_relaxed) == 1) {
+            st_->drained.notify_all();
         }
-        st_->sessions.fetch_sub(1, std::memory_order_relaxed);
     }
     session_registration(const session_registration&) = delete;
     session_registration& operator=(const session_registration&) = delete;
@@ -498,19 +508,13 @@ void refuse_one_pending(server_state& st) {
 
 asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
     asio::steady_timer backoff(st->acceptor.get_executor());
-    const auto& spread = st->opts.session_executors;
+    const auto& spread = st->executors;
     std::size_t next = 0;
     for (;;) {
-        // Each session's own executor: the next single-threaded io_context in turn, else a
-        // strand on the shared one, unless one thread runs everything.
-        asio::any_io_executor strand;
-        if (!spread.empty()) {
-            strand = spread[next];
-            next = (next + 1) % spread.size();
-        } else {
-            strand = serial_executor(st->ioc.get_executor(), st->opts.single_threaded);
-        }
-        auto [ec, socket] = co_await st->acceptor.async_accept(strand, use_nothrow);
+        // Each session's own executor: the next worker in turn.
+        const asio::any_io_executor& ex = spread[next];
+        next = (next + 1) % spread.size();
+        auto [ec, socket] = co_await st->acceptor.async_accept(ex, use_nothrow);
         if (st->stopping.load(std::memory_order_relaxed) || ec == asio::error::operation_aborted) {
             co_return;
         }
@@ -539,9 +543,9 @@ asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
         if (st->tls) {
-            asio::co_spawn(strand, run_tls_session(st, std::move(socket)), session_done{st});
+            asio::co_spawn(ex, run_tls_session(st, std::move(socket)), session_done{st});
         } else {
-            asio::co_spawn(strand, run_plain_session(st, std::move(socket)), session_done{st});
+            asio::co_spawn(ex, run_plain_session(st, std::move(socket)), session_done{st});
         }
     }
 }
@@ -557,7 +561,7 @@ std::chrono::milliseconds reaper_tick(const server_options& o) {
 // (server.header_timeout before the first request, server.idle_timeout between requests).
 // One timer for the whole listener instead of a deadline timer armed and cancelled per
 // request (about 10 % of a cache hit's instructions). The close runs on the session's own
-// strand and only if the session is still in that same wait, so a request that arrived in
+// executor and only if the session is still in that same wait, so a request that arrived in
 // the meantime is served.
 asio::awaitable<void> idle_reaper(std::shared_ptr<server_state> st) {
     const auto tick = reaper_tick(st->opts);
@@ -576,9 +580,9 @@ asio::awaitable<void> idle_reaper(std::shared_ptr<server_state> st) {
                                                             std::memory_order_relaxed)) {
                 continue;
             }
-            asio::post(ctl->strand, [ctl] {
+            asio::post(ctl->executor, [ctl] {
                 // Still the wait the reaper saw: a session that got its request cleared or
-                // re-armed the deadline on this strand before this ran.
+                // re-armed the deadline on this executor before this ran.
                 if (ctl->stream != nullptr && ctl->idle_deadline.load(std::memory_order_relaxed) ==
                                                   session_control::expired) {
                     boost::system::error_code ignored;
@@ -683,11 +687,12 @@ boost::system::result<std::shared_ptr<ssl::context>, listener_tls_error> make_li
     return ctx;
 }
 
-http_server::http_server(asio::io_context& ioc, server_options opts, handler_fn handler,
-                         observer_fn observer, std::shared_ptr<spdlog::logger> log,
-                         std::shared_ptr<ssl::context> tls)
-    : state_(std::make_shared<server_state>(ioc, std::move(opts), std::move(handler),
-                                            std::move(observer), std::move(log), std::move(tls))) {
+http_server::http_server(std::vector<asio::any_io_executor> executors, server_options opts,
+                         handler_fn handler, observer_fn observer,
+                         std::shared_ptr<spdlog::logger> log, std::shared_ptr<ssl::context> tls)
+    : state_(std::make_shared<server_state>(std::move(executors), std::move(opts),
+                                            std::move(handler), std::move(observer), std::move(log),
+                                            std::move(tls))) {
     auto& st = *state_;
     st.id_prefix = random_prefix();
     {
@@ -720,15 +725,14 @@ http_server::http_server(asio::io_context& ioc, server_options opts, handler_fn 
     // For refuse_one_pending's synchronous accept; asynchronous accepts are unaffected.
     st.acceptor.non_blocking(true, ec);
     fail("non-blocking");
+    const auto bound = st.acceptor.local_endpoint(ec);
+    fail("local_endpoint");
+    st.bound_port = bound.port();
 }
 
 http_server::~http_server() { stop(); }
 
-std::uint16_t http_server::port() const noexcept {
-    boost::system::error_code ec;
-    const auto ep = state_->acceptor.local_endpoint(ec);
-    return ec ? 0 : ep.port();
-}
+std::uint16_t http_server::port() const noexcept { return state_->bound_port; }
 
 void http_server::start() {
     asio::co_spawn(state_->acceptor.get_executor(), accept_loop(state_),
@@ -749,7 +753,7 @@ void http_server::stop() {
     });
     const std::lock_guard lock(st->mu);
     for (const auto& ctl : st->controls) {
-        asio::post(ctl->strand, [ctl] {
+        asio::post(ctl->executor, [ctl] {
             if (ctl->stream != nullptr && !ctl->busy) {
                 boost::system::error_code ignored;
                 ctl->stream->socket().close(ignored);
@@ -763,7 +767,7 @@ void http_server::close_all() {
     auto st = state_;
     const std::lock_guard lock(st->mu);
     for (const auto& ctl : st->controls) {
-        asio::post(ctl->strand, [ctl] {
+        asio::post(ctl->executor, [ctl] {
             if (ctl->stream != nullptr) {
                 boost::system::error_code ignored;
                 ctl->stream->socket().close(ignored);
@@ -774,6 +778,14 @@ void http_server::close_all() {
 
 std::size_t http_server::active_sessions() const noexcept {
     return state_->sessions.load(std::memory_order_relaxed);
+}
+
+bool http_server::wait_drained(std::chrono::steady_clock::time_point deadline) const {
+    IMAGEGATE_CHECK(!on_worker_thread(), "a worker waited for the sessions to drain");
+    auto& st = *state_;
+    std::unique_lock lock(st.mu);
+    return st.drained.wait_until(
+        lock, deadline, [&st] { return st.sessions.load(std::memory_order_relaxed) == 0; });
 }
 
 std::uint64_t http_server::refused_connections() const noexcept {

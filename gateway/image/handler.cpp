@@ -5,7 +5,9 @@
 #include "cache/sharded_cache.hpp"
 #include "cache/single_flight.hpp"
 #include "gateway/auth/authorizer.hpp"
+#include "gateway/core/check.hpp"
 #include "gateway/core/log_escape.hpp"
+#include "gateway/core/workers.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/image/route.hpp"
 #include "gateway/shield/budget.hpp"
@@ -180,7 +182,6 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     upstream::client& client;
     const authorizer& auth;
     image_policy policy;
-    asio::any_io_executor fetch_executor;
     std::shared_ptr<spdlog::logger> log;
     image_stats stats;
     cache::single_flight<flight_key, fetch_outcome, flight_key_hash> flights;
@@ -195,12 +196,11 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     proof_cache proofs;
 
     impl(cache::sharded_cache& c, upstream::client& cl, const authorizer& a, image_policy p,
-         asio::any_io_executor ex, std::shared_ptr<spdlog::logger> l)
+         std::shared_ptr<spdlog::logger> l)
         : cache(c),
           client(cl),
           auth(a),
           policy(p),
-          fetch_executor(std::move(ex)),
           log(std::move(l)),
           token_shield(std::make_shared<shield::credential_shield>(
               budget_options_from(p), shield::upstream_limit_options{})),
@@ -235,7 +235,8 @@ namespace {
 // needed when refused (zero when granted).
 asio::awaitable<shield::duration> acquire_budget(shield::budget& budget, shield::priority prio,
                                                  clock::time_point deadline) {
-    asio::steady_timer timer(co_await asio::this_coro::executor);
+    const auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer timer(ex);
     for (;;) {
         const auto now = clock::now();
         const auto got = budget.try_acquire(now, prio);
@@ -330,7 +331,8 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
             const auto decision = shield::decide_retry(failure, now, deadline, {}, jitter);
             if (decision.retry) {
                 self->stats.retries.fetch_add(1, std::memory_order_relaxed);
-                asio::steady_timer backoff(co_await asio::this_coro::executor, decision.backoff);
+                const auto ex = co_await asio::this_coro::executor;
+                asio::steady_timer backoff(ex, decision.backoff);
                 co_await backoff.async_wait(use_nothrow);
                 continue;
             }
@@ -470,10 +472,8 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
 
 image_handler::image_handler(cache::sharded_cache& cache, upstream::client& client,
                              const authorizer& auth, image_policy policy,
-                             asio::any_io_executor fetch_executor,
                              std::shared_ptr<spdlog::logger> log)
-    : impl_(std::make_shared<impl>(cache, client, auth, policy, std::move(fetch_executor),
-                                   std::move(log))) {}
+    : impl_(std::make_shared<impl>(cache, client, auth, policy, std::move(log))) {}
 
 image_handler::~image_handler() = default;
 
@@ -492,17 +492,18 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
     // The owning key is built only here, past the hit path.
     const flight_key fk{cache::key(route.key()), caller.digest};
     auto joined = self.flights.join(fk);
+    // This session's worker: the leader's fetch runs here, on this worker's upstream pool,
+    // and every waiter (this one too) is woken on its own worker (cache::flight::wait).
+    const auto ex = co_await asio::this_coro::executor;
+    IMAGEGATE_CHECK(runs_on_this_worker(ex), "a flight's waiters wait on their worker");
     if (joined.leader) {
         const auto prio = state == cache::freshness::stale_revalidate
                               ? shield::priority::background
                               : shield::priority::foreground;
         // A background refresh in passthrough uses the credential of the request that
-        // triggered it (which holds a proof for the account).
-        // No strand: the fetch is one sequential coroutine (no operations of its own run in
-        // parallel), so the plain executor serialises it already; a strand would cost an
-        // allocation and a lock per step.
-        asio::co_spawn(self.fetch_executor,
-                       run_fetch(handler, fk, route.to_route(), prio, caller.cred, joined.f),
+        // triggered it (which holds a proof for the account). The fetch is a task of its
+        // own (it belongs to the flight, not to this client), on this worker.
+        asio::co_spawn(ex, run_fetch(handler, fk, route.to_route(), prio, caller.cred, joined.f),
                        fetch_done{handler, fk, joined.f});
     }
 

@@ -84,9 +84,10 @@ struct image_stats {
 /// Owned by the composition root; references services that outlive it. Thread-safe.
 class image_handler {
 public:
+    /// Requests must be handled on the I/O workers `client` was built for: a miss's fetch
+    /// runs on the worker of the session that starts it.
     image_handler(cache::sharded_cache& cache, upstream::client& client, const authorizer& auth,
-                  image_policy policy, asio::any_io_executor fetch_executor,
-                  std::shared_ptr<spdlog::logger> log);
+                  image_policy policy, std::shared_ptr<spdlog::logger> log);
     ~image_handler();
     image_handler(const image_handler&) = delete;
     image_handler& operator=(const image_handler&) = delete;

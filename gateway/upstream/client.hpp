@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace spdlog {
 class logger;
@@ -59,15 +60,20 @@ enum class connection_choice {
 };
 
 /// One client per upstream origin, owned by main and shared by reference with handlers.
-/// Must be destroyed before the io_context.
-/// Thread-safety: fetch() may run concurrently from any number of coroutines on any
-/// executors; shutdown() from any thread.
+/// It runs one connection pool per I/O worker, so a fetch runs where its caller runs: on
+/// the worker of the session that missed, with that worker's connections. The pools share
+/// the origin's connection limit (connection_limit) and the TLS session cache.
+/// Must be destroyed before the workers' contexts.
+/// Thread-safety: fetch() may run concurrently from any number of coroutines on the
+/// workers given to the constructor (anywhere else it aborts: IMAGEGATE_CHECK);
+/// shutdown() from any thread.
 class client {
 public:
+    /// `executors`: one per I/O worker (gateway/core/workers.hpp), at least one.
     /// Throws std::invalid_argument for unusable options (empty host, zero
     /// max_connections, plaintext without allow_plaintext, TLS without a context): these are
     /// start-up errors. `tls_ctx` is ignored for plaintext and may then be null.
-    client(asio::any_io_executor ex, client_options opts,
+    client(std::vector<asio::any_io_executor> executors, client_options opts,
            std::shared_ptr<asio::ssl::context> tls_ctx, std::shared_ptr<spdlog::logger> log = {});
     client(const client&) = delete;
     client& operator=(const client&) = delete;
@@ -85,14 +91,20 @@ public:
         std::shared_ptr<const credential> cred = nullptr,
         connection_choice choice = connection_choice::pooled);
 
-    /// Stops the pool: waiters and later fetches fail with errc::shutting_down.
+    /// Stops the pools: waiters and later fetches fail with errc::shutting_down.
     void shutdown();
 
     const upstream::stats& stats() const noexcept { return *stats_; }
 
+    /// Connections counted against max_connections now (connecting, idle, in use, closing),
+    /// over every worker's pool.
+    std::size_t open_connections() const noexcept { return limit_->taken(); }
+
 private:
     /// The request head for `target`, or nothing if a piece is not header-safe.
     std::optional<std::string> request_bytes(std::string_view target, const credential* cred) const;
+    /// The pool of the calling worker, and its index.
+    std::size_t local_pool() const noexcept;
 
     client_options opts_;
     std::shared_ptr<upstream::stats> stats_;
@@ -101,7 +113,8 @@ private:
     // token's Authorization line (empty without a token). Never logged.
     std::string fixed_fields_;
     std::string token_field_;
-    upstream::pool pool_;
+    std::shared_ptr<connection_limit> limit_;             // shared by the pools
+    std::vector<std::unique_ptr<upstream::pool>> pools_;  // one per worker, in worker order
 };
 
 }  // namespace imagegate::upstream

@@ -1,5 +1,7 @@
 #include "gateway/upstream/connection.hpp"
 
+#include "gateway/core/check.hpp"
+#include "gateway/core/workers.hpp"
 #include "gateway/upstream/headers.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -104,11 +106,11 @@ void tls_session_cache::keep(SSL* ssl) {
 }
 
 connection::connection(asio::any_io_executor ex, std::shared_ptr<const connection_options> opts)
-    : strand_(std::move(ex)), opts_(std::move(opts)), resolver_(strand_) {
+    : ex_(std::move(ex)), opts_(std::move(opts)), resolver_(ex_) {
     if (opts_->tls) {
-        tls_.emplace(strand_, *opts_->tls);
+        tls_.emplace(ex_, *opts_->tls);
     } else {
-        plain_.emplace(strand_);
+        plain_.emplace(ex_);
     }
     // Beast 1.81 bounds neither chunk extensions nor trailers: without a cap on what one
     // read may buffer, a hostile upstream could make us hold bandwidth x request_timeout
@@ -132,13 +134,14 @@ asio::awaitable<boost::system::result<void, failure>> connection::connect(
         close();
         return failure{ec, p, false};
     };
+    IMAGEGATE_CHECK(runs_on_this_worker(ex_), "a connection connects on its own worker");
     if (closed_) {
         co_return fail(asio::error::operation_aborted, phase::resolve);
     }
 
     // The resolver has no stream expiry, so it races a timer at the same deadline that
     // later bounds connect and handshake: one budget for the three steps.
-    asio::steady_timer resolve_timer(strand_);
+    asio::steady_timer resolve_timer(ex_);
     resolve_timer.expires_at(deadline);
     auto resolved =
         co_await (resolver_.async_resolve(opts_->host, std::to_string(opts_->port), use_nothrow) ||
@@ -230,6 +233,9 @@ asio::awaitable<boost::system::result<void, failure>> connection::connect(
 asio::awaitable<boost::system::result<response, failure>> connection::exchange(
     std::string_view request, clock::time_point deadline) {
     using result_type = boost::system::result<response, failure>;
+    // The stream and its expiry timer are confined to the connection's worker; the caller
+    // (client::fetch) runs the exchange inline, so it must already be there.
+    IMAGEGATE_CHECK(runs_on_this_worker(ex_), "an exchange runs on its connection's worker");
     reusable_ = false;
     const bool reused = requests_served() > 0;
     if (closed_) {

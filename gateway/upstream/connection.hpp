@@ -163,24 +163,24 @@ struct connection_options {
 
 /// One upstream connection. Created by the pool, shared between the pool's slot and the
 /// lease that borrows it.
-/// Thread-safety: every member except get_executor(), requests_served(), resumed() and
-/// is_idle_and_open() must run on get_executor() (the connection's strand, or the one I/O
-/// thread), and at most one of connect()/exchange() may be in flight. The pool and the lease
-/// guarantee the second rule: the slot state says who owns the stream (connect task, pool or
-/// lease holder). is_idle_and_open() may run on any thread while no operation is in flight
-/// (the connection is idle in the pool, which serialises it with its lock).
+/// Thread-safety: every member except get_executor(), is_reusable(), requests_served() and
+/// resumed() must run on get_executor(), the pool's worker (connect() and exchange() check
+/// it in every build), and at most one of connect()/exchange() may be in flight. The pool
+/// and the lease guarantee the second rule: the slot state says who owns the stream
+/// (connect task, pool or lease holder). is_idle_and_open() runs on the pool's worker while
+/// no operation is in flight (the connection is idle in the pool).
 class connection {
 public:
     using executor_type = asio::any_io_executor;
 
-    /// `ex` must serialise this connection's handlers: a strand, or the executor of an
-    /// io_context that one thread runs (see serial_executor).
+    /// `ex` must be a worker's executor (gateway/core/workers.hpp): its one thread
+    /// serialises this connection's handlers.
     connection(asio::any_io_executor ex, std::shared_ptr<const connection_options> opts);
 
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
-    executor_type get_executor() const noexcept { return strand_; }
+    executor_type get_executor() const noexcept { return ex_; }
 
     /// Resolve, connect and handshake; everything must finish by `deadline`. On success the
     /// stream expiry is disarmed (the connection may sit idle in the pool).
@@ -231,14 +231,14 @@ private:
     /// any record that is not data, e.g. close_notify); true if there was one.
     bool read_application_byte() noexcept;
 
-    executor_type strand_;
+    executor_type ex_;
     std::shared_ptr<const connection_options> opts_;
     asio::ip::tcp::resolver resolver_;
     std::optional<asio::ssl::stream<beast::tcp_stream>> tls_;  // engaged for https
     std::optional<beast::tcp_stream> plain_;                   // engaged for http
     beast::flat_buffer buffer_;
-    // Atomic because pool shutdown may close() on the strand while the lease holder, done
-    // with its exchange, reads is_reusable() on its own executor.
+    // Written on the connection's worker only; atomic so that is_reusable() and the
+    // counters stay readable from any thread (the documented exceptions above).
     std::atomic<bool> closed_{false};
     std::atomic<bool> reusable_{false};
     std::atomic<std::uint64_t> requests_served_{0};

@@ -1,6 +1,7 @@
 // The real executables, as a user runs them: imagegate's flags, config errors and exit
-// codes, imagegate in front of imagegate-emulator over verified TLS, stopped by SIGTERM, and
-// the data listener's own TLS (certificate/key errors, https start-up).
+// codes, imagegate in front of imagegate-emulator over verified TLS, surviving SIGHUP and
+// stopped by SIGTERM, and the data listener's own TLS (certificate/key errors, https
+// start-up).
 #define BOOST_TEST_MODULE binary_test
 #include "tests/integration/gateway_fixture.hpp"
 
@@ -200,6 +201,13 @@ BOOST_AUTO_TEST_CASE(gateway_in_front_of_emulator_then_sigterm) {
     ts::endpoint admin = data;
     admin.port = admin_port;
     BOOST_TEST(ts::request(admin, boost::beast::http::verb::get, "/readyz").status == 200u);
+
+    // SIGHUP (a reload, some day) is logged; the process goes on serving.
+    gw.signal(SIGHUP);
+    BOOST_TEST(ts::eventually([&] { return contains(gw.output(), "reload not supported yet"); }));
+    BOOST_TEST(ts::request(admin, boost::beast::http::verb::get, "/readyz").status == 200u);
+    BOOST_TEST(contains(
+        ts::request(data, boost::beast::http::verb::get, path).header("Cache-Status"), "hit"));
 
     gw.signal(SIGTERM);
     BOOST_TEST(gw.wait_exit(10s) == 0);

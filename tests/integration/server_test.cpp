@@ -2,10 +2,10 @@
 // framing errors and graceful shutdown; the same session logic over TLS, and the listener's
 // TLS context (protocol floor, certificate/key errors).
 #define BOOST_TEST_MODULE server_test
+#include "gateway/core/workers.hpp"
 #include "gateway/http/server.hpp"
 #include "tests/support/http_client.hpp"
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/mpl/list.hpp>
@@ -36,9 +36,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// Requests under /slow the handler has started on: tests stop the server once one is being
+// answered (a session still reading or handshaking would be closed as idle).
+std::atomic<int> slow_started{0};
+
 // Answers 200 "ok:<target>"; a target starting with /slow waits 300 ms first.
 asio::awaitable<gw::reply> echo_handler(gw::request req) {
     if (req.target.starts_with("/slow")) {
+        ++slow_started;
         asio::steady_timer t(co_await asio::this_coro::executor, 300ms);
         co_await t.async_wait(imagegate::use_nothrow);
     }
@@ -52,8 +57,13 @@ asio::awaitable<gw::reply> throwing_handler() {
 
 // The fixtures' handler. Targets under /now are answered with a ready reply (as a cache hit
 // is: no coroutine); /throw-now throws before returning anything, /throw-later inside its
-// coroutine; everything else goes to echo_handler.
+// coroutine; /worker names the worker that runs the session; everything else goes to
+// echo_handler.
 gw::handler_result test_handler(gw::request req) {
+    if (req.target == "/worker") {
+        return gw::make_reply(200, "worker:" + std::to_string(imagegate::workers::current_index()),
+                              "text/plain");
+    }
     if (req.target == "/throw-now") {
         throw std::runtime_error("thrown before any coroutine");
     }
@@ -97,38 +107,33 @@ struct listener_pki {
 };
 
 struct server_fixture {
-    int nthreads;
-    asio::io_context ioc;
+    // The production threading model: `n` workers, one io_context and one thread each.
+    // Declared first: destroyed after the server.
+    imagegate::workers io;
     std::atomic<int> observed{0};
     std::unique_ptr<gw::http_server> server;
-    std::vector<std::thread> threads;
-    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
 
-    /// Plain HTTP, or TLS with `tls` (clients then trust `ca_pem`).
-    /// `n` threads run the io_context; with one, sessions run without strands.
+    /// Plain HTTP, or TLS with `tls` (clients then trust `ca_pem`), on `n` workers.
     explicit server_fixture(gw::server_options o = small_limits(),
                             std::shared_ptr<asio::ssl::context> tls = nullptr,
-                            std::string ca_pem = {}, int n = 2)
-        : nthreads(n), ioc(n), ca(std::move(ca_pem)) {
-        o.single_threaded = n == 1;
+                            std::string ca_pem = {}, std::size_t n = 2)
+        : io(n), ca(std::move(ca_pem)) {
         server = std::make_unique<gw::http_server>(
-            ioc, o, [](gw::request r) { return test_handler(r); },
+            io.executors(), o, [](gw::request r) { return test_handler(r); },
             [this](const gw::exchange_record&) { ++observed; },
             std::make_shared<spdlog::logger>("test",
                                              std::make_shared<spdlog::sinks::null_sink_mt>()),
             std::move(tls));
         server->start();
-        work.emplace(ioc.get_executor());
-        for (int i = 0; i < nthreads; ++i) {
-            threads.emplace_back([this] { ioc.run(); });
-        }
+        io.start();
     }
     ~server_fixture() {
         server->close_all();
-        work.reset();
-        for (auto& t : threads) {
-            t.join();
-        }
+        io.release();
+        BOOST_CHECK_MESSAGE(io.wait_until(std::chrono::steady_clock::now() + 10s),
+                            "the workers still had work 10 s after close_all()");
+        io.stop();
+        io.join();
     }
 
     static gw::server_options small_limits() {
@@ -154,7 +159,7 @@ struct server_fixture {
     std::string ca;
 };
 
-// Plain HTTP with one I/O thread: sessions on the io_context's executor, no strands.
+// Plain HTTP with one worker: the acceptor and every session on the same thread.
 struct single_thread_server_fixture : server_fixture {
     single_thread_server_fixture() : server_fixture(small_limits(), nullptr, {}, 1) {}
 };
@@ -166,7 +171,7 @@ struct tls_server_fixture : listener_pki, server_fixture {
 
 // Tests of the session logic run over both stream types (the TLS session is the same code
 // over ssl::stream, and its framing, limits and deadlines must hold unchanged) and, for
-// plain HTTP, with one and with two threads.
+// plain HTTP, with one and with two workers.
 using both_listeners =
     boost::mpl::list<server_fixture, single_thread_server_fixture, tls_server_fixture>;
 
@@ -564,13 +569,14 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(graceful_stop_finishes_in_flight_requests, Fixture
     BOOST_TEST(idle.request(http::verb::get, "/warm").status == 200u);
 
     ts::response slow;
+    const int before = slow_started.load();
     std::thread client([&] { slow = ts::request(f.ep(), http::verb::get, "/slow"); });
     // Wait until the slow request is being handled, then stop.
-    const auto deadline = std::chrono::steady_clock::now() + 2s;
-    while (f.server->active_sessions() < 2 && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(5ms);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (slow_started.load() == before && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(2ms);
     }
-    std::this_thread::sleep_for(50ms);
+    BOOST_TEST(slow_started.load() > before);
     f.server->stop();
     client.join();
     BOOST_TEST(slow.status == 200u);
@@ -649,4 +655,39 @@ BOOST_AUTO_TEST_CASE(listener_tls_context_errors_name_the_file_never_the_key) {
         BOOST_TEST(e.reason.find("PRIVATE KEY") == std::string::npos);
         BOOST_TEST(e.reason.find(other.certs.server_key_pem.substr(40, 20)) == std::string::npos);
     }
+}
+
+// Connections go to the workers in turn, and a session runs on its worker's thread.
+BOOST_FIXTURE_TEST_CASE(connections_are_spread_over_the_workers_in_turn, server_fixture) {
+    std::vector<std::string> seen;
+    for (int i = 0; i < 4; ++i) {
+        // One at a time: each is accepted before the next connects.
+        ts::connection c(ep());
+        seen.push_back(c.request(http::verb::get, "/worker").body);
+        BOOST_TEST(c.request(http::verb::get, "/worker").body == seen.back());
+    }
+    const std::vector<std::string> expected{"worker:0", "worker:1", "worker:0", "worker:1"};
+    BOOST_TEST(seen == expected, boost::test_tools::per_element());
+}
+
+// wait_drained() blocks until the last session ended, bounded by its deadline, with no
+// polling: it returns as soon as the slow request's session is gone.
+BOOST_FIXTURE_TEST_CASE(wait_drained_returns_when_the_last_session_ends, server_fixture) {
+    ts::response slow;
+    const int before = slow_started.load();
+    std::thread client([&] { slow = ts::request(ep(), http::verb::get, "/slow"); });
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (slow_started.load() == before && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(2ms);
+    }
+    BOOST_TEST(server->active_sessions() == 1u);
+    server->stop();
+    // The slow request takes 300 ms: a 20 ms wait ends at its deadline.
+    BOOST_TEST(!server->wait_drained(std::chrono::steady_clock::now() + 20ms));
+    const auto started = std::chrono::steady_clock::now();
+    BOOST_TEST(server->wait_drained(std::chrono::steady_clock::now() + 5s));
+    BOOST_TEST((std::chrono::steady_clock::now() - started) < 1s);
+    BOOST_TEST(server->active_sessions() == 0u);
+    client.join();
+    BOOST_TEST(slow.status == 200u);
 }

@@ -29,7 +29,9 @@ struct fixture {
         ts::write_file(ca, upstream.ca_pem());
         settings.server.listen = "127.0.0.1:0";
         settings.server.admin_listen = "127.0.0.1:0";
-        settings.server.threads = 2;
+        // One worker, so one pool: each worker pools its own upstream connections, and these
+        // cases need every request on the same one.
+        settings.server.threads = 1;
         settings.server.drain_timeout = 2s;
         settings.upstream.url = upstream.base_url();
         settings.upstream.ca_file = ca;

@@ -2,6 +2,7 @@
 // helpers, failure classification and the Prometheus rendering of stats.
 #define BOOST_TEST_MODULE unit_upstream
 #include "gateway/upstream/connection.hpp"
+#include "gateway/upstream/connection_limit.hpp"
 #include "gateway/upstream/framing.hpp"
 #include "gateway/upstream/headers.hpp"
 #include "gateway/upstream/pool_slot.hpp"
@@ -727,6 +728,71 @@ BOOST_AUTO_TEST_CASE(context_errors_are_values) {
     const auto system = up::make_tls_context({});
     BOOST_TEST(system.has_value());
     BOOST_CHECK_THROW(missing.value(), std::runtime_error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// The per-origin limit the workers' pools share, driven by hand: the hooks only record what
+// the pools would be asked to do.
+BOOST_AUTO_TEST_SUITE(shared_limit)
+
+struct recorded {
+    std::vector<std::size_t> shed;  // members asked to shed, in call order
+    std::vector<std::size_t> room;  // members woken
+};
+
+up::connection_limit::hooks record(recorded& r, std::size_t m) {
+    return {.shed = [&r, m] { r.shed.push_back(m); }, .room = [&r, m] { r.room.push_back(m); }};
+}
+
+BOOST_AUTO_TEST_CASE(units_never_exceed_the_maximum) {
+    up::connection_limit limit(3, 2);
+    BOOST_TEST(limit.try_take(2) == 2u);
+    BOOST_TEST(limit.try_take(5) == 1u);  // only what is left
+    BOOST_TEST(limit.try_take(1) == 0u);
+    BOOST_TEST(limit.taken() == 3u);
+    limit.give_back(2);
+    BOOST_TEST(limit.taken() == 1u);
+    BOOST_TEST(limit.try_take(3) == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_short_member_asks_the_others_and_gets_the_claimed_units) {
+    recorded r;
+    up::connection_limit limit(2, 3);
+    for (std::size_t m = 0; m < 3; ++m) {
+        limit.set_hooks(m, record(r, m));
+    }
+    BOOST_TEST(limit.try_take(2) == 2u);  // member 0 holds everything
+    // Nobody short: keeping an idle connection is free, and the release path costs a load.
+    BOOST_TEST(!limit.claim_for_other(0).has_value());
+
+    limit.set_short(1, 2);  // member 1 needs two: the others are asked to shed
+    const std::vector<std::size_t> asked{0, 2};
+    BOOST_TEST(r.shed == asked, boost::test_tools::per_element());
+    // Saying the same shortfall again asks nobody again; a rise does.
+    limit.set_short(1, 2);
+    BOOST_TEST(r.shed.size() == 2u);
+
+    // Member 0 gives one idle connection up: the claim names member 1, twice, then none.
+    for (int i = 0; i < 2; ++i) {
+        const auto claimed = limit.claim_for_other(0);
+        BOOST_REQUIRE(claimed.has_value());
+        BOOST_TEST(*claimed == 1u);
+    }
+    BOOST_TEST(!limit.claim_for_other(0).has_value());
+    // A member never claims for itself.
+    limit.set_short(1, 1);
+    BOOST_TEST(!limit.claim_for_other(1).has_value());
+
+    // Units coming back wake the members still short, and only those.
+    limit.give_back(1);
+    const std::vector<std::size_t> woken{1};
+    BOOST_TEST(r.room == woken, boost::test_tools::per_element());
+    limit.set_short(1, 0);
+    limit.give_back(1);
+    BOOST_TEST(r.room.size() == 1u);
+    limit.wake(2);
+    BOOST_TEST(r.room.back() == 2u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
