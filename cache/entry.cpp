@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -42,7 +44,8 @@ std::uint32_t add_capped(std::uint32_t a, std::uint32_t b) noexcept {
 
 // The control block std::allocate_shared puts in front of the object: vtable pointer, the
 // use and weak counts, and the allocator below (its 32-bit size, padded to the entry's
-// alignment).
+// alignment). A library with another layout fails to compile (trailing_allocator::allocate)
+// or, if it moved the entry inside the block, aborts on the first entry (make_entry).
 constexpr std::size_t control_block_bytes = 24;
 
 // Entries get memory of their own. Allocated from the general heap they interleave with the
@@ -129,6 +132,12 @@ private:
     char* end_ = nullptr;                                                // guarded by mu_
 };
 
+// The block the calling thread's last entry allocation returned: make_entry checks where the
+// entry landed in it. Set and read within one make_entry call, never across a suspension.
+// (Not a member of the allocator: the allocator lives inside the control block, and a
+// pointer there would make the control block 32 bytes.)
+thread_local const char* last_entry_block = nullptr;
+
 // Allocates the control block + entry and the trailing key, head and body as one block of
 // `bytes` (the whole request) from the arena, and frees it back there. It carries the size
 // because a block's size class is not recorded anywhere else.
@@ -141,9 +150,16 @@ struct trailing_allocator {
     trailing_allocator(const trailing_allocator<U>& o) noexcept : bytes(o.bytes) {}  // NOLINT
 
     T* allocate(std::size_t n) {
+        // T is the library's control block with the entry inside: exactly what bytes()
+        // charges, or the trailing buffer (right after the entry) would overlap the next slot.
+        static_assert(sizeof(T) == control_block_bytes + sizeof(entry),
+                      "std::allocate_shared's control block is not the 24 bytes entry::bytes() "
+                      "and the layout in cache/entry.hpp assume");
         BOOST_ASSERT(n * sizeof(T) <= bytes);
         (void)n;
-        return static_cast<T*>(entry_arena::instance().allocate(bytes));
+        auto* p = entry_arena::instance().allocate(bytes);
+        last_entry_block = static_cast<const char*>(p);
+        return static_cast<T*>(p);
     }
     void deallocate(T* p, std::size_t) noexcept { entry_arena::instance().deallocate(p, bytes); }
 
@@ -234,6 +250,16 @@ std::shared_ptr<const entry> make_entry(entry_params p) {
     std::shared_ptr<const entry> e =
         std::allocate_shared<entry>(trailing_allocator<entry>{static_cast<std::uint32_t>(total)},
                                     entry::private_tag{}, p, rendered);
+    // The entry must end where the control block ends: its trailing buffer starts there.
+    // Checked in every build (one comparison per stored entry); a library that puts the
+    // object elsewhere in its control block would make every entry overwrite memory.
+    if (reinterpret_cast<const char*>(e.get()) != last_entry_block + control_block_bytes) {
+        std::fputs(
+            "imagegate: internal check failed: std::allocate_shared places the entry "
+            "at another offset than cache/entry.cpp assumes\n",
+            stderr);
+        std::abort();
+    }
     return e;
 }
 

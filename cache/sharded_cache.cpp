@@ -1,5 +1,6 @@
 #include "cache/sharded_cache.hpp"
 
+#include <array>
 #include <bit>
 #include <limits>
 #include <optional>
@@ -28,14 +29,41 @@ std::uint64_t part(std::uint64_t total, std::uint32_t n, std::uint32_t i) noexce
     return total / n + (i < total % n ? 1 : 0);
 }
 
+// Generations (see sharded_cache::generation): per shard, 64 counters for the keys that hash
+// to it and 64 for accounts, so memory is fixed (512 bytes a shard) whatever the number of
+// keys and purges, and the hit path never reads them. A key shares its counter with the
+// other keys of its slot: a purge of one of them also keeps a concurrent fetch of another
+// from being stored, which costs that key one more upstream call later, never a wrong
+// answer. With 16 shards a key purge touches 1/1024 of the key space, an account purge 1/64
+// of the accounts. 32-bit counters: only equality matters, and no fetch outlives 2^32
+// purges of one slot.
+constexpr std::size_t generation_slots = 64;
+
+std::size_t key_slot(std::size_t hash) noexcept {
+    // The shard index takes the low bits; these are independent of them.
+    return (hash >> 32) & (generation_slots - 1);
+}
+
+std::size_t account_slot(std::string_view account) noexcept {
+    return std::hash<std::string_view>{}(account) & (generation_slots - 1);
+}
+
 }  // namespace
 
 // Padded to a cache line so neighbouring shards' mutexes do not share one.
 struct alignas(64) sharded_cache::shard {
     explicit shard(const lru_limits& limits) : lru_(limits) {}
 
+    // Requires mu_ held.
+    std::uint64_t generation(key_view k) const noexcept {
+        return (std::uint64_t{key_generations_[key_slot(key_hash{}(k))]} << 32) |
+               account_generations_[account_slot(k.account())];
+    }
+
     mutable std::mutex mu_;
-    shard_lru lru_;  // guarded by mu_
+    shard_lru lru_;                                                      // guarded by mu_
+    std::array<std::uint32_t, generation_slots> key_generations_{};      // guarded by mu_
+    std::array<std::uint32_t, generation_slots> account_generations_{};  // guarded by mu_
 };
 
 std::uint64_t charged_bytes(const entry& e) noexcept {
@@ -117,15 +145,53 @@ bool sharded_cache::put(std::shared_ptr<const entry> e) {
     return result.stored;
 }
 
+std::uint64_t sharded_cache::generation(key_view k) const {
+    const shard& s = *shards_[shard_index(k)];
+    const std::lock_guard lock(s.mu_);
+    return s.generation(k);
+}
+
+bool sharded_cache::put_if_current(std::shared_ptr<const entry> e, std::uint64_t generation) {
+    if (!e) {
+        return false;
+    }
+    shard& s = *shards_[shard_index(e->key())];
+    std::optional<shard_lru::put_result> result;
+    update(s, [&](shard_lru& lru) {
+        // Run under the shard's mutex, which erase() and erase_account() hold while they
+        // change generations.
+        if (s.generation(e->key()) == generation) {
+            result = lru.put(std::move(e));
+        }
+        return 0;
+    });
+    if (!result) {
+        purge_raced_.fetch_add(1, std::memory_order_relaxed);
+        return false;  // `e` is released here, after the unlock
+    }
+    (result->stored ? inserts_ : rejected_too_large_).fetch_add(1, std::memory_order_relaxed);
+    if (!result->evicted.empty()) {
+        evictions_.fetch_add(result->evicted.size(), std::memory_order_relaxed);
+    }
+    return result->stored;
+}
+
 bool sharded_cache::erase(key_view k) {
-    return update(*shards_[shard_index(k)], [&](shard_lru& lru) { return lru.erase(k); })
+    shard& s = *shards_[shard_index(k)];
+    return update(s,
+                  [&](shard_lru& lru) {
+                      ++s.key_generations_[key_slot(key_hash{}(k))];
+                      return lru.erase(k);
+                  })
         .has_value();
 }
 
 std::size_t sharded_cache::erase_account(std::string_view account_id) {
     std::size_t count = 0;
+    const std::size_t slot = account_slot(account_id);
     for (const auto& s : shards_) {
-        count += update(*s, [account_id](shard_lru& lru) {
+        count += update(*s, [&](shard_lru& lru) {
+                     ++s->account_generations_[slot];
                      return lru.erase_if([account_id](const std::shared_ptr<const entry>& e) {
                          return e->key().account() == account_id;
                      });
@@ -136,7 +202,15 @@ std::size_t sharded_cache::erase_account(std::string_view account_id) {
 
 void sharded_cache::clear() {
     for (const auto& s : shards_) {
-        update(*s, [](shard_lru& lru) { return lru.clear(); });
+        update(*s, [&](shard_lru& lru) {
+            for (auto& g : s->key_generations_) {
+                ++g;
+            }
+            for (auto& g : s->account_generations_) {
+                ++g;
+            }
+            return lru.clear();
+        });
     }
 }
 
@@ -148,6 +222,7 @@ stats sharded_cache::snapshot() const noexcept {
         .inserts = inserts_.load(relaxed),
         .evictions = evictions_.load(relaxed),
         .rejected_too_large = rejected_too_large_.load(relaxed),
+        .purge_raced = purge_raced_.load(relaxed),
         .bytes = bytes_.load(relaxed),
         .entries = entries_.load(relaxed),
     };
@@ -163,7 +238,8 @@ shard_stats sharded_cache::shard_snapshot(std::uint32_t index) const {
 std::ostream& operator<<(std::ostream& os, const stats& s) {
     return os << "{hits=" << s.hits << " misses=" << s.misses << " inserts=" << s.inserts
               << " evictions=" << s.evictions << " rejected_too_large=" << s.rejected_too_large
-              << " bytes=" << s.bytes << " entries=" << s.entries << '}';
+              << " purge_raced=" << s.purge_raced << " bytes=" << s.bytes
+              << " entries=" << s.entries << '}';
 }
 
 std::ostream& operator<<(std::ostream& os, const shard_stats& s) {

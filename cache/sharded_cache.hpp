@@ -35,8 +35,11 @@ struct stats {
     std::uint64_t inserts = 0;             ///< `put` stored an entry (new or replacing)
     std::uint64_t evictions = 0;           ///< entries pushed out for room (not erases)
     std::uint64_t rejected_too_large = 0;  ///< `put` refused an entry as too heavy
-    std::uint64_t bytes = 0;               ///< accounted bytes now stored
-    std::uint64_t entries = 0;             ///< entries now stored
+    /// `put_if_current` refused an entry: its key or account was erased since its generation
+    /// was read (a purge won over a fetch in flight).
+    std::uint64_t purge_raced = 0;
+    std::uint64_t bytes = 0;    ///< accounted bytes now stored
+    std::uint64_t entries = 0;  ///< entries now stored
 
     friend bool operator==(const stats&, const stats&) = default;
 };
@@ -92,13 +95,25 @@ public:
     /// heavy (see `lru::put`: a previous entry under that key is removed then as well).
     bool put(std::shared_ptr<const entry> e);
 
-    /// Removes the entry under `k`; true if there was one.
+    /// The generation of `k`: changes whenever `k` or its account is erased (or the cache
+    /// cleared), whether or not an entry was there. Read it before fetching what will be
+    /// stored under `k`, and store with `put_if_current`, so that a purge during the fetch
+    /// wins: the fetch's answer, possibly older than the purge, is not stored.
+    std::uint64_t generation(key_view k) const;
+
+    /// `put`, unless the generation of e->key() is no longer `generation` (then nothing is
+    /// stored or removed, and false is returned). Checked under the shard's lock, so a purge
+    /// is either before it (refused) or after it (the stored entry is removed).
+    bool put_if_current(std::shared_ptr<const entry> e, std::uint64_t generation);
+
+    /// Removes the entry under `k`; true if there was one. Changes its generation.
     bool erase(key_view k);
 
-    /// Removes every entry of `account`; returns how many. Visits all shards.
+    /// Removes every entry of `account`; returns how many. Visits all shards. Changes the
+    /// generation of every key of the account.
     std::size_t erase_account(std::string_view account);
 
-    /// Removes everything.
+    /// Removes everything. Changes every generation.
     void clear();
 
     stats snapshot() const noexcept;
@@ -122,6 +137,7 @@ private:
     std::atomic<std::uint64_t> inserts_{0};
     std::atomic<std::uint64_t> evictions_{0};
     std::atomic<std::uint64_t> rejected_too_large_{0};
+    std::atomic<std::uint64_t> purge_raced_{0};
     std::atomic<std::uint64_t> bytes_{0};
     std::atomic<std::uint64_t> entries_{0};
 };

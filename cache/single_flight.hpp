@@ -37,10 +37,11 @@ template <class Value>
 class flight {
 public:
     /// Waits for the result until `deadline`, or until the waiting coroutine is cancelled
-    /// (its client hung up). Must be called from a coroutine running on a strand (or a
-    /// single-threaded executor): the wake-up runs on that executor, so it cannot run between
-    /// registering and suspending. Returns nothing on timeout or cancellation; the caller has
-    /// then left the flight.
+    /// (its client hung up). Must be called from a coroutine running on a serial executor, one
+    /// whose handlers never run concurrently (in the gateway: an I/O worker's, an io_context
+    /// run by one thread; gateway/image/ checks it): the wake-up runs on that executor, so it
+    /// cannot run between registering and suspending. Returns nothing on timeout or
+    /// cancellation; the caller has then left the flight.
     boost::asio::awaitable<std::optional<Value>> wait(
         std::chrono::steady_clock::time_point deadline) {
         auto ex = co_await boost::asio::this_coro::executor;
@@ -109,10 +110,11 @@ public:
             woken.swap(waiters_);
             on_empty_ = nullptr;  // may own the fetch's reservation state
         }
-        // dispatch: inline when this thread already runs the waiter's executor (the same
-        // single-threaded io_context, or inside its strand) — the waiter cannot be between
-        // registering and suspending then — else posted there. Either way the cancellation
-        // runs on the waiter's executor and its timer handler is queued, never run inline.
+        // dispatch: inline when this thread already runs the waiter's executor (the waiter is
+        // on the completing fetch's worker, so it cannot be between registering and
+        // suspending), else posted to the waiter's worker. Either way the cancellation runs
+        // on the waiter's executor and its timer handler is queued there, never run inline:
+        // no handler of one worker runs on another's thread.
         for (auto& w : woken) {
             boost::asio::dispatch(w.ex, [t = std::move(w.timer)] { t->cancel(); });
         }

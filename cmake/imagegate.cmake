@@ -30,6 +30,7 @@ endif()
 # the test clients) at -O0: instrumented all the same, but GCC optimising instrumented,
 # coroutine-heavy test code tripled the ASan build (the emulator alone: 344 s at -O1, 111 s
 # at -O0) and checks nothing more. imagegate_test_code(target) marks a target as test code.
+# (simdjson's parser layout must not depend on the level: see the top-level CMakeLists.txt.)
 if(CMAKE_CXX_FLAGS MATCHES "-fsanitize=")
   set(IMAGEGATE_TEST_CODE_OPTIONS -O0)
 endif()

@@ -8,7 +8,10 @@ packages=(
   g++ cmake ninja-build ccache pkg-config
   # libraries (DESIGN.md "Decisions already taken")
   libboost1.81-dev libboost-test1.81-dev libssl-dev libsimdjson-dev libspdlog-dev
-  libtomlplusplus-dev
+  libtomlplusplus-dev libhiredis-dev
+  # the fleet tier's shared store: the fleet example in deploy/ runs it, the Redis tests
+  # start it on a free loopback port
+  redis-server
   # the quickstart's curl lines and the system CA store for the real API
   curl ca-certificates
   # cpack -G DEB derives the package's Depends with dpkg-shlibdeps

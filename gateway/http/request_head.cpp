@@ -1,6 +1,8 @@
 // The request-head rules of the data listener; see request_head.hpp.
 #include "gateway/http/request_head.hpp"
 
+#include "gateway/core/request_target.hpp"
+
 #include <boost/beast/http/error.hpp>
 
 #include <iterator>
@@ -42,12 +44,17 @@ bool names_other_version(std::string_view head) noexcept {
 std::size_t put_head(http::request_parser<http::empty_body>& parser,
                      boost::asio::const_buffer bytes, boost::system::error_code& ec) {
     const std::size_t used = parser.put(bytes, ec);
-    if (ec == http::error::need_more) {
+    const std::string_view seen(static_cast<const char*>(bytes.data()), bytes.size());
+    // Checked on every put that consumed bytes, need_more included: Beast consumes a
+    // complete request line and complete fields before the head ends, and the caller drops
+    // them. Beast needs the byte after a field's CRLF to see a fold, so a folded field is
+    // always consumed whole, by one put.
+    if ((!ec || ec == http::error::need_more) && has_obs_fold(seen.substr(0, used))) {
+        ec = http::error::bad_obs_fold;
         return used;
     }
-    const std::string_view seen(static_cast<const char*>(bytes.data()), bytes.size());
-    if (!ec && has_obs_fold(seen.substr(0, used))) {
-        ec = http::error::bad_obs_fold;
+    if (ec == http::error::need_more) {
+        return used;
     }
     if (ec == http::error::bad_version && !names_other_version(seen)) {
         ec = http::error::bad_line_ending;  // malformed, not a version we lack: 400
@@ -78,6 +85,11 @@ std::optional<errc> check_request(const http::request_parser<http::empty_body>& 
     const auto& msg = parser.get();
     if (msg.version() != 11 && msg.version() != 10) {
         return errc::http_version_not_supported;
+    }
+    // Beast accepts any target bytes but SP and controls ("*", "host:443", "http://h?/x");
+    // both listeners serve origin-form and absolute-form with a path only.
+    if (!is_supported_target(msg.target())) {
+        return errc::bad_request;
     }
     // One pass over the field list (in arrival order) instead of a case-insensitive tree
     // lookup per rule: a request carries a handful of fields, and this runs on every hit.

@@ -30,7 +30,8 @@ std::size_t put_head(boost::beast::http::request_parser<boost::beast::http::empt
 /// reset, timeout: nobody is left to read an answer).
 std::optional<errc> classify_read_error(const boost::system::error_code& ec);
 
-/// The framing rules of a complete head: HTTP/1.0 or 1.1, at most max_header_fields fields,
+/// The framing rules of a complete head: HTTP/1.0 or 1.1, a target of a form we serve
+/// (gateway/core/request_target.hpp), at most max_header_fields fields,
 /// exactly one Host on 1.1, no body (chunked or Content-Length > 0), and no repeated or
 /// list-valued Content-Length. Returns the error to answer with.
 std::optional<errc> check_request(

@@ -1,7 +1,9 @@
 #include "gateway/http/server.hpp"
 
 #include "gateway/http/request_head.hpp"
-#include "gateway/core/serial_executor.hpp"
+#include "gateway/http/accept_guard.hpp"
+#include "gateway/core/check.hpp"
+#include "gateway/core/workers.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -13,7 +15,6 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/throw_exception.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
@@ -32,6 +33,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <mutex>
@@ -52,14 +54,14 @@ using tls_stream = ssl::stream<beast::tcp_stream>;
 namespace detail {
 
 /// A session's handle for the server: lets stop()/close_all() and the idle reaper reach its
-/// socket. `stream` and `busy` are touched only on the session's strand.
+/// socket. `stream` and `busy` are touched only on the session's executor.
 struct session_control {
-    asio::any_io_executor strand;
+    asio::any_io_executor executor;
     beast::tcp_stream* stream = nullptr;  // the TCP layer (under TLS too); null once ended
     bool busy = false;                    // a request is being answered
     /// While a plain session waits for its next request: when the idle reaper must close it
     /// (steady_clock ticks since its epoch); 0 while it does not wait, `expired` once the
-    /// reaper took it. Set and cleared on the session's strand, read by the reaper.
+    /// reaper took it. Set and cleared on the session's executor, read by the reaper.
     std::atomic<std::int64_t> idle_deadline{0};
     static constexpr std::int64_t expired = -1;
 };
@@ -70,9 +72,11 @@ struct server_state {
     observer_fn observer;
     std::shared_ptr<spdlog::logger> log;
     std::shared_ptr<ssl::context> tls;  // null: plain HTTP
-    asio::io_context& ioc;
+    // Sessions are spread over these in turn; the first also runs the acceptor and reaper.
+    std::vector<asio::any_io_executor> executors;
     tcp::acceptor acceptor;
-    asio::steady_timer reaper;  // the idle reaper's tick, on the acceptor's strand
+    asio::steady_timer reaper;  // the idle reaper's tick, on the acceptor's executor
+    accept_guard guard;         // failed accepts; used on the acceptor's executor
     std::atomic<bool> stopping{false};
     std::atomic<std::size_t> sessions{0};
     std::atomic<std::uint64_t> refused{0};
@@ -80,20 +84,26 @@ struct server_state {
     std::atomic<std::uint64_t> next_request{0};
     std::string id_prefix;
     std::string refusal;  // the rendered 503 for connections over the limit
+    // The bound port, kept at start-up: the acceptor itself belongs to its worker (stop()
+    // closes it there), so port() must not read it from another thread.
+    std::uint16_t bound_port = 0;
 
     std::mutex mu;
     std::unordered_set<std::shared_ptr<session_control>> controls;  // guarded by mu
+    // Signalled when the last session ends (wait_drained); paired with mu.
+    std::condition_variable drained;
 
-    server_state(asio::io_context& io, server_options o, handler_fn h, observer_fn ob,
-                 std::shared_ptr<spdlog::logger> l, std::shared_ptr<ssl::context> t)
+    server_state(std::vector<asio::any_io_executor> ex, server_options o, handler_fn h,
+                 observer_fn ob, std::shared_ptr<spdlog::logger> l, std::shared_ptr<ssl::context> t)
         : opts(std::move(o)),
           handler(std::move(h)),
           observer(std::move(ob)),
           log(std::move(l)),
           tls(std::move(t)),
-          ioc(io),
-          acceptor(asio::make_strand(io)),
-          reaper(acceptor.get_executor()) {}
+          executors(std::move(ex)),
+          acceptor(executors.at(0)),
+          reaper(executors.at(0)),
+          guard(opts.name, log) {}
 };
 
 }  // namespace detail
@@ -113,10 +123,12 @@ constexpr std::chrono::milliseconds tls_shutdown_timeout{1000};
 // Registers the session for stop()/close_all() and unregisters it on every exit path.
 class session_registration {
 public:
-    session_registration(std::shared_ptr<server_state> st, asio::any_io_executor strand,
+    session_registration(std::shared_ptr<server_state> st, asio::any_io_executor ex,
                          beast::tcp_stream& stream)
         : st_(std::move(st)), ctl_(std::make_shared<session_control>()) {
-        ctl_->strand = std::move(strand);
+        // Without strands a session's steps are serialised only by its executor's one thread.
+        IMAGEGATE_CHECK(runs_on_this_worker(ex), "a session runs on a worker's executor");
+        ctl_->executor = std::move(ex);
         ctl_->stream = &stream;
         st_->sessions.fetch_add(1, std::memory_order_relaxed);
         const std::lock_guard lock(st_->mu);
@@ -124,11 +136,12 @@ public:
     }
     ~session_registration() {
         ctl_->stream = nullptr;
-        {
-            const std::lock_guard lock(st_->mu);
-            st_->controls.erase(ctl_);
+        const std::lock_guard lock(st_->mu);
+        st_->controls.erase(ctl_);
+        // Under mu, so that wait_drained() cannot miss the last session's end.
+        if (st_->sessions.fetch_sub(1, std::memory_order_relaxed) == 1) {
+            st_->drained.notify_all();
         }
-        st_->sessions.fetch_sub(1, std::memory_order_relaxed);
     }
     session_registration(const session_registration&) = delete;
     session_registration& operator=(const session_registration&) = delete;
@@ -257,15 +270,18 @@ private:
 // Feeds the buffered bytes to `parser` (put_head: Beast's parser plus our raw-head checks):
 // the result once the head is complete or wrong, nothing while more bytes are needed. A
 // plain function, so a head that arrived whole (the usual case) costs no coroutine frame.
+// What the parser took is consumed even when it asks for more: Beast parses a complete
+// request line (and complete fields) as soon as it sees them, so handing those bytes over
+// again would parse the request line as a field.
 std::optional<boost::system::error_code> parse_buffered(
     beast::flat_buffer& buffer, http::request_parser<http::empty_body>& parser) {
     while (buffer.size() > 0) {
         boost::system::error_code ec;
         const std::size_t used = put_head(parser, buffer.data(), ec);
+        buffer.consume(used);
         if (ec == http::error::need_more) {
             return std::nullopt;
         }
-        buffer.consume(used);
         if (ec || parser.is_header_done()) {
             return ec;
         }
@@ -304,9 +320,15 @@ asio::awaitable<boost::system::error_code> read_header(
 // The keep-alive loop of one connection. Returns true when it ended by writing an answer
 // marked `Connection: close` (the caller then ends the connection in order), false when the
 // peer left, a deadline passed, a write failed or the server closed the socket.
+//
+// A request head must be complete by one absolute deadline, never restarted while it
+// trickles in: `first_head_deadline` (accept + server.header_timeout, the TLS handshake
+// included) for the first request, and its first byte + server.header_timeout for every
+// later one.
 template <class Stream>
 asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& stream,
-                                     session_registration& reg) {
+                                     session_registration& reg,
+                                     std::chrono::steady_clock::time_point first_head_deadline) {
     const auto& o = st->opts;
     auto& lowest = beast::get_lowest_layer(stream);
     // Room for one maximal header plus some pipelined bytes.
@@ -321,15 +343,15 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             if (st->stopping.load(std::memory_order_relaxed)) {
                 co_return false;
             }
-            const auto wait = first ? o.header_timeout : o.idle_timeout;
+            const auto wait_until =
+                first ? first_head_deadline : std::chrono::steady_clock::now() + o.idle_timeout;
             std::size_t n = 0;
             if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
                 // The idle reaper bounds this wait (see idle_reaper): a read on the socket
                 // itself, without arming and cancelling the stream's deadline timer per
                 // request.
                 auto& deadline = reg.control().idle_deadline;
-                deadline.store((std::chrono::steady_clock::now() + wait).time_since_epoch().count(),
-                               std::memory_order_relaxed);
+                deadline.store(wait_until.time_since_epoch().count(), std::memory_order_relaxed);
                 auto [ec, got] =
                     co_await stream.socket().async_read_some(buffer.prepare(4096), use_nothrow);
                 deadline.store(0, std::memory_order_relaxed);
@@ -338,7 +360,7 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
                 }
                 n = got;
             } else {
-                lowest.expires_after(wait);
+                lowest.expires_at(wait_until);
                 auto [ec, got] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
                 if (ec) {
                     co_return false;
@@ -347,15 +369,18 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             }
             buffer.commit(n);
         }
-        first = false;
         reg.set_busy(true);
         const auto started = std::chrono::steady_clock::now();
+        // The first byte of this request is here (read just now, or pipelined behind the
+        // previous one).
+        const auto head_deadline = first ? first_head_deadline : started + o.header_timeout;
+        first = false;
 
         http::request_parser<http::empty_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
         auto rec = parse_buffered(buffer, parser).value_or(boost::system::error_code{});
         if (!parser.is_header_done() && !rec) {
-            lowest.expires_after(o.header_timeout);
+            lowest.expires_at(head_deadline);
             rec = co_await read_header(stream, buffer, parser);
         }
 
@@ -454,6 +479,7 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
 }
 
 asio::awaitable<void> run_plain_session(std::shared_ptr<server_state> st, tcp::socket socket) {
+    const auto head_deadline = std::chrono::steady_clock::now() + st->opts.header_timeout;
     beast::tcp_stream stream(std::move(socket));
     {
         // write_now() writes directly; it must never block the thread.
@@ -461,7 +487,7 @@ asio::awaitable<void> run_plain_session(std::shared_ptr<server_state> st, tcp::s
         stream.socket().non_blocking(true, ignored);
     }
     session_registration reg(st, stream.get_executor(), stream);
-    const bool answered_close = co_await serve_requests(st, stream, reg);
+    const bool answered_close = co_await serve_requests(st, stream, reg, head_deadline);
     boost::system::error_code ignored;
     if (answered_close) {
         // Half-close so the client reads the whole answer before it sees EOF.
@@ -470,9 +496,10 @@ asio::awaitable<void> run_plain_session(std::shared_ptr<server_state> st, tcp::s
     stream.socket().close(ignored);
 }
 
-// A TLS connection: the handshake must complete within header_timeout, like a request head,
-// so a client that connects and stalls (or sends half a ClientHello) holds a connection slot
-// no longer than one that stalls in plain HTTP. Registered before the handshake, so stop()
+// A TLS connection: the handshake and the first request head together must complete within
+// header_timeout of the accept, as the first head alone must on a plain connection, so a
+// client that connects and stalls (or sends half a ClientHello) holds a connection slot no
+// longer than one that stalls in plain HTTP. Registered before the handshake, so stop()
 // closes connections still handshaking and max_connections counts them.
 asio::awaitable<void> run_tls_session(std::shared_ptr<server_state> st, tcp::socket socket) {
     tls_stream stream(std::move(socket), *st->tls);
@@ -480,7 +507,9 @@ asio::awaitable<void> run_tls_session(std::shared_ptr<server_state> st, tcp::soc
     session_registration reg(st, lowest.get_executor(), lowest);
     boost::system::error_code ignored;
 
-    lowest.expires_after(st->opts.header_timeout);
+    // One deadline for the handshake and the first request head together.
+    const auto head_deadline = std::chrono::steady_clock::now() + st->opts.header_timeout;
+    lowest.expires_at(head_deadline);
     auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, use_nothrow);
     if (hec) {
         // Plain HTTP or garbage on this port, a client that does not trust our certificate,
@@ -500,7 +529,7 @@ asio::awaitable<void> run_tls_session(std::shared_ptr<server_state> st, tcp::soc
         co_return;
     }
 
-    const bool answered_close = co_await serve_requests(st, stream, reg);
+    const bool answered_close = co_await serve_requests(st, stream, reg, head_deadline);
     if (answered_close) {
         // close_notify (RFC 8446 §6.1) lets the client tell a complete answer from a cut one.
         // Asio then waits for the client's close_notify or EOF: bounded, never a hang.
@@ -541,32 +570,47 @@ void refuse(tcp::socket& socket, const std::string& answer, bool tls) {
     socket.close(ec);
 }
 
+// Takes one pending connection off the backlog without waiting (the acceptor is
+// non-blocking) and refuses it as over max_connections.
+void refuse_one_pending(server_state& st) {
+    tcp::socket socket(st.acceptor.get_executor());
+    boost::system::error_code ec;
+    st.acceptor.accept(socket, ec);
+    if (!ec) {
+        st.refused.fetch_add(1, std::memory_order_relaxed);
+        refuse(socket, st.refusal, st.tls != nullptr);
+    }
+}
+
 asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
     asio::steady_timer backoff(st->acceptor.get_executor());
-    const auto& spread = st->opts.session_executors;
+    const auto& spread = st->executors;
     std::size_t next = 0;
     for (;;) {
-        // Each session's own executor: the next single-threaded io_context in turn, else a
-        // strand on the shared one, unless one thread runs everything.
-        asio::any_io_executor strand;
-        if (!spread.empty()) {
-            strand = spread[next];
-            next = (next + 1) % spread.size();
-        } else {
-            strand = serial_executor(st->ioc.get_executor(), st->opts.single_threaded);
-        }
-        auto [ec, socket] = co_await st->acceptor.async_accept(strand, use_nothrow);
+        // Each session's own executor: the next worker in turn.
+        const asio::any_io_executor& ex = spread[next];
+        next = (next + 1) % spread.size();
+        auto [ec, socket] = co_await st->acceptor.async_accept(ex, use_nothrow);
         if (st->stopping.load(std::memory_order_relaxed) || ec == asio::error::operation_aborted) {
             co_return;
         }
+        if (ec == asio::error::connection_aborted) {
+            continue;  // the client reset the connection before we took it: nothing to do
+        }
         if (ec) {
-            // EMFILE/ENFILE and friends: back off briefly instead of spinning.
-            st->log->warn("{} accept failed: {}:{} {}", st->opts.name, ec.category().name(),
-                          ec.value(), ec.message());
+            // Out of descriptors: the spare one lets us take one pending connection and
+            // refuse it at once (503 on plain HTTP), so clients are not left waiting in the
+            // backlog; then try the next. Open sessions go on meanwhile. Otherwise, or when
+            // the spare is gone too, back off briefly instead of spinning.
+            const bool exhausted = st->guard.on_failure(ec);
+            if (exhausted && st->guard.spend_reserve([&st] { refuse_one_pending(*st); })) {
+                continue;
+            }
             backoff.expires_after(std::chrono::milliseconds(50));
             co_await backoff.async_wait(use_nothrow);
             continue;
         }
+        st->guard.on_success();
         if (st->sessions.load(std::memory_order_relaxed) >= st->opts.max_connections) {
             st->refused.fetch_add(1, std::memory_order_relaxed);
             refuse(socket, st->refusal, st->tls != nullptr);
@@ -575,9 +619,9 @@ asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
         if (st->tls) {
-            asio::co_spawn(strand, run_tls_session(st, std::move(socket)), session_done{st});
+            asio::co_spawn(ex, run_tls_session(st, std::move(socket)), session_done{st});
         } else {
-            asio::co_spawn(strand, run_plain_session(st, std::move(socket)), session_done{st});
+            asio::co_spawn(ex, run_plain_session(st, std::move(socket)), session_done{st});
         }
     }
 }
@@ -593,7 +637,7 @@ std::chrono::milliseconds reaper_tick(const server_options& o) {
 // (server.header_timeout before the first request, server.idle_timeout between requests).
 // One timer for the whole listener instead of a deadline timer armed and cancelled per
 // request (about 10 % of a cache hit's instructions). The close runs on the session's own
-// strand and only if the session is still in that same wait, so a request that arrived in
+// executor and only if the session is still in that same wait, so a request that arrived in
 // the meantime is served.
 asio::awaitable<void> idle_reaper(std::shared_ptr<server_state> st) {
     const auto tick = reaper_tick(st->opts);
@@ -612,9 +656,9 @@ asio::awaitable<void> idle_reaper(std::shared_ptr<server_state> st) {
                                                             std::memory_order_relaxed)) {
                 continue;
             }
-            asio::post(ctl->strand, [ctl] {
+            asio::post(ctl->executor, [ctl] {
                 // Still the wait the reaper saw: a session that got its request cleared or
-                // re-armed the deadline on this strand before this ran.
+                // re-armed the deadline on this executor before this ran.
                 if (ctl->stream != nullptr && ctl->idle_deadline.load(std::memory_order_relaxed) ==
                                                   session_control::expired) {
                     boost::system::error_code ignored;
@@ -719,11 +763,12 @@ boost::system::result<std::shared_ptr<ssl::context>, listener_tls_error> make_li
     return ctx;
 }
 
-http_server::http_server(asio::io_context& ioc, server_options opts, handler_fn handler,
-                         observer_fn observer, std::shared_ptr<spdlog::logger> log,
-                         std::shared_ptr<ssl::context> tls)
-    : state_(std::make_shared<server_state>(ioc, std::move(opts), std::move(handler),
-                                            std::move(observer), std::move(log), std::move(tls))) {
+http_server::http_server(std::vector<asio::any_io_executor> executors, server_options opts,
+                         handler_fn handler, observer_fn observer,
+                         std::shared_ptr<spdlog::logger> log, std::shared_ptr<ssl::context> tls)
+    : state_(std::make_shared<server_state>(std::move(executors), std::move(opts),
+                                            std::move(handler), std::move(observer), std::move(log),
+                                            std::move(tls))) {
     auto& st = *state_;
     st.id_prefix = random_prefix();
     {
@@ -753,15 +798,17 @@ http_server::http_server(asio::io_context& ioc, server_options opts, handler_fn 
     fail("bind");
     st.acceptor.listen(asio::socket_base::max_listen_connections, ec);
     fail("listen");
+    // For refuse_one_pending's synchronous accept; asynchronous accepts are unaffected.
+    st.acceptor.non_blocking(true, ec);
+    fail("non-blocking");
+    const auto bound = st.acceptor.local_endpoint(ec);
+    fail("local_endpoint");
+    st.bound_port = bound.port();
 }
 
 http_server::~http_server() { stop(); }
 
-std::uint16_t http_server::port() const noexcept {
-    boost::system::error_code ec;
-    const auto ep = state_->acceptor.local_endpoint(ec);
-    return ec ? 0 : ep.port();
-}
+std::uint16_t http_server::port() const noexcept { return state_->bound_port; }
 
 void http_server::start() {
     asio::co_spawn(state_->acceptor.get_executor(), accept_loop(state_),
@@ -782,7 +829,7 @@ void http_server::stop() {
     });
     const std::lock_guard lock(st->mu);
     for (const auto& ctl : st->controls) {
-        asio::post(ctl->strand, [ctl] {
+        asio::post(ctl->executor, [ctl] {
             if (ctl->stream != nullptr && !ctl->busy) {
                 boost::system::error_code ignored;
                 ctl->stream->socket().close(ignored);
@@ -796,7 +843,7 @@ void http_server::close_all() {
     auto st = state_;
     const std::lock_guard lock(st->mu);
     for (const auto& ctl : st->controls) {
-        asio::post(ctl->strand, [ctl] {
+        asio::post(ctl->executor, [ctl] {
             if (ctl->stream != nullptr) {
                 boost::system::error_code ignored;
                 ctl->stream->socket().close(ignored);
@@ -809,11 +856,21 @@ std::size_t http_server::active_sessions() const noexcept {
     return state_->sessions.load(std::memory_order_relaxed);
 }
 
+bool http_server::wait_drained(std::chrono::steady_clock::time_point deadline) const {
+    IMAGEGATE_CHECK(!on_worker_thread(), "a worker waited for the sessions to drain");
+    auto& st = *state_;
+    std::unique_lock lock(st.mu);
+    return st.drained.wait_until(
+        lock, deadline, [&st] { return st.sessions.load(std::memory_order_relaxed) == 0; });
+}
+
 std::uint64_t http_server::refused_connections() const noexcept {
     return state_->refused.load(std::memory_order_relaxed);
 }
 
 bool http_server::is_tls() const noexcept { return state_->tls != nullptr; }
+
+accept_error_counts http_server::accept_errors() const noexcept { return state_->guard.counts(); }
 
 std::uint64_t http_server::tls_handshake_failures() const noexcept {
     return state_->handshake_failures.load(std::memory_order_relaxed);

@@ -4,10 +4,10 @@
 #pragma once
 
 #include "gateway/core/net.hpp"
+#include "gateway/http/accept_guard.hpp"
 #include "gateway/http/reply.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <boost/assert/source_location.hpp>
@@ -68,14 +68,6 @@ struct server_options {
     std::chrono::milliseconds header_timeout{10000};
     std::chrono::milliseconds idle_timeout{60000};
     std::chrono::milliseconds write_timeout{10000};
-    /// True when exactly one thread runs the io_context. Sessions then run on its executor
-    /// directly: one thread already serialises their handlers, and a strand would only add
-    /// a lock, a queue and a type-erased executor to every step of every request.
-    bool single_threaded = false;
-    /// When not empty, accepted connections are spread round robin over these executors
-    /// instead, each of which must belong to an io_context that exactly one thread runs
-    /// (one io_context per I/O thread, gateway/runtime/app.cpp); sessions then never use strands.
-    std::vector<asio::any_io_executor> session_executors;
 };
 
 /// Why the listener's TLS context could not be built: the config key at fault and a reason
@@ -108,18 +100,22 @@ struct server_state;
 }
 
 /// Owns the acceptor and tracks the sessions it spawned. Construct, `start()`, later
-/// `stop()` (stop accepting, close idle connections; in-flight requests finish and close)
-/// and, if they do not finish in time, `close_all()`. Sessions share ownership of the
-/// server's state, so the object may be destroyed while sessions unwind.
-/// Thread-safety: all members may be called from any thread.
+/// `stop()` (stop accepting, close idle connections; in-flight requests finish and close),
+/// `wait_drained()` and, if they do not finish in time, `close_all()`. Sessions share
+/// ownership of the server's state, so the object may be destroyed while sessions unwind.
+/// Threading: the acceptor and the idle reaper run on the first of `executors`; accepted
+/// connections are spread over all of them in turn, and each session runs on its own
+/// executor without a strand. Every executor must be a worker's (gateway/core/workers.hpp:
+/// an io_context run by exactly one thread); sessions check this when they start.
+/// Thread-safety: all members may be called from any thread, except wait_drained().
 class http_server {
 public:
     /// Binds and listens at once so that start-up fails loudly (throws std::system_error
     /// naming the address). With `tls` (a server context), every connection first completes
     /// a TLS handshake within `opts.header_timeout`; without it the listener speaks plain
-    /// HTTP and no TLS code runs on its path.
-    http_server(asio::io_context& ioc, server_options opts, handler_fn handler,
-                observer_fn observer, std::shared_ptr<spdlog::logger> log,
+    /// HTTP and no TLS code runs on its path. `executors` must not be empty.
+    http_server(std::vector<asio::any_io_executor> executors, server_options opts,
+                handler_fn handler, observer_fn observer, std::shared_ptr<spdlog::logger> log,
                 std::shared_ptr<asio::ssl::context> tls = nullptr);
     ~http_server();
     http_server(const http_server&) = delete;
@@ -132,8 +128,14 @@ public:
     void close_all();
     /// Sessions still open.
     std::size_t active_sessions() const noexcept;
-    /// Connections refused because max_connections was reached.
+    /// Blocks until no session is open (true) or `deadline` passed (false). Call after
+    /// stop(), from a thread that is not a worker: the sessions it waits for need theirs.
+    bool wait_drained(std::chrono::steady_clock::time_point deadline) const;
+    /// Connections refused because max_connections was reached, or while descriptors ran
+    /// out (see accept_guard).
     std::uint64_t refused_connections() const noexcept;
+    /// Failed accepts by cause.
+    accept_error_counts accept_errors() const noexcept;
     /// Whether connections speak TLS.
     bool is_tls() const noexcept;
     /// TLS handshakes that failed or timed out (plain HTTP or garbage on a TLS port, an

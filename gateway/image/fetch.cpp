@@ -4,6 +4,9 @@
 #include "gateway/image/impl.hpp"
 
 #include "cache/sharded_cache.hpp"
+#include "gateway/core/check.hpp"
+#include "gateway/core/log_escape.hpp"
+#include "gateway/core/workers.hpp"
 #include "gateway/shield/retry.hpp"
 #include "gateway/upstream/client.hpp"
 #include "gateway/validate/image_record.hpp"
@@ -92,11 +95,18 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
     const cache::key& k = fk.k;
     const credential_digest* digest = cred ? &fk.cred : nullptr;
     const std::string target = "/accounts/" + route.account + "/images/v1/" + route.canonical_id;
+    // Read before any upstream call: a purge from now on wins over this fetch's answer.
+    const std::uint64_t generation = s.cache.generation(k);
     // Set when the first attempt starts: every attempt (the retry too) ends by it.
     clock::time_point deadline{};
-    upstream::acquire_mode mode = upstream::acquire_mode::any;
-    fetch_outcome out;
     const auto asked = clock::now();
+    // A passthrough credential without a proof for the account asks on a new connection:
+    // only an answer that is certainly its own may prove it (upstream::exchange_facts).
+    const bool needs_certainty =
+        digest != nullptr && !s.proofs.is_proven(fk.cred, k.account(), asked);
+    auto choice =
+        needs_certainty ? upstream::connection_choice::fresh : upstream::connection_choice::pooled;
+    fetch_outcome out;
     for (unsigned attempt = 1;; ++attempt) {
         // The first attempt's slot was granted by the request that started the fetch
         // (answer_after_lookup), so a refusal is answered without leaving its thread.
@@ -157,7 +167,7 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
         }
         t.commit();
         upstream::attempt_facts facts;
-        auto res = co_await s.client.fetch(target, deadline, cred, mode, &facts);
+        auto res = co_await s.client.fetch(target, deadline, cred, choice, &facts);
         const auto now = clock::now();
         if (res) {
             const auto paused = s.gate->observe(
@@ -180,7 +190,7 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
             s.log->warn("upstream fetch of {} failed: {}:{} {}", k, ec.category().name(),
                         ec.value(), ec.message());
         } else {
-            out = s.classify(k, route, *res, now, digest);
+            out = s.classify(k, route, *res, now, digest, generation);
         }
         const bool failed = !res || res->status == 502 || res->status == 503 || res->status == 504;
         if (failed) {
@@ -188,9 +198,11 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
                                                        deadline, {}, random_bits());
             if (decision.retry) {
                 s.stats.retries.fetch_add(1, relaxed);
-                mode = facts.reused_connection ? upstream::acquire_mode::fresh
-                                               : upstream::acquire_mode::any;
-                asio::steady_timer backoff(co_await asio::this_coro::executor, decision.backoff);
+                if (facts.reused_connection) {
+                    choice = upstream::connection_choice::fresh;
+                }
+                const auto ex = co_await asio::this_coro::executor;
+                asio::steady_timer backoff(ex, decision.backoff);
                 co_await backoff.async_wait(use_nothrow);
                 continue;
             }
@@ -253,13 +265,14 @@ fetch_outcome refusal_outcome(image_handler::impl& s, const admission::ticket& t
     return out;
 }
 
-void start_fetch(std::shared_ptr<image_handler::impl> self, flight_key fk, image_route route,
-                 shield::priority prio, std::shared_ptr<const upstream::credential> cred,
-                 flight_ptr f, admission::ticket first) {
-    // No strand: the fetch is one sequential coroutine (no operations of its own run in
-    // parallel), so the plain executor serialises it already; a strand would cost an
-    // allocation and a lock per step. Its slot timer needs exactly that (admission/ticket).
-    auto ex = self->fetch_executor;
+void start_fetch(asio::any_io_executor ex, std::shared_ptr<image_handler::impl> self, flight_key fk,
+                 image_route route, shield::priority prio,
+                 std::shared_ptr<const upstream::credential> cred, flight_ptr f,
+                 admission::ticket first) {
+    // On the worker of the session that starts it (the caller's executor): its upstream
+    // exchange uses that worker's pool, and the flight's waiters on this worker are woken
+    // without a hop. No strand: the fetch is one sequential coroutine and the worker one
+    // thread, which is what its slot timer needs (admission/ticket).
     fetch_done done{self, fk, f};
     asio::co_spawn(ex,
                    run_fetch(std::move(self), std::move(fk), std::move(route), prio,
@@ -269,10 +282,29 @@ void start_fetch(std::shared_ptr<image_handler::impl> self, flight_key fk, image
 
 fetch_outcome image_handler::impl::classify(const cache::key& k, const image_route& route,
                                             upstream::response& resp, clock::time_point received,
-                                            const credential_digest* cred) {
+                                            const credential_digest* cred,
+                                            std::uint64_t generation) {
     simdjson::ondemand::parser& parser = thread_parser();
     fetch_outcome out;
     out.upstream_status = resp.status;
+    const upstream::exchange_facts& facts = resp.facts;
+    if (!facts.clean() && !facts.fresh_connection) {
+        // Unframed or followed by stray bytes on a connection that carried other requests:
+        // it may be the answer to one of them. Nobody gets it.
+        stats.uncertain_refused.fetch_add(1, relaxed);
+        log->warn("upstream answer for {} refused: {} on a reused connection", k,
+                  fmt::streamed(facts));
+        out.error = errc::upstream_protocol_error;
+        return out;
+    }
+    // Certainly this request's answer: it may prove the credential. Clean: it may be stored.
+    const bool may_store = facts.clean();
+    if (!may_store) {
+        stats.uncertain_served.fetch_add(1, relaxed);
+    }
+    // Only an answer that is certainly this request's proves its credential; a refusal
+    // (401/403) revokes proofs however it came: forgetting one costs a call, never a leak.
+    const credential_digest* prover = facts.certain() ? cred : nullptr;
     const auto store = [&](unsigned status, cache::entry_kind kind, clock::duration ttl,
                            clock::duration swr, clock::duration sie) {
         out.entry = cache::make_entry({.key = k,
@@ -283,7 +315,7 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
                                        .ttl = ttl,
                                        .swr = swr,
                                        .sie = sie});
-        out.stored = cache.put(out.entry);
+        out.stored = may_store && cache.put_if_current(out.entry, generation);
         if (out.stored) {
             stats.stored.fetch_add(1, relaxed);
         }
@@ -293,8 +325,9 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
             validate::validate_image(resp.body, resp.body.capacity(), route.image_id, parser);
         if (!v.ok()) {
             stats.invalid.fetch_add(1, relaxed);
-            log->warn("upstream record for {} rejected at '{}': {}", k, v.failure->pointer,
-                      v.failure->reason);
+            // The pointer names the upstream's members: escaped, or it could forge a line.
+            log->warn("upstream record for {} rejected at {}: {}", k,
+                      log_quoted(v.failure->pointer), v.failure->reason);
             out.error = errc::invalid_upstream_json;
             return out;
         }
@@ -304,8 +337,8 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
             v.draft ? clock::duration::zero() : clock::duration(policy.stale_while_revalidate);
         const auto sie = v.draft ? clock::duration::zero() : clock::duration(policy.stale_if_error);
         store(200, v.draft ? cache::entry_kind::draft : cache::entry_kind::positive, ttl, swr, sie);
-        if (cred != nullptr) {
-            proofs.prove(*cred, k.account(), received);
+        if (prover != nullptr) {
+            proofs.prove(*prover, k.account(), received);
         }
         return out;
     }
@@ -313,8 +346,8 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
         const auto env = validate::validate_error_envelope(resp.body, resp.body.capacity(), parser);
         if (!env.ok()) {
             stats.invalid.fetch_add(1, relaxed);
-            log->warn("upstream {} answer for {} rejected at '{}': {}", resp.status, k,
-                      env.failure->pointer, env.failure->reason);
+            log->warn("upstream {} answer for {} rejected at {}: {}", resp.status, k,
+                      log_quoted(env.failure->pointer), env.failure->reason);
             out.error = errc::invalid_upstream_json;
             return out;
         }
@@ -324,8 +357,8 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
             store(404, cache::entry_kind::negative, policy.negative_ttl, {}, {});
             // Cloudflare checks the credential before the image: 5404 proves the credential
             // may read the account.
-            if (cred != nullptr) {
-                proofs.prove(*cred, k.account(), received);
+            if (prover != nullptr) {
+                proofs.prove(*prover, k.account(), received);
             }
             return out;
         }

@@ -1,6 +1,8 @@
 #include "gateway/image/handler.hpp"
 
 #include "cache/sharded_cache.hpp"
+#include "gateway/core/check.hpp"
+#include "gateway/core/workers.hpp"
 #include "gateway/image/impl.hpp"
 #include "gateway/upstream/client.hpp"
 
@@ -162,13 +164,12 @@ std::string_view error_detail(errc e, admission::refusal why) noexcept {
 }
 
 image_handler::impl::impl(cache::sharded_cache& c, upstream::client& cl, const authorizer& a,
-                          image_policy p, asio::any_io_executor ex,
-                          std::shared_ptr<spdlog::logger> l, std::shared_ptr<admission::gate> g)
+                          image_policy p, std::shared_ptr<spdlog::logger> l,
+                          std::shared_ptr<admission::gate> g)
     : cache(c),
       client(cl),
       auth(a),
       policy(p),
-      fetch_executor(std::move(ex)),
       log(std::move(l)),
       gate(std::move(g)),
       proofs(p.proof_ttl, p.max_proven_credentials),
@@ -176,11 +177,9 @@ image_handler::impl::impl(cache::sharded_cache& c, upstream::client& cl, const a
 
 image_handler::image_handler(cache::sharded_cache& cache, upstream::client& client,
                              const authorizer& auth, image_policy policy,
-                             asio::any_io_executor fetch_executor,
                              std::shared_ptr<spdlog::logger> log,
                              std::shared_ptr<admission::gate> gate)
-    : impl_(std::make_shared<impl>(cache, client, auth, policy, std::move(fetch_executor),
-                                   std::move(log), std::move(gate))) {}
+    : impl_(std::make_shared<impl>(cache, client, auth, policy, std::move(log), std::move(gate))) {}
 
 image_handler::~image_handler() = default;
 
@@ -201,6 +200,10 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
     co_await asio::this_coro::throw_if_cancelled(false);
     // The owning key is built only here, past the hit path.
     const flight_key fk{cache::key(route.key()), caller.digest};
+    // This session's worker: the leader's fetch runs here, on this worker's upstream pool,
+    // and every waiter (this one too) is woken on its own worker (cache::flight::wait).
+    const auto ex = co_await asio::this_coro::executor;
+    IMAGEGATE_CHECK(runs_on_this_worker(ex), "a flight's waiters wait on their worker");
     const bool refresh = state == cache::freshness::stale_revalidate;
     if (!refresh) {
         // A fetch of this key failed under a second ago: a retrying client (SDKs retry 5xx
@@ -220,7 +223,7 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
     if (joined.leader) {
         // The first upstream call's slot is decided here, on this request's thread: a
         // refusal (429, truthful Retry-After) is answered at once, to every request of the
-        // flight, without a trip to the fetch executor.
+        // flight.
         const auto prio = refresh ? shield::priority::background : shield::priority::foreground;
         const admission::call c = first_attempt_call(self, fk, prio, caller.cred != nullptr, now);
         admission::ticket t;
@@ -236,7 +239,8 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
         if (t.granted()) {
             // A background refresh in passthrough uses the credential of the request that
             // triggered it (which holds a proof for the account).
-            start_fetch(handler, fk, route.to_route(), prio, caller.cred, joined.f, std::move(t));
+            start_fetch(ex, handler, fk, route.to_route(), prio, caller.cred, joined.f,
+                        std::move(t));
         } else {
             self.flights.finish(fk, joined.f, refusal_outcome(self, t));
         }

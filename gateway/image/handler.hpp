@@ -87,15 +87,19 @@ struct image_stats {
     std::atomic<std::uint64_t> proof_hits{0};             ///< passthrough: cached entry, proof held
     std::atomic<std::uint64_t> proof_misses{0};           ///< passthrough: cached entry, no proof
     std::atomic<std::uint64_t> proof_rejections{0};       ///< passthrough: upstream 401/403
+    std::atomic<std::uint64_t> uncertain_served{0};       ///< answers served unstored (not clean)
+    std::atomic<std::uint64_t> uncertain_refused{0};      ///< unclean answers on reused connections
 };
 
 /// Owned by the composition root; references services that outlive it. Thread-safe.
 class image_handler {
 public:
-    /// Every upstream call asks `gate` for its slot (admission/gate.hpp).
+    /// Requests must be handled on the I/O workers `client` was built for: a miss's fetch
+    /// runs on the worker of the session that starts it. Every upstream call asks `gate` for
+    /// its slot (admission/gate.hpp).
     image_handler(cache::sharded_cache& cache, upstream::client& client, const authorizer& auth,
-                  image_policy policy, asio::any_io_executor fetch_executor,
-                  std::shared_ptr<spdlog::logger> log, std::shared_ptr<admission::gate> gate);
+                  image_policy policy, std::shared_ptr<spdlog::logger> log,
+                  std::shared_ptr<admission::gate> gate);
     ~image_handler();
     image_handler(const image_handler&) = delete;
     image_handler& operator=(const image_handler&) = delete;

@@ -76,7 +76,6 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     upstream::client& client;
     const authorizer& auth;
     image_policy policy;
-    asio::any_io_executor fetch_executor;
     std::shared_ptr<spdlog::logger> log;
     /// Every upstream call asks it for a slot (token mode: one credential; passthrough: per
     /// caller credential plus the unproven budget). Local or fleet-wide, the fetch cannot tell.
@@ -88,13 +87,18 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     shield::failure_memo<flight_key, failed_fetch, flight_key_hash> failures;
 
     impl(cache::sharded_cache& c, upstream::client& cl, const authorizer& a, image_policy p,
-         asio::any_io_executor ex, std::shared_ptr<spdlog::logger> l,
-         std::shared_ptr<admission::gate> g);
+         std::shared_ptr<spdlog::logger> l, std::shared_ptr<admission::gate> g);
 
     /// `cred` is the passthrough credential's digest (null in token mode): what the upstream
-    /// answered it is remembered as a proof or drops one.
+    /// answered it is remembered as a proof or drops one. `generation` is the key's cache
+    /// generation from before the fetch: a purge since then keeps the answer from being
+    /// stored (the waiters still get it). How certainly the answer is this request's
+    /// (`resp.facts`) decides what it may do: certain — stored and proof; clean on a reused
+    /// connection — stored, no proof; not clean on a fresh one — served only; not clean on
+    /// a reused one — refused (502), it may be another request's answer.
     fetch_outcome classify(const cache::key& k, const image_route& route, upstream::response& resp,
-                           clock::time_point received, const credential_digest* cred);
+                           clock::time_point received, const credential_digest* cred,
+                           std::uint64_t generation);
 };
 
 /// What the first upstream call of a fetch asks the gate for (the key's slot, the queue cap,
@@ -106,9 +110,11 @@ admission::call first_attempt_call(image_handler::impl& s, const flight_key& fk,
 fetch_outcome refusal_outcome(image_handler::impl& s, const admission::ticket& t);
 
 /// The fetch of one key as its own task (fetch.cpp): owned by the flight, not by any client.
-/// `first` is the granted slot of its first upstream call.
-void start_fetch(std::shared_ptr<image_handler::impl> self, flight_key fk, image_route route,
-                 shield::priority prio, std::shared_ptr<const upstream::credential> cred,
+/// `first` is the granted slot of its first upstream call; `ex` is the starting session's
+/// worker, where the fetch runs.
+void start_fetch(asio::any_io_executor ex, std::shared_ptr<image_handler::impl> self, flight_key fk,
+                 image_route route, shield::priority prio,
+                 std::shared_ptr<const upstream::credential> cred,
                  std::shared_ptr<cache::flight<fetch_outcome>> f, admission::ticket first);
 
 /// The access-log / Cache-Status detail of a gateway error: the errc's name, or for a

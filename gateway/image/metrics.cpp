@@ -44,6 +44,15 @@ void image_handler::render_metrics(std::string& out) const {
                   "reason=\"stale-while-revalidate\"");
     append_sample(out, "imagegate_stale_answers_total", "", "", v(s.stale_error),
                   "reason=\"stale-if-error\"");
+    out +=
+        "# HELP imagegate_upstream_uncertain_answers_total Upstream answers not certainly the "
+        "request's own (unframed or followed by stray bytes): served unstored on a new "
+        "connection, refused on a reused one.\n"
+        "# TYPE imagegate_upstream_uncertain_answers_total counter\n";
+    append_sample(out, "imagegate_upstream_uncertain_answers_total", "", "", v(s.uncertain_served),
+                  "outcome=\"served_unstored\"");
+    append_sample(out, "imagegate_upstream_uncertain_answers_total", "", "", v(s.uncertain_refused),
+                  "outcome=\"refused\"");
     append_sample(out, "imagegate_upstream_retries_total", "counter",
                   "Second upstream attempts (connect error, stale pooled connection, "
                   "502/503/504): the one retry layer.",

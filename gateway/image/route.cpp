@@ -1,5 +1,8 @@
 #include "gateway/image/route.hpp"
 
+#include "gateway/core/request_target.hpp"
+#include "gateway/core/utf8.hpp"
+
 #include <algorithm>
 #include <array>
 
@@ -114,47 +117,7 @@ std::string percent_encode(std::string_view in) {
     return out;
 }
 
-bool is_valid_utf8(std::string_view s) noexcept {
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        std::size_t len = 0;
-        std::uint32_t cp = 0;
-        if ((c & 0xe0) == 0xc0) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (i + len > s.size()) {
-            return false;
-        }
-        for (std::size_t k = 1; k < len; ++k) {
-            const auto cc = static_cast<unsigned char>(s[i + k]);
-            if ((cc & 0xc0) != 0x80) {
-                return false;
-            }
-            cp = (cp << 6) | (cc & 0x3f);
-        }
-        const bool overlong =
-            (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
-        if (overlong || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-            return false;
-        }
-        i += len;
-    }
-    return true;
-}
+bool is_valid_utf8(std::string_view s) noexcept { return imagegate::is_valid_utf8(s); }
 
 bool is_account_id(std::string_view s) noexcept {
     if (s.size() != 32) {
@@ -169,17 +132,14 @@ bool is_account_id(std::string_view s) noexcept {
 }
 
 std::string_view request_path(std::string_view target) noexcept {
-    // Absolute-form (RFC 9112 §3.2.2): drop scheme and authority; the gateway's upstream
-    // is configured, never taken from the request.
-    if (target.starts_with("http://") || target.starts_with("https://")) {
-        const auto authority = target.find("//") + 2;
-        const auto path_start = target.find('/', authority);
-        target = path_start == std::string_view::npos ? std::string_view{"/"}
-                                                      : target.substr(path_start);
+    // Absolute-form (RFC 9112 §3.2.2): scheme and authority are dropped; the gateway's
+    // upstream is configured, never taken from the request.
+    const std::size_t start = target_path_start(target);
+    if (start == std::string_view::npos) {
+        return {};
     }
-    // Two memchr passes: find_first_of("?#") calls memchr over the needles once per byte.
-    target = target.substr(0, target.find('?'));
-    return target.substr(0, target.find('#'));
+    target.remove_prefix(start);
+    return target.substr(0, target.find('?'));  // no '#': target_path_start refuses fragments
 }
 
 image_route image_target::to_route() const {
@@ -190,6 +150,10 @@ image_route image_target::to_route() const {
 
 image_target parse_image_target(std::string_view target) {
     image_target r;
+    if (!is_supported_target(target)) {
+        r.error = errc::bad_request;
+        return r;
+    }
     std::string_view path = request_path(target);
     if (path.starts_with(client_v4_prefix) &&
         (path.size() == client_v4_prefix.size() || path[client_v4_prefix.size()] == '/')) {

@@ -68,9 +68,11 @@ inline constexpr std::size_t max_image_id_bytes = 1024;
 /// Routes `target` (origin-form, or absolute-form whose scheme and authority are ignored:
 /// the client never chooses the upstream) for method GET/HEAD. Accepts
 /// `/client/v4/accounts/{a}/images/v1/{id}` and `/accounts/{a}/images/v1/{id}`; the query
-/// string is ignored. Sibling endpoints (keys, stats, variants, {id}/blob) and unknown paths
-/// → route_not_found; a bad account → invalid_account_id; a bad id (empty, `.`, `..`,
-/// broken escapes, not UTF-8, control bytes, over 1024 bytes) → invalid_image_id.
+/// string is ignored. Any other target form (gateway/core/request_target.hpp: `*`,
+/// authority-form, `http://h?/…`, `http://h#/…`, a fragment) → bad_request; sibling
+/// endpoints (keys, stats, variants, {id}/blob) and unknown paths → route_not_found; a bad
+/// account → invalid_account_id; a bad id (empty, `.`, `..`, broken escapes, not UTF-8,
+/// control bytes, over 1024 bytes) → invalid_image_id.
 /// Method checks are the caller's (they need the route to decide between 404 and 405).
 route_result route_image(std::string_view target);
 
@@ -88,7 +90,8 @@ bool is_valid_utf8(std::string_view s) noexcept;
 /// True for `^[0-9a-f]{32}$`.
 bool is_account_id(std::string_view s) noexcept;
 
-/// The path without scheme/authority (absolute-form) and without the query string.
+/// The path without scheme/authority (absolute-form) and without the query string; empty
+/// for a target of a form the gateway does not serve (see route_image).
 std::string_view request_path(std::string_view target) noexcept;
 
 }  // namespace imagegate::gateway

@@ -5,24 +5,25 @@
 #include "gateway/admin/handler.hpp"
 #include "gateway/admission/local_gate.hpp"
 #include "gateway/auth/authorizer.hpp"
+#include "gateway/core/check.hpp"
+#include "gateway/core/workers.hpp"
 #include "gateway/http/server.hpp"
 #include "gateway/image/handler.hpp"
+#include "gateway/runtime/fd_limit.hpp"
 #include "gateway/runtime/logging.hpp"
+#include "gateway/runtime/signals.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/upstream/client.hpp"
 #include "gateway/upstream/tls.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
-#include <csignal>
+#include <atomic>
+#include <condition_variable>
 #include <stdexcept>
-#include <future>
 #include <mutex>
-#include <optional>
 #include <thread>
 #include <vector>
 
@@ -30,9 +31,8 @@ namespace imagegate::gateway {
 namespace {
 
 // Turns a validated HOST:PORT into listener options; a host name is resolved once, here.
-server_options make_server_options(asio::io_context& ioc, std::string name,
-                                   const std::string& host_port, const config::server_settings& s,
-                                   std::vector<asio::any_io_executor> session_executors) {
+server_options make_server_options(std::string name, const std::string& host_port,
+                                   const config::server_settings& s) {
     const auto hp = config::parse_host_port(host_port);
     if (!hp) {
         throw std::invalid_argument("invalid listen address " + host_port);
@@ -44,7 +44,8 @@ server_options make_server_options(asio::io_context& ioc, std::string name,
     boost::system::error_code ec;
     asio::ip::make_address(o.host, ec);
     if (ec) {
-        asio::ip::tcp::resolver resolver(ioc);
+        asio::io_context resolving;  // a blocking resolve, before any thread runs
+        asio::ip::tcp::resolver resolver(resolving);
         const auto results = resolver.resolve(o.host, "", ec);
         if (ec || results.empty()) {
             throw std::invalid_argument("cannot resolve listen host " + o.host);
@@ -56,9 +57,6 @@ server_options make_server_options(asio::io_context& ioc, std::string name,
     o.header_timeout = s.header_timeout;
     o.idle_timeout = s.idle_timeout;
     o.write_timeout = s.write_timeout;
-    // One io_context per I/O thread: sessions spread over them, never on strands.
-    o.single_threaded = true;
-    o.session_executors = std::move(session_executors);
     return o;
 }
 
@@ -123,7 +121,8 @@ std::shared_ptr<admission::gate> make_gate(const config::settings& s) {
                                       .max_credentials = s.shield.max_credentials});
 }
 
-std::unique_ptr<upstream::client> make_client(asio::io_context& ioc, const config::settings& s,
+std::unique_ptr<upstream::client> make_client(std::vector<asio::any_io_executor> executors,
+                                              const config::settings& s,
                                               std::shared_ptr<spdlog::logger> log) {
     const auto url = config::parse_upstream_url(s.upstream.url);
     if (!url) {
@@ -147,10 +146,8 @@ std::unique_ptr<upstream::client> make_client(asio::io_context& ioc, const confi
     o.pool.idle_timeout = s.upstream.pool_idle_timeout;
     o.pool.max_requests_per_connection = s.upstream.max_requests_per_connection;
     o.pool.acquire_timeout = s.upstream.acquire_timeout;
-    // The client, its pool and every fetch live on the first io_context, which one thread
-    // runs (see app::impl).
-    o.pool.single_threaded = true;
-    return std::make_unique<upstream::client>(ioc.get_executor(), std::move(o), std::move(tls),
+    // One pool per worker: a miss runs on the worker of its session (see app::impl).
+    return std::make_unique<upstream::client>(std::move(executors), std::move(o), std::move(tls),
                                               std::move(log));
 }
 
@@ -165,28 +162,40 @@ void render_cache_metrics(std::string& out, const cache::stats& c, std::uint64_t
     append_sample(out, "imagegate_cache_rejected_too_large_total", "counter",
                   "Entries not stored because they exceed cache.max_entry_bytes.",
                   c.rejected_too_large);
+    append_sample(out, "imagegate_cache_purge_raced_total", "counter",
+                  "Upstream answers not stored because their key or account was purged while "
+                  "they were fetched (they still answered their requests).",
+                  c.purge_raced);
+}
+
+void render_accept_errors(std::string& out, const http_server& data, const http_server& admin) {
+    metrics::append_header(out, "imagegate_accept_errors_total", "counter",
+                           "Failed accepts by listener and cause: emfile (the process's "
+                           "open-files limit), enfile (the system's), other.");
+    for (const auto& [name, server] : {std::pair{"data", &data}, std::pair{"admin", &admin}}) {
+        const auto c = server->accept_errors();
+        for (const auto& [reason, n] :
+             {std::pair{"emfile", c.emfile}, std::pair{"enfile", c.enfile},
+              std::pair{"other", c.other}}) {
+            metrics::append_sample(
+                out, "imagegate_accept_errors_total", "", "", n,
+                std::string("listener=\"") + name + "\",reason=\"" + reason + "\"");
+        }
+    }
 }
 
 }  // namespace
 
-/// An io_context whose pending handlers can be destroyed on demand (see app::impl::~impl).
-class io_thread_context : public asio::io_context {
-public:
-    io_thread_context() : asio::io_context(1) {}
-    void destroy_pending() { shutdown(); }
-};
-
 struct app::impl {
     config::settings settings;
     std::shared_ptr<spdlog::logger> log;
-    // The threading model (tests/bench/PERFORMANCE.md): one io_context per I/O thread, each
-    // run by exactly one thread, so no strand is needed anywhere. contexts[0] also runs the
-    // listeners' acceptors, the upstream client (pool, connections) and every fetch;
-    // sessions are spread over all of them. Declared first so they are destroyed last:
-    // everything below may own I/O objects.
-    std::vector<std::unique_ptr<io_thread_context>> contexts;
-    asio::io_context& ioc;
-    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
+    // The threading model (tests/bench/PERFORMANCE.md, "Threading model"): one io_context
+    // per I/O thread, each run by exactly one thread, no strand anywhere. Sessions are
+    // spread over the workers in turn; a session's miss runs on its worker with that
+    // worker's upstream pool; the listeners' acceptors and idle reapers and the signal
+    // handler run on worker 0. Declared first so it is destroyed last: everything below may
+    // own I/O objects.
+    workers io;
     metrics::registry registry;
     std::atomic<bool> ready{false};
     cache::sharded_cache cache;
@@ -196,19 +205,26 @@ struct app::impl {
     admin_handler admin;
     std::unique_ptr<http_server> data_server;
     std::unique_ptr<http_server> admin_server;
-    std::vector<std::thread> threads;
-    std::once_flag shutdown_once;
+    bool started = false;
+
+    // Shutdown is requested from any thread (request_stop) and carried out by a thread that
+    // is not a worker (finish_shutdown): the drain needs every worker running.
+    std::mutex stop_mu;
+    std::condition_variable stop_cv;
+    bool stop_requested = false;  // guarded by stop_mu
+    std::once_flag finish_once;
+    // run_until_signal()'s handler while it runs: its pending wait keeps worker 0 busy, so
+    // the shutdown cancels it before letting the workers run out of work.
+    std::atomic<signal_handler*> signals{nullptr};
 
     impl(config::settings s, std::shared_ptr<spdlog::logger> l)
         : settings(std::move(s)),
           log(std::move(l)),
-          contexts(make_contexts(thread_count(settings))),
-          ioc(*contexts.front()),
+          io(thread_count(settings)),
           cache(cache_options(settings.cache)),
-          client(make_client(ioc, settings, log)),
+          client(make_client(io.executors(), settings, log)),
           auth(settings.auth.client_keys),
-          images(cache, *client, auth, image_policy_from(settings), ioc.get_executor(), log,
-                 make_gate(settings)),
+          images(cache, *client, auth, image_policy_from(settings), log, make_gate(settings)),
           admin(registry, ready,
                 purge_hooks{
                     [this](std::string_view account, std::string_view id) {
@@ -230,19 +246,26 @@ struct app::impl {
                 "no upstream token (CLOUDFLARE_API_TOKEN or upstream.token_file): "
                 "requests go upstream without Authorization");
         }
-        const bool access = settings.log.access_log;
+        std::shared_ptr<const access_log> access;
+        if (settings.log.access_log) {
+            access = std::make_shared<const access_log>(log, settings.log);
+        }
         auto observe = [this, access](const exchange_record& rec) {
             registry.record(rec.route, rec.status, rec.duration);
             if (access) {
-                log_access(*log, rec);
+                access->write(rec);
             }
         };
         auto handle_image = [this](request req) { return images.handle(req); };
         auto handle_admin = [this](request req) { return admin.handle(req); };
-        data_server = std::make_unique<http_server>(
-            ioc,
-            make_server_options(ioc, "data", settings.server.listen, settings.server, executors()),
-            handle_image, observe, log, make_listener_tls(settings.server));
+        server_options data_opts =
+            make_server_options("data", settings.server.listen, settings.server);
+        // Fewer than server.max_connections when the open-files limit cannot hold them all
+        // next to the admin listener and the upstream pools (fd_limit.hpp).
+        data_opts.max_connections = apply_fd_limit(settings, thread_count(settings), *log);
+        data_server =
+            std::make_unique<http_server>(io.executors(), data_opts, handle_image, observe, log,
+                                          make_listener_tls(settings.server));
         if (data_server->is_tls()) {
             registry.add_source([this](std::string& out) {
                 metrics::append_sample(out, "imagegate_tls_handshake_failures_total", "counter",
@@ -251,127 +274,146 @@ struct app::impl {
                                        data_server->tls_handshake_failures());
             });
         }
-        server_options admin_opts = make_server_options(ioc, "admin", settings.server.admin_listen,
-                                                        settings.server, executors());
-        admin_opts.max_connections = 64;
-        admin_server = std::make_unique<http_server>(ioc, admin_opts, handle_admin, observe, log);
+        server_options admin_opts =
+            make_server_options("admin", settings.server.admin_listen, settings.server);
+        admin_opts.max_connections = admin_max_connections;
+        admin_server =
+            std::make_unique<http_server>(io.executors(), admin_opts, handle_admin, observe, log);
+        registry.add_source(
+            [this](std::string& out) { render_accept_errors(out, *data_server, *admin_server); });
     }
 
     // Handlers still pending when the threads stopped (a forced stop) are destroyed while
     // every io_context still exists: a session's frame on one context may own objects of
-    // another (the listener state on contexts[0], a flight's waiter timers on the others).
+    // another (the listener state on worker 0, a flight's waiter timers on the others).
     ~impl() {
-        for (auto& c : contexts) {
-            c->destroy_pending();
-        }
+        io.stop();
+        io.join();
+        io.destroy_pending();
     }
     impl(const impl&) = delete;
     impl& operator=(const impl&) = delete;
 
-    static std::vector<std::unique_ptr<io_thread_context>> make_contexts(unsigned n) {
-        std::vector<std::unique_ptr<io_thread_context>> out;
-        for (unsigned i = 0; i < n; ++i) {
-            out.push_back(std::make_unique<io_thread_context>());
-        }
-        return out;
-    }
-
-    std::vector<asio::any_io_executor> executors() const {
-        std::vector<asio::any_io_executor> out;
-        for (const auto& c : contexts) {
-            out.push_back(c->get_executor());
-        }
-        return out;
-    }
-
-    bool all_stopped() const {
-        for (const auto& c : contexts) {
-            if (!c->stopped()) {
-                return false;
+    // Any thread: not ready, stop accepting, wake the thread waiting in app::wait().
+    void request_stop() {
+        {
+            const std::lock_guard lock(stop_mu);
+            if (stop_requested) {
+                return;
             }
+            stop_requested = true;
         }
-        return true;
+        ready.store(false);
+        data_server->stop();
+        stop_cv.notify_all();
     }
+
+    // A thread that is not a worker: drain within server.drain_timeout, close the rest, let
+    // the workers run out of work and join them. Concurrent callers wait for the first.
+    void finish_shutdown() {
+        IMAGEGATE_CHECK(!on_worker_thread(), "the shutdown is finished by a non-worker thread");
+        std::call_once(finish_once, [this] {
+            request_stop();
+            const auto drain_deadline =
+                std::chrono::steady_clock::now() + settings.server.drain_timeout;
+            if (!data_server->wait_drained(drain_deadline)) {
+                log->warn("drain timeout: closing {} connection(s) with requests in flight",
+                          data_server->active_sessions());
+            }
+            data_server->close_all();
+            admin_server->close_all();
+            client->shutdown();
+            if (auto* s = signals.load()) {
+                s->cancel();
+            }
+            io.release();
+            // Everything is closed; the threads return once the last handlers ran. A handler
+            // that never completes would hang exit, so give it a bound.
+            if (!io.wait_until(std::chrono::steady_clock::now() + std::chrono::seconds(2))) {
+                log->warn("I/O did not finish after closing all connections; stopping");
+                io.stop();
+            }
+            io.join();
+            log->info("shutdown complete");
+            log->flush();
+        });
+    }
+
+    // SIGHUP. The operations issue gives it a meaning (reload the configuration); until
+    // then the process must not die of it.
+    void reload() { log->warn("SIGHUP received: reload not supported yet; nothing changed"); }
 };
 
 app::app(config::settings s, std::shared_ptr<spdlog::logger> log)
     : impl_(std::make_unique<impl>(std::move(s), std::move(log))) {}
 
-app::~app() { shutdown(); }
+app::~app() {
+    IMAGEGATE_CHECK(!on_worker_thread(), "an app is destroyed by a thread that is not a worker");
+    shutdown();
+}
 
 void app::start() {
     auto& m = *impl_;
-    for (auto& c : m.contexts) {
-        m.work.push_back(asio::make_work_guard(*c));
-    }
+    IMAGEGATE_CHECK(!m.started, "app::start() is called once");
+    m.started = true;
     m.data_server->start();
     m.admin_server->start();
-    const auto n = static_cast<unsigned>(m.contexts.size());
-    for (auto& c : m.contexts) {
-        m.threads.emplace_back([&ctx = *c] { ctx.run(); });
-    }
+    m.io.start();
     m.ready.store(true);
     m.log->info("imagegate listening on {} (port {}), admin on {} (port {}), {} thread(s)",
                 listener_url(m.data_server->is_tls(), m.settings.server.listen, data_port()),
                 data_port(), listener_url(false, m.settings.server.admin_listen, admin_port()),
-                admin_port(), n);
+                admin_port(), m.io.size());
 }
 
 int app::run_until_signal() {
     auto& m = *impl_;
-    std::promise<int> signalled;
-    auto fut = signalled.get_future();
-    asio::signal_set signals(m.ioc, SIGINT, SIGTERM);
-    signals.async_wait([&signalled](const boost::system::error_code& ec, int sig) {
-        signalled.set_value(ec ? 0 : sig);
-    });
-    const int sig = fut.get();
-    m.log->info("signal {} received: draining (up to {} ms)", sig,
-                m.settings.server.drain_timeout.count());
-    shutdown();
+    // Registered before the threads start (when start() was not called yet): from here on
+    // SIGINT, SIGTERM and SIGHUP never take their default action. The hooks run on worker
+    // 0; shutdown() from there only requests the stop, which wait() below carries out. The
+    // handler outlives the workers (declared before wait() joins them).
+    signal_handler signals(m.io.executor(0),
+                           {.stop =
+                                [this, &m](int sig) {
+                                    m.log->info("signal {} received: draining (up to {} ms)", sig,
+                                                m.settings.server.drain_timeout.count());
+                                    shutdown();
+                                },
+                            .reload = [&m] { m.reload(); }});
+    signals.start();
+    m.signals.store(&signals);
+    if (!m.started) {
+        start();
+    }
+    wait();
+    m.signals.store(nullptr);
     return 0;
 }
 
 void app::shutdown() {
     auto& m = *impl_;
-    std::call_once(m.shutdown_once, [&m] {
-        m.ready.store(false);
-        m.data_server->stop();
-        const auto deadline = std::chrono::steady_clock::now() + m.settings.server.drain_timeout;
-        while (m.data_server->active_sessions() > 0 &&
-               std::chrono::steady_clock::now() < deadline) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        }
-        if (const auto left = m.data_server->active_sessions(); left > 0) {
-            m.log->warn("drain timeout: closing {} connection(s) with requests in flight", left);
-        }
-        m.data_server->close_all();
-        m.admin_server->close_all();
-        m.client->shutdown();
-        m.work.clear();
-        // Everything is closed; the threads return once the last handlers ran. A handler
-        // that never completes would hang exit, so give it a bound.
-        const auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-        while (!m.all_stopped() && std::chrono::steady_clock::now() < hard) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        }
-        if (!m.all_stopped()) {
-            m.log->warn("I/O did not finish after closing all connections; stopping");
-            for (auto& c : m.contexts) {
-                c->stop();
-            }
-        }
-        for (auto& t : m.threads) {
-            t.join();
-        }
-        m.threads.clear();
-        m.log->info("shutdown complete");
-        m.log->flush();
-    });
+    m.request_stop();
+    if (on_worker_thread()) {
+        // A worker cannot wait for the drain it takes part in: wait() (run_until_signal) or
+        // the destructor finishes the shutdown on a thread of its own.
+        return;
+    }
+    m.finish_shutdown();
+}
+
+void app::wait() {
+    auto& m = *impl_;
+    IMAGEGATE_CHECK(!on_worker_thread(), "app::wait() is called by a thread that is not a worker");
+    {
+        std::unique_lock lock(m.stop_mu);
+        m.stop_cv.wait(lock, [&m] { return m.stop_requested; });
+    }
+    m.finish_shutdown();
 }
 
 std::uint16_t app::data_port() const noexcept { return impl_->data_server->port(); }
 std::uint16_t app::admin_port() const noexcept { return impl_->admin_server->port(); }
 metrics::registry& app::metrics() noexcept { return impl_->registry; }
+asio::any_io_executor app::executor(std::size_t worker) const { return impl_->io.executor(worker); }
 
 }  // namespace imagegate::gateway

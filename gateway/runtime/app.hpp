@@ -1,8 +1,11 @@
-// The composition root: builds every component from settings, runs the io_context threads,
-// and shuts down gracefully. main() and the integration tests both drive it.
+// The composition root: builds every component from settings, runs the I/O workers, and
+// shuts down gracefully. main() and the integration tests both drive it.
 #pragma once
 
 #include "config/settings.hpp"
+#include "gateway/core/net.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -17,9 +20,10 @@ class registry;
 
 namespace imagegate::gateway {
 
-/// Owns the process's services. Construct (binds the listeners: throws on failure), start(),
-/// then run_until_signal() or shutdown(). Not copyable; shutdown() is idempotent and
-/// thread-safe; the destructor shuts down.
+/// Owns the process's services. Construct (binds the listeners: throws on failure), then
+/// run_until_signal(), or start() and later shutdown(). Not copyable.
+/// Thread-safety: shutdown() from any thread, I/O workers included; start(),
+/// run_until_signal(), wait() and the destructor from one thread that is not a worker.
 class app {
 public:
     app(config::settings s, std::shared_ptr<spdlog::logger> log);
@@ -27,17 +31,27 @@ public:
     app(const app&) = delete;
     app& operator=(const app&) = delete;
 
-    /// Starts the listeners and the I/O threads; ready afterwards.
+    /// Starts the listeners and the I/O threads; ready afterwards. Called once.
     void start();
-    /// Blocks until SIGINT or SIGTERM, then shuts down. Returns the process exit code.
+    /// Handles signals (SIGINT/SIGTERM: shut down; SIGHUP: reload, which logs "reload not
+    /// supported yet" for now), starts if start() was not called, and returns once a
+    /// shutdown (by signal or by shutdown() from any thread) is complete. Returns the
+    /// process exit code.
     int run_until_signal();
     /// Graceful: stop accepting, let in-flight requests finish within
-    /// server.drain_timeout, close the rest, join the threads.
+    /// server.drain_timeout, close the rest, join the threads. Idempotent. On an I/O
+    /// worker it only starts the shutdown and returns (a worker cannot wait for itself);
+    /// wait() or the destructor completes it.
     void shutdown();
+    /// Blocks until a shutdown was asked for, then completes it (as shutdown() does).
+    void wait();
 
     std::uint16_t data_port() const noexcept;
     std::uint16_t admin_port() const noexcept;
     metrics::registry& metrics() noexcept;
+    /// The executor of I/O worker `worker` (< server.threads): for embedders and tests that
+    /// need to run something on an I/O thread.
+    asio::any_io_executor executor(std::size_t worker) const;
 
 private:
     struct impl;

@@ -65,7 +65,6 @@ int main(int argc, char** argv) {
     }
     try {
         imagegate::gateway::app gateway(std::move(loaded.value), log);
-        gateway.start();
         return gateway.run_until_signal();
     } catch (const std::exception& e) {
         log->critical("cannot start: {}", e.what());

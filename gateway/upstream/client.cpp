@@ -1,9 +1,9 @@
 #include "gateway/upstream/client.hpp"
 
 #include "gateway/upstream/headers.hpp"
+#include "gateway/core/check.hpp"
 #include "gateway/core/version.hpp"
-
-#include <boost/asio/co_spawn.hpp>
+#include "gateway/core/workers.hpp"
 
 #include <spdlog/logger.h>
 
@@ -46,10 +46,10 @@ std::shared_ptr<const connection_options> make_connection_options(
 
 }  // namespace
 
-client::client(asio::any_io_executor ex, client_options opts,
+client::client(std::vector<asio::any_io_executor> executors, client_options opts,
                std::shared_ptr<asio::ssl::context> tls_ctx, std::shared_ptr<spdlog::logger> log)
     : opts_(std::move(opts)),
-      stats_(std::make_shared<upstream::stats>()),
+      stats_(std::make_shared<upstream::stats>(executors.size())),
       log_(std::move(log)),
       fixed_fields_("Host: " +
                     host_header_value(opts_.server_name.empty() ? opts_.host : opts_.server_name,
@@ -58,13 +58,42 @@ client::client(asio::any_io_executor ex, client_options opts,
                     "User-Agent: imagegate/" +
                     std::string(version) + "\r\n"),
       token_field_(opts_.token.empty() ? std::string()
-                                       : "Authorization: Bearer " + opts_.token + "\r\n"),
-      pool_(std::move(ex), make_connection_options(opts_, std::move(tls_ctx)), opts_.pool, stats_,
-            log_) {}
+                                       : "Authorization: Bearer " + opts_.token + "\r\n") {
+    if (executors.empty()) {
+        throw std::invalid_argument("upstream client needs at least one worker");
+    }
+    // One connection options object (so one TLS session cache) and one connection limit for
+    // the origin, shared by the pools of every worker.
+    const auto conn_opts = make_connection_options(opts_, std::move(tls_ctx));
+    limit_ = std::make_shared<connection_limit>(opts_.pool.max_connections, executors.size());
+    for (std::size_t i = 0; i < executors.size(); ++i) {
+        pools_.push_back(std::make_unique<upstream::pool>(std::move(executors[i]), conn_opts,
+                                                          opts_.pool, stats_, log_, limit_, i));
+    }
+}
 
 client::~client() = default;
 
-void client::shutdown() { pool_.shutdown(); }
+void client::shutdown() {
+    for (auto& p : pools_) {
+        p->shutdown();
+    }
+}
+
+std::size_t client::local_pool() const noexcept {
+    // The worker index is the pool index when the client was given the workers in order (the
+    // composition root does); otherwise find the pool whose worker this is.
+    const std::size_t i = workers::current_index();
+    if (i < pools_.size() && pools_[i]->runs_here()) {
+        return i;
+    }
+    std::size_t j = 0;
+    while (j < pools_.size() && !pools_[j]->runs_here()) {
+        ++j;
+    }
+    IMAGEGATE_CHECK(j < pools_.size(), "an upstream fetch runs on one of its client's workers");
+    return j;
+}
 
 std::optional<std::string> client::request_bytes(std::string_view target,
                                                  const credential* cred) const {
@@ -94,7 +123,7 @@ std::optional<std::string> client::request_bytes(std::string_view target,
 
 asio::awaitable<boost::system::result<response>> client::fetch(
     std::string target, clock::time_point deadline, std::shared_ptr<const credential> cred,
-    acquire_mode mode, attempt_facts* facts) {
+    connection_choice choice, attempt_facts* facts) {
     const auto req = request_bytes(target, cred.get());
     if (!req) {
         // The config check and gateway/auth/authorizer.cpp refuse such values first; never reached
@@ -106,7 +135,12 @@ asio::awaitable<boost::system::result<response>> client::fetch(
         }
         co_return make_error_code(errc::internal_error);
     }
-    auto acquired = co_await pool_.acquire(deadline, mode);
+    // The pool of the worker this fetch runs on: the exchange below runs inline, on the
+    // connection's own executor (connection::exchange checks it).
+    const std::size_t worker = local_pool();
+    upstream::pool& pool = *pools_[worker];
+    const auto mode = choice == connection_choice::pooled ? acquire_mode::any : acquire_mode::fresh;
+    auto acquired = co_await pool.acquire(deadline, mode);
     if (!acquired) {
         const auto ec = acquired.error();
         // Connect failures were logged by the pool with their phase and lower-layer code.
@@ -117,33 +151,28 @@ asio::awaitable<boost::system::result<response>> client::fetch(
         co_return ec;
     }
     lease l = std::move(*acquired);
+    stats_->exchanges_by_worker[worker].fetch_add(1, std::memory_order_relaxed);
     const bool reused = l.is_reused();
     if (reused) {
         stats_->reuses.fetch_add(1, std::memory_order_relaxed);
     }
     connection& conn = l.conn();
-    // The exchange runs on the connection's executor (the stream's) so Beast's expiry
-    // handler and our operations never run concurrently. With one I/O thread that is
-    // this coroutine's executor already: run it inline, without two trips through the
-    // io_context queue.
-    boost::system::result<response, failure> r;
-    if (opts_.pool.single_threaded) {
-        r = co_await conn.exchange(*req, deadline);
-    } else {
-        r = co_await asio::co_spawn(conn.get_executor(), conn.exchange(*req, deadline),
-                                    use_awaitable);
-    }
+    auto r = co_await conn.exchange(*req, deadline);
     if (r) {
         if (conn.is_reusable()) {
             l.mark_reusable();
         }
         stats_->count_status(r->status);
+        stats_->interim_skipped.fetch_add(r->facts.interim_responses, std::memory_order_relaxed);
         stats_->latency.observe(r->latency);
         co_return std::move(*r);
     }
     const failure f = r.error();
-    if (pool_.is_shutting_down()) {
+    if (pool.is_shutting_down()) {
         co_return make_error_code(errc::shutting_down);  // our own abort, not the upstream's
+    }
+    if (f.ec == framing_error::unread_bytes_before_request) {
+        stats_->unread_discards.fetch_add(1, std::memory_order_relaxed);
     }
     if (facts != nullptr) {
         facts->reused_connection = reused;

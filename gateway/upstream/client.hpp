@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace spdlog {
 class logger;
@@ -51,6 +52,15 @@ struct client_options {
     pool_options pool;
 };
 
+/// Which connection fetch() sends its request on.
+enum class connection_choice {
+    pooled,  ///< an idle pooled connection if there is one, else a new one
+    /// Always a new connection: its answer's exchange_facts::fresh_connection holds, so a
+    /// clean answer is certain() (what a passthrough proof must rest on), and a retry after a
+    /// reused connection failed cannot meet the same fate.
+    fresh,
+};
+
 /// What the caller's retry rule needs to know about an attempt that failed.
 struct attempt_facts {
     /// The attempt ran on a connection that had served an exchange before.
@@ -60,15 +70,20 @@ struct attempt_facts {
 };
 
 /// One client per upstream origin, owned by main and shared by reference with handlers.
-/// Must be destroyed before the io_context.
-/// Thread-safety: fetch() may run concurrently from any number of coroutines on any
-/// executors; shutdown() from any thread.
+/// It runs one connection pool per I/O worker, so a fetch runs where its caller runs: on
+/// the worker of the session that missed, with that worker's connections. The pools share
+/// the origin's connection limit (connection_limit) and the TLS session cache.
+/// Must be destroyed before the workers' contexts.
+/// Thread-safety: fetch() may run concurrently from any number of coroutines on the
+/// workers given to the constructor (anywhere else it aborts: IMAGEGATE_CHECK);
+/// shutdown() from any thread.
 class client {
 public:
+    /// `executors`: one per I/O worker (gateway/core/workers.hpp), at least one.
     /// Throws std::invalid_argument for unusable options (empty host, zero
     /// max_connections, plaintext without allow_plaintext, TLS without a context): these are
     /// start-up errors. `tls_ctx` is ignored for plaintext and may then be null.
-    client(asio::any_io_executor ex, client_options opts,
+    client(std::vector<asio::any_io_executor> executors, client_options opts,
            std::shared_ptr<asio::ssl::context> tls_ctx, std::shared_ptr<spdlog::logger> log = {});
     client(const client&) = delete;
     client& operator=(const client&) = delete;
@@ -80,21 +95,28 @@ public:
     /// value (the caller classifies it); errors are errc values: upstream_connect_failed,
     /// upstream_tls_failed, upstream_timeout, upstream_too_large, upstream_protocol_error,
     /// pool_exhausted, shutting_down, and `facts` (when given) says what the retry rule needs.
-    /// `mode` fresh: a never-used connection (the retry after a reused one failed). With
-    /// `cred`, exactly that credential is sent and the configured token never is.
+    /// With `cred`, exactly that credential is sent and the configured token never is.
+    /// `response::facts` says how certainly the answer is this request's (exchange_facts);
+    /// `choice` fresh makes it certain whenever it is clean.
     asio::awaitable<boost::system::result<response>> fetch(
         std::string target, clock::time_point deadline,
-        std::shared_ptr<const credential> cred = nullptr, acquire_mode mode = acquire_mode::any,
-        attempt_facts* facts = nullptr);
+        std::shared_ptr<const credential> cred = nullptr,
+        connection_choice choice = connection_choice::pooled, attempt_facts* facts = nullptr);
 
-    /// Stops the pool: waiters and later fetches fail with errc::shutting_down.
+    /// Stops the pools: waiters and later fetches fail with errc::shutting_down.
     void shutdown();
 
     const upstream::stats& stats() const noexcept { return *stats_; }
 
+    /// Connections counted against max_connections now (connecting, idle, in use, closing),
+    /// over every worker's pool.
+    std::size_t open_connections() const noexcept { return limit_->taken(); }
+
 private:
     /// The request head for `target`, or nothing if a piece is not header-safe.
     std::optional<std::string> request_bytes(std::string_view target, const credential* cred) const;
+    /// The pool of the calling worker, and its index.
+    std::size_t local_pool() const noexcept;
 
     client_options opts_;
     std::shared_ptr<upstream::stats> stats_;
@@ -103,7 +125,8 @@ private:
     // token's Authorization line (empty without a token). Never logged.
     std::string fixed_fields_;
     std::string token_field_;
-    upstream::pool pool_;
+    std::shared_ptr<connection_limit> limit_;             // shared by the pools
+    std::vector<std::unique_ptr<upstream::pool>> pools_;  // one per worker, in worker order
 };
 
 }  // namespace imagegate::upstream

@@ -1,5 +1,7 @@
 #include "gateway/upstream/connection.hpp"
 
+#include "gateway/core/check.hpp"
+#include "gateway/core/workers.hpp"
 #include "gateway/upstream/headers.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -36,6 +38,12 @@ std::string_view to_string(phase p) noexcept {
 }
 
 std::ostream& operator<<(std::ostream& os, phase p) { return os << to_string(p); }
+
+std::ostream& operator<<(std::ostream& os, const exchange_facts& f) {
+    return os << "{fresh_connection=" << f.fresh_connection << " framed=" << f.framed
+              << " trailing_bytes=" << f.trailing_bytes
+              << " interim_responses=" << f.interim_responses << "}";
+}
 
 void throw_exception_from_error(const failure& f, const boost::source_location& loc) {
     boost::throw_exception(boost::system::system_error(f.ec, std::string(to_string(f.phase))), loc);
@@ -98,11 +106,11 @@ void tls_session_cache::keep(SSL* ssl) {
 }
 
 connection::connection(asio::any_io_executor ex, std::shared_ptr<const connection_options> opts)
-    : strand_(std::move(ex)), opts_(std::move(opts)), resolver_(strand_) {
+    : ex_(std::move(ex)), opts_(std::move(opts)), resolver_(ex_) {
     if (opts_->tls) {
-        tls_.emplace(strand_, *opts_->tls);
+        tls_.emplace(ex_, *opts_->tls);
     } else {
-        plain_.emplace(strand_);
+        plain_.emplace(ex_);
     }
     // Beast 1.81 bounds neither chunk extensions nor trailers: without a cap on what one
     // read may buffer, a hostile upstream could make us hold bandwidth x request_timeout
@@ -126,13 +134,14 @@ asio::awaitable<boost::system::result<void, failure>> connection::connect(
         close();
         return failure{ec, p, false};
     };
+    IMAGEGATE_CHECK(runs_on_this_worker(ex_), "a connection connects on its own worker");
     if (closed_) {
         co_return fail(asio::error::operation_aborted, phase::resolve);
     }
 
     // The resolver has no stream expiry, so it races a timer at the same deadline that
     // later bounds connect and handshake: one budget for the three steps.
-    asio::steady_timer resolve_timer(strand_);
+    asio::steady_timer resolve_timer(ex_);
     resolve_timer.expires_at(deadline);
     auto resolved =
         co_await (resolver_.async_resolve(opts_->host, std::to_string(opts_->port), use_nothrow) ||
@@ -193,15 +202,53 @@ asio::awaitable<boost::system::result<void, failure>> connection::connect(
     co_return result_type{};
 }
 
+// Why an answer belongs to the request that produced it. HTTP/1.1 has no request ids: on
+// one connection the n-th response answers the n-th request (RFC 9112 §9.3). We send one
+// request at a time, so an answer is ours if (a) every response the upstream sent before our
+// request was consumed by the exchange it belonged to, and (b) no response meant for nobody
+// is read in its place. The client keeps (a) and checks (b) as far as bytes can tell:
+//  - interim 1xx heads are read and skipped inside the exchange they belong to, under its
+//    one deadline, bounded in count and bytes (head_sequence); 101 is refused;
+//  - a connection is pooled only if its response was framed (Content-Length, chunked or a
+//    status without content, never close-delimited), nothing beyond it had arrived (our
+//    buffer, the TLS layers, the socket), and the exchange completed (may_reuse);
+//  - an idle connection with unread bytes or a peer close is discarded when the pool is
+//    about to lend it, and again right before our request is written (is_idle_and_open);
+//    an exchange that timed out or failed closes its connection.
+// What remains: bytes the upstream sends without being asked that arrive after the last
+// check are read as the head of our answer. That window is short but not zero: from the
+// check to our request reaching the upstream, plus about a round trip after the previous
+// answer for bytes sent right behind it (which TCP would otherwise hold at the upstream until
+// our next request; see acknowledge_now). Such bytes must still parse as one framed response
+// and pass the caller's validation: a 200 is stored only if its result.id is the id we asked
+// for, so a stray record of another image is refused (502, not stored). A stray for the same
+// id, or a stray error envelope, cannot be told from our answer; our own answer then arrives
+// as unread bytes and the connection is discarded at its next check. So only an upstream
+// that sends responses nobody asked for (a bug, or a lie, and a lying upstream can answer
+// anything anyway) can cross answers, and only within that window: exchange_facts tells the
+// caller which answers are certain (the first on a fresh connection), so a proof of a
+// credential never has to rest on one that is not. A fresh connection is not checked before
+// its first request: a TLS 1.3 server's session tickets may be waiting there, and an upstream
+// that answers before it is asked is lying, which no framing can catch.
 asio::awaitable<boost::system::result<response, failure>> connection::exchange(
     std::string_view request, clock::time_point deadline) {
     using result_type = boost::system::result<response, failure>;
+    // The stream and its expiry timer are confined to the connection's worker; the caller
+    // (client::fetch) runs the exchange inline, so it must already be there.
+    IMAGEGATE_CHECK(runs_on_this_worker(ex_), "an exchange runs on its connection's worker");
     reusable_ = false;
     const bool reused = requests_served() > 0;
     if (closed_) {
         co_return failure{asio::error::not_connected, phase::write, false};
     }
-    // A connection is handed out only with an empty buffer (see is_reusable).
+    // A pooled connection had nothing unread when it was parked (may_reuse) and when it was
+    // lent; this is the last look before our request makes whatever arrives "the answer".
+    if (reused && !is_idle_and_open()) {
+        close();
+        co_return failure{make_error_code(framing_error::unread_bytes_before_request), phase::write,
+                          false};
+    }
+    // A connection is handed out only with an empty buffer (see may_reuse).
     buffer_.clear();
 
     // One deadline for the whole exchange: a slow-loris upstream dripping bytes cannot
@@ -225,40 +272,54 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
         co_return failure{wec, phase::write, false};
     }
 
-    response_reader parser;
-    parser.header_limit(opts_->header_limit);
-    parser.body_limit(opts_->body_limit);
-
+    head_sequence heads(opts_->header_limit);
+    // Beast's parser takes a 1xx as a complete message without a body; each head gets a
+    // parser of its own, reading on from the bytes the previous one left in buffer_.
+    std::optional<response_reader> parser;
     const auto read_failed = [&](boost::system::error_code ec) -> result_type {
-        const bool started_answer = parser.got_some() || buffer_.size() > 0;
+        const bool started_answer =
+            heads.interim_responses() > 0 || (parser && parser->got_some()) || buffer_.size() > 0;
         close();
         return failure{ec, phase::read, started_answer};
     };
 
-    // The head first (eager off), then the body: the reader reserves the body once, with
+    // The heads first (eager off), then the body: the reader reserves the body once, with
     // the validator's padding, when the head announces its length.
-    boost::system::error_code hec;
-    if (tls_) {
-        auto [ec, n] = co_await http::async_read_header(*tls_, buffer_, parser, use_nothrow);
-        hec = ec;
-        (void)n;
-    } else {
-        auto [ec, n] = co_await http::async_read_header(*plain_, buffer_, parser, use_nothrow);
-        hec = ec;
-        (void)n;
-    }
-    if (hec) {
-        co_return read_failed(hec);
+    for (;;) {
+        parser.emplace();
+        parser->header_limit(heads.header_limit());
+        parser->body_limit(opts_->body_limit);
+        boost::system::error_code hec;
+        std::size_t head_bytes = 0;
+        if (tls_) {
+            auto [ec, n] = co_await http::async_read_header(*tls_, buffer_, *parser, use_nothrow);
+            hec = ec;
+            head_bytes = n;
+        } else {
+            auto [ec, n] = co_await http::async_read_header(*plain_, buffer_, *parser, use_nothrow);
+            hec = ec;
+            head_bytes = n;
+        }
+        if (hec) {
+            co_return read_failed(hec);
+        }
+        const head_kind kind = heads.on_head(parser->head().status, head_bytes);
+        if (kind == head_kind::final_response) {
+            break;
+        }
+        if (kind == head_kind::refused) {
+            co_return read_failed(heads.error());
+        }
     }
 
     boost::system::error_code bec;
-    if (!parser.is_done()) {
+    if (!parser->is_done()) {
         if (tls_) {
-            auto [ec, n] = co_await http::async_read(*tls_, buffer_, parser, use_nothrow);
+            auto [ec, n] = co_await http::async_read(*tls_, buffer_, *parser, use_nothrow);
             bec = ec;
             (void)n;
         } else {
-            auto [ec, n] = co_await http::async_read(*plain_, buffer_, parser, use_nothrow);
+            auto [ec, n] = co_await http::async_read(*plain_, buffer_, *parser, use_nothrow);
             bec = ec;
             (void)n;
         }
@@ -280,15 +341,33 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
         opts_->sessions->keep(tls_->native_handle());
     }
 
-    // Reusable only if the message was self-delimited, both sides keep the connection
-    // (RFC 9112 §9.3), and the peer sent nothing beyond this response.
-    reusable_ = parser.keep_alive() && !parser.need_eof() && buffer_.size() == 0;
+    // A peer that sends more than its answer usually sends it right behind it, and TCP then
+    // holds those bytes at the peer (Nagle) until our ACK, which Linux delays to ride on our
+    // next request: they would arrive after every check, as that request's answer. ACK now,
+    // so they follow within a round trip and the checks below or the next lend see them.
+    acknowledge_now();
+    // Anything received beyond the response makes the connection unusable: it would be read
+    // as the next request's answer. HTTP bytes in our buffer are certainly more than we asked
+    // for; what waits below (a TLS record, socket bytes) may also be a close_notify, so it is
+    // decrypted only in that rare case, to tell the caller which it was.
+    bool trailing = buffer_.size() > 0;
+    const bool unread = trailing || has_unread_beyond_buffer();
+    if (unread && !trailing) {
+        trailing = read_application_byte();
+    }
+    reusable_ = may_reuse({.keep_alive = parser->keep_alive(),
+                           .need_eof = parser->need_eof(),
+                           .trailing_bytes = unread});
     if (!reusable_) {
         close();
     }
 
     response out;
-    response_head head = parser.take_head();
+    out.facts = {.fresh_connection = !reused,
+                 .framed = !parser->need_eof(),
+                 .trailing_bytes = trailing,
+                 .interim_responses = heads.interim_responses()};
+    response_head head = parser->take_head();
     out.status = head.status;
     out.content_type = std::move(head.content_type);
     out.retry_after = std::move(head.retry_after);
@@ -296,7 +375,7 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
     out.ratelimit_policy = std::move(head.ratelimit_policy);
     out.latency = finished - started;
     out.reused_connection = reused;
-    out.body = parser.take_body();
+    out.body = parser->take_body();
     co_return out;
 }
 

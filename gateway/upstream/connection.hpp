@@ -4,6 +4,7 @@
 
 #include "gateway/core/errc.hpp"
 #include "gateway/core/net.hpp"
+#include "gateway/upstream/framing.hpp"
 #include "gateway/upstream/response_reader.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -35,6 +36,38 @@ namespace http = boost::beast::http;
 
 using clock = std::chrono::steady_clock;
 
+/// How an answer reached the client: the facts that tie it to the request that produced it.
+/// Every answer returned was read on a connection that had no unread byte and was open
+/// right before the request was written (a reused one is checked, a fresh one has carried
+/// nothing). Why that ties answers to requests, and what it cannot rule out, is argued
+/// above connection::exchange() in connection.cpp.
+struct exchange_facts {
+    /// The request was the first ever written on its connection, so the answer is the first
+    /// response the upstream sent on it: the reply to this request (RFC 9112 §9.3, responses
+    /// come in request order), unless the upstream sends responses nobody asked for.
+    bool fresh_connection = false;
+    /// The final response was delimited by Content-Length, chunked coding or a status
+    /// without content (RFC 9112 §6.3), not by the connection closing.
+    bool framed = false;
+    /// HTTP bytes beyond the final response had already arrived when it completed: the
+    /// upstream sent more than it was asked for. (The connection is then closed.)
+    bool trailing_bytes = false;
+    /// Interim (1xx) responses read and discarded before the final one.
+    unsigned interim_responses = 0;
+
+    /// Framed, nothing trailing: an answer that may be stored.
+    bool clean() const noexcept { return framed && !trailing_bytes; }
+    /// Clean and on a fresh connection: certainly the reply to this request, short of an
+    /// upstream that lies (which no framing can detect). On a reused connection a stray
+    /// response that arrives after the idle check and before our answer is indistinguishable
+    /// from it; only a fresh connection rules that out.
+    bool certain() const noexcept { return fresh_connection && clean(); }
+
+    friend bool operator==(const exchange_facts&, const exchange_facts&) = default;
+};
+
+std::ostream& operator<<(std::ostream& os, const exchange_facts& f);
+
 /// What the gateway keeps from an upstream answer.
 struct response {
     /// HTTP status code.
@@ -49,8 +82,11 @@ struct response {
     std::string ratelimit_policy;
     /// From the first request byte written to the last response byte read.
     clock::duration latency{};
-    /// The exchange ran on a connection that had served an exchange before.
+    /// The exchange ran on a connection that had served an exchange before
+    /// (`!facts.fresh_connection`).
     bool reused_connection = false;
+    /// How the answer reached us; see exchange_facts.
+    exchange_facts facts;
 };
 
 /// The step a connection failed in; decides the errc and whether a retry is allowed.
@@ -127,32 +163,35 @@ struct connection_options {
 
 /// One upstream connection. Created by the pool, shared between the pool's slot and the
 /// lease that borrows it.
-/// Thread-safety: every member except get_executor() and requests_served() must run on
-/// get_executor() (the connection's strand, or the one I/O thread), and at most one of
-/// connect()/exchange()
-/// may be in flight. The pool and the lease guarantee the second rule: the slot state says
-/// who owns the stream (connect task, pool or lease holder).
+/// Thread-safety: every member except get_executor(), is_reusable(), requests_served() and
+/// resumed() must run on get_executor(), the pool's worker (connect() and exchange() check
+/// it in every build), and at most one of connect()/exchange() may be in flight. The pool
+/// and the lease guarantee the second rule: the slot state says who owns the stream
+/// (connect task, pool or lease holder). is_idle_and_open() runs on the pool's worker while
+/// no operation is in flight (the connection is idle in the pool).
 class connection {
 public:
     using executor_type = asio::any_io_executor;
 
-    /// `ex` must serialise this connection's handlers: a strand, or the executor of an
-    /// io_context that one thread runs (see serial_executor).
+    /// `ex` must be a worker's executor (gateway/core/workers.hpp): its one thread
+    /// serialises this connection's handlers.
     connection(asio::any_io_executor ex, std::shared_ptr<const connection_options> opts);
 
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
-    executor_type get_executor() const noexcept { return strand_; }
+    executor_type get_executor() const noexcept { return ex_; }
 
     /// Resolve, connect and handshake; everything must finish by `deadline`. On success the
     /// stream expiry is disarmed (the connection may sit idle in the pool).
     asio::awaitable<boost::system::result<void, failure>> connect(clock::time_point deadline);
 
     /// Writes `request` (a complete HTTP/1.1 request head, see client::request_bytes) and
-    /// reads the complete response; both must finish by `deadline`. `request` must stay
-    /// valid until the exchange completes. On any error the connection is closed. On
-    /// success the stream expiry is disarmed again.
+    /// reads the final response, skipping interim 1xx heads (framing.hpp); all of it must
+    /// finish by `deadline`. A reused connection is first checked for unread bytes
+    /// (framing_error::unread_bytes_before_request, nothing written). `request` must stay
+    /// valid until the exchange completes. On any error the connection is closed; on success
+    /// it stays open only if may_reuse() holds, with its stream expiry disarmed again.
     asio::awaitable<boost::system::result<response, failure>> exchange(std::string_view request,
                                                                        clock::time_point deadline);
 
@@ -160,7 +199,15 @@ public:
     /// (see the comment in the definition for why this is safe).
     void close() noexcept;
 
-    /// The last exchange completed, both sides keep-alive, and no unread bytes are left.
+    /// The connection is open and no byte waits unread in its socket (a TLS record such as
+    /// close_notify or a stray response shows up there). One FIONREAD ioctl, no TLS state
+    /// touched: the pool calls it on an idle connection it owns (from any thread, under its
+    /// lock) before lending it, and exchange() again right before writing on a reused one; a
+    /// readable idle connection is discarded, never read as the next answer.
+    bool is_idle_and_open() noexcept;
+
+    /// The last exchange completed, its response was framed (not close-delimited), both
+    /// sides keep-alive, and nothing beyond the response was received (see may_reuse).
     bool is_reusable() const noexcept {
         return reusable_.load(std::memory_order_relaxed) &&
                !closed_.load(std::memory_order_relaxed);
@@ -176,15 +223,22 @@ public:
 
 private:
     beast::tcp_stream& lowest() noexcept;
+    /// Sends the ACK of what we read now instead of letting it wait for our next request.
+    void acknowledge_now() noexcept;
+    /// Something beyond the response waits in the TLS layers or the socket.
+    bool has_unread_beyond_buffer() noexcept;
+    /// Reads at most one byte of application data without waiting (the TLS layer consumes
+    /// any record that is not data, e.g. close_notify); true if there was one.
+    bool read_application_byte() noexcept;
 
-    executor_type strand_;
+    executor_type ex_;
     std::shared_ptr<const connection_options> opts_;
     asio::ip::tcp::resolver resolver_;
     std::optional<asio::ssl::stream<beast::tcp_stream>> tls_;  // engaged for https
     std::optional<beast::tcp_stream> plain_;                   // engaged for http
     beast::flat_buffer buffer_;
-    // Atomic because pool shutdown may close() on the strand while the lease holder, done
-    // with its exchange, reads is_reusable() on its own executor.
+    // Written on the connection's worker only; atomic so that is_reusable() and the
+    // counters stay readable from any thread (the documented exceptions above).
     std::atomic<bool> closed_{false};
     std::atomic<bool> reusable_{false};
     std::atomic<std::uint64_t> requests_served_{0};

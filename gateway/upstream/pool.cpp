@@ -1,6 +1,7 @@
 #include "gateway/upstream/pool.hpp"
 
-#include "gateway/core/serial_executor.hpp"
+#include "gateway/core/check.hpp"
+#include "gateway/core/workers.hpp"
 #include "gateway/upstream/pool_slot.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -17,7 +18,6 @@
 #include <deque>
 #include <exception>
 #include <list>
-#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -29,38 +29,46 @@ namespace detail {
 
 /// Pool state and logic. Shared by the pool, leases and in-flight tasks (each holds a
 /// shared_ptr, so posted releases stay valid after the pool handle is gone).
-/// Thread-safety: every member function except the constructor, try_take_idle() and the
-/// stop flag runs on strand_. The slot and waiter state is also guarded by mu_, which each
-/// strand entry point holds for its synchronous part, so that try_take_idle() may lend an
-/// idle connection from any thread without a hop to the strand. Timers (waiters' wake-ups,
-/// the reaper) stay strand-confined: try_take_idle() never touches them.
+/// Thread-safety: every member function except the constructor, executor(), runs_here() and
+/// the stop flag runs on the pool's worker (checked at each entry point): one thread touches
+/// the slots, the waiters and the timers, so nothing here takes a lock.
 class pool_impl : public std::enable_shared_from_this<pool_impl> {
 public:
     pool_impl(asio::any_io_executor ex, std::shared_ptr<const connection_options> conn_opts,
               pool_options opts, std::shared_ptr<upstream::stats> st,
-              std::shared_ptr<spdlog::logger> log)
-        : ex_(ex),
-          strand_(serial_executor(ex, opts.single_threaded)),
+              std::shared_ptr<spdlog::logger> log, std::shared_ptr<connection_limit> limit,
+              std::size_t member)
+        : ex_(std::move(ex)),
           conn_opts_(std::move(conn_opts)),
           opts_(opts),
           stats_(std::move(st)),
           log_(std::move(log)),
-          reaper_(strand_) {
+          limit_(limit ? std::move(limit)
+                       : std::make_shared<connection_limit>(opts.max_connections, 1)),
+          member_(member),
+          reaper_(ex_) {
         BOOST_ASSERT(opts_.max_connections > 0);
     }
+    ~pool_impl();
+    pool_impl(const pool_impl&) = delete;
+    pool_impl& operator=(const pool_impl&) = delete;
 
-    const asio::any_io_executor& strand() const noexcept { return strand_; }
+    /// Installs the hooks through which the origin's other pools reach this one.
+    void attach();
+
+    const asio::any_io_executor& executor() const noexcept { return ex_; }
+    bool runs_here() const noexcept { return runs_on_this_worker(ex_); }
 
     /// Set (from any thread) as soon as shutdown is requested.
     bool is_stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
     void request_stop() noexcept { stopping_.store(true, std::memory_order_release); }
 
-    static asio::awaitable<boost::system::result<lease>> acquire_on_strand(
+    static asio::awaitable<boost::system::result<lease>> acquire_wait(
         std::shared_ptr<pool_impl> self, clock::time_point deadline, acquire_mode mode);
 
-    /// The most recently parked idle connection, lent from the calling thread; nothing when
-    /// none is idle or the pool is stopping (the strand path then decides).
-    std::optional<lease> try_take_idle();
+    /// The most recently parked idle connection; nothing when none is idle or the pool is
+    /// shutting down.
+    std::optional<lease> take_idle();
 
     void on_release(std::uint64_t id, bool reusable);
     void shutdown();
@@ -73,54 +81,93 @@ private:
         clock::time_point idle_since{};
     };
 
-    /// A queued acquirer. `outcome` is written (on the strand) before `wake` is cancelled,
-    /// so the acquirer reads it whichever of its two timers finished first: nothing handed
-    /// over is lost when the deadline and the hand-over race.
+    /// A queued acquirer. `outcome` is written before `wake` is cancelled, so the acquirer
+    /// reads it whichever of its two timers finished first: nothing handed over is lost when
+    /// the deadline and the hand-over race.
     struct waiter {
-        explicit waiter(const asio::any_io_executor& s, acquire_mode m)
-            : wake(s, clock::time_point::max()), mode(m) {}
+        explicit waiter(const asio::any_io_executor& ex, acquire_mode m)
+            : wake(ex, clock::time_point::max()), mode(m) {}
         asio::steady_timer wake;
         acquire_mode mode;
         std::optional<boost::system::result<lease>> outcome;
     };
+
+    void check_here() const noexcept {
+        IMAGEGATE_CHECK(runs_here(), "an upstream pool is used only on its own worker");
+    }
 
     slot* find(std::uint64_t id) noexcept;
     slot_facts facts_for(const slot& s) const noexcept;
     std::size_t count(slot_state st) const noexcept;
     void update_gauges() noexcept;
 
-    std::optional<lease> take_idle();
-    void evict_oldest_idle();
+    /// Closes an idle connection that is readable (see connection::is_idle_and_open).
+    void discard_unreadable(slot& s);
+    bool evict_oldest_idle();
     void open_as_needed();
+    void report_short(std::size_t n);
     void start_connect(slot& s);
     void on_connected(std::uint64_t id, std::exception_ptr ep,
                       boost::system::result<void, failure> r);
     void hand_to_first_waiter(slot& s, bool reused);
     void fail_first_waiter(boost::system::error_code ec);
     void close_and_erase(std::uint64_t id);
-    void park(slot& s);
+    void park_or_hand_over(slot& s);
+    void on_shed_request();
+    void on_room();
     void arm_reaper();
     void on_reap(boost::system::error_code ec);
 
-    asio::any_io_executor ex_;
-    asio::any_io_executor strand_;  // a strand, or the executor itself (single_threaded)
-    // Guards slots_, waiters_, pending_connects_, next_id_ and shutting_down_ (see the class
-    // comment). Never held across a suspension point or while running a handler.
-    mutable std::mutex mu_;
+    asio::any_io_executor ex_;  // the worker's executor: pool, connections and timers
     std::shared_ptr<const connection_options> conn_opts_;
     pool_options opts_;
     std::shared_ptr<upstream::stats> stats_;
     std::shared_ptr<spdlog::logger> log_;
+    std::shared_ptr<connection_limit> limit_;  // one unit per slot
+    std::size_t member_;                       // this pool's index in limit_
 
     std::list<slot> slots_;                        // every counted connection
     std::deque<std::shared_ptr<waiter>> waiters_;  // FIFO
     std::size_t pending_connects_ = 0;             // slots in connecting state
     std::uint64_t next_id_ = 1;
-    bool shutting_down_ = false;         // strand-confined view of the shutdown
-    std::atomic<bool> stopping_{false};  // any-thread view, set before the shutdown is posted
-    asio::steady_timer reaper_;          // fires at the earliest idle expiry
+    bool shutting_down_ = false;          // the worker's view of the shutdown
+    std::atomic<bool> stopping_{false};   // any-thread view, set before the shutdown is posted
+    std::size_t reported_short_ = 0;      // last shortfall told to limit_
+    bool force_report_ = false;           // limit_ may have changed it (claims)
+    std::uint64_t published_in_use_ = 0;  // this pool's share of the stats gauges
+    std::uint64_t published_idle_ = 0;
+    asio::steady_timer reaper_;  // fires at the earliest idle expiry
     std::optional<clock::time_point> reaper_at_;
 };
+
+pool_impl::~pool_impl() {
+    limit_->set_hooks(member_, {});
+    limit_->set_short(member_, 0);
+    limit_->give_back(slots_.size());
+    stats_->in_use.fetch_sub(published_in_use_, std::memory_order_relaxed);
+    stats_->idle.fetch_sub(published_idle_, std::memory_order_relaxed);
+}
+
+void pool_impl::attach() {
+    // The hooks run on other workers' threads (under the limit's lock): they only post.
+    const std::weak_ptr<pool_impl> weak = weak_from_this();
+    connection_limit::hooks h;
+    h.shed = [weak, ex = ex_] {
+        asio::post(ex, [weak] {
+            if (auto self = weak.lock()) {
+                self->on_shed_request();
+            }
+        });
+    };
+    h.room = [weak, ex = ex_] {
+        asio::post(ex, [weak] {
+            if (auto self = weak.lock()) {
+                self->on_room();
+            }
+        });
+    };
+    limit_->set_hooks(member_, std::move(h));
+}
 
 pool_impl::slot* pool_impl::find(std::uint64_t id) noexcept {
     auto it =
@@ -141,29 +188,39 @@ std::size_t pool_impl::count(slot_state st) const noexcept {
 }
 
 void pool_impl::update_gauges() noexcept {
-    stats_->in_use.store(count(slot_state::in_use), std::memory_order_relaxed);
-    stats_->idle.store(count(slot_state::idle), std::memory_order_relaxed);
-}
-
-std::optional<lease> pool_impl::try_take_idle() {
-    const std::lock_guard lock(mu_);
-    if (shutting_down_) {
-        return std::nullopt;
-    }
-    return take_idle();
+    // The gauges sum every pool of the client: each adds the change of its own counts.
+    const std::uint64_t in_use = count(slot_state::in_use);
+    const std::uint64_t idle = count(slot_state::idle);
+    stats_->in_use.fetch_add(in_use - published_in_use_, std::memory_order_relaxed);
+    stats_->idle.fetch_add(idle - published_idle_, std::memory_order_relaxed);
+    published_in_use_ = in_use;
+    published_idle_ = idle;
 }
 
 std::optional<lease> pool_impl::take_idle() {
-    // Most recently parked first: it is the least likely to have been closed by the peer,
-    // and the oldest ones age out through the reaper.
-    slot* best = nullptr;
-    for (auto& s : slots_) {
-        if (s.state == slot_state::idle && (best == nullptr || s.idle_since >= best->idle_since)) {
-            best = &s;
-        }
-    }
-    if (best == nullptr) {
+    if (shutting_down_) {
         return std::nullopt;
+    }
+    slot* best = nullptr;
+    for (;;) {
+        // Most recently parked first: it is the least likely to have been closed by the
+        // peer, and the oldest ones age out through the reaper.
+        best = nullptr;
+        for (auto& s : slots_) {
+            if (s.state == slot_state::idle &&
+                (best == nullptr || s.idle_since >= best->idle_since)) {
+                best = &s;
+            }
+        }
+        if (best == nullptr) {
+            return std::nullopt;
+        }
+        if (best->conn->is_idle_and_open()) {
+            break;
+        }
+        // Bytes on an idle connection answer no request of ours (or are the peer's close):
+        // read as the next request's answer they would cross answers. Discard, try the next.
+        discard_unreadable(*best);
     }
     const auto t = transition(best->state, slot_event::acquired, facts_for(*best),
                               {opts_.max_requests_per_connection});
@@ -173,7 +230,17 @@ std::optional<lease> pool_impl::take_idle() {
     return lease(shared_from_this(), best->conn, best->id, true);
 }
 
-void pool_impl::evict_oldest_idle() {
+void pool_impl::discard_unreadable(slot& s) {
+    const auto t =
+        transition(s.state, slot_event::evicted, facts_for(s), {opts_.max_requests_per_connection});
+    BOOST_ASSERT(t.action == slot_action::close);
+    (void)t;  // only checked in debug builds
+    stats_->unread_discards.fetch_add(1, std::memory_order_relaxed);
+    close_and_erase(s.id);
+    update_gauges();
+}
+
+bool pool_impl::evict_oldest_idle() {
     slot* oldest = nullptr;
     for (auto& s : slots_) {
         if (s.state == slot_state::idle &&
@@ -181,51 +248,62 @@ void pool_impl::evict_oldest_idle() {
             oldest = &s;
         }
     }
-    if (oldest != nullptr) {
-        const auto t = transition(oldest->state, slot_event::evicted, facts_for(*oldest),
-                                  {opts_.max_requests_per_connection});
-        BOOST_ASSERT(t.action == slot_action::close);
-        (void)t;  // only checked in debug builds
-        close_and_erase(oldest->id);
+    if (oldest == nullptr) {
+        return false;
     }
+    const auto t = transition(oldest->state, slot_event::evicted, facts_for(*oldest),
+                              {opts_.max_requests_per_connection});
+    BOOST_ASSERT(t.action == slot_action::close);
+    (void)t;  // only checked in debug builds
+    close_and_erase(oldest->id);
+    return true;
 }
 
 void pool_impl::open_as_needed() {
     if (shutting_down_) {
+        report_short(0);
         return;
     }
-    auto n = connections_to_open({opts_.max_connections}, slots_.size(), pending_connects_,
-                                 waiters_.size());
-    while (n-- > 0) {
+    const auto n =
+        connections_to_open({limit_->max()}, slots_.size(), pending_connects_, waiters_.size());
+    const auto got = n == 0 ? 0 : limit_->try_take(n);
+    for (std::size_t i = 0; i < got; ++i) {
         auto& s = slots_.emplace_back();
         s.id = next_id_++;
         s.state = slot_state::connecting;
-        s.conn =
-            std::make_shared<connection>(serial_executor(ex_, opts_.single_threaded), conn_opts_);
+        s.conn = std::make_shared<connection>(ex_, conn_opts_);
         ++pending_connects_;
         start_connect(s);
+    }
+    // The origin's limit is reached: the other pools hand idle connections over (see
+    // connection_limit).
+    report_short(n - got);
+}
+
+void pool_impl::report_short(std::size_t n) {
+    if (n != reported_short_ || force_report_) {
+        reported_short_ = n;
+        force_report_ = false;
+        limit_->set_short(member_, n);
     }
 }
 
 void pool_impl::start_connect(slot& s) {
     // The connect task is owned by the slot (which stays counted until the task reports) and
-    // runs on the connection's strand. Its completion handler is a plain lambda: it carries
-    // an exception, if any, back to the pool strand, where it is logged and counted as a
-    // failed connect.
+    // runs on this worker; its completion handler runs here too. An exception, if any, is
+    // logged and counted as a failed connect.
     auto conn = s.conn;
     const auto deadline = clock::now() + opts_.connect_timeout;
-    asio::co_spawn(conn->get_executor(), conn->connect(deadline),
+    asio::co_spawn(ex_, conn->connect(deadline),
                    [self = shared_from_this(), id = s.id, conn](
                        std::exception_ptr ep, boost::system::result<void, failure> r) {
-                       asio::post(self->strand_, [self, id, ep, r = std::move(r)]() mutable {
-                           self->on_connected(id, ep, std::move(r));
-                       });
+                       self->on_connected(id, ep, std::move(r));
                    });
 }
 
 void pool_impl::on_connected(std::uint64_t id, std::exception_ptr ep,
                              boost::system::result<void, failure> r) {
-    const std::lock_guard lock(mu_);
+    check_here();
     --pending_connects_;
     slot* s = find(id);
     BOOST_ASSERT(s != nullptr);
@@ -262,7 +340,7 @@ void pool_impl::on_connected(std::uint64_t id, std::exception_ptr ep,
         s->state = t.next;
         hand_to_first_waiter(*s, false);
         break;
-    case slot_action::park: park(*s); break;
+    case slot_action::park: park_or_hand_over(*s); break;
     case slot_action::close: {
         close_and_erase(id);
         if (!ok && !shutting_down_) {
@@ -314,15 +392,53 @@ void pool_impl::close_and_erase(std::uint64_t id) {
     if (it == slots_.end()) {
         return;
     }
-    // close() must run on the connection's strand; nobody else owns the stream any more.
-    asio::post(it->conn->get_executor(), [conn = it->conn]() { conn->close(); });
+    // On the connection's worker (this one), and nobody else owns the stream any more; a
+    // connect or exchange still suspended on it (shutdown) fails with operation_aborted.
+    it->conn->close();
     slots_.erase(it);
+    limit_->give_back(1);
 }
 
-void pool_impl::park(slot& s) {
+// A connection with nobody waiting for it here: parked, unless another pool of the origin
+// is short of room, which then gets the unit instead (the connection is closed).
+void pool_impl::park_or_hand_over(slot& s) {
     s.state = slot_state::idle;
+    if (const auto other = limit_->claim_for_other(member_)) {
+        const auto t = transition(s.state, slot_event::evicted, facts_for(s),
+                                  {opts_.max_requests_per_connection});
+        BOOST_ASSERT(t.action == slot_action::close);
+        (void)t;
+        close_and_erase(s.id);
+        limit_->wake(*other);
+        return;
+    }
     s.idle_since = clock::now();
     arm_reaper();
+}
+
+// Another pool of the origin is short of room: give it our idle connections' units.
+void pool_impl::on_shed_request() {
+    check_here();
+    if (shutting_down_) {
+        return;
+    }
+    while (count(slot_state::idle) > 0) {
+        const auto other = limit_->claim_for_other(member_);
+        if (!other) {
+            break;
+        }
+        evict_oldest_idle();
+        limit_->wake(*other);
+    }
+    update_gauges();
+}
+
+// Units came back to the origin's limit while this pool was short: take them now.
+void pool_impl::on_room() {
+    check_here();
+    // Other pools' claims lowered the shortfall the limit holds for us; say it again.
+    force_report_ = true;
+    open_as_needed();
 }
 
 void pool_impl::arm_reaper() {
@@ -356,7 +472,7 @@ void pool_impl::on_reap(boost::system::error_code ec) {
     if (ec == asio::error::operation_aborted) {
         return;
     }
-    const std::lock_guard lock(mu_);
+    check_here();
     reaper_at_.reset();
     const auto now = clock::now();
     std::vector<std::uint64_t> expired;
@@ -380,7 +496,7 @@ void pool_impl::on_reap(boost::system::error_code ec) {
 }
 
 void pool_impl::on_release(std::uint64_t id, bool reusable) {
-    const std::lock_guard lock(mu_);
+    check_here();
     slot* s = find(id);
     BOOST_ASSERT(s != nullptr);
     if (s == nullptr) {
@@ -397,7 +513,7 @@ void pool_impl::on_release(std::uint64_t id, bool reusable) {
         s->state = t.next;
         hand_to_first_waiter(*s, true);
         break;
-    case slot_action::park: park(*s); break;
+    case slot_action::park: park_or_hand_over(*s); break;
     case slot_action::close:
         if (reusable && s->state == slot_state::in_use && limits.max_requests_per_connection != 0 &&
             facts.requests_served >= limits.max_requests_per_connection) {
@@ -412,7 +528,7 @@ void pool_impl::on_release(std::uint64_t id, bool reusable) {
 }
 
 void pool_impl::shutdown() {
-    const std::lock_guard lock(mu_);
+    check_here();
     if (shutting_down_) {
         return;
     }
@@ -431,45 +547,42 @@ void pool_impl::shutdown() {
             to_close.push_back(s.id);
         } else if (t.action == slot_action::abort) {
             // The connect task or lease holder owns the slot until it reports; closing the
-            // stream on its own strand makes the pending step fail with operation_aborted.
-            asio::post(s.conn->get_executor(), [conn = s.conn]() { conn->close(); });
+            // stream makes its pending step fail with operation_aborted.
+            s.conn->close();
         }
     }
     for (const auto id : to_close) {
         close_and_erase(id);
     }
     update_gauges();
+    report_short(0);
 }
 
-asio::awaitable<boost::system::result<lease>> pool_impl::acquire_on_strand(
+asio::awaitable<boost::system::result<lease>> pool_impl::acquire_wait(
     std::shared_ptr<pool_impl> self, clock::time_point deadline, acquire_mode mode) {
     deadline = std::min(deadline, clock::now() + self->opts_.acquire_timeout);
-    auto w = std::make_shared<waiter>(self->strand_, mode);
-    {
-        const std::lock_guard lock(self->mu_);
-        if (self->shutting_down_) {
-            co_return make_error_code(errc::shutting_down);
+    if (self->shutting_down_) {
+        co_return make_error_code(errc::shutting_down);
+    }
+    if (mode == acquire_mode::any) {
+        auto idle = self->take_idle();
+        if (idle) {
+            co_return std::move(*idle);
         }
-        if (mode == acquire_mode::any) {
-            auto idle = self->take_idle();
-            if (idle) {
-                co_return std::move(*idle);
-            }
-        } else if (self->slots_.size() >= self->opts_.max_connections) {
-            // A retry must not queue behind connections that are probably as stale as the
-            // one that just failed: make room for a new one.
-            self->evict_oldest_idle();
-        }
-
-        self->stats_->acquire_waits.fetch_add(1, std::memory_order_relaxed);
-        self->waiters_.push_back(w);
-        self->open_as_needed();
+    } else if (self->limit_->taken() >= self->limit_->max()) {
+        // A retry must not queue behind connections that are probably as stale as the one
+        // that just failed: make room for a new one.
+        self->evict_oldest_idle();
     }
 
-    asio::steady_timer timer(self->strand_, deadline);
+    auto w = std::make_shared<waiter>(self->ex_, mode);
+    self->stats_->acquire_waits.fetch_add(1, std::memory_order_relaxed);
+    self->waiters_.push_back(w);
+    self->open_as_needed();
+
+    asio::steady_timer timer(self->ex_, deadline);
     auto fired = co_await (w->wake.async_wait(use_nothrow) || timer.async_wait(use_nothrow));
     (void)fired;
-    const std::lock_guard lock(self->mu_);
     if (w->outcome) {
         co_return std::move(*w->outcome);
     }
@@ -477,6 +590,7 @@ asio::awaitable<boost::system::result<lease>> pool_impl::acquire_on_strand(
     auto& q = self->waiters_;
     q.erase(std::remove(q.begin(), q.end(), w), q.end());
     self->stats_->acquire_timeouts.fetch_add(1, std::memory_order_relaxed);
+    self->open_as_needed();  // one waiter less: the shortfall told to the limit shrinks
     if (self->shutting_down_) {
         co_return make_error_code(errc::shutting_down);
     }
@@ -520,47 +634,54 @@ void lease::release() noexcept {
     if (!pool_) {
         return;
     }
-    // The lease holder has finished its I/O (exchange returned), so reading the
-    // connection's verdict here is ordered before the pool's use of it by the post.
+    // The lease holder has finished its I/O (exchange returned), so the connection's
+    // verdict is final.
     const bool reusable = reusable_ && conn_->is_reusable();
     conn_.reset();
     auto pool = std::move(pool_);
     try {
-        const auto& strand = pool->strand();
-        asio::post(strand, [pool = std::move(pool), id = slot_id_, reusable]() {
+        if (pool->runs_here()) {
+            // The usual case: the fetch ends on the pool's worker. No trip through the queue.
+            pool->on_release(slot_id_, reusable);
+            return;
+        }
+        const auto& ex = pool->executor();
+        asio::post(ex, [pool = std::move(pool), id = slot_id_, reusable]() {
             pool->on_release(id, reusable);
         });
     } catch (...) {
-        // post allocates; without it the slot would stay in_use forever, shrinking the pool
-        // silently. There is no state we can continue from.
+        // Allocation failed: without the release the slot would stay in_use forever,
+        // shrinking the pool silently. There is no state we can continue from.
         std::abort();
     }
 }
 
 pool::pool(asio::any_io_executor ex, std::shared_ptr<const connection_options> conn_opts,
            pool_options opts, std::shared_ptr<upstream::stats> st,
-           std::shared_ptr<spdlog::logger> log)
+           std::shared_ptr<spdlog::logger> log, std::shared_ptr<connection_limit> limit,
+           std::size_t member)
     : impl_(std::make_shared<detail::pool_impl>(std::move(ex), std::move(conn_opts), opts,
-                                                std::move(st), std::move(log))) {}
+                                                std::move(st), std::move(log), std::move(limit),
+                                                member)) {
+    impl_->attach();
+}
 
 pool::~pool() { shutdown(); }
 
 asio::awaitable<boost::system::result<lease>> pool::acquire(clock::time_point deadline,
                                                             acquire_mode mode) {
-    // The common case, an idle connection, is lent right here: no hop to the pool strand and
-    // back (two trips through the io_context queue, which under a burst of requests is long).
+    IMAGEGATE_CHECK(impl_->runs_here(), "an upstream pool is used only on its own worker");
+    // The common case, an idle connection, is lent right here.
     if (mode == acquire_mode::any) {
-        if (auto idle = impl_->try_take_idle()) {
+        if (auto idle = impl_->take_idle()) {
             co_return std::move(*idle);
         }
     }
-    // Otherwise wait on the pool strand (timers and waiters live there) and resume the caller
-    // on its own executor when it completes.
-    auto r = co_await asio::co_spawn(impl_->strand(),
-                                     detail::pool_impl::acquire_on_strand(impl_, deadline, mode),
-                                     use_awaitable);
+    auto r = co_await detail::pool_impl::acquire_wait(impl_, deadline, mode);
     co_return r;
 }
+
+bool pool::runs_here() const noexcept { return impl_->runs_here(); }
 
 bool pool::is_shutting_down() const noexcept { return impl_->is_stopping(); }
 
@@ -569,7 +690,7 @@ void pool::shutdown() {
         return;
     }
     impl_->request_stop();
-    asio::post(impl_->strand(), [impl = impl_]() { impl->shutdown(); });
+    asio::post(impl_->executor(), [impl = impl_]() { impl->shutdown(); });
 }
 
 }  // namespace imagegate::upstream

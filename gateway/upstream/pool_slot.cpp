@@ -60,7 +60,7 @@ slot_transition transition(slot_state state, slot_event event, const slot_facts&
         case e::released_broken: return {s::closing, a::close};
         case e::shutdown:
             // The lease holder still owns the slot; the pool only closes the stream (on the
-            // connection's strand, so not concurrently with the holder's I/O), which fails
+            // connection's worker, so not concurrently with the holder's I/O), which fails
             // the exchange at once. The release then finds the slot closing and erases it.
             return {s::closing, a::abort};
         default: return {state, a::invalid};

@@ -24,7 +24,8 @@ enum class slot_event {
     released_reusable,  ///< the lease ended after a complete keep-alive exchange
     released_broken,    ///< the lease ended any other way (error, timeout, not marked)
     idle_expired,       ///< the connection sat idle for idle_timeout
-    evicted,            ///< closed to make room for a fresh connection (retry path)
+    evicted,            ///< closed while idle: room for a fresh connection (retry path), or
+                        ///< found readable (unread bytes, peer close) when about to be lent
     shutdown,           ///< the pool is shutting down
 };
 

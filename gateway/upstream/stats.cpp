@@ -97,6 +97,11 @@ void stats::render(std::string& out) const {
     append_counter(out, "protocol_errors_total", "counter",
                    "Malformed, truncated or reset responses.", protocol_errors);
     append_counter(out, "reuses_total", "counter", "Exchanges on a reused connection.", reuses);
+    append_counter(out, "unread_discards_total", "counter",
+                   "Idle connections closed because they had unread bytes or a peer close.",
+                   unread_discards);
+    append_counter(out, "interim_responses_total", "counter",
+                   "Interim (1xx) responses skipped before final responses.", interim_skipped);
     append_counter(out, "idle_closes_total", "counter",
                    "Idle connections closed after the idle timeout.", idle_closes);
     append_counter(out, "retired_total", "counter",
@@ -105,6 +110,17 @@ void stats::render(std::string& out) const {
                    acquire_waits);
     append_counter(out, "acquire_timeouts_total", "counter",
                    "Acquires that gave up waiting (pool exhausted).", acquire_timeouts);
+    out +=
+        "# HELP imagegate_upstream_exchanges_total Upstream exchanges started, by the I/O "
+        "worker whose connection pool ran them.\n"
+        "# TYPE imagegate_upstream_exchanges_total counter\n";
+    for (std::size_t i = 0; i < exchanges_by_worker.size(); ++i) {
+        out += "imagegate_upstream_exchanges_total{worker=\"";
+        append_number(out, i);
+        out += "\"} ";
+        append_number(out, exchanges_by_worker[i].load(relaxed));
+        out += '\n';
+    }
     append_counter(out, "connections_in_use", "gauge", "Connections lent out.", in_use);
     append_counter(out, "connections_idle", "gauge", "Connections parked idle.", idle);
     latency.render(out, "imagegate_upstream_latency_seconds",

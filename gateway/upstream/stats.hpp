@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace imagegate::upstream {
 
@@ -21,6 +22,9 @@ using latency_histogram = metrics::histogram;
 /// handlers that outlive the client stay valid). Thread-safety: any thread, relaxed atomics.
 struct stats {
     using counter = std::atomic<std::uint64_t>;
+
+    /// `workers`: how many per-worker pools the client runs (one counter each below).
+    explicit stats(std::size_t workers = 1) : exchanges_by_worker(workers) {}
 
     // Responses by status (one exchange that produced a complete response counts once).
     counter responses_2xx{0};    ///< any 2xx
@@ -41,6 +45,8 @@ struct stats {
     counter too_large{0};         ///< response body over max_body_bytes
     counter protocol_errors{0};   ///< bad HTTP, truncated body, reset mid-answer
     counter reuses{0};            ///< exchanges sent on a connection that served one before
+    counter unread_discards{0};   ///< idle connections closed because they were readable
+    counter interim_skipped{0};   ///< 1xx heads read and skipped before final responses
     counter idle_closes{0};       ///< idle connections closed after idle_timeout
     counter retired{0};           ///< connections closed after max_requests_per_connection
 
@@ -49,6 +55,10 @@ struct stats {
     counter acquire_timeouts{0};  ///< acquires that gave up (errc::pool_exhausted)
     counter in_use{0};            ///< gauge: connections lent out right now
     counter idle{0};              ///< gauge: connections parked idle right now
+
+    /// Exchanges started (leases taken) by each I/O worker's pool, indexed by worker: where
+    /// the misses ran.
+    std::vector<counter> exchanges_by_worker;
 
     latency_histogram latency;  ///< write-to-last-byte time of complete exchanges
 

@@ -1,8 +1,10 @@
 #include "gateway/validate/image_record.hpp"
 
 #include "gateway/core/errc.hpp"
+#include "gateway/core/log_escape.hpp"
 
 #include <cstring>
+#include <iterator>
 #include <ostream>
 #include <span>
 
@@ -414,7 +416,10 @@ boost::system::error_code validation::error() const noexcept { return to_error(f
 boost::system::error_code error_envelope::error() const noexcept { return to_error(failure); }
 
 std::ostream& operator<<(std::ostream& os, const violation& v) {
-    return os << "{pointer=\"" << v.pointer << "\" reason=\"" << v.reason << "\"}";
+    // The pointer holds the document's member names: escaped like every logged value.
+    os << "{pointer=\"";
+    escape_to(std::ostreambuf_iterator<char>(os), v.pointer, escape_mode::text);
+    return os << "\" reason=\"" << v.reason << "\"}";
 }
 
 std::ostream& operator<<(std::ostream& os, const validation& v) {

@@ -24,11 +24,14 @@ constexpr const char* usage = R"(usage: imagegate-emulator [options]
   --token T               accepted bearer token (default: $EMULATOR_TOKEN or emulator-token)
   --account ID            known account id (repeatable; default 023e105f4ecef8ad9ca31a8372d0c353)
   --images N              seeded images per account (default 100)
+  --custom-id ID          also seed this id in every account (repeatable; may hold '/')
   --seed S                seed of the image set (default 1)
   --any-image             every image id exists
   --rate-limit N          requests per window per token (default 1200)
   --rate-window SECONDS   rate-limit window (default 300)
-  --block SECONDS         how long exceeding the limit blocks (default 300)
+  --limiter fixed|sliding fixed window (default) or at most N calls in ANY window
+  --block SECONDS         how long exceeding the limit blocks (default 300; 0: no block)
+  --upload-limit BYTES    body bytes of an upload or echoed request (default 10551296)
   --threads N             I/O threads (default 1)
   --help                  this text
 )";
@@ -100,6 +103,19 @@ cli parse(int argc, char** argv) {
       c.opts.accounts.emplace_back(value());
     } else if (flag == "--images") {
       c.opts.image_count = number<std::size_t>(flag, value());
+    } else if (flag == "--custom-id") {
+      c.opts.custom_ids.emplace_back(value());
+    } else if (flag == "--limiter") {
+      std::string_view mode = value();
+      if (mode == "fixed") {
+        c.opts.rate_limit_mode = testing::limiter_mode::fixed_window;
+      } else if (mode == "sliding") {
+        c.opts.rate_limit_mode = testing::limiter_mode::sliding_window;
+      } else {
+        throw usage_error{"--limiter wants fixed or sliding"};
+      }
+    } else if (flag == "--upload-limit") {
+      c.opts.upload_limit = number<std::size_t>(flag, value());
     } else if (flag == "--seed") {
       c.opts.seed = number<std::uint64_t>(flag, value());
     } else if (flag == "--any-image") {

@@ -1,9 +1,10 @@
 // Fuzzes the downstream request head path of gateway/http/server.cpp without sockets:
 // http::request_parser<http::empty_body> with the session's header_limit and buffer bound,
-// fed whole and one byte at a time (same verdict either way), then the session's framing
-// checks (gateway/http/request_head.cpp, the code the server runs) and, for a GET/HEAD that passes
-// them, the router.
+// fed whole, one byte at a time and in chunks of a size the input picks (same verdict every
+// way), then the session's framing checks (gateway/http/request_head.cpp, the code the
+// server runs) and, for a GET/HEAD that passes them, the router.
 #include "fuzz_check.hpp"
+#include "gateway/core/request_target.hpp"
 #include "gateway/http/request_head.hpp"
 #include "gateway/image/route.hpp"
 
@@ -102,6 +103,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string_view wire(reinterpret_cast<const char*>(data), size);
     const outcome whole = read_header(wire, wire.size() + 1);
     const outcome bytewise = read_header(wire, 1);
+    // Chunks of a size the first byte picks (the session reads whatever each segment brings;
+    // a split right after the request line once made it parse that line twice).
+    const outcome halves = read_header(wire, wire.empty() ? 1 : 1 + data[0] % wire.size());
+    FUZZ_CHECK(!whole.ec == !halves.ec);
+    if (!whole.ec) {
+        FUZZ_CHECK(whole.message->target() == halves.message->target());
+        FUZZ_CHECK(whole.refusal == halves.refusal);
+    }
     // Accepted or refused alike however the bytes arrive. The error code itself may differ:
     // Beast parses a start line eagerly when it is first handed the bytes, but once it has
     // seen an incomplete head it waits for CRLFCRLF, so "GET / HTTP/1.1\n..." is bad_version
@@ -126,6 +135,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_CHECK(status >= 400 && status < 600);
         return 0;
     }
+    // A served head has a target of a form we serve (origin-form, absolute-form with a path),
+    // on either listener.
+    FUZZ_CHECK(imagegate::is_supported_target(whole.message->target()));
     const auto method = whole.message->method();
     if (method == http::verb::get || method == http::verb::head) {
         const auto r = imagegate::gateway::route_image(whole.message->target());

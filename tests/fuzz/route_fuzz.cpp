@@ -1,7 +1,9 @@
 // Fuzzes gateway::route_image with arbitrary request targets and checks the contract the
-// cache key relies on: a routed id is bounded, valid UTF-8 without control bytes, its
-// canonical form is its percent-encoding, and routing the canonical form is idempotent.
+// cache key relies on: only served target forms are routed, a routed id is bounded, valid
+// UTF-8 without control bytes, its canonical form is its percent-encoding, and routing the
+// canonical form is idempotent.
 #include "fuzz_check.hpp"
+#include "gateway/core/request_target.hpp"
 #include "gateway/image/route.hpp"
 
 #include <cstddef>
@@ -25,6 +27,20 @@ bool has_control_bytes(std::string_view s) {
 
 void check_route(std::string_view target) {
     const route_result r = route_image(target);
+    // Only origin-form and absolute-form with a path are routed at all; every other target
+    // form is a 400 (gateway/core/request_target.hpp), the listener's verdict too.
+    FUZZ_CHECK((r.error == imagegate::errc::bad_request) ==
+               !imagegate::is_supported_target(target));
+    if (!imagegate::is_supported_target(target)) {
+        FUZZ_CHECK(request_path(target).empty());
+        return;
+    }
+    // A routed path starts with '/' and holds no query or fragment: a proxy in front that
+    // reads the target per RFC 3986 sees the same path.
+    const std::string_view path = request_path(target);
+    FUZZ_CHECK(path.starts_with('/'));
+    FUZZ_CHECK(path.find_first_of("?#") == std::string_view::npos);
+    FUZZ_CHECK(target.ends_with(path) || target.find(std::string(path) + "?") != std::string::npos);
     if (!r.ok()) {
         FUZZ_CHECK(r.error == imagegate::errc::route_not_found ||
                    r.error == imagegate::errc::invalid_account_id ||

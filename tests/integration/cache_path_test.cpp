@@ -244,3 +244,56 @@ BOOST_FIXTURE_TEST_CASE(purge_removes_entries, fixture) {
     BOOST_TEST(contains(r.body, R"("purged":2)"));
     BOOST_TEST(contains(gw.get(gw.image_path("p2")).header("Cache-Status"), "fwd=miss"));
 }
+
+// A purge while the fetch of that image is in flight wins (issue 11): the fetch, which may
+// carry the record from before the purge, still answers the requests waiting for it, but is
+// not stored; the next request fetches again. Both purge kinds.
+BOOST_FIXTURE_TEST_CASE(a_purge_during_a_fetch_keeps_its_answer_out_of_the_cache, fixture) {
+    settings.secret.admin_token = "purge-token-0123456789";
+    const ts::header_list admin_auth{{"Authorization", "Bearer purge-token-0123456789"}};
+    ts::gateway_runner gw(settings);
+    struct row {
+        std::string id;
+        std::string purge;  // admin target
+    };
+    const row rows[] = {
+        {"race-1", "/cache/accounts/" + ts::test_account + "/images/race-1"},
+        {"race-2", "/cache/accounts/" + ts::test_account},
+    };
+    double raced = 0;
+    for (const auto& r : rows) {
+        BOOST_TEST_CONTEXT(r.purge) {
+            ts::fault_rule slow;
+            slow.kind = ts::fault_kind::delay;
+            slow.image_id = r.id;
+            slow.times = 1;
+            slow.delay = 800ms;
+            emu->add_fault(slow);
+            ts::response leader;
+            ts::response follower;
+            std::thread a([&] { leader = gw.get(gw.image_path(r.id)); });
+            // The upstream has the request: the fetch is in flight.
+            BOOST_REQUIRE(ts::eventually([&] { return emu->requests_for(r.id) == 1u; }));
+            const double collapsed = gw.metric("imagegate_collapsed_requests_total");
+            std::thread b([&] { follower = gw.get(gw.image_path(r.id)); });
+            // The follower joined the flight.
+            BOOST_REQUIRE(ts::eventually(
+                [&] { return gw.metric("imagegate_collapsed_requests_total") > collapsed; }));
+            const auto purged = ts::request(gw.admin(), verb::delete_, r.purge, admin_auth);
+            BOOST_TEST(purged.status == 200u);
+            a.join();
+            b.join();
+            // The waiters got the fetch's answer, unstored.
+            BOOST_TEST(leader.status == 200u);
+            BOOST_TEST(follower.status == 200u);
+            BOOST_TEST(contains(leader.body, "\"id\":\"" + r.id + "\""));
+            BOOST_TEST(!contains(leader.header("Cache-Status"), "stored"));
+            BOOST_TEST(gw.metric("imagegate_cache_purge_raced_total") == ++raced);
+            // The next request misses and fetches again, and that answer is stored.
+            const auto next = gw.get(gw.image_path(r.id));
+            BOOST_TEST(contains(next.header("Cache-Status"), "fwd=miss; fwd-status=200; stored"));
+            BOOST_TEST(emu->requests_for(r.id) == 2u);
+            BOOST_TEST(contains(gw.get(gw.image_path(r.id)).header("Cache-Status"), "hit"));
+        }
+    }
+}

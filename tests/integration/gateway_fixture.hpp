@@ -3,12 +3,11 @@
 #pragma once
 
 #include "config/settings.hpp"
+#include "gateway/core/workers.hpp"
 #include "gateway/runtime/app.hpp"
 #include "tests/emulator/emulator.hpp"
 #include "tests/support/http_client.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/test/unit_test.hpp>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -39,27 +38,29 @@ inline std::shared_ptr<spdlog::logger> quiet_logger() {
                                             std::make_shared<spdlog::sinks::null_sink_mt>());
 }
 
-/// Runs an emulator on its own io_context thread.
+/// Runs an emulator on a worker of its own (one io_context, one thread).
 class emulator_runner {
 public:
-    explicit emulator_runner(emulator_options o = {}) : emu_(ioc_.get_executor(), std::move(o)) {
+    explicit emulator_runner(emulator_options o = {})
+        : emu_(io_.executor(0), single_threaded(std::move(o))) {
         emu_.start();
-        thread_ = std::thread([this] { ioc_.run(); });
+        io_.start();
     }
     ~emulator_runner() {
         emu_.stop();
-        work_.reset();
-        thread_.join();
+        io_.release();
+        io_.join();
     }
     emulator& operator*() noexcept { return emu_; }
     emulator* operator->() noexcept { return &emu_; }
 
 private:
-    boost::asio::io_context ioc_;
-    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_{
-        ioc_.get_executor()};
+    static emulator_options single_threaded(emulator_options o) {
+        o.single_threaded = true;  // one thread runs it: no strand per connection
+        return o;
+    }
+    workers io_{1};
     emulator emu_;
-    std::thread thread_;
 };
 
 /// A temporary directory removed with the object.
@@ -161,6 +162,15 @@ inline emulator_options any_image() {
 /// construct a gateway_runner.
 struct emulated_upstream {
     explicit emulated_upstream(emulator_options o = any_image()) : emu(std::move(o)) {}
+
+    /// The emulator answers requests for `id` after `d`.
+    void delay(const std::string& id, std::chrono::milliseconds d) {
+        fault_rule f;
+        f.kind = fault_kind::delay;
+        f.image_id = id;
+        f.delay = d;
+        emu->add_fault(f);
+    }
 
     emulator_runner emu;
     temp_dir dir;

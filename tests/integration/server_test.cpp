@@ -2,10 +2,10 @@
 // framing errors and graceful shutdown; the same session logic over TLS, and the listener's
 // TLS context (protocol floor, certificate/key errors).
 #define BOOST_TEST_MODULE server_test
+#include "gateway/core/workers.hpp"
 #include "gateway/http/server.hpp"
 #include "tests/support/http_client.hpp"
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/mpl/list.hpp>
@@ -13,10 +13,17 @@
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/ssl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <filesystem>
 #include <stdexcept>
 #include <thread>
@@ -29,9 +36,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// Requests under /slow the handler has started on: tests stop the server once one is being
+// answered (a session still reading or handshaking would be closed as idle).
+std::atomic<int> slow_started{0};
+
 // Answers 200 "ok:<target>"; a target starting with /slow waits 300 ms first.
 asio::awaitable<gw::reply> echo_handler(gw::request req) {
     if (req.target.starts_with("/slow")) {
+        ++slow_started;
         asio::steady_timer t(co_await asio::this_coro::executor, 300ms);
         co_await t.async_wait(imagegate::use_nothrow);
     }
@@ -45,8 +57,13 @@ asio::awaitable<gw::reply> throwing_handler() {
 
 // The fixtures' handler. Targets under /now are answered with a ready reply (as a cache hit
 // is: no coroutine); /throw-now throws before returning anything, /throw-later inside its
-// coroutine; everything else goes to echo_handler.
+// coroutine; /worker names the worker that runs the session; everything else goes to
+// echo_handler.
 gw::handler_result test_handler(gw::request req) {
+    if (req.target == "/worker") {
+        return gw::make_reply(200, "worker:" + std::to_string(imagegate::workers::current_index()),
+                              "text/plain");
+    }
     if (req.target == "/throw-now") {
         throw std::runtime_error("thrown before any coroutine");
     }
@@ -90,38 +107,33 @@ struct listener_pki {
 };
 
 struct server_fixture {
-    int nthreads;
-    asio::io_context ioc;
+    // The production threading model: `n` workers, one io_context and one thread each.
+    // Declared first: destroyed after the server.
+    imagegate::workers io;
     std::atomic<int> observed{0};
     std::unique_ptr<gw::http_server> server;
-    std::vector<std::thread> threads;
-    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
 
-    /// Plain HTTP, or TLS with `tls` (clients then trust `ca_pem`).
-    /// `n` threads run the io_context; with one, sessions run without strands.
+    /// Plain HTTP, or TLS with `tls` (clients then trust `ca_pem`), on `n` workers.
     explicit server_fixture(gw::server_options o = small_limits(),
                             std::shared_ptr<asio::ssl::context> tls = nullptr,
-                            std::string ca_pem = {}, int n = 2)
-        : nthreads(n), ioc(n), ca(std::move(ca_pem)) {
-        o.single_threaded = n == 1;
+                            std::string ca_pem = {}, std::size_t n = 2)
+        : io(n), ca(std::move(ca_pem)) {
         server = std::make_unique<gw::http_server>(
-            ioc, o, [](gw::request r) { return test_handler(r); },
+            io.executors(), o, [](gw::request r) { return test_handler(r); },
             [this](const gw::exchange_record&) { ++observed; },
             std::make_shared<spdlog::logger>("test",
                                              std::make_shared<spdlog::sinks::null_sink_mt>()),
             std::move(tls));
         server->start();
-        work.emplace(ioc.get_executor());
-        for (int i = 0; i < nthreads; ++i) {
-            threads.emplace_back([this] { ioc.run(); });
-        }
+        io.start();
     }
     ~server_fixture() {
         server->close_all();
-        work.reset();
-        for (auto& t : threads) {
-            t.join();
-        }
+        io.release();
+        BOOST_CHECK_MESSAGE(io.wait_until(std::chrono::steady_clock::now() + 10s),
+                            "the workers still had work 10 s after close_all()");
+        io.stop();
+        io.join();
     }
 
     static gw::server_options small_limits() {
@@ -147,7 +159,7 @@ struct server_fixture {
     std::string ca;
 };
 
-// Plain HTTP with one I/O thread: sessions on the io_context's executor, no strands.
+// Plain HTTP with one worker: the acceptor and every session on the same thread.
 struct single_thread_server_fixture : server_fixture {
     single_thread_server_fixture() : server_fixture(small_limits(), nullptr, {}, 1) {}
 };
@@ -159,7 +171,7 @@ struct tls_server_fixture : listener_pki, server_fixture {
 
 // Tests of the session logic run over both stream types (the TLS session is the same code
 // over ssl::stream, and its framing, limits and deadlines must hold unchanged) and, for
-// plain HTTP, with one and with two threads.
+// plain HTTP, with one and with two workers.
 using both_listeners =
     boost::mpl::list<server_fixture, single_thread_server_fixture, tls_server_fixture>;
 
@@ -318,6 +330,228 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(framing_errors_are_refused_and_closed, Fixture, bo
     }
 }
 
+// A head whose parts arrive in separate segments (or TLS records) is served, wherever the
+// split falls: inside the request line, right after it (the parser has consumed the line
+// and waits for the fields), inside a field, between the final CRLFs.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_head_split_anywhere_is_served, Fixture, both_listeners) {
+    Fixture f;
+    const std::string head = get("/split", "Connection: close\r\n");
+    for (std::size_t at = 1; at < head.size(); ++at) {
+        BOOST_TEST_CONTEXT("split after byte " << at << ": " << head.substr(0, at)) {
+            const auto r =
+                ts::paced_exchange(f.ep(2s), {{0ms, head.substr(0, at)}, {5ms, head.substr(at)}});
+            BOOST_TEST(starts_with(r.received, "HTTP/1.1 200 "), r.received.substr(0, 40));
+            BOOST_TEST(r.received.find("ok:/split") != std::string::npos);
+        }
+    }
+    // The same for a pipelined second request whose fields come later.
+    const auto r = ts::paced_exchange(f.ep(2s), {{0ms, get("/first") + "GET /second HTTP/1.1\r\n"},
+                                                 {5ms, "Host: x\r\nConnection: close\r\n\r\n"}});
+    BOOST_TEST(r.received.find("ok:/first") != std::string::npos);
+    BOOST_TEST(r.received.find("ok:/second") != std::string::npos);
+}
+
+namespace {
+
+// header_timeout 1 s: long enough to tell one deadline from two on a loaded machine.
+gw::server_options deadline_limits() {
+    auto o = server_fixture::small_limits();
+    o.header_timeout = 1000ms;
+    o.idle_timeout = 2000ms;
+    return o;
+}
+struct deadline_fixture : server_fixture {
+    deadline_fixture() : server_fixture(deadline_limits()) {}
+};
+struct tls_deadline_fixture : listener_pki, server_fixture {
+    tls_deadline_fixture() : server_fixture(deadline_limits(), context(), certs.ca_cert_pem) {}
+};
+using deadline_listeners = boost::mpl::list<deadline_fixture, tls_deadline_fixture>;
+
+}  // namespace
+
+// The first head must be complete one header_timeout after the accept, however it trickles
+// in: a client silent for 800 ms that then drips a byte every 40 ms is cut off at 1 s (plus
+// at most a reaper tick), not 1 s after its first byte.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_dripping_head_is_cut_off_at_one_header_timeout, Fixture,
+                              deadline_listeners) {
+    Fixture f;
+    const std::string head = "GET /drip HTTP/1.1\r\nHost: x\r\nX-Padding: " + std::string(60, 'a');
+    std::vector<ts::paced_step> steps{{800ms, head.substr(0, 1)}};
+    for (std::size_t i = 1; i < head.size(); ++i) {
+        steps.push_back({40ms, head.substr(i, 1)});
+    }
+    const auto r = ts::paced_exchange(f.ep(5s), steps);
+    BOOST_TEST(r.closed);
+    BOOST_TEST(r.received.empty());
+    BOOST_TEST(r.closed_after.count() >= 800);
+    BOOST_TEST(r.closed_after.count() < 1500);  // a restarted deadline closes at ~1800 ms
+}
+
+namespace {
+
+// A blocking loopback client on a raw descriptor: it needs no descriptor beyond its own once
+// created, so it works while the process is out of them.
+class raw_client {
+public:
+    raw_client() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+        BOOST_REQUIRE(fd_ >= 0);
+        const timeval tv{.tv_sec = 3, .tv_usec = 0};
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+    ~raw_client() { ::close(fd_); }
+    raw_client(const raw_client&) = delete;
+    raw_client& operator=(const raw_client&) = delete;
+
+    void connect(std::uint16_t port) {
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        BOOST_REQUIRE(::connect(fd_, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+    }
+    // Sends `bytes`, then reads one answer: up to the end of its body (`body` seen) or EOF.
+    std::string exchange(const std::string& bytes, std::string_view body) {
+        BOOST_REQUIRE(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+                      static_cast<ssize_t>(bytes.size()));
+        std::string got;
+        char buf[4096];
+        while (got.find(body) == std::string::npos) {
+            const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+            if (n <= 0) {
+                break;  // EOF, or the 3 s timeout
+            }
+            got.append(buf, static_cast<std::size_t>(n));
+        }
+        return got;
+    }
+    // True when the peer closed (EOF or reset) within the receive timeout.
+    bool closed_by_peer() {
+        char c = 0;
+        return ::recv(fd_, &c, 1, 0) <= 0 && errno != EAGAIN && errno != EWOULDBLOCK;
+    }
+
+private:
+    int fd_;
+};
+
+// Lowers the soft open-files limit to just above the highest descriptor in use and fills
+// every free slot below it, so the process cannot open one more descriptor; undone (slots
+// freed, limit restored) on destruction.
+class descriptors_exhausted {
+public:
+    descriptors_exhausted() {
+        BOOST_REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved_) == 0);
+        int highest = 0;
+        for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+            highest = std::max(highest, std::stoi(e.path().filename().string()));
+        }
+        rlimit low = saved_;
+        low.rlim_cur = static_cast<rlim_t>(highest + 1);
+        BOOST_REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+        for (;;) {
+            const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                BOOST_REQUIRE(errno == EMFILE);
+                break;
+            }
+            fillers_.push_back(fd);
+        }
+    }
+    ~descriptors_exhausted() {
+        for (const int fd : fillers_) {
+            ::close(fd);
+        }
+        ::setrlimit(RLIMIT_NOFILE, &saved_);
+    }
+    descriptors_exhausted(const descriptors_exhausted&) = delete;
+    descriptors_exhausted& operator=(const descriptors_exhausted&) = delete;
+
+private:
+    rlimit saved_{};
+    std::vector<int> fillers_;
+};
+
+// One request on a new connection, tolerating a peer that refuses it (a 503 and close, or a
+// reset): whatever arrived before EOF, the 3 s timeout or an error.
+std::string try_exchange(std::uint16_t port, const std::string& bytes, std::string_view body) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return {};
+    }
+    timeval tv{3, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string got;
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0 &&
+        ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(bytes.size())) {
+        char buf[4096];
+        while (got.find(body) == std::string::npos) {
+            const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+            if (n <= 0) {
+                break;
+            }
+            got.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+    ::close(fd);
+    return got;
+}
+
+struct roomy_fixture : server_fixture {
+    roomy_fixture() : server_fixture(roomy()) {}
+    static gw::server_options roomy() {
+        auto o = small_limits();
+        o.max_connections = 1000;  // the open-files limit, not this, is what runs out
+        o.header_timeout = 3s;
+        o.idle_timeout = 3s;
+        return o;
+    }
+};
+
+}  // namespace
+
+// Out of descriptors (EMFILE): a new connection is answered 503 and closed at once instead
+// of waiting in the backlog, an open keep-alive connection is still served, the failures
+// are counted, and once descriptors are free again new connections are served.
+BOOST_FIXTURE_TEST_CASE(out_of_descriptors_new_connections_get_503_fast, roomy_fixture) {
+    raw_client open_before;
+    open_before.connect(server->port());
+    BOOST_TEST(starts_with(open_before.exchange(get("/before"), "ok:/before"), "HTTP/1.1 200 "));
+    raw_client refused;
+    {
+        const descriptors_exhausted exhausted;
+        const auto start = std::chrono::steady_clock::now();
+        refused.connect(server->port());
+        const std::string out = refused.exchange(get("/refused"), "}");
+        BOOST_TEST(starts_with(out, "HTTP/1.1 503 "), out);
+        BOOST_TEST(refused.closed_by_peer());
+        BOOST_TEST((std::chrono::steady_clock::now() - start < 2s));
+        BOOST_TEST(
+            starts_with(open_before.exchange(get("/during"), "ok:/during"), "HTTP/1.1 200 "));
+        BOOST_TEST(server->accept_errors().emfile >= 1u);
+        BOOST_TEST(server->refused_connections() >= 1u);
+    }
+    // Recovery is eventual, not instant: a connection that reaches the backlog while the
+    // descriptors are being given back may still be taken with the spare one and refused.
+    std::string answer;
+    const auto recovery_deadline = std::chrono::steady_clock::now() + 5s;
+    for (;;) {
+        answer = try_exchange(server->port(), get("/after"), "ok:/after");
+        if (starts_with(answer, "HTTP/1.1 200 ") ||
+            std::chrono::steady_clock::now() > recovery_deadline) {
+            break;
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    BOOST_TEST(starts_with(answer, "HTTP/1.1 200 "), answer);
+}
+
 BOOST_FIXTURE_TEST_CASE(connections_over_the_limit_get_503, server_fixture) {
     std::vector<std::unique_ptr<ts::connection>> held;
     for (int i = 0; i < 4; ++i) {
@@ -335,13 +569,14 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(graceful_stop_finishes_in_flight_requests, Fixture
     BOOST_TEST(idle.request(http::verb::get, "/warm").status == 200u);
 
     ts::response slow;
+    const int before = slow_started.load();
     std::thread client([&] { slow = ts::request(f.ep(), http::verb::get, "/slow"); });
     // Wait until the slow request is being handled, then stop.
-    const auto deadline = std::chrono::steady_clock::now() + 2s;
-    while (f.server->active_sessions() < 2 && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(5ms);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (slow_started.load() == before && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(2ms);
     }
-    std::this_thread::sleep_for(50ms);
+    BOOST_TEST(slow_started.load() > before);
     f.server->stop();
     client.join();
     BOOST_TEST(slow.status == 200u);
@@ -420,4 +655,39 @@ BOOST_AUTO_TEST_CASE(listener_tls_context_errors_name_the_file_never_the_key) {
         BOOST_TEST(e.reason.find("PRIVATE KEY") == std::string::npos);
         BOOST_TEST(e.reason.find(other.certs.server_key_pem.substr(40, 20)) == std::string::npos);
     }
+}
+
+// Connections go to the workers in turn, and a session runs on its worker's thread.
+BOOST_FIXTURE_TEST_CASE(connections_are_spread_over_the_workers_in_turn, server_fixture) {
+    std::vector<std::string> seen;
+    for (int i = 0; i < 4; ++i) {
+        // One at a time: each is accepted before the next connects.
+        ts::connection c(ep());
+        seen.push_back(c.request(http::verb::get, "/worker").body);
+        BOOST_TEST(c.request(http::verb::get, "/worker").body == seen.back());
+    }
+    const std::vector<std::string> expected{"worker:0", "worker:1", "worker:0", "worker:1"};
+    BOOST_TEST(seen == expected, boost::test_tools::per_element());
+}
+
+// wait_drained() blocks until the last session ended, bounded by its deadline, with no
+// polling: it returns as soon as the slow request's session is gone.
+BOOST_FIXTURE_TEST_CASE(wait_drained_returns_when_the_last_session_ends, server_fixture) {
+    ts::response slow;
+    const int before = slow_started.load();
+    std::thread client([&] { slow = ts::request(ep(), http::verb::get, "/slow"); });
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (slow_started.load() == before && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(2ms);
+    }
+    BOOST_TEST(server->active_sessions() == 1u);
+    server->stop();
+    // The slow request takes 300 ms: a 20 ms wait ends at its deadline.
+    BOOST_TEST(!server->wait_drained(std::chrono::steady_clock::now() + 20ms));
+    const auto started = std::chrono::steady_clock::now();
+    BOOST_TEST(server->wait_drained(std::chrono::steady_clock::now() + 5s));
+    BOOST_TEST((std::chrono::steady_clock::now() - started) < 1s);
+    BOOST_TEST(server->active_sessions() == 0u);
+    client.join();
+    BOOST_TEST(slow.status == 200u);
 }

@@ -8,7 +8,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -186,6 +188,58 @@ asio::awaitable<std::string> raw_io(impl_ptr p, Stream* stream, std::string byte
     }
 }
 
+// Reads until the peer closes or the stream's deadline passes; raises *done for the writer.
+template <class Stream>
+asio::awaitable<void> paced_read(Stream* stream, paced_result* out,
+                                 std::chrono::steady_clock::time_point start, bool* done) {
+    std::array<char, 4096> chunk{};
+    for (;;) {
+        auto [ec, n] = co_await stream->async_read_some(asio::buffer(chunk), use_nothrow);
+        out->received.append(chunk.data(), n);
+        if (ec) {
+            out->closed = ec != beast::error::timeout;
+            out->closed_after = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - start);
+            *done = true;
+            co_return;
+        }
+    }
+}
+
+template <class Stream>
+asio::awaitable<void> paced_write(impl_ptr p, Stream* stream, std::vector<paced_step> steps,
+                                  const bool* done) {
+    asio::steady_timer pause(p->ioc);
+    for (const auto& step : steps) {
+        if (step.pause.count() > 0) {
+            pause.expires_after(step.pause);
+            auto [tec] = co_await pause.async_wait(use_nothrow);
+            (void)tec;
+        }
+        if (*done) {
+            co_return;
+        }
+        auto [ec, n] = co_await asio::async_write(*stream, asio::buffer(step.bytes), use_nothrow);
+        if (ec) {
+            co_return;  // the peer closed: the reader sees it
+        }
+    }
+}
+
+template <class Stream>
+asio::awaitable<paced_result> paced_io(impl_ptr p, Stream* stream, std::vector<paced_step> steps) {
+    using namespace asio::experimental::awaitable_operators;
+    p->lowest().expires_after(p->ep.timeout);
+    error_code ignored;
+    p->lowest().socket().set_option(tcp::no_delay(true), ignored);
+    paced_result out;
+    bool done = false;
+    const auto start = std::chrono::steady_clock::now();
+    co_await (paced_read(stream, &out, start, &done) &&
+              paced_write(p, stream, std::move(steps), &done));
+    co_return out;
+}
+
 }  // namespace
 
 connection::connection(endpoint ep) : impl_(std::make_unique<impl>(std::move(ep))) {
@@ -241,6 +295,13 @@ std::string raw_exchange(const endpoint& ep, std::string bytes) {
     p.run(connect(&p));
     return p.tls ? p.run(raw_io(&p, &*p.tls, std::move(bytes)))
                  : p.run(raw_io(&p, &*p.plain, std::move(bytes)));
+}
+
+paced_result paced_exchange(const endpoint& ep, std::vector<paced_step> steps) {
+    connection::impl p(ep);
+    p.run(connect(&p));
+    return p.tls ? p.run(paced_io(&p, &*p.tls, std::move(steps)))
+                 : p.run(paced_io(&p, &*p.plain, std::move(steps)));
 }
 
 }  // namespace imagegate::testing

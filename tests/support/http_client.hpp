@@ -74,4 +74,23 @@ response request(const endpoint& ep, boost::beast::http::verb method, std::strin
 /// closes or `ep.timeout` passes, whichever comes first. Only connect/handshake errors throw.
 std::string raw_exchange(const endpoint& ep, std::string bytes);
 
+/// One step of a paced exchange: wait `pause`, then send `bytes` in a write of their own.
+struct paced_step {
+    std::chrono::milliseconds pause{0};
+    std::string bytes;
+};
+
+struct paced_result {
+    std::string received;  ///< everything read
+    bool closed = false;   ///< the peer closed (or reset) the connection before ep.timeout
+    /// When it did, from the moment the connection was established (TCP connect, and the
+    /// TLS handshake when ep.tls).
+    std::chrono::milliseconds closed_after{0};
+};
+
+/// Like raw_exchange, but the bytes go out as `steps` (TCP_NODELAY, one write per step after
+/// its pause, so each is its own segment or TLS record) while the answer is being read; no
+/// step is sent after the peer closed. Only connect/handshake errors throw.
+paced_result paced_exchange(const endpoint& ep, std::vector<paced_step> steps);
+
 }  // namespace imagegate::testing

@@ -258,8 +258,11 @@ BOOST_AUTO_TEST_CASE(hammer) {
                             over_budget = true;
                         }
                     }
-                } else if (o < 90) {
+                } else if (o < 80) {
                     c.put(make(k, 50 + pick(rng) * 4));
+                } else if (o < 90) {
+                    const auto g = c.generation(k);
+                    c.put_if_current(make(k, 50 + pick(rng) * 4), g);
                 } else if (o < 99) {
                     c.erase(k);
                 } else {
@@ -280,6 +283,75 @@ BOOST_AUTO_TEST_CASE(hammer) {
     BOOST_TEST(s.bytes == sum_of_shards(c, &shard_stats::bytes));
     BOOST_TEST(s.entries == sum_of_shards(c, &shard_stats::entries));
     BOOST_TEST(s.hits + s.misses > 0u);
+}
+
+// A fetch reads the key's generation before it calls the upstream and stores with
+// put_if_current: any purge of the key or its account in between wins, even one that found
+// nothing to erase (the fetch of a key not cached yet).
+BOOST_AUTO_TEST_CASE(a_purge_wins_over_a_fetch_that_began_before_it) {
+    struct row {
+        const char* purge;
+        void (*run)(sharded_cache&, const key&);
+    };
+    const row rows[] = {
+        {"erase the key", [](sharded_cache& c, const key& k) { c.erase(k); }},
+        {"erase the account", [](sharded_cache& c, const key& k) { c.erase_account(k.account()); }},
+        {"clear", [](sharded_cache& c, const key&) { c.clear(); }},
+    };
+    for (const auto& r : rows) {
+        BOOST_TEST_CONTEXT(r.purge) {
+            sharded_cache c({.max_bytes = 1 << 20, .shards = 16});
+            const key k(account_a, image_id(1));
+            for (const bool cached : {false, true}) {
+                if (cached) {
+                    BOOST_TEST(c.put(make(k)));
+                }
+                const std::uint64_t before = c.generation(k);
+                r.run(c, k);
+                BOOST_TEST(c.generation(k) != before);
+                BOOST_TEST(!c.put_if_current(make(k), before));
+                BOOST_TEST(!c.get(k, t0));
+                // A fetch that began after the purge stores.
+                BOOST_TEST(c.put_if_current(make(k), c.generation(k)));
+                BOOST_TEST(c.get(k, t0) != nullptr);
+                c.erase(k);
+            }
+            BOOST_TEST(c.snapshot().purge_raced == 2u);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(puts_and_gets_leave_generations_alone) {
+    sharded_cache c({.max_bytes = 1 << 20, .shards = 4});
+    const key k(account_a, image_id(7));
+    const std::uint64_t g = c.generation(k);
+    BOOST_TEST(c.put(make(k)));
+    BOOST_TEST(c.get(k, t0) != nullptr);
+    BOOST_TEST(c.put_if_current(make(k), g));
+    BOOST_TEST(c.generation(k) == g);
+    BOOST_TEST(c.snapshot().purge_raced == 0u);
+}
+
+// Generations are kept per slot (64 per shard for keys, 64 for accounts), so purges of other
+// keys and accounts only rarely keep a fetch from being stored: with 16 shards, a key purge
+// collides with 1/1024 of the keys, an account purge with 1/64 of the accounts.
+BOOST_AUTO_TEST_CASE(purges_of_other_keys_rarely_refuse_a_store) {
+    sharded_cache c({.max_bytes = 1 << 20, .shards = 16});
+    const key k(account_a, image_id(1));
+    int refused_by_keys = 0;
+    for (std::uint64_t i = 2; i < 202; ++i) {
+        const auto g = c.generation(k);
+        c.erase(key(account_a, image_id(i)));
+        refused_by_keys += c.put_if_current(make(k), g) ? 0 : 1;
+    }
+    int refused_by_accounts = 0;
+    for (int i = 0; i < 64; ++i) {
+        const auto g = c.generation(k);
+        c.erase_account("0000000000000000000000000000" + std::to_string(1000 + i));
+        refused_by_accounts += c.put_if_current(make(k), g) ? 0 : 1;
+    }
+    BOOST_TEST(refused_by_keys <= 5);      // about 0.2 expected
+    BOOST_TEST(refused_by_accounts <= 8);  // about 1 expected
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,6 +1,7 @@
 // The request-head rules (gateway/http/request_head.cpp) on whole heads, table-driven.
 #include "gateway/http/request_head.hpp"
 
+#include <boost/beast/http/error.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <optional>
@@ -43,6 +44,17 @@ const head_case cases[] = {
      ig::errc::header_too_large},
     {"Host after many fields", "GET /a HTTP/1.1\r\n" + fields(50) + "Host: x\r\n\r\n",
      std::nullopt},
+    // Target forms (RFC 9112 §3.2): origin-form, or absolute-form with a path.
+    {"absolute-form", "GET http://h/a?b HTTP/1.1\r\nHost: h\r\n\r\n", std::nullopt},
+    {"absolute-form, empty path before ?", "GET http://h?/a HTTP/1.1\r\nHost: h\r\n\r\n",
+     ig::errc::bad_request},
+    {"absolute-form, empty path before #", "GET http://h#/a HTTP/1.1\r\nHost: h\r\n\r\n",
+     ig::errc::bad_request},
+    {"absolute-form without a path", "GET http://h HTTP/1.1\r\nHost: h\r\n\r\n",
+     ig::errc::bad_request},
+    {"asterisk-form", "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", ig::errc::bad_request},
+    {"authority-form", "CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n", ig::errc::bad_request},
+    {"a fragment", "GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n", ig::errc::bad_request},
 };
 
 }  // namespace
@@ -63,6 +75,43 @@ BOOST_AUTO_TEST_CASE(check_request_table) {
             BOOST_TEST(verdict.has_value() == c.verdict.has_value());
             if (verdict && c.verdict) {
                 BOOST_TEST(static_cast<int>(*verdict) == static_cast<int>(*c.verdict));
+            }
+        }
+    }
+}
+
+// The listener hands the parser what has arrived and drops what it consumed, also when it
+// asks for more (Beast consumes a complete request line and complete fields early). Split
+// at every byte, the verdict is the one for the whole head, obs-fold included.
+BOOST_AUTO_TEST_CASE(a_head_fed_in_two_parts_gets_the_same_verdict) {
+    struct row {
+        const char* name;
+        std::string head;
+        bool accepted;
+    };
+    const row rows[] = {
+        {"plain", "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", true},
+        {"obs-fold", "GET /a HTTP/1.1\r\nHost: x\r\nX-A: b\r\n c\r\n\r\n", false},
+        {"space before the first field", "GET /a HTTP/1.1\r\n Host: x\r\n\r\n", false},
+    };
+    for (const auto& r : rows) {
+        for (std::size_t at = 1; at < r.head.size(); ++at) {
+            BOOST_TEST_CONTEXT(r.name << ", split after byte " << at) {
+                http::request_parser<http::empty_body> parser;
+                parser.header_limit(64 * 1024);
+                std::string buffer = r.head.substr(0, at);
+                boost::system::error_code ec;
+                buffer.erase(0, gw::put_head(parser, boost::asio::buffer(buffer), ec));
+                if (ec == http::error::need_more) {
+                    buffer += r.head.substr(at);
+                    buffer.erase(0, gw::put_head(parser, boost::asio::buffer(buffer), ec));
+                }
+                BOOST_TEST(!ec == r.accepted, ec.message());
+                if (r.accepted) {
+                    BOOST_TEST(parser.is_header_done());
+                    BOOST_TEST(buffer.empty());
+                    BOOST_TEST(!gw::check_request(parser).has_value());
+                }
             }
         }
     }

@@ -44,6 +44,23 @@ const route_case route_cases[] = {
     // Query strings are ignored; absolute-form never chooses the upstream.
     {"/accounts/" + test_account + "/images/v1/abc?x=1", {}, "abc", "abc"},
     {"http://evil.example/accounts/" + test_account + "/images/v1/abc", {}, "abc", "abc"},
+    {"HTTPS://evil.example:8443/client/v4/accounts/" + test_account + "/images/v1/abc?q",
+     {},
+     "abc",
+     "abc"},
+    // Other target forms are refused (RFC 3986 gives `http://h?/…` and `http://h#/…` an empty
+    // path: a proxy in front would see another request than the path after it).
+    {"http://h?/client/v4/accounts/" + test_account + "/images/v1/abc", ig::errc::bad_request, "",
+     ""},
+    {"http://h#/client/v4/accounts/" + test_account + "/images/v1/abc", ig::errc::bad_request, "",
+     ""},
+    {"http://h", ig::errc::bad_request, "", ""},
+    {"http://h?x", ig::errc::bad_request, "", ""},
+    {"http:///accounts/" + test_account + "/images/v1/abc", ig::errc::bad_request, "", ""},
+    {"http://user@h/accounts/" + test_account + "/images/v1/abc", ig::errc::bad_request, "", ""},
+    {"ftp://h/accounts/" + test_account + "/images/v1/abc", ig::errc::bad_request, "", ""},
+    {"h:443", ig::errc::bad_request, "", ""},
+    {"/accounts/" + test_account + "/images/v1/abc#frag", ig::errc::bad_request, "", ""},
     // Sibling endpoints and unknown paths.
     {"/accounts/" + test_account + "/images/v1/keys", ig::errc::route_not_found, "", ""},
     {"/accounts/" + test_account + "/images/v1/stats", ig::errc::route_not_found, "", ""},
@@ -56,8 +73,8 @@ const route_case route_cases[] = {
     {"/accounts/" + test_account + "/images/v1/a/b", ig::errc::route_not_found, "", ""},
     {"/client/v4x/accounts/" + test_account + "/images/v1/abc", ig::errc::route_not_found, "", ""},
     {"/", ig::errc::route_not_found, "", ""},
-    {"", ig::errc::route_not_found, "", ""},
-    {"*", ig::errc::route_not_found, "", ""},
+    {"", ig::errc::bad_request, "", ""},
+    {"*", ig::errc::bad_request, "", ""},
     // Account ids: 32 lowercase hex only.
     {"/accounts/023E105F4ECEF8AD9CA31A8372D0C353/images/v1/abc", ig::errc::invalid_account_id, "",
      ""},
@@ -92,6 +109,16 @@ BOOST_DATA_TEST_CASE(routes_image_targets, bdata::make(route_cases), c) {
         BOOST_TEST(r.image.image_id == c.image_id);
         BOOST_TEST(r.image.canonical_id == c.canonical_id);
     }
+}
+
+BOOST_AUTO_TEST_CASE(request_path_drops_scheme_authority_and_query) {
+    BOOST_TEST(gw::request_path("/a/b?c=d") == "/a/b");
+    BOOST_TEST(gw::request_path("http://h:1/a?b") == "/a");
+    BOOST_TEST(gw::request_path("http://h/") == "/");
+    // Not a served form: no path at all, so nothing downstream can act on one.
+    BOOST_TEST(gw::request_path("http://h?/a").empty());
+    BOOST_TEST(gw::request_path("http://h#/a").empty());
+    BOOST_TEST(gw::request_path("*").empty());
 }
 
 BOOST_AUTO_TEST_CASE(longest_id_is_accepted) {

@@ -2,6 +2,8 @@
 // helpers, failure classification and the Prometheus rendering of stats.
 #define BOOST_TEST_MODULE unit_upstream
 #include "gateway/upstream/connection.hpp"
+#include "gateway/upstream/connection_limit.hpp"
+#include "gateway/upstream/framing.hpp"
 #include "gateway/upstream/headers.hpp"
 #include "gateway/upstream/pool_slot.hpp"
 #include "gateway/upstream/response_reader.hpp"
@@ -17,9 +19,11 @@
 
 #include <boost/asio/buffer.hpp>
 
+#include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace up = imagegate::upstream;
 namespace bdata = boost::unit_test::data;
@@ -394,6 +398,212 @@ BOOST_DATA_TEST_CASE(parses, bdata::make(reader_rows), row) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+// Interim heads, the head budget and the reuse verdict (gateway/upstream/framing.hpp).
+BOOST_AUTO_TEST_SUITE(framing)
+
+struct head_step {
+    unsigned status;
+    std::size_t bytes;
+    up::head_kind expected;
+};
+
+struct heads_row {
+    std::string name;
+    std::uint32_t header_limit;
+    std::vector<head_step> steps;
+    unsigned interim;              // after the last step
+    std::uint32_t limit_left;      // header_limit() after the last step
+    boost::system::error_code ec;  // error() after the last step
+};
+
+std::ostream& operator<<(std::ostream& os, const heads_row& r) { return os << r.name; }
+
+using up::head_kind;
+const std::vector<heads_row> heads_rows = {
+    {"a final head at once", 1000, {{200, 100, head_kind::final_response}}, 0, 1000, {}},
+    {"every non-1xx status is final",
+     1000,
+     {{204, 10, head_kind::final_response}, {404, 10, head_kind::final_response}},
+     0,
+     1000,
+     {}},
+    {"100, 102, 103 and undefined 1xx are skipped, their bytes counted",
+     1000,
+     {{100, 25, head_kind::interim},
+      {102, 27, head_kind::interim},
+      {103, 100, head_kind::interim},
+      {199, 48, head_kind::interim},
+      {200, 300, head_kind::final_response}},
+     4,
+     800,
+     {}},
+    {"101 is refused",
+     1000,
+     {{101, 60, head_kind::refused}},
+     0,
+     1000,
+     up::framing_error::switching_protocols},
+    {"101 after an interim head is refused too",
+     1000,
+     {{103, 50, head_kind::interim}, {101, 60, head_kind::refused}},
+     1,
+     950,
+     up::framing_error::switching_protocols},
+    {"eight interim heads are fine",
+     1000,
+     {{100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {200, 1, head_kind::final_response}},
+     8,
+     992,
+     {}},
+    {"the ninth is refused",
+     1000,
+     {{100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {100, 1, head_kind::interim},
+      {103, 1, head_kind::refused}},
+     8,
+     992,
+     up::framing_error::too_many_interim_responses},
+    {"interim heads use up the one header limit",
+     100,
+     {{103, 60, head_kind::interim}, {103, 40, head_kind::interim}},
+     2,
+     0,
+     {}},
+    {"a head larger than what is left cannot underflow the limit",
+     100,
+     {{103, 150, head_kind::interim}},
+     1,
+     0,
+     {}},
+};
+
+BOOST_DATA_TEST_CASE(head_sequences, bdata::make(heads_rows), row) {
+    up::head_sequence seq(row.header_limit);
+    for (std::size_t i = 0; i < row.steps.size(); ++i) {
+        const auto& step = row.steps[i];
+        BOOST_TEST(seq.on_head(step.status, step.bytes) == step.expected, "step " << i);
+    }
+    BOOST_TEST(seq.interim_responses() == row.interim);
+    BOOST_TEST(seq.header_limit() == row.limit_left);
+    BOOST_TEST(seq.error() == row.ec, seq.error().message());
+}
+
+BOOST_AUTO_TEST_CASE(framing_errors_have_messages) {
+    for (const auto e :
+         {up::framing_error::switching_protocols, up::framing_error::too_many_interim_responses,
+          up::framing_error::unread_bytes_before_request}) {
+        const boost::system::error_code ec = e;
+        BOOST_TEST(std::string(ec.category().name()) == "imagegate.upstream");
+        BOOST_TEST(!ec.message().empty());
+        BOOST_TEST(ec.message() != "unknown upstream framing error");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(reuse_needs_framing_keep_alive_and_nothing_unread) {
+    // keep_alive, need_eof, trailing -> reusable
+    BOOST_TEST(up::may_reuse({true, false, false}));
+    BOOST_TEST(!up::may_reuse({false, false, false}));  // Connection: close
+    BOOST_TEST(!up::may_reuse({true, true, false}));    // close-delimited body
+    BOOST_TEST(!up::may_reuse({true, false, true}));    // bytes beyond the response
+    BOOST_TEST(!up::may_reuse({false, true, true}));
+}
+
+BOOST_AUTO_TEST_CASE(facts_clean_and_certain) {
+    const up::exchange_facts fresh_framed{true, true, false, 0};
+    BOOST_TEST(fresh_framed.clean());
+    BOOST_TEST(fresh_framed.certain());
+    const up::exchange_facts reused_framed{false, true, false, 2};
+    BOOST_TEST(reused_framed.clean());
+    BOOST_TEST(!reused_framed.certain());
+    const up::exchange_facts close_delimited{true, false, false, 0};
+    BOOST_TEST(!close_delimited.clean());
+    BOOST_TEST(!close_delimited.certain());
+    const up::exchange_facts trailing{true, true, true, 0};
+    BOOST_TEST(!trailing.clean());
+    BOOST_TEST(!trailing.certain());
+}
+
+// The loop connection::exchange runs, without a socket: one reader per head, each reading on
+// from what the previous one left, over bytes that arrived in one piece.
+struct read_outcome {
+    boost::system::error_code ec;
+    unsigned status = 0;
+    std::string body;
+    unsigned interim = 0;
+    std::size_t left_over = 0;
+};
+
+read_outcome read_answer(std::string_view wire) {
+    read_outcome out;
+    up::head_sequence seq(16 * 1024);
+    std::optional<up::response_reader> r;
+    for (;;) {
+        r.emplace();
+        r->header_limit(seq.header_limit());
+        r->body_limit(1024);
+        const std::size_t used = r->put(boost::asio::buffer(wire.data(), wire.size()), out.ec);
+        wire.remove_prefix(used);
+        if (out.ec) {
+            return out;
+        }
+        const auto kind = seq.on_head(r->head().status, used);
+        out.interim = seq.interim_responses();
+        if (kind == up::head_kind::refused) {
+            out.ec = seq.error();
+            return out;
+        }
+        if (kind == up::head_kind::final_response) {
+            break;
+        }
+    }
+    r->eager(true);
+    if (!r->is_done()) {
+        const std::size_t used = r->put(boost::asio::buffer(wire.data(), wire.size()), out.ec);
+        wire.remove_prefix(used);
+    }
+    out.status = r->head().status;
+    out.body = r->take_body();
+    out.left_over = wire.size();
+    return out;
+}
+
+BOOST_AUTO_TEST_CASE(interim_heads_in_the_same_packet_as_the_answer) {
+    const std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+    auto o = read_answer("HTTP/1.1 100 Continue\r\n\r\n" + answer);
+    BOOST_TEST(!o.ec, o.ec.message());
+    BOOST_TEST(o.status == 200u);
+    BOOST_TEST(o.body == "{}");
+    BOOST_TEST(o.interim == 1u);
+    BOOST_TEST(o.left_over == 0u);
+    // A 1xx head's Content-Length announces nothing (RFC 9110 §15.2: no content).
+    o = read_answer(
+        "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n"
+        "Content-Length: 0\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n" +
+        answer + "HTTP/1.1 404 Not Found\r\n");
+    BOOST_TEST(!o.ec, o.ec.message());
+    BOOST_TEST(o.status == 200u);
+    BOOST_TEST(o.interim == 2u);
+    BOOST_TEST(o.left_over == std::string("HTTP/1.1 404 Not Found\r\n").size());
+    o = read_answer("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n" + answer);
+    BOOST_TEST(o.ec == make_error_code(up::framing_error::switching_protocols));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 BOOST_AUTO_TEST_SUITE(errors)
 
 struct classify_row {
@@ -431,6 +641,12 @@ BOOST_AUTO_TEST_CASE(classification) {
         {asio::ssl::error::stream_truncated, up::phase::read, errc::upstream_protocol_error},
         {asio::error::connection_reset, up::phase::read, errc::upstream_protocol_error},
         {asio::error::broken_pipe, up::phase::write, errc::upstream_protocol_error},
+        // refusals of our own framing rules
+        {up::framing_error::switching_protocols, up::phase::read, errc::upstream_protocol_error},
+        {up::framing_error::too_many_interim_responses, up::phase::read,
+         errc::upstream_protocol_error},
+        {up::framing_error::unread_bytes_before_request, up::phase::write,
+         errc::upstream_protocol_error},
     };
     for (const auto& row : rows) {
         BOOST_TEST_CONTEXT(row) {
@@ -512,6 +728,71 @@ BOOST_AUTO_TEST_CASE(context_errors_are_values) {
     const auto system = up::make_tls_context({});
     BOOST_TEST(system.has_value());
     BOOST_CHECK_THROW(missing.value(), std::runtime_error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// The per-origin limit the workers' pools share, driven by hand: the hooks only record what
+// the pools would be asked to do.
+BOOST_AUTO_TEST_SUITE(shared_limit)
+
+struct recorded {
+    std::vector<std::size_t> shed;  // members asked to shed, in call order
+    std::vector<std::size_t> room;  // members woken
+};
+
+up::connection_limit::hooks record(recorded& r, std::size_t m) {
+    return {.shed = [&r, m] { r.shed.push_back(m); }, .room = [&r, m] { r.room.push_back(m); }};
+}
+
+BOOST_AUTO_TEST_CASE(units_never_exceed_the_maximum) {
+    up::connection_limit limit(3, 2);
+    BOOST_TEST(limit.try_take(2) == 2u);
+    BOOST_TEST(limit.try_take(5) == 1u);  // only what is left
+    BOOST_TEST(limit.try_take(1) == 0u);
+    BOOST_TEST(limit.taken() == 3u);
+    limit.give_back(2);
+    BOOST_TEST(limit.taken() == 1u);
+    BOOST_TEST(limit.try_take(3) == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_short_member_asks_the_others_and_gets_the_claimed_units) {
+    recorded r;
+    up::connection_limit limit(2, 3);
+    for (std::size_t m = 0; m < 3; ++m) {
+        limit.set_hooks(m, record(r, m));
+    }
+    BOOST_TEST(limit.try_take(2) == 2u);  // member 0 holds everything
+    // Nobody short: keeping an idle connection is free, and the release path costs a load.
+    BOOST_TEST(!limit.claim_for_other(0).has_value());
+
+    limit.set_short(1, 2);  // member 1 needs two: the others are asked to shed
+    const std::vector<std::size_t> asked{0, 2};
+    BOOST_TEST(r.shed == asked, boost::test_tools::per_element());
+    // Saying the same shortfall again asks nobody again; a rise does.
+    limit.set_short(1, 2);
+    BOOST_TEST(r.shed.size() == 2u);
+
+    // Member 0 gives one idle connection up: the claim names member 1, twice, then none.
+    for (int i = 0; i < 2; ++i) {
+        const auto claimed = limit.claim_for_other(0);
+        BOOST_REQUIRE(claimed.has_value());
+        BOOST_TEST(*claimed == 1u);
+    }
+    BOOST_TEST(!limit.claim_for_other(0).has_value());
+    // A member never claims for itself.
+    limit.set_short(1, 1);
+    BOOST_TEST(!limit.claim_for_other(1).has_value());
+
+    // Units coming back wake the members still short, and only those.
+    limit.give_back(1);
+    const std::vector<std::size_t> woken{1};
+    BOOST_TEST(r.room == woken, boost::test_tools::per_element());
+    limit.set_short(1, 0);
+    limit.give_back(1);
+    BOOST_TEST(r.room.size() == 1u);
+    limit.wake(2);
+    BOOST_TEST(r.room.back() == 2u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
