@@ -92,8 +92,9 @@ class CallSampler(threading.Thread):
 
 
 def exact_calls(base):
-    """Call timestamps in seconds from the emulator's /__emulator/calls, when it has one
-    (added to tests/emulator by another change); None otherwise."""
+    """Every API call's time in seconds, from the emulator's call log (/__emulator/calls:
+    "accepted" and "limited" lists of milliseconds since its start); None when the log is
+    unavailable or dropped entries (then the sampled counter is the check)."""
     try:
         status, body = http_get(base + "/__emulator/calls", timeout=5)
     except OSError:
@@ -104,22 +105,18 @@ def exact_calls(base):
         data = json.loads(body)
     except ValueError:
         return None
-    items = data.get("calls", data) if isinstance(data, dict) else data
-    times = []
-    for item in items if isinstance(items, list) else []:
-        value = item
-        if isinstance(item, dict):
-            value = next((item[k] for k in ("t_ms", "ms", "at_ms", "t", "at", "time")
-                          if k in item), None)
-        if not isinstance(value, (int, float)):
-            return None
-        times.append(float(value))
-    if not times:
+    if not isinstance(data, dict) or data.get("dropped", 1) != 0:
         return None
-    # Milliseconds (any realistic clock in ms is > 1e6 after a few minutes of uptime... or of
-    # the epoch); the window check only needs differences, in seconds.
-    scale = 1000.0 if max(times) - min(times) > 10_000 or max(times) > 1e9 else 1.0
-    return sorted(t / scale for t in times)
+    times = []
+    for name in ("accepted", "limited"):
+        items = data.get(name)
+        if not isinstance(items, list):
+            return None
+        for value in items:
+            if not isinstance(value, (int, float)):
+                return None
+            times.append(float(value) / 1000.0)
+    return sorted(times) if times else None
 
 
 def worst_window_exact(times, length):
@@ -179,7 +176,8 @@ def one_run(a, n, bins, logdir):
         procs.start("emulator", [bins["emulator"], "--listen", "127.0.0.1:0", "--port-file",
                                  port_file, "--write-ca", ca, "--any-image",
                                  "--rate-limit", str(a.limit), "--rate-window", str(a.window),
-                                 "--block", str(a.lockout), "--threads", "1"], env, emu_log)
+                                 "--block", str(a.lockout), "--limiter", "sliding",
+                                 "--threads", "1"], env, emu_log)
         for _ in range(200):
             if os.path.exists(port_file) and open(port_file).read().strip():
                 break
