@@ -99,7 +99,10 @@ class local_ticket final : public detail::ticket_state {
 public:
     local_ticket(std::shared_ptr<local_gate::core> c, const std::array<part, 2>& parts,
                  std::size_t n, clock::time_point slot)
-        : ticket_state(slot, c->stats), core_(std::move(c)), parts_(parts), n_(n) {}
+        : ticket_state(slot, c->stats, *c->options.time),
+          core_(std::move(c)),
+          parts_(parts),
+          n_(n) {}
 
     void on_commit() override {
         for (std::size_t i = 0; i < n_; ++i) {
@@ -109,7 +112,7 @@ public:
     }
 
     void on_release() override {
-        const auto now = clock::now();
+        const auto now = core_->options.time->now();
         for (std::size_t i = 0; i < n_; ++i) {
             core_->untrack(parts_[i]);
             core_->give_back(parts_[i], now);
@@ -175,7 +178,9 @@ local_gate::~local_gate() = default;
 
 const gate_stats& local_gate::stats() const noexcept { return *core_->stats; }
 
-asio::awaitable<ticket> local_gate::reserve(call c) { co_return decide(c, clock::now()); }
+asio::awaitable<ticket> local_gate::reserve(call c) {
+    co_return decide(c, core_->options.time->now());
+}
 
 ticket local_gate::decide(const call& c, clock::time_point now) {
     auto& k = *core_;
@@ -248,7 +253,7 @@ ticket local_gate::decide(const call& c, clock::time_point now) {
 std::optional<clock::duration> local_gate::observe(const credential_digest* credential,
                                                    const upstream_signals& s) {
     auto& k = *core_;
-    const auto now = clock::now();
+    const auto now = k.options.time->now();
     std::shared_ptr<shield::credential_shield> sh = k.token;
     if (k.options.passthrough && credential != nullptr) {
         sh = k.shields->find(*credential, now);
@@ -272,7 +277,7 @@ void local_gate::render_metrics(std::string& out) const {
     using metrics::append_sample;
     const auto& k = *core_;
     render_stats(out, *k.stats);
-    const auto now = clock::now();
+    const auto now = k.options.time->now();
     if (!k.options.passthrough) {
         const auto tokens = k.token->budget.tokens(now);
         append_sample(out, "imagegate_budget_tokens", "gauge",

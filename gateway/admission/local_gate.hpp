@@ -20,6 +20,8 @@ struct local_gate_options {
     std::uint64_t unproven_budget = 600;
     /// Passthrough: caller credentials with a shield at once (shield.max_credentials).
     std::size_t max_credentials = 4096;
+    /// The clock every decision reads (tests move it by hand). Outlives the gate.
+    const time_source* time = &time_source::real();
 };
 
 /// Owned by the composition root through `gate`. Thread-safety: every member may be called

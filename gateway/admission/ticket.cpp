@@ -58,8 +58,9 @@ void render_stats(std::string& out, const gate_stats& s) {
 
 namespace detail {
 
-ticket_state::ticket_state(clock::time_point slot, std::shared_ptr<gate_stats> stats)
-    : stats_(std::move(stats)), granted_at_(clock::now()), slot_(slot) {}
+ticket_state::ticket_state(clock::time_point slot, std::shared_ptr<gate_stats> stats,
+                           const time_source& time)
+    : stats_(std::move(stats)), time_(time), granted_at_(time.now()), slot_(slot) {}
 
 clock::time_point ticket_state::slot() const {
     const std::lock_guard lock(mu_);
@@ -117,7 +118,7 @@ asio::awaitable<bool> wait_for_slot(std::shared_ptr<ticket_state> st) {
             }
             slot = st->slot_;
         }
-        if (slot <= clock::now()) {
+        if (slot <= st->time_.now()) {
             ready = true;
             break;
         }
@@ -125,7 +126,7 @@ asio::awaitable<bool> wait_for_slot(std::shared_ptr<ticket_state> st) {
             st->stats_->waiting.fetch_add(1, std::memory_order_relaxed);
             counted = true;
         }
-        timer->expires_at(slot);
+        timer->expires_at(st->time_.to_steady(slot));
         // One timer per waiter, fired once at its slot: no herd of wake-ups. A cancel means
         // the slot moved earlier or the wait was abandoned: the loop reads which.
         auto [ec] = co_await timer->async_wait(use_nothrow);
@@ -135,7 +136,7 @@ asio::awaitable<bool> wait_for_slot(std::shared_ptr<ticket_state> st) {
         st->stats_->waiting.fetch_sub(1, std::memory_order_relaxed);
     }
     if (ready) {
-        st->stats_->queue_wait.observe(clock::now() - st->granted_at_);
+        st->stats_->queue_wait.observe(st->time_.now() - st->granted_at_);
     }
     co_return ready;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "gateway/core/net.hpp"
+#include "gateway/core/time_source.hpp"
 #include "gateway/metrics/registry.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -73,7 +74,9 @@ namespace detail {
 /// waiter's executor, which must be single-threaded or a strand (the fetch executor is).
 class ticket_state {
 public:
-    ticket_state(clock::time_point slot, std::shared_ptr<gate_stats> stats);
+    /// `slot` is on `time` (the gate's clock); the waiter's timer converts it.
+    ticket_state(clock::time_point slot, std::shared_ptr<gate_stats> stats,
+                 const time_source& time = time_source::real());
     virtual ~ticket_state() = default;
     ticket_state(const ticket_state&) = delete;
     ticket_state& operator=(const ticket_state&) = delete;
@@ -100,6 +103,7 @@ private:
     void wake_locked();
 
     const std::shared_ptr<gate_stats> stats_;
+    const time_source& time_;
     const clock::time_point granted_at_;
     mutable std::mutex mu_;
     clock::time_point slot_;                          // guarded by mu_

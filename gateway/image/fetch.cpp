@@ -98,8 +98,11 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
     // Read before any upstream call: a purge from now on wins over this fetch's answer.
     const std::uint64_t generation = s.cache.generation(k);
     // Set when the first attempt starts: every attempt (the retry too) ends by it.
+    // Two clocks: `time` (logical: freshness, proofs, slots, failures; tests move it) and the
+    // steady clock of the waits (`deadline`, the retry's backoff).
+    const time_source& time = *s.policy.time;
     clock::time_point deadline{};
-    const auto asked = clock::now();
+    const auto asked = time.now();
     // A passthrough credential without a proof for the account asks on a new connection:
     // only an answer that is certainly its own may prove it (upstream::exchange_facts).
     const bool needs_certainty =
@@ -114,18 +117,17 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
         if (attempt > 1) {
             // A retry neither holds nor claims a slot for the key: refused, it answers the
             // first attempt's failure, which the client did not cause.
-            const auto now = clock::now();
-            admission::call c = first_attempt_call(s, fk, prio, cred != nullptr, now);
+            admission::call c = first_attempt_call(s, fk, prio, cred != nullptr, time.now());
             c.key = {};
             c.max_wait = std::min<clock::duration>(
-                c.max_wait, std::max(deadline - now, clock::duration::zero()));
+                c.max_wait, std::max(deadline - clock::now(), clock::duration::zero()));
             t = co_await s.gate->reserve(c);
             if (!t.granted()) {
                 s.stats.retry_refused.fetch_add(1, relaxed);
                 break;  // `out` holds the first attempt's failure
             }
         }
-        const bool queued = t.slot() > clock::now();
+        const bool queued = t.slot() > time.now();
         if (queued) {
             // Woken once, at the slot. A flight every client left gives the slot back
             // (handed to the next in line) instead of spending it on an answer nobody reads.
@@ -153,7 +155,7 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
             if (queued) {
                 // Stored meanwhile by another flight (passthrough: another credential's, which
                 // this one may read) or another path: the slot goes to someone else.
-                const auto now = clock::now();
+                const auto now = time.now();
                 if (auto e = s.cache.get(k.view(), now);
                     e && e->stored_at() > asked && e->classify(now) == cache::freshness::fresh &&
                     (digest == nullptr || s.proofs.is_proven(fk.cred, k.account(), now))) {
@@ -168,7 +170,7 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
         t.commit();
         upstream::attempt_facts facts;
         auto res = co_await s.client.fetch(target, deadline, cred, choice, &facts);
-        const auto now = clock::now();
+        const auto now = time.now();
         if (res) {
             const auto paused = s.gate->observe(
                 digest, {res->status, res->retry_after, res->ratelimit, res->ratelimit_policy});
@@ -194,8 +196,8 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
         }
         const bool failed = !res || res->status == 502 || res->status == 503 || res->status == 504;
         if (failed) {
-            const auto decision = shield::decide_retry(failure_of(res, facts, attempt), now,
-                                                       deadline, {}, random_bits());
+            const auto decision = shield::decide_retry(failure_of(res, facts, attempt),
+                                                       clock::now(), deadline, {}, random_bits());
             if (decision.retry) {
                 s.stats.retries.fetch_add(1, relaxed);
                 if (facts.reused_connection) {
@@ -213,7 +215,7 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
         if (out.upstream_status == 0) {
             s.stats.upstream_errors.fetch_add(1, relaxed);  // no HTTP answer at all
         }
-        s.failures.remember(fk, failed_fetch{out.error}, clock::now());
+        s.failures.remember(fk, failed_fetch{out.error}, time.now());
         out.retry = shield::advise_retry(shield::failure_memo_ttl, false);
     }
     s.flights.finish(fk, f, std::move(out));

@@ -267,7 +267,7 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
     // only catches a gateway too slow to run it.
     const auto deadline = clock::now() + self.policy.coalesce_timeout;
     std::optional<fetch_outcome> got = co_await joined.f->wait(deadline);
-    const auto done = clock::now();
+    const auto done = self.policy.time->now();
     const bool collapsed = !joined.leader;
     if (!got) {
         const asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
@@ -347,7 +347,7 @@ handler_result image_handler::handle(request req) {
         }
         }
     }
-    const auto now = clock::now();
+    const auto now = self.policy.time->now();
     entry_ptr cached = self.cache.get(route.key(), now);
     if (cached && caller.cred) {
         // Passthrough: the entry (fresh, stale or negative) is this caller's to read only if

@@ -3,6 +3,7 @@
 // client, storing only validated records.
 #pragma once
 
+#include "gateway/core/time_source.hpp"
 #include "gateway/http/server.hpp"
 
 #include <atomic>
@@ -57,6 +58,9 @@ struct image_policy {
     std::size_t max_proven_credentials = 10000;
     /// Failed fetches remembered for a second (a burst of SDK retries costs one call).
     std::size_t max_remembered_failures = 4096;
+    /// The clock of freshness, stale windows, proofs and remembered failures (tests move
+    /// it by hand; gateway/core/time_source.hpp). Deadlines of waits stay on the steady clock.
+    const time_source* time = &time_source::real();
 };
 
 /// Counters of the image route, keyed like Cache-Status (relaxed atomics).

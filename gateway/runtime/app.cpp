@@ -93,7 +93,7 @@ cache::options cache_options(const config::cache_settings& c) {
             .shards = c.shards};
 }
 
-image_policy image_policy_from(const config::settings& s) {
+image_policy image_policy_from(const config::settings& s, const time_source& time) {
     return {.ttl = s.cache.ttl,
             .draft_ttl = s.cache.draft_ttl,
             .negative_ttl = s.cache.negative_ttl,
@@ -104,12 +104,13 @@ image_policy image_policy_from(const config::settings& s) {
             .coalesce_timeout = s.shield.coalesce_timeout,
             .honor_client_no_cache = s.shield.honor_client_no_cache,
             .passthrough = s.auth.mode == "passthrough",
-            .proof_ttl = s.auth.proof_ttl};
+            .proof_ttl = s.auth.proof_ttl,
+            .time = &time};
 }
 
 // The shield every upstream call passes: in this process. A fleet-wide gate (Redis) would be
 // chosen here, behind the same interface.
-std::shared_ptr<admission::gate> make_gate(const config::settings& s) {
+std::shared_ptr<admission::gate> make_gate(const config::settings& s, const time_source& time) {
     return std::make_shared<admission::local_gate>(
         admission::local_gate_options{.budget = {.budget = s.shield.budget,
                                                  .window = s.shield.window,
@@ -118,7 +119,8 @@ std::shared_ptr<admission::gate> make_gate(const config::settings& s) {
                                       .limit = {},
                                       .passthrough = s.auth.mode == "passthrough",
                                       .unproven_budget = s.shield.unproven_budget,
-                                      .max_credentials = s.shield.max_credentials});
+                                      .max_credentials = s.shield.max_credentials,
+                                      .time = &time});
 }
 
 std::unique_ptr<upstream::client> make_client(std::vector<asio::any_io_executor> executors,
@@ -196,6 +198,8 @@ struct app::impl {
     // handler run on worker 0. Declared first so it is destroyed last: everything below may
     // own I/O objects.
     workers io;
+    // The clock of freshness and the shield's decisions; only tests move it.
+    time_source time;
     metrics::registry registry;
     std::atomic<bool> ready{false};
     cache::sharded_cache cache;
@@ -224,7 +228,8 @@ struct app::impl {
           cache(cache_options(settings.cache)),
           client(make_client(io.executors(), settings, log)),
           auth(settings.auth.client_keys),
-          images(cache, *client, auth, image_policy_from(settings), log, make_gate(settings)),
+          images(cache, *client, auth, image_policy_from(settings, time), log,
+                 make_gate(settings, time)),
           admin(registry, ready,
                 purge_hooks{
                     [this](std::string_view account, std::string_view id) {
@@ -414,6 +419,8 @@ void app::wait() {
 std::uint16_t app::data_port() const noexcept { return impl_->data_server->port(); }
 std::uint16_t app::admin_port() const noexcept { return impl_->admin_server->port(); }
 metrics::registry& app::metrics() noexcept { return impl_->registry; }
+
+time_source& app::time() noexcept { return impl_->time; }
 asio::any_io_executor app::executor(std::size_t worker) const { return impl_->io.executor(worker); }
 
 }  // namespace imagegate::gateway

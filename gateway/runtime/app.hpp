@@ -2,6 +2,7 @@
 // shuts down gracefully. main() and the integration tests both drive it.
 #pragma once
 
+#include "gateway/core/time_source.hpp"
 #include "config/settings.hpp"
 #include "gateway/core/net.hpp"
 
@@ -49,6 +50,9 @@ public:
     std::uint16_t data_port() const noexcept;
     std::uint16_t admin_port() const noexcept;
     metrics::registry& metrics() noexcept;
+    /// The clock of cache freshness and of the shield's decisions. Tests move it forward
+    /// (time_source::advance) instead of sleeping; nothing else should.
+    time_source& time() noexcept;
     /// The executor of I/O worker `worker` (< server.threads): for embedders and tests that
     /// need to run something on an I/O thread.
     asio::any_io_executor executor(std::size_t worker) const;

@@ -108,7 +108,7 @@ BOOST_FIXTURE_TEST_CASE(stale_while_revalidate_answers_at_once_and_refreshes_onc
     settings.cache.stale_while_revalidate = 10s;
     ts::gateway_runner gw(settings);
     BOOST_TEST(gw.get(gw.image_path("swr")).status == 200u);
-    std::this_thread::sleep_for(250ms);
+    gw.app().time().advance(250ms);  // the clock, not a sleep
     delay("swr", 300ms);  // the refresh is slow; stale answers must not wait for it
     for (int i = 0; i < 5; ++i) {
         const auto start = std::chrono::steady_clock::now();
@@ -141,7 +141,7 @@ BOOST_FIXTURE_TEST_CASE(stale_if_error_on_500_timeout_and_invalid_json, fixture)
     for (const auto& r : rows) {
         BOOST_TEST(gw.get(gw.image_path(r.id)).status == 200u);
     }
-    std::this_thread::sleep_for(200ms);
+    gw.app().time().advance(200ms);  // the clock, not a sleep
     for (const auto& r : rows) {
         BOOST_TEST_CONTEXT(r.id) {
             fault(r.kind, r.id);
@@ -164,7 +164,7 @@ BOOST_FIXTURE_TEST_CASE(negative_entries_expire, fixture) {
         BOOST_TEST(gw.get(gw.image_path("ghost")).status == 404u);
     }
     BOOST_TEST(strict->requests_for("ghost") == 1u);
-    std::this_thread::sleep_for(250ms);
+    gw.app().time().advance(250ms);  // the clock, not a sleep
     BOOST_TEST(gw.get(gw.image_path("ghost")).status == 404u);
     BOOST_TEST(strict->requests_for("ghost") == 2u);
 }
@@ -255,7 +255,7 @@ BOOST_FIXTURE_TEST_CASE(an_upstream_429_pauses_every_call_until_retry_after, fix
     BOOST_TEST(other.status == 429u);
     BOOST_TEST(std::stoi(other.header("Retry-After")) >= 1);
     BOOST_TEST(emu->requests_for("other") == 0u);
-    std::this_thread::sleep_for(1100ms);
+    gw.app().time().advance(1100ms);  // the clock, not a sleep
     BOOST_TEST(gw.get(gw.image_path("other")).status == 200u);
     BOOST_TEST(emu->requests_for("other") == 1u);
     BOOST_TEST(gw.metric("imagegate_upstream_429_total") == 1);
@@ -272,7 +272,7 @@ BOOST_FIXTURE_TEST_CASE(stale_entries_are_answered_while_paused, fixture) {
     f.times = 1;
     emu->add_fault(f);
     BOOST_TEST(gw.get(gw.image_path("trigger")).status == 429u);
-    std::this_thread::sleep_for(150ms);
+    gw.app().time().advance(150ms);  // the clock, not a sleep
     const auto r = gw.get(gw.image_path("kept"));
     BOOST_TEST(r.status == 200u);
     BOOST_TEST(contains(r.header("Cache-Status"), "detail=stale-if-error"));
