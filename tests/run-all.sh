@@ -32,6 +32,15 @@ else
   bash deploy/install-deps.sh --with-test-tools
 fi
 
+if ((quick)); then
+  if command -v clang-format-14 >/dev/null || command -v clang-format >/dev/null; then
+    step "format"
+    bash tests/check-format.sh
+  fi
+else
+  step "format"
+  bash tests/check-format.sh
+fi
 step "ci preset: build"
 cmake --preset ci
 cmake --build --preset ci

@@ -109,7 +109,7 @@ BOOST_FIXTURE_TEST_CASE(stale_while_revalidate_answers_at_once_and_refreshes_onc
     ts::gateway_runner gw(settings);
     BOOST_TEST(gw.get(gw.image_path("swr")).status == 200u);
     gw.app().time().advance(250ms);  // the clock, not a sleep
-    delay("swr", 300ms);  // the refresh is slow; stale answers must not wait for it
+    delay("swr", 300ms);             // the refresh is slow; stale answers must not wait for it
     for (int i = 0; i < 5; ++i) {
         const auto start = std::chrono::steady_clock::now();
         const auto r = gw.get(gw.image_path("swr"));
