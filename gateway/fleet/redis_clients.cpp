@@ -51,6 +51,14 @@ redis_clients::redis_clients(std::vector<asio::any_io_executor> workers,
       prefix_(s.redis.key_prefix),
       op_timeout_(s.redis.op_timeout) {
     const redis::connection_options opts = connection_options_from(s).value();
+    // A confirmed subscription proves Redis answers again: it closes the breaker even when no
+    // request has probed it yet (an idle instance would otherwise stay degraded).
+    handlers.on_subscribed = [this, next = std::move(handlers.on_subscribed)] {
+        breaker_.on_success();
+        if (next) {
+            next();
+        }
+    };
     clients_.reserve(workers.size());
     for (auto& ex : workers) {
         clients_.push_back(std::make_unique<redis::client>(std::move(ex), opts, log, stats_));
@@ -97,7 +105,8 @@ void redis_clients::record(const boost::system::error_code& ec) {
 }
 
 bool redis_clients::healthy() const {
-    if (breaker_.state() != redis::breaker_state::closed || !subscriber_->is_subscribed()) {
+    // Half-open counts as healthy when the connections are up: the next operation probes.
+    if (breaker_.state() == redis::breaker_state::open || !subscriber_->is_subscribed()) {
         return false;
     }
     for (const auto& c : clients_) {
