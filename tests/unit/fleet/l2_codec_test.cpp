@@ -15,8 +15,8 @@ constexpr std::int64_t now_ms = 1'800'000'000'000;
 
 std::string record_body(std::string_view id, bool draft = false) {
     return R"({"success":true,"errors":[],"messages":[],"result":{"id":")" + std::string(id) +
-           R"(","filename":"a.png","uploaded":"2024-01-01T00:00:00Z","requireSignedURLs":false,"variants":[]})" +
-           (draft ? R"(,"draft":true)" : "") + "}";
+           R"(","filename":"a.png","uploaded":"2024-01-01T00:00:00Z","requireSignedURLs":false,"variants":[])" +
+           (draft ? R"(,"draft":true)" : "") + "}}";
 }
 
 l2_record sample(std::string id = "img-1") {
