@@ -38,6 +38,46 @@ bool is_loopback(const std::string& host) {
     return ::inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
+// A Redis key prefix: printable, no glob characters (purges SCAN with it), no braces (hash
+// tags are the gateway's), no space or control byte (it reaches keys and logs).
+bool is_key_prefix(std::string_view p) {
+    if (p.empty() || p.size() > 64) {
+        return false;
+    }
+    return std::all_of(p.begin(), p.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '_' || c == '-' || c == ':';
+    });
+}
+
+// [redis] and [fleet]: the rules config/ can check alone. The URL's full grammar and the
+// password file are checked by the fleet tier (gateway/fleet/settings_check.hpp), which main
+// runs next to check() so --check-config reports them too.
+void check_fleet_keys(const settings& s, std::vector<config_error>& errors) {
+    if (!is_key_prefix(s.redis.key_prefix)) {
+        errors.push_back({"redis.key_prefix", "must be 1..64 characters of A-Z a-z 0-9 . _ - :"});
+    }
+    if (s.redis.url.empty()) {
+        return;
+    }
+    // A request that loses the fill lease waits up to fleet.lease_timeout, then may fetch
+    // itself: its flight's waiters must outlast both.
+    if (!has_error(errors, "shield.coalesce_timeout") &&
+        !has_error(errors, "fleet.lease_timeout") &&
+        s.shield.coalesce_timeout <
+            s.shield.max_queue_wait + s.upstream.request_timeout + s.fleet.lease_timeout) {
+        errors.push_back({"shield.coalesce_timeout",
+                          "with [redis] url set, must be at least shield.max_queue_wait + "
+                          "upstream.request_timeout + fleet.lease_timeout (" +
+                              format_duration(s.shield.max_queue_wait + s.upstream.request_timeout +
+                                              s.fleet.lease_timeout) +
+                              ")"});
+    }
+    if (!s.redis.username.empty() && s.redis.password_file.empty()) {
+        errors.push_back({"redis.username", "an ACL user needs redis.password_file"});
+    }
+}
+
 }  // namespace
 
 std::vector<config_error> check(const settings& s) {
@@ -134,6 +174,7 @@ std::vector<config_error> check(const settings& s) {
             errors.push_back({"upstream.ca_file", std::move(file.error)});
         }
     }
+    check_fleet_keys(s, errors);
     return errors;
 }
 

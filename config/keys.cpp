@@ -96,6 +96,18 @@ constexpr std::array key_table{
     IMAGEGATE_KEY(auth, allow_anonymous, boolean),
 
     IMAGEGATE_KEY(admin, token_file, text),
+
+    IMAGEGATE_KEY(redis, url, text),
+    IMAGEGATE_KEY(redis, password_file, text),
+    IMAGEGATE_KEY(redis, username, text),
+    IMAGEGATE_KEY(redis, connect_timeout, interval, ms(1), minutes(1)),
+    IMAGEGATE_KEY(redis, op_timeout, interval, ms(1), minutes(1)),
+    IMAGEGATE_KEY(redis, key_prefix, text),
+    IMAGEGATE_KEY(redis, ca_file, text),
+    IMAGEGATE_KEY(redis, tls_server_name, text),
+
+    IMAGEGATE_KEY(fleet, instances, count, 1, 10'000),
+    IMAGEGATE_KEY(fleet, lease_timeout, interval, ms(10), minutes(10)),
 };
 
 #undef IMAGEGATE_KEY

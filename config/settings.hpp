@@ -175,6 +175,39 @@ struct admin_settings {
     friend bool operator==(const admin_settings&, const admin_settings&) = default;
 };
 
+/// `[redis]`: the fleet tier's Redis server (gateway/fleet). Without `url` nothing of the
+/// fleet tier runs and the gateway behaves as a single instance.
+struct redis_settings {
+    /// `redis://[user@]host[:port][/db]` or `rediss://…` (TLS); empty: no fleet tier. A
+    /// password in the URL is refused: it goes in `password_file`.
+    std::string url;
+    /// File whose first line is the Redis password (mode 600); empty: no AUTH.
+    std::string password_file;
+    /// ACL user (`AUTH user password`); overrides a user named in the URL.
+    std::string username;
+    /// Resolve + TCP connect + TLS handshake + AUTH, together.
+    duration connect_timeout = std::chrono::milliseconds(500);
+    /// Deadline of every Redis operation on the request path; a slower Redis counts as a miss.
+    duration op_timeout = std::chrono::milliseconds(100);
+    /// Prefix of every key and of the events channel (`<prefix>:v1:{account:id}`).
+    std::string key_prefix = "imagegate";
+    /// rediss://: PEM bundle of the CAs trusted for the server; empty: the system store.
+    std::string ca_file;
+    /// rediss://: name checked against the server certificate (and SNI); empty: the host.
+    std::string tls_server_name;
+    friend bool operator==(const redis_settings&, const redis_settings&) = default;
+};
+
+/// `[fleet]`: how the instances sharing one Redis cooperate.
+struct fleet_settings {
+    /// Instances sharing the upstream budget: with Redis down each falls back to 1/N of it.
+    std::uint64_t instances = 1;
+    /// The cross-instance fill lease: the longest other instances wait for one instance's
+    /// upstream fetch of a key before fetching it themselves.
+    duration lease_timeout = std::chrono::seconds(5);
+    friend bool operator==(const fleet_settings&, const fleet_settings&) = default;
+};
+
 /// Values that must never be printed. Filled from the environment or files, never flags.
 struct secrets {
     /// Bearer token sent upstream; empty means none.
@@ -202,6 +235,10 @@ struct settings {
     auth_settings auth;
     /// `[admin]`: the admin token that state-changing admin routes require.
     admin_settings admin;
+    /// `[redis]`: the fleet tier's Redis (optional).
+    redis_settings redis;
+    /// `[fleet]`: instances and the fill lease.
+    fleet_settings fleet;
     /// The upstream and admin tokens; see config/load.hpp for where they come from.
     secrets secret;
 

@@ -28,9 +28,25 @@ bool is_get(const request& req) {
 
 }  // namespace
 
-asio::awaitable<reply> admin_handler::handle(request req) { co_return answer(req); }
+asio::awaitable<reply> admin_handler::handle(request req) {
+    purge_target purged;
+    reply r = answer(req, &purged);
+    if (purged.done && fleet_.broadcast) {
+        const bool sent = co_await fleet_.broadcast(purged.account, purged.canonical_id);
+        if (!sent) {
+            // Purged here only: the caller must know the fleet may still serve it, and retry.
+            r = json_reply(503,
+                           error_envelope(99534,
+                                          "Purged on this instance only: the fleet tier (Redis) "
+                                          "is unreachable, so the purge was not broadcast to "
+                                          "the other instances or the shared cache; retry"),
+                           "purge");
+        }
+    }
+    co_return r;
+}
 
-reply admin_handler::answer(const request& req) {
+reply admin_handler::answer(const request& req, purge_target* purged) {
     const std::string_view path = request_path(req.target);
     if (path == "/healthz") {
         if (!is_get(req)) {
@@ -44,6 +60,13 @@ reply admin_handler::answer(const request& req) {
         }
         if (!ready_.load(std::memory_order_relaxed)) {
             return json_reply(503, R"({"status":"not ready"})", "readyz");
+        }
+        if (fleet_.degraded) {
+            // Degraded is still ready: L1 and the local fallbacks serve without Redis.
+            return json_reply(200,
+                              fleet_.degraded() ? R"({"status":"ready","fleet":"degraded"})"
+                                                : R"({"status":"ready","fleet":"ok"})",
+                              "readyz");
         }
         return json_reply(200, R"({"status":"ready"})", "readyz");
     }
@@ -92,6 +115,9 @@ reply admin_handler::answer(const request& req) {
         }
         if (image.empty()) {
             const std::size_t n = purge_.account ? purge_.account(account) : 0;
+            if (purged != nullptr) {
+                *purged = {std::string(account), {}, true};
+            }
             return json_reply(200,
                               R"({"success":true,"errors":[],"messages":[],"result":{"purged":)" +
                                   std::to_string(n) + "}}",
@@ -102,7 +128,11 @@ reply admin_handler::answer(const request& req) {
             decoded.size() > max_image_id_bytes || !is_valid_utf8(decoded)) {
             return error(errc::invalid_image_id, "purge");
         }
-        const bool removed = purge_.image ? purge_.image(account, percent_encode(decoded)) : false;
+        const std::string canonical = percent_encode(decoded);
+        const bool removed = purge_.image ? purge_.image(account, canonical) : false;
+        if (purged != nullptr) {
+            *purged = {std::string(account), canonical, true};
+        }
         return json_reply(
             200,
             std::string(R"({"success":true,"errors":[],"messages":[],"result":{"purged":)") +

@@ -7,6 +7,7 @@
 #include "gateway/core/check.hpp"
 #include "gateway/core/log_escape.hpp"
 #include "gateway/core/workers.hpp"
+#include "gateway/fleet/l2_cache.hpp"
 #include "gateway/shield/retry.hpp"
 #include "gateway/upstream/client.hpp"
 #include "gateway/validate/image_record.hpp"
@@ -148,6 +149,9 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
             if (abandoned) {
                 s.stats.abandoned.fetch_add(1, relaxed);
                 t.release_abandoned();
+                if (s.l2) {
+                    s.l2->after_fetch(k, nullptr);  // gives the fill lease back
+                }
                 co_return;  // nobody waits for an outcome
             }
         }
@@ -217,6 +221,10 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
         }
         s.failures.remember(fk, failed_fetch{out.error}, time.now());
         out.retry = shield::advise_retry(shield::failure_memo_ttl, false);
+    }
+    if (s.l2) {
+        // A stored answer goes to the fleet's L2 in the background; the lease is given back.
+        s.l2->after_fetch(k, out.stored ? out.entry : nullptr);
     }
     s.flights.finish(fk, f, std::move(out));
 }

@@ -3,6 +3,7 @@
 #include "cache/sharded_cache.hpp"
 #include "gateway/core/check.hpp"
 #include "gateway/core/workers.hpp"
+#include "gateway/fleet/l2_cache.hpp"
 #include "gateway/image/impl.hpp"
 #include "gateway/upstream/client.hpp"
 
@@ -185,6 +186,8 @@ image_handler::~image_handler() = default;
 
 const image_stats& image_handler::stats() const noexcept { return impl_->stats; }
 
+void image_handler::attach_fleet(std::shared_ptr<fleet::l2_cache> l2) { impl_->l2 = std::move(l2); }
+
 namespace {
 
 // The part of handle() past the fresh hit: joins or starts the flight for the key and
@@ -220,7 +223,23 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
         }
     }
     auto joined = self.flights.join(fk);
-    if (joined.leader) {
+    bool fetch = joined.leader;
+    if (fetch && self.l2 && !refresh &&
+        (!caller.cred || self.proofs.is_proven(caller.digest, route.account(), now))) {
+        // The fleet's L2 (and its fill lease) before the upstream; passthrough: only for a
+        // caller who may read the account's cached entries, exactly as for L1.
+        fleet::l2_cache::found l2 =
+            co_await self.l2->before_fetch(fk.k, std::string(route.image_id()), true);
+        fetch = !l2.entry;
+        if (l2.entry) {
+            fetch_outcome hit;
+            hit.entry = std::move(l2.entry);
+            hit.stored = l2.stored;
+            hit.from_l2 = true;
+            self.flights.finish(fk, joined.f, std::move(hit));
+        }
+    }
+    if (fetch) {
         // The first upstream call's slot is decided here, on this request's thread: a
         // refusal (429, truthful Retry-After) is answered at once, to every request of the
         // flight.
@@ -242,6 +261,9 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
             start_fetch(ex, handler, fk, route.to_route(), prio, caller.cred, joined.f,
                         std::move(t));
         } else {
+            if (self.l2) {
+                self.l2->after_fetch(fk.k, nullptr);  // gives the fill lease back
+            }
             self.flights.finish(fk, joined.f, refusal_outcome(self, t));
         }
     }
@@ -293,6 +315,10 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
                                   cs_stale);
         }
         co_return gateway_error(got->error, got->refused, got->retry);
+    }
+    if (got->from_l2) {
+        co_return serve_entry(got->entry, done, "miss", 0, got->stored, collapsed, "l2-hit",
+                              cs_l2_hit);
     }
     if (got->from_cache) {
         co_return serve_entry(got->entry, done, {}, 0, false, collapsed, {}, cs_hit);

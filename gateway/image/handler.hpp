@@ -26,6 +26,10 @@ namespace imagegate::admission {
 class gate;
 }
 
+namespace imagegate::fleet {
+class l2_cache;
+}
+
 namespace imagegate::gateway {
 
 class authorizer;
@@ -111,6 +115,10 @@ public:
     /// A fresh hit or a refusal is answered at once; anything else returns the coroutine
     /// that waits for the fetch.
     handler_result handle(request req);
+
+    /// Before the first request: the fleet's shared cache, looked up on an L1 miss before the
+    /// upstream and written after a validated answer (gateway/fleet/l2_cache.hpp).
+    void attach_fleet(std::shared_ptr<fleet::l2_cache> l2);
 
     const image_stats& stats() const noexcept;
     /// Appends the route's counters in Prometheus text.

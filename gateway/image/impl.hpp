@@ -20,6 +20,10 @@ namespace imagegate::upstream {
 struct response;
 }
 
+namespace imagegate::fleet {
+class l2_cache;
+}
+
 namespace imagegate::gateway {
 
 using clock = std::chrono::steady_clock;
@@ -56,6 +60,8 @@ struct fetch_outcome {
     admission::refusal refused = admission::refusal::none;
     /// `entry` was found fresh in the cache after the slot wait: no upstream call was made.
     bool from_cache = false;
+    /// `entry` came from the fleet's shared cache (L2): no upstream call was made.
+    bool from_l2 = false;
 };
 
 /// A failed fetch remembered for a second (shield/failure_memo.hpp).
@@ -69,6 +75,7 @@ inline constexpr std::string_view cs_stored = "fwd=miss; stored";
 inline constexpr std::string_view cs_forwarded = "fwd=miss";
 inline constexpr std::string_view cs_stale = "fwd=stale";
 inline constexpr std::string_view cs_collapsed = "collapsed";
+inline constexpr std::string_view cs_l2_hit = "fwd=miss; detail=l2-hit";
 inline constexpr std::string_view cs_error = "error";
 
 struct image_handler::impl : std::enable_shared_from_this<impl> {
@@ -83,6 +90,8 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     image_stats stats;
     cache::single_flight<flight_key, fetch_outcome, flight_key_hash> flights;
     proof_cache proofs;
+    /// The fleet's shared cache (Redis), or null without `[redis]` (attach_fleet).
+    std::shared_ptr<fleet::l2_cache> l2;
     /// Failed fetches by flight for a second: a burst of SDK retries costs one upstream call.
     shield::failure_memo<flight_key, failed_fetch, flight_key_hash> failures;
 

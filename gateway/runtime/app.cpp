@@ -7,6 +7,8 @@
 #include "gateway/auth/authorizer.hpp"
 #include "gateway/core/check.hpp"
 #include "gateway/core/workers.hpp"
+#include "gateway/fleet/l2_cache.hpp"
+#include "gateway/fleet/redis_clients.hpp"
 #include "gateway/http/server.hpp"
 #include "gateway/image/handler.hpp"
 #include "gateway/runtime/fd_limit.hpp"
@@ -153,6 +155,53 @@ std::unique_ptr<upstream::client> make_client(std::vector<asio::any_io_executor>
                                               std::move(log));
 }
 
+// The fleet tier's connections, only with `[redis] url`. The subscriber runs on worker 0;
+// its handlers reach the L2 cache through `l2`, which is set before anything starts.
+std::unique_ptr<fleet::redis_clients> make_redis(const workers& io, const config::settings& s,
+                                                 std::shared_ptr<fleet::l2_cache>& l2,
+                                                 std::shared_ptr<spdlog::logger> log) {
+    if (s.redis.url.empty()) {
+        return nullptr;
+    }
+    redis::subscriber_handlers h{.on_message =
+                                     [&l2](std::string_view channel, std::string_view payload) {
+                                         if (l2) {
+                                             l2->on_message(channel, payload);
+                                         }
+                                     },
+                                 .on_subscribed =
+                                     [&l2] {
+                                         if (l2) {
+                                             l2->on_subscribed();
+                                         }
+                                     }};
+    return std::make_unique<fleet::redis_clients>(io.executors(), io.executor(0), s, std::move(h),
+                                                  std::move(log));
+}
+
+std::shared_ptr<fleet::l2_cache> make_l2(fleet::redis_clients* redis, cache::sharded_cache& l1,
+                                         const config::settings& s,
+                                         std::shared_ptr<spdlog::logger> log) {
+    if (redis == nullptr) {
+        return nullptr;
+    }
+    fleet::l2_options o;
+    o.lease_timeout = s.fleet.lease_timeout;
+    o.limits.max_body_bytes = s.upstream.max_body_bytes;
+    return std::make_shared<fleet::l2_cache>(*redis, l1, o, std::move(log));
+}
+
+// /readyz and purge: what the fleet tier adds to the admin routes (nothing without Redis).
+fleet_hooks make_fleet_hooks(fleet::redis_clients* redis, std::shared_ptr<fleet::l2_cache> l2) {
+    if (redis == nullptr) {
+        return {};
+    }
+    return {
+        .broadcast = [l2](std::string account,
+                          std::string id) { return l2->purge(std::move(account), std::move(id)); },
+        .degraded = [redis] { return !redis->healthy(); }};
+}
+
 void render_cache_metrics(std::string& out, const cache::stats& c, std::uint64_t max_bytes) {
     using metrics::append_sample;
     append_sample(out, "imagegate_cache_bytes", "gauge",
@@ -203,6 +252,10 @@ struct app::impl {
     metrics::registry registry;
     std::atomic<bool> ready{false};
     cache::sharded_cache cache;
+    // The fleet tier (gateway/fleet), only with `[redis] url`. The subscriber's handlers
+    // reach `l2` through this member; nothing runs before both exist.
+    std::unique_ptr<fleet::redis_clients> redis;
+    std::shared_ptr<fleet::l2_cache> l2;
     std::unique_ptr<upstream::client> client;
     authorizer auth;
     image_handler images;
@@ -226,6 +279,8 @@ struct app::impl {
           log(std::move(l)),
           io(thread_count(settings)),
           cache(cache_options(settings.cache)),
+          redis(make_redis(io, settings, l2, log)),
+          l2(make_l2(redis.get(), cache, settings, log)),
           client(make_client(io.executors(), settings, log)),
           auth(settings.auth.client_keys),
           images(cache, *client, auth, image_policy_from(settings, time), log,
@@ -236,12 +291,28 @@ struct app::impl {
                         return cache.erase(cache::key(account, id));
                     },
                     [this](std::string_view account) { return cache.erase_account(account); }},
-                settings.secret.admin_token) {
+                settings.secret.admin_token, make_fleet_hooks(redis.get(), l2)) {
         registry.add_source([this](std::string& out) {
             images.render_metrics(out);
             render_cache_metrics(out, cache.snapshot(), settings.cache.max_bytes);
             client->stats().render(out);
         });
+        if (redis) {
+            images.attach_fleet(l2);
+            registry.add_source([this](std::string& out) {
+                l2->stats().render(out);
+                redis->stats().render(out);
+                metrics::append_sample(out, "imagegate_fleet_redis_breaker_state", "gauge",
+                                       "The Redis circuit breaker: 0 closed, 1 open, 2 half-open.",
+                                       static_cast<std::uint64_t>(redis->breaker().state()));
+                metrics::append_sample(out, "imagegate_fleet_degraded", "gauge",
+                                       "1 while the fleet tier is degraded (Redis unreachable).",
+                                       redis->healthy() ? 0 : 1);
+            });
+            log->info("fleet tier: {} (key prefix {}, {} instance(s))",
+                      redis::describe(fleet::connection_options_from(settings).value()),
+                      settings.redis.key_prefix, settings.fleet.instances);
+        }
         if (settings.auth.mode == "passthrough") {
             if (!settings.secret.upstream_token.empty()) {
                 log->warn("auth.mode = passthrough: the upstream token is set but never used");
@@ -328,6 +399,9 @@ struct app::impl {
             data_server->close_all();
             admin_server->close_all();
             client->shutdown();
+            if (redis) {
+                redis->stop();
+            }
             if (auto* s = signals.load()) {
                 s->cancel();
             }
@@ -363,6 +437,9 @@ void app::start() {
     m.started = true;
     m.data_server->start();
     m.admin_server->start();
+    if (m.redis) {
+        m.redis->start();
+    }
     m.io.start();
     m.ready.store(true);
     m.log->info("imagegate listening on {} (port {}), admin on {} (port {}), {} thread(s)",

@@ -1,6 +1,7 @@
 // imagegate: a caching gateway for the Cloudflare Images "image details" API.
 // main() only loads the configuration, builds the logger and runs the composition root.
 #include "config/load.hpp"
+#include "gateway/fleet/redis_clients.hpp"
 #include "gateway/runtime/app.hpp"
 #include "gateway/http/server.hpp"
 #include "gateway/runtime/logging.hpp"
@@ -37,6 +38,14 @@ int main(int argc, char** argv) {
         if (!tls) {
             std::fprintf(stderr, "imagegate: %s: %s\n", tls.error().key.c_str(),
                          tls.error().reason.c_str());
+            std::fprintf(stderr, "imagegate: 1 configuration error(s); see imagegate --help\n");
+            return 2;
+        }
+    }
+    // The fleet tier's URL grammar and password file (config/ cannot parse them itself).
+    if (const auto& redis = loaded.value.redis; !redis.url.empty()) {
+        if (const auto opts = imagegate::fleet::connection_options_from(loaded.value); !opts) {
+            std::fprintf(stderr, "imagegate: redis: %s\n", opts.error().reason.c_str());
             std::fprintf(stderr, "imagegate: 1 configuration error(s); see imagegate --help\n");
             return 2;
         }

@@ -4,6 +4,7 @@
 // start-up).
 #define BOOST_TEST_MODULE binary_test
 #include "tests/integration/gateway_fixture.hpp"
+#include "tests/support/process.hpp"
 
 #include <boost/beast/http/verb.hpp>
 #include <simdjson.h>
@@ -31,62 +32,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// A child process with stdout+stderr captured to a file; killed if still running at the end.
-class process {
-public:
-    process(std::vector<std::string> argv, std::vector<std::string> env,
-            const std::filesystem::path& out)
-        : out_(out) {
-        std::vector<char*> av;
-        for (auto& a : argv) {
-            av.push_back(a.data());
-        }
-        av.push_back(nullptr);
-        std::vector<std::string> envs = std::move(env);
-        std::vector<char*> ev;
-        for (auto& e : envs) {
-            ev.push_back(e.data());
-        }
-        ev.push_back(nullptr);
-        posix_spawn_file_actions_t fa;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        posix_spawn_file_actions_adddup2(&fa, 1, 2);
-        const int rc = posix_spawn(&pid_, av[0], &fa, nullptr, av.data(), ev.data());
-        posix_spawn_file_actions_destroy(&fa);
-        BOOST_REQUIRE_MESSAGE(rc == 0, "cannot start " << argv[0]);
-    }
-    ~process() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            wait_exit(5s);
-        }
-    }
-    /// Exit status, or -1 if it did not exit within `limit`.
-    int wait_exit(std::chrono::milliseconds limit) {
-        const auto until = std::chrono::steady_clock::now() + limit;
-        while (std::chrono::steady_clock::now() < until) {
-            int status = 0;
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            }
-            std::this_thread::sleep_for(5ms);
-        }
-        return -1;
-    }
-    void signal(int sig) const { ::kill(pid_, sig); }
-    std::string output() const {
-        std::ifstream in(out_);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        return ss.str();
-    }
-
-private:
-    pid_t pid_ = -1;
-    std::filesystem::path out_;
-};
+using ts::process;
 
 std::vector<std::string> base_env() { return {"PATH=/usr/bin:/bin"}; }
 

@@ -353,11 +353,11 @@ BOOST_AUTO_TEST_CASE(unknown_sections_and_keys) {
         "listn = \"127.0.0.1:1\"\n"
         "[server.tls]\n"
         "cert = \"x\"\n"
-        "[redis]\n"
-        "url = \"redis://x\"\n",
+        "[memcached]\n"
+        "url = \"memcached://x\"\n",
         "u.toml", s);
     BOOST_TEST(keys_of(errors) ==
-                   (std::vector<std::string>{"version", "server.listn", "server.tls", "redis"}),
+                   (std::vector<std::string>{"version", "server.listn", "server.tls", "memcached"}),
                boost::test_tools::per_element());
     BOOST_TEST(find_error(errors, "server.listn")->reason.find("u.toml:3:1") != std::string::npos,
                dump(errors));

@@ -1,0 +1,279 @@
+// L2 lookups, the fill lease and L2 writes (purge and events: l2_purge.cpp).
+#include "gateway/fleet/l2_cache.hpp"
+
+#include "cache/sharded_cache.hpp"
+#include "gateway/core/check.hpp"
+#include "gateway/core/workers.hpp"
+#include "gateway/fleet/events.hpp"
+#include "gateway/fleet/redis_clients.hpp"
+#include "gateway/redis/reply.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <simdjson.h>
+#include <fmt/ostream.h>
+#include <spdlog/spdlog.h>
+
+// Keys print with control and non-ASCII bytes escaped (cache/key.hpp), safe for logs.
+template <>
+struct fmt::formatter<imagegate::cache::key> : fmt::ostream_formatter {};
+
+namespace imagegate::fleet {
+namespace {
+
+using steady = std::chrono::steady_clock;
+constexpr auto relaxed = std::memory_order_relaxed;
+
+std::int64_t wall_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// GCC 12 keeps a thread_local's address across a coroutine suspension when inlined (see
+// gateway/image/fetch.cpp): the parser is reached only through this non-inlined function.
+[[gnu::noinline]] simdjson::ondemand::parser& thread_parser() {
+    thread_local simdjson::ondemand::parser parser;
+    return parser;
+}
+
+// Compare-and-delete: the lease is released only by its owner (the documented Redis lock
+// release pattern).
+const redis::script& release_script() {
+    static const redis::script s(
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
+        "else return 0 end");
+    return s;
+}
+
+}  // namespace
+
+/// What only one worker touches: the leases its flights hold, its writes in flight.
+struct l2_cache::worker_state {
+    std::unordered_set<std::string> held;  // lock keys
+    std::size_t pending_writes = 0;
+};
+
+l2_cache::l2_cache(redis_clients& redis, cache::sharded_cache& l1, l2_options opts,
+                   std::shared_ptr<spdlog::logger> log)
+    : redis_(redis),
+      l1_(l1),
+      opts_(opts),
+      log_(std::move(log)),
+      prefix_(redis.key_prefix()),
+      channel_(redis.key_prefix() + ":events"),
+      instance_(random_instance_id()) {
+    for (std::size_t i = 0; i < redis.size(); ++i) {
+        workers_.push_back(std::make_unique<worker_state>());
+    }
+}
+
+l2_cache::~l2_cache() = default;
+
+std::string l2_cache::value_key(cache::key_view k) const {
+    // Hash tag {account:id}: value and lease share a slot (cluster-safe). The account is hex
+    // and the id canonical (unreserved characters and %XX): no brace, colon, space or CR/LF
+    // can come from a request; no credential is part of a key.
+    std::string out;
+    out.reserve(prefix_.size() + 8 + k.account().size() + k.image_id().size());
+    out.append(prefix_).append(":v1:{").append(k.account()).append(":").append(k.image_id());
+    out += '}';
+    return out;
+}
+
+std::string l2_cache::lock_key(cache::key_view k) const {
+    std::string out;
+    out.append(prefix_).append(":lock:{").append(k.account()).append(":").append(k.image_id());
+    out += '}';
+    return out;
+}
+
+l2_cache::worker_state& l2_cache::current() {
+    const std::size_t i = workers::current_index();
+    IMAGEGATE_CHECK(i < workers_.size(), "the L2 cache is used on an I/O worker");
+    return *workers_[i];
+}
+
+asio::awaitable<l2_cache::get_result> l2_cache::get(const cache::key& k,
+                                                    const std::string& image_id, found& out) {
+    if (!redis_.breaker().allow()) {
+        stats_.l2_skipped.fetch_add(1, relaxed);
+        co_return get_result::error;
+    }
+    redis::client& c = redis_.for_current_worker();
+    // Read before the GET: a purge that arrives meanwhile keeps the value out of L1.
+    const std::uint64_t generation = l1_.generation(k.view());
+    const auto start = steady::now();
+    auto r = co_await c.exec(redis::make_command("GET", value_key(k)), start + redis_.op_timeout());
+    redis_.record(r ? boost::system::error_code{} : r.error());
+    if (!r) {
+        stats_.l2_errors.fetch_add(1, relaxed);
+        co_return get_result::error;
+    }
+    stats_.l2_latency.observe(steady::now() - start);
+    if (r->is_nil()) {
+        stats_.l2_misses.fetch_add(1, relaxed);
+        co_return get_result::miss;
+    }
+    l2_record rec;
+    const std::int64_t now_ms = wall_ms();
+    l2_refusal why = r->kind == redis::reply_kind::string
+                         ? decode(r->text, k.view(), now_ms, opts_.limits, rec)
+                         : l2_refusal::bad_magic;
+    if (why == l2_refusal::none) {
+        why = check_body(rec, image_id, thread_parser());
+    }
+    if (why != l2_refusal::none) {
+        // Never served: the key is fetched again and the next fill overwrites the value.
+        stats_.l2_refused_invalid.fetch_add(1, relaxed);
+        log_->warn("L2 value for {} refused: {}", k, to_string(why));
+        co_return get_result::miss;
+    }
+    const auto now = steady::now();
+    out.entry = cache::make_entry(to_entry_params(rec, k.view(), now, now_ms));
+    if (out.entry->classify(now) == cache::freshness::expired) {
+        out.entry.reset();
+        stats_.l2_misses.fetch_add(1, relaxed);
+        co_return get_result::miss;
+    }
+    out.stored = l1_.put_if_current(out.entry, generation);
+    stats_.l2_hits.fetch_add(1, relaxed);
+    co_return get_result::hit;
+}
+
+asio::awaitable<bool> l2_cache::take_lease(const cache::key& k) {
+    if (!redis_.breaker().allow()) {
+        co_return false;
+    }
+    redis::client& c = redis_.for_current_worker();
+    auto r = co_await c.exec(
+        redis::make_command("SET", lock_key(k), instance_, "NX", "PX", opts_.lease_timeout.count()),
+        steady::now() + redis_.op_timeout());
+    redis_.record(r ? boost::system::error_code{} : r.error());
+    co_return r && r->is_status("OK");
+}
+
+asio::awaitable<l2_cache::found> l2_cache::before_fetch(cache::key k, std::string image_id,
+                                                        bool lease) {
+    found out;
+    try {
+        const get_result g = co_await get(k, image_id, out);
+        if (g != get_result::miss || !lease) {
+            co_return out;  // a hit, or Redis unusable: fetch without a lease
+        }
+        if (co_await take_lease(k)) {
+            stats_.lease_wins.fetch_add(1, relaxed);
+            current().held.insert(lock_key(k));
+            co_return out;
+        }
+        if (!redis_.breaker().allow()) {
+            co_return out;
+        }
+        found waited = co_await wait_for_fill(k, std::move(image_id));
+        co_return waited;
+    } catch (const std::exception& e) {
+        log_->error("L2 lookup of {} failed: {}", k, e.what());
+    }
+    co_return found{};
+}
+
+asio::awaitable<l2_cache::found> l2_cache::wait_for_fill(cache::key k, std::string image_id) {
+    stats_.lease_waits.fetch_add(1, relaxed);
+    const auto ex = co_await asio::this_coro::executor;
+    const auto w = std::make_shared<fill_wait>(ex);
+    const fill_waiters::registration reg(waiters_, std::string(k.joined()), w);
+    // The holder's lease ends by then at the latest (it was taken before our attempt).
+    const auto end = steady::now() + opts_.lease_timeout;
+    found out;
+    while (steady::now() < end) {
+        const asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+        if (cs.cancelled() != asio::cancellation_type::none) {
+            co_return found{};  // the client left; the flight decides what happens next
+        }
+        if (!w->fired) {
+            w->timer.expires_at(std::min(steady::now() + opts_.poll_interval, end));
+            co_await w->timer.async_wait(use_nothrow);
+        }
+        w->fired = false;
+        const get_result g = co_await get(k, image_id, out);
+        if (g == get_result::hit) {
+            stats_.lease_wait_hits.fetch_add(1, relaxed);
+            co_return out;
+        }
+        if (g == get_result::error) {
+            co_return found{};  // Redis went away: fetch locally
+        }
+        // The holder released the lease without a value (its fetch failed or was refused),
+        // or it died and the lease expired: whoever takes it now fetches.
+        if (co_await take_lease(k)) {
+            stats_.lease_wins.fetch_add(1, relaxed);
+            current().held.insert(lock_key(k));
+            co_return found{};
+        }
+    }
+    stats_.lease_timeouts.fetch_add(1, relaxed);
+    co_return found{};
+}
+
+asio::awaitable<void> l2_cache::write_back(std::shared_ptr<l2_cache> self, cache::key k,
+                                           std::string value, std::int64_t px, bool held) {
+    redis::client& c = self->redis_.for_current_worker();
+    const auto timeout = self->redis_.op_timeout();
+    if (!value.empty()) {
+        // One SET with PX: the value never exists without its expiry.
+        self->stats_.l2_writes.fetch_add(1, relaxed);
+        auto r = co_await c.exec(
+            redis::make_command("SET", self->value_key(k), std::move(value), "PX", px),
+            steady::now() + timeout);
+        self->redis_.record(r ? boost::system::error_code{} : r.error());
+        if (!r || !r->is_status("OK")) {
+            self->stats_.l2_write_errors.fetch_add(1, relaxed);
+        }
+    }
+    if (held) {
+        std::vector<std::string> keys{self->lock_key(k)};
+        std::vector<std::string> args{self->instance_};
+        auto r = co_await c.eval_script(release_script(), std::move(keys), std::move(args),
+                                        steady::now() + timeout);
+        self->redis_.record(r ? boost::system::error_code{} : r.error());
+        const std::string payload = format_event({.kind = event_kind::filled,
+                                                  .origin = self->instance_,
+                                                  .account = std::string(k.account()),
+                                                  .id = std::string(k.image_id())});
+        auto p = co_await c.exec(redis::make_command("PUBLISH", self->channel_, payload),
+                                 steady::now() + timeout);
+        self->redis_.record(p ? boost::system::error_code{} : p.error());
+    }
+}
+
+void l2_cache::after_fetch(const cache::key& k, std::shared_ptr<const cache::entry> stored) {
+    worker_state& ws = current();
+    const bool held = ws.held.erase(lock_key(k)) > 0;
+    if (!stored && !held) {
+        return;
+    }
+    if (ws.pending_writes >= opts_.max_pending_writes || !redis_.breaker().allow()) {
+        // The lease expires on its own; the next miss refetches.
+        stats_.l2_writes_dropped.fetch_add(1, relaxed);
+        return;
+    }
+    std::string value;
+    std::int64_t px = 0;
+    if (stored) {
+        const std::int64_t now_ms = wall_ms();
+        const l2_record rec = to_record(*stored, steady::now(), now_ms);
+        px = remaining_ms(rec, now_ms);
+        if (px > 0) {
+            value = encode(rec);
+        }
+    }
+    ++ws.pending_writes;
+    auto self = shared_from_this();
+    auto done = [self](const std::exception_ptr&) { --self->current().pending_writes; };
+    asio::co_spawn(redis_.for_current_worker().get_executor(),
+                   write_back(self, cache::key(k.view()), std::move(value), px, held),
+                   std::move(done));
+}
+
+}  // namespace imagegate::fleet

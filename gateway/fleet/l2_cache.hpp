@@ -1,0 +1,111 @@
+// The fleet's shared cache on Redis: looked up on an L1 miss before the upstream (with the
+// cross-instance fill lease), written after a validated upstream answer, purged and kept
+// coherent through the events channel. Everything degrades to "miss" when Redis is not there.
+#pragma once
+
+#include "cache/entry.hpp"
+#include "cache/key.hpp"
+#include "gateway/core/net.hpp"
+#include "gateway/fleet/fill_waiters.hpp"
+#include "gateway/fleet/l2_codec.hpp"
+#include "gateway/fleet/stats.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+namespace spdlog {
+class logger;
+}
+
+namespace imagegate::cache {
+class sharded_cache;
+}
+
+namespace imagegate::fleet {
+
+class redis_clients;
+
+struct l2_options {
+    /// `[fleet] lease_timeout`: the fill lease's PX, and the longest a loser waits.
+    std::chrono::milliseconds lease_timeout{5000};
+    /// A loser polls L2 this often when no "filled" event arrives.
+    std::chrono::milliseconds poll_interval{50};
+    l2_limits limits{};
+    /// Writes in flight per worker; beyond it a write is dropped (the next miss refetches).
+    std::size_t max_pending_writes = 256;
+};
+
+/// Owned by the composition root (shared_ptr: background writes hold it). Lookups, writes and
+/// purges run on I/O workers (each uses its worker's client); the event handlers on the
+/// subscriber's executor. Thread-safety: as stated per member.
+class l2_cache : public std::enable_shared_from_this<l2_cache> {
+public:
+    l2_cache(redis_clients& redis, cache::sharded_cache& l1, l2_options opts,
+             std::shared_ptr<spdlog::logger> log);
+    ~l2_cache();
+
+    /// What before_fetch found.
+    struct found {
+        std::shared_ptr<const cache::entry> entry;  ///< null: fetch upstream
+        bool stored = false;                        ///< entry was put in L1
+    };
+
+    /// On the worker of a local flight's leader, right before it asks for an upstream slot:
+    /// GET the key; on a miss take the key's fill lease, or wait (up to lease_timeout) for the
+    /// instance holding it to fill L2. `image_id` is the decoded id the body is validated
+    /// against. `lease`: false skips the lease (GET only). Never throws; any Redis trouble is
+    /// a miss.
+    asio::awaitable<found> before_fetch(cache::key k, std::string image_id, bool lease);
+
+    /// On the same worker when that flight's fetch ended (or was refused or abandoned):
+    /// writes `stored` (an entry put in L1 from a validated upstream answer) to L2, releases
+    /// the fill lease if this flight held it and publishes "filled". In the background: the
+    /// clients are already answered.
+    void after_fetch(const cache::key& k, std::shared_ptr<const cache::entry> stored);
+
+    /// On an I/O worker, after the local purge: deletes the L2 key (or every key of the
+    /// account when `id` is empty) and publishes the purge. False when it could not be
+    /// broadcast (Redis down or slow): the caller answers 503.
+    asio::awaitable<bool> purge(std::string account, std::string id);
+
+    /// Subscriber handlers (its executor): an event; every channel (re)confirmed.
+    void on_message(std::string_view channel, std::string_view payload);
+    void on_subscribed();
+
+    const fleet_stats& stats() const noexcept { return stats_; }
+    /// This process's random id (event origin, lease owner).
+    const std::string& instance_id() const noexcept { return instance_; }
+
+    /// `<prefix>:v1:{account:id}`, `<prefix>:lock:{account:id}`, `<prefix>:events`.
+    std::string value_key(cache::key_view k) const;
+    std::string lock_key(cache::key_view k) const;
+
+private:
+    struct worker_state;
+    enum class get_result : std::uint8_t { hit, miss, error };
+
+    asio::awaitable<get_result> get(const cache::key& k, const std::string& image_id, found& out);
+    asio::awaitable<bool> take_lease(const cache::key& k);
+    asio::awaitable<found> wait_for_fill(cache::key k, std::string image_id);
+    worker_state& current();
+    static asio::awaitable<void> write_back(std::shared_ptr<l2_cache> self, cache::key k,
+                                            std::string value, std::int64_t px, bool held);
+
+    redis_clients& redis_;
+    cache::sharded_cache& l1_;
+    l2_options opts_;
+    std::shared_ptr<spdlog::logger> log_;
+    std::string prefix_;
+    std::string channel_;
+    std::string instance_;
+    std::vector<std::unique_ptr<worker_state>> workers_;
+    fill_waiters waiters_;
+    fleet_stats stats_;
+};
+
+}  // namespace imagegate::fleet

@@ -1,0 +1,311 @@
+// The fleet tier end to end: three real imagegate processes sharing one real redis-server,
+// in front of the in-process emulator. One upstream call for a cold herd, L2 hits, purge
+// broadcast, hostile L2 values, and Redis killed, restarted and paused under traffic.
+#define BOOST_TEST_MODULE fleet_test
+#include "gateway/fleet/l2_codec.hpp"
+#include "tests/integration/gateway_fixture.hpp"
+#include "tests/support/herd.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/redis_server.hpp"
+
+#include <boost/beast/http/verb.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace ts = imagegate::testing;
+namespace fleet = imagegate::fleet;
+using ts::contains;
+using namespace std::chrono_literals;
+using verb = boost::beast::http::verb;
+
+namespace {
+
+const std::string admin_token = "fleet-test-admin-token-7d1e";
+
+/// One imagegate process and its two ports.
+struct instance {
+    std::unique_ptr<ts::process> proc;
+    ts::endpoint data;
+    ts::endpoint admin;
+
+    ts::response get(const std::string& id) const {
+        return ts::request(data, verb::get, ts::gateway_runner::image_path(id));
+    }
+    ts::response readyz() const { return ts::request(admin, verb::get, "/readyz"); }
+    ts::response purge(const std::string& id) const {
+        return ts::request(admin, verb::delete_,
+                           "/cache/accounts/" + ts::test_account + "/images/" + id,
+                           {{"Authorization", "Bearer " + admin_token}});
+    }
+    double metric(std::string_view name) const {
+        const auto r = ts::request(admin, verb::get, "/metrics");
+        const std::string needle = "\n" + std::string(name) + " ";
+        const auto at = r.body.find(needle);
+        return at == std::string::npos ? -1 : std::stod(r.body.substr(at + needle.size()));
+    }
+};
+
+/// Redis + emulator + three gateways. Every gateway: 2 threads, op_timeout 100 ms, lease 2 s.
+struct fleet_fixture {
+    fleet_fixture() {
+        const auto token_file = (up.dir.path() / "admin.token").string();
+        ts::write_file(token_file, admin_token + "\n");
+        std::filesystem::permissions(
+            token_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+        const auto& s = up.settings;
+        config = (up.dir.path() / "fleet.toml").string();
+        ts::write_file(config,
+                       "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n"
+                       "threads = 2\ndrain_timeout = \"2s\"\n"
+                       "[upstream]\nurl = \"" +
+                           s.upstream.url + "\"\nca_file = \"" + s.upstream.ca_file +
+                           "\"\nrequest_timeout = \"3s\"\n"
+                           "[shield]\ncoalesce_timeout = \"10s\"\n"
+                           "[log]\naccess_log = false\n"
+                           "[admin]\ntoken_file = \"" +
+                           token_file +
+                           "\"\n"
+                           "[redis]\nurl = \"redis://127.0.0.1:" +
+                           std::to_string(redis.port()) +
+                           "\"\nop_timeout = \"100ms\"\nconnect_timeout = \"200ms\"\n"
+                           "[fleet]\ninstances = 3\nlease_timeout = \"2s\"\n");
+        for (int i = 0; i < 3; ++i) {
+            nodes.push_back(start(i));
+        }
+        for (const auto& n : nodes) {
+            BOOST_REQUIRE(
+                ts::eventually([&] { return contains(n.readyz().body, "\"fleet\":\"ok\""); }, 10s));
+        }
+    }
+
+    instance start(int i) {
+        instance n;
+        const auto out = up.dir.path() / ("gw" + std::to_string(i) + ".out");
+        n.proc = std::make_unique<ts::process>(
+            std::vector<std::string>{IMAGEGATE_BIN, "--config", config},
+            std::vector<std::string>{"PATH=/usr/bin:/bin",
+                                     "CLOUDFLARE_API_TOKEN=" + up.settings.secret.upstream_token},
+            out);
+        unsigned a = 0;
+        unsigned b = 0;
+        BOOST_REQUIRE(ts::eventually(
+            [&] {
+                const auto log = n.proc->output();
+                const auto at = log.find("imagegate listening on");
+                if (at == std::string::npos) {
+                    return false;
+                }
+                const auto line = log.substr(at, log.find('\n', at) - at);
+                return std::sscanf(
+                           line.c_str(),
+                           "imagegate listening on %*[^(](port %u), admin on %*[^(](port %u)", &a,
+                           &b) == 2;
+            },
+            10s));
+        n.data.port = static_cast<std::uint16_t>(a);
+        n.data.tls = false;
+        n.admin = n.data;
+        n.admin.port = static_cast<std::uint16_t>(b);
+        return n;
+    }
+
+    std::string value_key(const std::string& id) const {
+        return "imagegate:v1:{" + ts::test_account + ":" + id + "}";
+    }
+
+    ts::redis_server redis;
+    ts::emulated_upstream up;
+    std::string config;
+    std::vector<instance> nodes;
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(fleet_tier, fleet_fixture)
+
+BOOST_AUTO_TEST_CASE(cold_herd_over_three_instances_costs_one_upstream_call) {
+    const std::string id = "herd-cold-1";
+    up.delay(id, 300ms);  // the herd arrives while the one fetch runs
+    std::vector<std::vector<ts::herd_result>> results(3);
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < 3; ++i) {
+        threads.emplace_back([&, i] {
+            results[i] =
+                ts::run_herd(nodes[i].data.port,
+                             std::vector<std::string>(200, ts::gateway_runner::image_path(id)));
+        });
+    }
+    for (auto& t : threads) {
+        t.join();
+    }
+    std::size_t ok = 0;
+    std::size_t from_l2 = 0;
+    for (const auto& r : results) {
+        for (const auto& h : r) {
+            ok += h.status == 200 ? 1 : 0;
+            from_l2 += contains(h.cache_status, "l2-hit") ? 1 : 0;
+        }
+    }
+    BOOST_TEST(ok == 600u);
+    BOOST_TEST(up.emu->requests_for(id) == 1u);
+    BOOST_TEST(from_l2 > 0u);  // the two instances that lost the lease answered from L2
+}
+
+BOOST_AUTO_TEST_CASE(one_instance_fetches_the_others_answer_from_l2) {
+    const std::string id = "l2-shared-1";
+    const auto a = nodes[0].get(id);
+    BOOST_TEST(a.status == 200u);
+    BOOST_TEST(contains(a.header("Cache-Status"), "fwd=miss"));
+    BOOST_TEST(contains(a.header("Cache-Status"), "stored"));
+    // The write is in the background: B and C may ask before it lands.
+    BOOST_REQUIRE(ts::eventually([&] {
+        return contains(redis.command({"EXISTS", value_key(id)}), ":1");
+    }));
+    for (std::size_t i = 1; i < 3; ++i) {
+        const auto r = nodes[i].get(id);
+        BOOST_TEST(r.status == 200u);
+        BOOST_TEST(contains(r.header("Cache-Status"), "detail=l2-hit"), r.header("Cache-Status"));
+        BOOST_TEST(r.body == a.body);
+        BOOST_TEST(contains(nodes[i].get(id).header("Cache-Status"), "imagegate; hit"));
+    }
+    BOOST_TEST(up.emu->requests_for(id) == 1u);
+    BOOST_TEST(nodes[1].metric("imagegate_fleet_l2_hits_total") >= 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_purge_on_one_instance_reaches_all_three_within_100ms) {
+    const std::string id = "purge-1";
+    BOOST_TEST(nodes[0].get(id).status == 200u);
+    BOOST_REQUIRE(ts::eventually([&] {
+        return contains(redis.command({"EXISTS", value_key(id)}), ":1");
+    }));
+    for (auto& n : nodes) {
+        BOOST_TEST(contains(n.get(id).header("Cache-Status"), "hit"));  // in every L1 now
+    }
+    std::vector<double> before;
+    for (auto& n : nodes) {
+        before.push_back(n.metric("imagegate_fleet_purge_events_received_total"));
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const auto p = nodes[0].purge(id);
+    BOOST_TEST(p.status == 200u, p.body);
+    BOOST_TEST(contains(redis.command({"EXISTS", value_key(id)}), ":0"));
+    for (std::size_t i = 1; i < 3; ++i) {
+        BOOST_TEST(ts::eventually(
+            [&] {
+                return nodes[i].metric("imagegate_fleet_purge_events_received_total") > before[i];
+            },
+            100ms));
+    }
+    BOOST_TEST((std::chrono::steady_clock::now() - start < 300ms));
+    // Gone from every L1 and from L2: the next request of each instance is a miss.
+    for (auto& n : nodes) {
+        BOOST_TEST(!contains(n.get(id).header("Cache-Status"), "imagegate; hit"));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(hostile_l2_values_are_refused_and_refetched) {
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    // A genuine value for `donor`, to tamper with.
+    BOOST_TEST(nodes[0].get("donor-1").status == 200u);
+    BOOST_REQUIRE(ts::eventually([&] {
+        return contains(redis.command({"EXISTS", value_key("donor-1")}), ":1");
+    }));
+    const std::string donor = redis.command({"GET", value_key("donor-1")});
+    const std::string genuine = donor.substr(donor.find('\n') + 1);
+    struct variant {
+        std::string name;
+        std::string id;
+        std::string value;
+    };
+    fleet::l2_record bad_json{.status = 200,
+                              .kind = imagegate::cache::entry_kind::positive,
+                              .stored_ms = now_ms,
+                              .fresh_ms = 60000,
+                              .swr_ms = 60000,
+                              .sie_ms = 60000,
+                              .account = ts::test_account,
+                              .id = "hostile-json",
+                              .body = R"({"success":true,"result":{"id":"hostile-json")"};
+    std::string future = genuine;
+    future[4] = 2;  // envelope version 2
+    std::vector<variant> cases{
+        {"wrong id", "hostile-wrong-id", genuine},  // donor-1's value under another key
+        {"truncated", "donor-1", genuine.substr(0, genuine.size() - 10)},
+        {"future version", "donor-1", future},
+        {"bad json", "hostile-json", fleet::encode(bad_json)},
+    };
+    for (const auto& c : cases) {
+        BOOST_TEST_CONTEXT(c.name) {
+            BOOST_TEST(nodes[1].purge(c.id).status == 200u);  // L1s and L2 clean
+            BOOST_TEST(
+                contains(redis.command({"SET", value_key(c.id), c.value, "PX", "60000"}), "+OK"));
+            const auto before = up.emu->requests_for(c.id);
+            const double refused = nodes[2].metric("imagegate_fleet_l2_refused_invalid_total");
+            const auto r = nodes[2].get(c.id);
+            BOOST_TEST(r.status == 200u);
+            BOOST_TEST(!contains(r.header("Cache-Status"), "l2-hit"), r.header("Cache-Status"));
+            BOOST_TEST(contains(r.body, "\"id\":\"" + c.id + "\""), r.body);
+            BOOST_TEST(up.emu->requests_for(c.id) == before + 1);
+            BOOST_TEST(nodes[2].metric("imagegate_fleet_l2_refused_invalid_total") == refused + 1);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(redis_killed_then_restarted) {
+    const std::string hot = "kill-hot-1";
+    BOOST_TEST(nodes[0].get(hot).status == 200u);
+    BOOST_TEST(contains(nodes[0].get(hot).header("Cache-Status"), "imagegate; hit"));
+    redis.kill();
+    for (auto& n : nodes) {
+        BOOST_TEST(ts::eventually([&] { return contains(n.readyz().body, "degraded"); }, 3s));
+        BOOST_TEST(n.readyz().status == 200u);
+    }
+    // L1 keeps serving; cold keys go upstream; no client error.
+    for (int i = 0; i < 20; ++i) {
+        BOOST_TEST(contains(nodes[0].get(hot).header("Cache-Status"), "imagegate; hit"));
+        const auto cold = nodes[i % 3].get("kill-cold-" + std::to_string(i));
+        BOOST_TEST(cold.status == 200u);
+    }
+    // A purge cannot be broadcast: 503, and it says so.
+    const auto p = nodes[1].purge(hot);
+    BOOST_TEST(p.status == 503u);
+    BOOST_TEST(contains(p.body, "not broadcast"));
+    const double flushes = nodes[0].metric("imagegate_fleet_l1_flushes_total");
+    redis.restart();
+    for (auto& n : nodes) {
+        BOOST_TEST(
+            ts::eventually([&] { return contains(n.readyz().body, "\"fleet\":\"ok\""); }, 10s));
+    }
+    BOOST_TEST(nodes[0].metric("imagegate_fleet_l1_flushes_total") > flushes);
+    // L1 was flushed on resubscription: the hot key is fetched again (Redis restarted empty).
+    BOOST_TEST(!contains(nodes[0].get(hot).header("Cache-Status"), "imagegate; hit"));
+}
+
+BOOST_AUTO_TEST_CASE(redis_paused_costs_at_most_op_timeout) {
+    const std::string hot = "pause-hot-1";
+    BOOST_TEST(nodes[0].get(hot).status == 200u);
+    redis.pause();
+    for (int i = 0; i < 6; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        const auto r = nodes[0].get("pause-cold-" + std::to_string(i));
+        const auto took = std::chrono::steady_clock::now() - start;
+        BOOST_TEST(r.status == 200u);
+        // op_timeout (100 ms) for the L2 GET, then the normal path (loopback emulator).
+        BOOST_TEST((took < 600ms),
+                   "took " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                           << " ms");
+        BOOST_TEST(contains(nodes[0].get(hot).header("Cache-Status"), "imagegate; hit"));
+    }
+    redis.resume();
+    BOOST_TEST(
+        ts::eventually([&] { return contains(nodes[0].readyz().body, "\"fleet\":\"ok\""); }, 10s));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
