@@ -110,8 +110,10 @@ struct shield_settings {
     /// At least 1 s; max_queue_wait + upstream.request_timeout <= coalesce_timeout.
     duration max_queue_wait = std::chrono::seconds(5);
     /// How long a request waits for the fetch of its key (its own or another request's):
-    /// the safety net behind max_queue_wait + upstream.request_timeout, which bound the fetch.
-    duration coalesce_timeout = std::chrono::seconds(20);
+    /// the safety net behind max_queue_wait + upstream.request_timeout (+ fleet.lease_timeout
+    /// with Redis), which bound the fetch. 25 s: the defaults' sum with the fleet tier on, so
+    /// turning Redis on needs no other change.
+    duration coalesce_timeout = std::chrono::seconds(25);
     /// Let a client's `Cache-Control: no-cache` force a refetch.
     bool honor_client_no_cache = false;
     /// Passthrough: upstream requests per window made with credentials the upstream has not

@@ -49,7 +49,7 @@ struct image_policy {
     std::chrono::milliseconds max_queue_wait{std::chrono::seconds(5)};
     /// How long a request waits for the fetch of its key: at least max_queue_wait +
     /// request_timeout (config::check), so the fetch always ends first with its own answer.
-    std::chrono::milliseconds coalesce_timeout{std::chrono::seconds(20)};
+    std::chrono::milliseconds coalesce_timeout{std::chrono::seconds(25)};
     /// Let a client's `Cache-Control: no-cache` force a fetch (still single-flight and
     /// budgeted); ignored by default so one client cannot bypass the shield.
     bool honor_client_no_cache = false;

@@ -117,7 +117,15 @@ const std::vector<check_row> check_rows{
     {"coalesce shorter than queue + exchange",
      [](settings& s) { s.shield.coalesce_timeout = 19'999ms; }, "shield.coalesce_timeout"},
     {"coalesce shorter than a longer exchange",
-     [](settings& s) { s.upstream.request_timeout = 16s; }, "shield.coalesce_timeout"},
+     [](settings& s) { s.upstream.request_timeout = 21s; }, "shield.coalesce_timeout"},
+    {"fleet tier on with the defaults ok",
+     [](settings& s) { s.redis.url = "redis://127.0.0.1:6379"; }, ""},
+    {"coalesce shorter than queue + exchange + fill lease",
+     [](settings& s) {
+         s.redis.url = "redis://127.0.0.1:6379";
+         s.fleet.lease_timeout = 6s;
+     },
+     "shield.coalesce_timeout"},
     {"coalesce exactly queue + exchange ok",
      [](settings& s) {
          s.shield.max_queue_wait = 2s;
