@@ -202,6 +202,25 @@ BOOST_FIXTURE_TEST_CASE(a_cancelled_job_resumes_from_its_position, two_thousand)
     BOOST_TEST(emu.snapshot().requests == 22u);
 }
 
+// The command drives the same routes: starts the job, follows it, exits 0 when it is done;
+// a second run for a done job starts over and is done again; a bad token exits 1.
+BOOST_FIXTURE_TEST_CASE(the_warm_command_follows_the_job_to_the_end, two_thousand) {
+    ts::gateway_runner gw(up.settings);
+    const std::vector<std::string> args = {
+        "--account",  ts::test_account,
+        "--admin",    "http://127.0.0.1:" + std::to_string(gw.admin().port),
+        "--per-page", "500"};
+    ::setenv("IMAGEGATE_ADMIN_TOKEN", admin_token.c_str(), 1);
+    BOOST_TEST(warm::run_warm_command(args) == 0);
+    const auto j = *job(gw);
+    BOOST_TEST(j.state == "done");
+    BOOST_TEST(j.stored == 2000u);
+    ::setenv("IMAGEGATE_ADMIN_TOKEN", "not-the-admin-token", 1);
+    BOOST_TEST(warm::run_warm_command(args) == 1);
+    ::unsetenv("IMAGEGATE_ADMIN_TOKEN");
+    BOOST_TEST(warm::run_warm_command(args) == 2);  // no token at all
+}
+
 BOOST_FIXTURE_TEST_CASE(the_routes_need_the_admin_token_and_checked_parameters, two_thousand) {
     ts::gateway_runner gw(up.settings);
     const auto anonymous = ts::request(gw.admin(), verb::get, "/cache/warm");
