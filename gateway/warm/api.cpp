@@ -152,6 +152,9 @@ asio::awaitable<gateway::reply> warm_api::handle(gateway::request req) {
     if (started == start_result::running) {
         co_return refusal(409, 99409, "A warm job runs for this account (DELETE to cancel it)");
     }
+    if (started == start_result::full) {
+        co_return refusal(409, 99409, "Too many warm jobs run at once (64)");
+    }
     co_return json(202, R"({"success":true,"errors":[],"messages":[],"result":{"account":")" +
                             q.account + R"(","state":")" +
                             (started == start_result::resumed ? "resumed" : "started") + "\"}}");

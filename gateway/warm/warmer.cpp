@@ -2,21 +2,20 @@
 
 #include "cache/sharded_cache.hpp"
 #include "gateway/admission/gate.hpp"
+#include "gateway/core/errc.hpp"
 #include "gateway/http/envelope.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/upstream/client.hpp"
 #include "gateway/warm/page.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <atomic>
-#include <map>
+#include <cstdio>
 #include <mutex>
 
 namespace imagegate::warm {
@@ -201,6 +200,12 @@ asio::awaitable<void> run_job(std::shared_ptr<warmer::core> self, std::shared_pt
             }
             continue;
         }
+        if (!res && res.error() == errc::upstream_too_large) {
+            // The same page would be as large again: no retry.
+            k.set(*j, job_state::failed,
+                  "a page is larger than upstream.max_body_bytes: lower per_page or raise it");
+            co_return;
+        }
         if (!res || res->status >= 500 || !res->facts.clean()) {
             const std::string why = !res ? "upstream call failed: " + res.error().message()
                                     : res->status >= 500
@@ -338,7 +343,7 @@ start_result warmer::start(asio::any_io_executor ex, start_request r) {
                     return x->p.state != job_state::running && x->p.state != job_state::waiting;
                 });
                 if (ended == k.jobs.end()) {
-                    return start_result::running;
+                    return start_result::full;
                 }
                 k.jobs.erase(ended);
             }

@@ -91,6 +91,7 @@ enum class start_result {
     started,  ///< a new job, from the first page (or `resume_from`)
     resumed,  ///< an ended, unfinished job goes on from its position with its counters
     running,  ///< one runs for the account already: nothing changed (409)
+    full,     ///< max_jobs jobs run for other accounts (409)
 };
 
 /// Owned by the composition root, next to the services it references (which outlive it).
