@@ -151,6 +151,26 @@ std::uint64_t sharded_cache::generation(key_view k) const {
     return s.generation(k);
 }
 
+sharded_cache::generations sharded_cache::all_generations() const {
+    generations g;
+    g.cache_ = this;
+    g.counters_.reserve(shards_.size() * 2 * generation_slots);
+    for (const auto& s : shards_) {
+        const std::lock_guard lock(s->mu_);
+        g.counters_.insert(g.counters_.end(), s->key_generations_.begin(),
+                           s->key_generations_.end());
+        g.counters_.insert(g.counters_.end(), s->account_generations_.begin(),
+                           s->account_generations_.end());
+    }
+    return g;
+}
+
+std::uint64_t sharded_cache::generations::of(key_view k) const noexcept {
+    const std::size_t base = std::size_t{cache_->shard_index(k)} * 2 * generation_slots;
+    return (std::uint64_t{counters_[base + key_slot(key_hash{}(k))]} << 32) |
+           counters_[base + generation_slots + account_slot(k.account())];
+}
+
 bool sharded_cache::put_if_current(std::shared_ptr<const entry> e, std::uint64_t generation) {
     if (!e) {
         return false;

@@ -101,6 +101,20 @@ public:
     /// wins: the fetch's answer, possibly older than the purge, is not stored.
     std::uint64_t generation(key_view k) const;
 
+    /// Every key's generation at one moment, for a fetch that learns its keys only from the
+    /// answer (a listing page): taken before the call, `of(k)` is what `generation(k)` was
+    /// then. A copy of the counters (512 bytes a shard); each shard is read under its lock.
+    class generations {
+    public:
+        std::uint64_t of(key_view k) const noexcept;
+
+    private:
+        friend class sharded_cache;
+        const sharded_cache* cache_ = nullptr;
+        std::vector<std::uint32_t> counters_;  // per shard: 64 key slots, then 64 accounts
+    };
+    generations all_generations() const;
+
     /// `put`, unless the generation of e->key() is no longer `generation` (then nothing is
     /// stored or removed, and false is returned). Checked under the shard's lock, so a purge
     /// is either before it (refused) or after it (the stored entry is removed).

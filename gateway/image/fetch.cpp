@@ -95,7 +95,7 @@ asio::awaitable<void> run_fetch(std::shared_ptr<image_handler::impl> self, fligh
     auto& s = *self;
     const cache::key& k = fk.k;
     const credential_digest* digest = cred ? &fk.cred : nullptr;
-    const std::string target = "/accounts/" + route.account + "/images/v1/" + route.canonical_id;
+    const std::string target = "/accounts/" + route.account + "/images/v1/" + route.upstream_id;
     // Read before any upstream call: a purge from now on wins over this fetch's answer.
     const std::uint64_t generation = s.cache.generation(k);
     // Set when the first attempt starts: every attempt (the retry too) ends by it.

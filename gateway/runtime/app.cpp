@@ -17,6 +17,8 @@
 #include "gateway/metrics/registry.hpp"
 #include "gateway/upstream/client.hpp"
 #include "gateway/upstream/tls.hpp"
+#include "gateway/warm/api.hpp"
+#include "gateway/warm/warmer.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -258,8 +260,11 @@ struct app::impl {
     std::shared_ptr<fleet::l2_cache> l2;
     std::unique_ptr<upstream::client> client;
     authorizer auth;
+    std::shared_ptr<admission::gate> gate;  // the image path's and the warm jobs'
     image_handler images;
     admin_handler admin;
+    warm::warmer warmer;
+    warm::warm_api warm_routes;
     std::unique_ptr<http_server> data_server;
     std::unique_ptr<http_server> admin_server;
     bool started = false;
@@ -283,17 +288,24 @@ struct app::impl {
           l2(make_l2(redis.get(), cache, settings, log)),
           client(make_client(io.executors(), settings, log)),
           auth(settings.auth.client_keys),
-          images(cache, *client, auth, image_policy_from(settings, time), log,
-                 make_gate(settings, time)),
+          gate(make_gate(settings, time)),
+          images(cache, *client, auth, image_policy_from(settings, time), log, gate),
           admin(registry, ready,
                 purge_hooks{
                     [this](std::string_view account, std::string_view id) {
                         return cache.erase(cache::key(account, id));
                     },
                     [this](std::string_view account) { return cache.erase_account(account); }},
-                settings.secret.admin_token, make_fleet_hooks(redis.get(), l2)) {
+                settings.secret.admin_token, make_fleet_hooks(redis.get(), l2)),
+          warmer(cache, *client, gate, image_policy_from(settings, time), log),
+          warm_routes(warmer, settings.secret.admin_token,
+                      settings.auth.mode == "passthrough"
+                          ? "Warming needs auth.mode = token: in passthrough mode the gateway "
+                            "holds no credential of its own"
+                          : "") {
         registry.add_source([this](std::string& out) {
             images.render_metrics(out);
+            warmer.render_metrics(out);
             render_cache_metrics(out, cache.snapshot(), settings.cache.max_bytes);
             client->stats().render(out);
         });
@@ -333,7 +345,12 @@ struct app::impl {
             }
         };
         auto handle_image = [this](request req) { return images.handle(req); };
-        auto handle_admin = [this](request req) { return admin.handle(req); };
+        auto handle_admin = [this](request req) -> handler_result {
+            if (warm::warm_api::owns(req)) {
+                return warm_routes.handle(req);
+            }
+            return admin.handle(req);
+        };
         server_options data_opts =
             make_server_options("data", settings.server.listen, settings.server);
         // Fewer than server.max_connections when the open-files limit cannot hold them all
@@ -398,6 +415,7 @@ struct app::impl {
             }
             data_server->close_all();
             admin_server->close_all();
+            warmer.shutdown();
             client->shutdown();
             if (redis) {
                 redis->stop();

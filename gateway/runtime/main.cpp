@@ -6,6 +6,7 @@
 #include "gateway/http/server.hpp"
 #include "gateway/runtime/logging.hpp"
 #include "gateway/core/version.hpp"
+#include "gateway/warm/cli.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -17,6 +18,10 @@
 int main(int argc, char** argv) {
     namespace config = imagegate::config;
     const std::vector<std::string> args(argv + 1, argv + argc);
+    if (!args.empty() && args.front() == "warm") {
+        // `imagegate warm …`: a client of a running gateway's admin API (gateway/warm/cli.cpp).
+        return imagegate::warm::run_warm_command({args.begin() + 1, args.end()});
+    }
     config::load_result loaded = config::load(args, config::process_environment());
     if (loaded.show_help) {
         std::fputs(config::help_text().c_str(), stdout);

@@ -1,7 +1,7 @@
 // Fuzzes gateway::route_image with arbitrary request targets and checks the contract the
 // cache key relies on: only served target forms are routed, a routed id is bounded, valid
-// UTF-8 without control bytes, its canonical form is its percent-encoding, and routing the
-// canonical form is idempotent.
+// UTF-8 without control bytes, its canonical form is its percent-encoding, routing the
+// canonical form is idempotent, and the form sent upstream routes to the same id.
 #include "fuzz_check.hpp"
 #include "gateway/core/request_target.hpp"
 #include "gateway/image/route.hpp"
@@ -58,15 +58,28 @@ void check_route(std::string_view target) {
     // The canonical id is one path segment: nothing that could split or end a path.
     FUZZ_CHECK(img.canonical_id.find_first_of("/?#") == std::string::npos);
 
-    // Idempotent canonical form: routing what goes upstream gives the same route, with and
-    // without the /client/v4 prefix.
+    // What goes upstream is the canonical id, or the raw segments each canonical: routing it
+    // gives the same id, and it holds nothing that could end a path.
+    FUZZ_CHECK(img.upstream_id.find_first_of("?#") == std::string::npos);
+    FUZZ_CHECK(img.upstream_id == img.canonical_id ||
+               img.upstream_id.find('/') != std::string::npos);
+    const auto same_id = [&img](const route_result& other) {
+        return other.ok() && other.image.account == img.account &&
+               other.image.image_id == img.image_id && other.image.canonical_id == img.canonical_id;
+    };
+    const std::string sent = "/accounts/" + img.account + "/images/v1/" + img.upstream_id;
+    FUZZ_CHECK(same_id(route_image(sent)));
+    FUZZ_CHECK(route_image(sent).image.upstream_id == img.upstream_id);
+
+    // Idempotent canonical form: routing the canonical spelling gives the same route, with
+    // and without the /client/v4 prefix.
     const std::string canonical = "/accounts/" + img.account + "/images/v1/" + img.canonical_id;
     const route_result again = route_image(canonical);
-    FUZZ_CHECK(again.ok());
-    FUZZ_CHECK(again.image == img);
+    FUZZ_CHECK(same_id(again));
+    FUZZ_CHECK(again.image.upstream_id == img.canonical_id);
     const route_result prefixed = route_image("/client/v4" + canonical);
     FUZZ_CHECK(prefixed.ok());
-    FUZZ_CHECK(prefixed.image == img);
+    FUZZ_CHECK(prefixed.image == again.image);
 }
 
 void check_percent_coding(std::string_view bytes) {

@@ -27,7 +27,8 @@ cxx=${FUZZ_CXX:-clang++}
 
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(route_fuzz validator_fuzz response_fuzz config_fuzz http_request_fuzz l2_value_fuzz)
+  targets=(route_fuzz validator_fuzz response_fuzz config_fuzz http_request_fuzz l2_value_fuzz
+           page_fuzz)
 fi
 
 generator=()

@@ -321,6 +321,30 @@ BOOST_AUTO_TEST_CASE(a_purge_wins_over_a_fetch_that_began_before_it) {
     }
 }
 
+// A listing page's keys are known only from its answer: the snapshot taken before the call
+// gives every key the generation it had then, so a purge during the call still wins.
+BOOST_AUTO_TEST_CASE(a_generations_snapshot_is_every_key_generation_before_a_purge) {
+    sharded_cache c({.max_bytes = 1 << 20, .shards = 16});
+    for (int i = 0; i < 200; ++i) {
+        const key k(i % 2 ? account_a : account_b, image_id(i));
+        if (i % 3 == 0) {
+            c.erase(k);  // some slots moved on before the snapshot
+        }
+    }
+    const auto snap = c.all_generations();
+    for (int i = 0; i < 200; ++i) {
+        const key k(i % 2 ? account_a : account_b, image_id(i));
+        BOOST_TEST(snap.of(k) == c.generation(k));
+    }
+    const key purged(account_a, image_id(1));
+    const key other(account_b, image_id(2));
+    c.erase_account(account_a);
+    BOOST_TEST(!c.put_if_current(make(purged), snap.of(purged)));
+    // Another account's key stores unless it shares the purged account's counter slot.
+    const bool untouched = c.generation(other) == snap.of(other);
+    BOOST_TEST(c.put_if_current(make(other), snap.of(other)) == untouched);
+}
+
 BOOST_AUTO_TEST_CASE(puts_and_gets_leave_generations_alone) {
     sharded_cache c({.max_bytes = 1 << 20, .shards = 4});
     const key k(account_a, image_id(7));

@@ -17,11 +17,21 @@ const std::string test_account = "023e105f4ecef8ad9ca31a8372d0c353";
 struct route_case {
     std::string target;
     ig::errc error;
-    std::string image_id;      // decoded, when ok
-    std::string canonical_id;  // when ok
+    std::string image_id;       // decoded, when ok
+    std::string canonical_id;   // when ok
+    std::string upstream_id{};  // when ok; empty: the canonical id
 };
 
 std::ostream& operator<<(std::ostream& os, const route_case& c) { return os << c.target; }
+
+// `part` n times, joined by `sep`.
+std::string repeat(const std::string& part, const std::string& sep, int n) {
+    std::string t = part;
+    for (int i = 1; i < n; ++i) {
+        t += sep + part;
+    }
+    return t;
+}
 
 const route_case route_cases[] = {
     // Both prefixes reach the image route.
@@ -61,6 +71,51 @@ const route_case route_cases[] = {
     {"ftp://h/accounts/" + test_account + "/images/v1/abc", ig::errc::bad_request, "", ""},
     {"h:443", ig::errc::bad_request, "", ""},
     {"/accounts/" + test_account + "/images/v1/abc#frag", ig::errc::bad_request, "", ""},
+    // Custom ids sent as raw segments (TypeScript <= v6, Python, Go): the same id and key as
+    // the %2F spelling, sent upstream as the segments.
+    {"/accounts/" + test_account + "/images/v1/a/b", {}, "a/b", "a%2Fb", "a/b"},
+    {"/client/v4/accounts/" + test_account + "/images/v1/folder/sub/x",
+     {},
+     "folder/sub/x",
+     "folder%2Fsub%2Fx",
+     "folder/sub/x"},
+    {"/accounts/" + test_account + "/images/v1/f%6Flder/s%20b/x?q=1",
+     {},
+     "folder/s b/x",
+     "folder%2Fs%20b%2Fx",
+     "folder/s%20b/x"},
+    {"/accounts/" + test_account + "/images/v1/a%2Fb/c", {}, "a/b/c", "a%2Fb%2Fc", "a%2Fb/c"},
+    {"/accounts/" + test_account + "/images/v1/blob/x", {}, "blob/x", "blob%2Fx", "blob/x"},
+    {"/accounts/" + test_account + "/images/v1/x/keys", {}, "x/keys", "x%2Fkeys", "x/keys"},
+    {"/accounts/" + test_account + "/images/v1/" + repeat("s", "/", 64),
+     {},
+     repeat("s", "/", 64),
+     repeat("s", "%2F", 64),
+     repeat("s", "/", 64)},
+    // Segments: a dot segment, a broken escape, too many segments, too long → bad id; an
+    // empty segment → no id at all; reserved names however spelled → not an id.
+    {"/accounts/" + test_account + "/images/v1/a/./b", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a/%2E%2E", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a/b%", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a/b%00", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a/%FF", ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/" + repeat("s", "/", 65), ig::errc::invalid_image_id,
+     "", ""},
+    {"/accounts/" + test_account + "/images/v1/" + std::string(600, 'x') + "/" +
+         std::string(600, 'x'),
+     ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/" + std::string(1100, 'x') + "/%" +
+         std::string(2100, 'x'),
+     ig::errc::invalid_image_id, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a//b", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a/", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a/b/blob", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/a/bl%6Fb", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/%6Beys/x", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/keys%2Fx", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/abc%2Fblob", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/stats/x", ig::errc::route_not_found, "", ""},
+    {"/accounts/" + test_account + "/images/v1/variants/a/b", ig::errc::route_not_found, "", ""},
     // Sibling endpoints and unknown paths.
     {"/accounts/" + test_account + "/images/v1/keys", ig::errc::route_not_found, "", ""},
     {"/accounts/" + test_account + "/images/v1/stats", ig::errc::route_not_found, "", ""},
@@ -70,7 +125,6 @@ const route_case route_cases[] = {
     {"/accounts/" + test_account + "/images/v1/%6Beys", ig::errc::route_not_found, "", ""},
     {"/accounts/" + test_account + "/images/v2", ig::errc::route_not_found, "", ""},
     {"/accounts/" + test_account + "/images/v1", ig::errc::route_not_found, "", ""},
-    {"/accounts/" + test_account + "/images/v1/a/b", ig::errc::route_not_found, "", ""},
     {"/client/v4x/accounts/" + test_account + "/images/v1/abc", ig::errc::route_not_found, "", ""},
     {"/", ig::errc::route_not_found, "", ""},
     {"", ig::errc::bad_request, "", ""},
@@ -108,6 +162,7 @@ BOOST_DATA_TEST_CASE(routes_image_targets, bdata::make(route_cases), c) {
         BOOST_TEST(r.image.account == test_account);
         BOOST_TEST(r.image.image_id == c.image_id);
         BOOST_TEST(r.image.canonical_id == c.canonical_id);
+        BOOST_TEST(r.image.upstream_id == (c.upstream_id.empty() ? c.canonical_id : c.upstream_id));
     }
 }
 
@@ -157,6 +212,7 @@ BOOST_DATA_TEST_CASE(view_routing_agrees_with_route_image, bdata::make(route_cas
         BOOST_TEST(t.account() == test_account);
         BOOST_TEST(t.image_id() == c.image_id);
         BOOST_TEST(t.canonical_id() == c.canonical_id);
+        BOOST_TEST(t.upstream_id() == (c.upstream_id.empty() ? c.canonical_id : c.upstream_id));
         BOOST_TEST((t.key() == ig::cache::key(test_account, c.canonical_id).view()));
         // A copy re-derives its views from its own strings.
         const gw::image_target copy = t;

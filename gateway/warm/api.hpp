@@ -1,0 +1,49 @@
+// The admin routes of warming: POST, GET and DELETE /cache/warm. Parameters come in the query
+// string (the admin listener reads no request bodies); every method needs the admin token.
+#pragma once
+
+#include "gateway/http/server.hpp"
+
+#include <string>
+#include <string_view>
+
+namespace imagegate::warm {
+
+class warmer;
+
+/// What one query string asks for, checked (pure; table-tested).
+struct warm_query {
+    std::string account;          ///< `account`: 32 lowercase hex
+    std::size_t per_page = 1000;  ///< `per_page`: 10..10000
+    std::string resume_from;      ///< `resume_from`: a continuation token; empty: none
+    bool restart = false;         ///< `restart=1`: forget the remembered position
+    std::string error;            ///< why the query is refused; empty when usable
+};
+
+/// Parses `account`, `per_page`, `resume_from`, `restart` from `query` (the part after
+/// `?`). Unknown parameters, a parameter twice, or a bad value are refused with a reason.
+warm_query parse_warm_query(std::string_view query, bool need_account);
+
+/// Owned by the composition root next to the warmer it drives. Thread-safe.
+class warm_api {
+public:
+    /// `admin_token`: what every /cache/warm request must present (empty: refused, 403).
+    /// `disabled_reason`: non-empty when warming cannot run (passthrough mode has no token
+    /// of its own to warm with): POST is refused with it.
+    warm_api(warmer& w, std::string admin_token, std::string disabled_reason = {})
+        : warmer_(w),
+          admin_token_(std::move(admin_token)),
+          disabled_reason_(std::move(disabled_reason)) {}
+
+    /// Whether `req` is for /cache/warm (then handle() answers it).
+    static bool owns(const gateway::request& req);
+    /// Answers a /cache/warm request; a started job runs on this session's worker.
+    asio::awaitable<gateway::reply> handle(gateway::request req);
+
+private:
+    warmer& warmer_;
+    std::string admin_token_;
+    std::string disabled_reason_;
+};
+
+}  // namespace imagegate::warm
