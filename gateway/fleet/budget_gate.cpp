@@ -178,18 +178,24 @@ using core_ptr = std::shared_ptr<fleet_gate::core>;
 
 asio::awaitable<void> write_pause_in(core_ptr k, redis::client* cl, std::string quota,
                                      clock::time_point until) {
-    const auto left = until - clock::now();
-    if (left <= clock::duration::zero()) {
+    const auto remaining = until - clock::now();
+    if (remaining <= clock::duration::zero()) {
         co_return;
     }
-    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(remaining).count();
     std::vector<std::string> keys{keys_for(k->options.prefix, quota).block};
     std::vector<std::string> args{std::to_string(ms)};
     auto r = co_await cl->eval_script(block_script(), std::move(keys), std::move(args),
                                       clock::now() + k->options.op_timeout);
-    if (r && r->kind == redis::reply_kind::integer) {
+    const auto left = r ? decode_block(*r, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               k->options.gate.limit.max_pause))
+                        : std::nullopt;
+    if (left) {
         k->stats.block_writes.fetch_add(1, std::memory_order_relaxed);
         k->pauses.confirm(quota, until);
+        // Another instance's pause may run longer: this one honours it from now on too.
+        const auto now = clock::now();
+        k->pauses.extend(quota, now, now + *left, true);
         co_return;
     }
     k->stats.block_write_failures.fetch_add(1, std::memory_order_relaxed);

@@ -1,5 +1,6 @@
 #include "gateway/fleet/budget_script.hpp"
 
+#include <algorithm>
 #include <ostream>
 
 namespace imagegate::fleet {
@@ -123,13 +124,15 @@ return 2
 )lua";
 
 // KEYS: 1 block. ARGV: 1 pause ms. A 429 seen anywhere never shortens a longer pause.
+// Reply: the pause left (ms), so the writer learns of a longer one set by another instance.
 constexpr std::string_view block_body = R"lua(
 local ms = tonumber(ARGV[1])
-if redis.call('PTTL', KEYS[1]) < ms then
+local left = redis.call('PTTL', KEYS[1])
+if left < ms then
   redis.call('SET', KEYS[1], '1', 'PX', ms)
-  return 1
+  return ms
 end
-return 0
+return left
 )lua";
 
 std::string join(std::string_view a, std::string_view b) {
@@ -290,6 +293,15 @@ boost::system::result<reserve_reply, reply_error> decode_reserve(const redis::re
         return reply_error::inconsistent;
     }
     return reserve_reply{.what = what, .wait = micros(wait), .slot_us = slot, .tat_us = tat};
+}
+
+std::optional<std::chrono::milliseconds> decode_block(const redis::reply& reply,
+                                                      std::chrono::milliseconds cap) noexcept {
+    if (reply.kind != redis::reply_kind::integer || reply.integer < 0) {
+        return std::nullopt;
+    }
+    // A longer pause (set by hand, or by an instance with another cap) is honoured up to ours.
+    return std::chrono::milliseconds(std::min(reply.integer, cap.count()));
 }
 
 give_back_result decode_give_back(const redis::reply& reply) noexcept {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,7 +62,8 @@ using micros = std::chrono::microseconds;
 const redis::script& reserve_script();
 /// Gives an unspent slot back (best effort): reply 0 lost, 1 back to the bucket, 2 vacant.
 const redis::script& give_back_script();
-/// Sets the block key for ARGV[1] ms unless it already runs longer: reply 0 or 1.
+/// Sets the block key for ARGV[1] ms unless it already runs longer; replies the pause left
+/// in ms (decode_block).
 const redis::script& block_script();
 
 /// The keys of one quota ("token", or the hex SHA-256 digest of a caller credential).
@@ -157,6 +159,10 @@ boost::system::result<reserve_reply, reply_error> decode_reserve(const redis::re
 
 /// What give_back_script() did.
 enum class give_back_result : std::uint8_t { lost = 0, given_back = 1, vacant = 2, failed = 3 };
+
+/// Decodes a block_script() reply: the pause left, clamped to `cap`; nullopt if malformed.
+std::optional<std::chrono::milliseconds> decode_block(const redis::reply& reply,
+                                                      std::chrono::milliseconds cap) noexcept;
 
 /// Decodes a give_back_script() reply; anything else is `failed`.
 give_back_result decode_give_back(const redis::reply& reply) noexcept;
