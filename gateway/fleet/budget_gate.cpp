@@ -97,13 +97,9 @@ struct fleet_gate::core : std::enable_shared_from_this<fleet_gate::core> {
         return probe;
     }
 
-    void failed(clock::time_point now, fleet_stats::counter& reason, bool probe,
-                std::string_view why) {
+    void failed(clock::time_point now, fleet_stats::counter& reason, std::string_view why) {
         reason.fetch_add(1, std::memory_order_relaxed);
         retry_at.store((now + options.retry_interval).time_since_epoch().count());
-        if (probe) {
-            probing.store(false);
-        }
         if (!stats.on_fallback.exchange(true)) {
             if (log) {
                 log->warn(
@@ -129,11 +125,8 @@ struct fleet_gate::core : std::enable_shared_from_this<fleet_gate::core> {
         }
     }
 
-    void succeeded(bool probe) {
+    void succeeded() {
         used_redis.store(true);
-        if (probe) {
-            probing.store(false);
-        }
         if (stats.on_fallback.exchange(false) && log) {
             log->info("fleet budget: Redis usable again; the fleet budget decides");
         }
@@ -293,30 +286,50 @@ ticket decided(const core_ptr& k, const reserve_reply& d, clock::time_point at, 
     return k->refuse(refusal::queue_full, wait, false);
 }
 
+/// Ends this call's probe of a Redis that failed (if it is the probe).
+struct probe_guard {
+    explicit probe_guard(std::atomic<bool>* p) : probing(p) {}
+    probe_guard(const probe_guard&) = delete;
+    probe_guard& operator=(const probe_guard&) = delete;
+    ~probe_guard() {
+        if (probing != nullptr) {
+            probing->store(false);
+        }
+    }
+    std::atomic<bool>* const probing;
+};
+
 asio::awaitable<ticket> reserve_in(core_ptr k, admission::call c) {
     const auto now = clock::now();
     std::string quota = k->quota_of(c.credential);
+    redis::client& cl = k->client_for();
     if (const auto paused = k->pauses.blocked_for(quota, now)) {
+        // No reservation reaches Redis while paused: a pause it has not confirmed yet is
+        // written from here, at most once per retry_interval.
+        if (k->push_pending.load() && cl.is_up() &&
+            now.time_since_epoch().count() >= k->retry_at.load()) {
+            k->retry_at.store((now + k->options.retry_interval).time_since_epoch().count());
+            k->push_unconfirmed(cl, now);
+        }
         co_return k->refuse(refusal::paused, *paused, false);
     }
-    redis::client& cl = k->client_for();
     bool probe = false;
     if (!cl.is_up()) {
-        k->failed(now, k->stats.fallback_down, false, "not connected");
+        k->failed(now, k->stats.fallback_down, "not connected");
         co_return k->local(c);
     }
     if (!k->may_use_redis(now, probe)) {
         k->stats.fallback_down.fetch_add(1, std::memory_order_relaxed);
         co_return k->local(c);
     }
+    // Whatever ends this call (an answer, an error, a refusal before Redis, an exception), the
+    // next call after retry_interval may probe again.
+    const probe_guard guard(probe ? &k->probing : nullptr);
     const bool background = c.prio == shield::priority::background;
     shield::reservation unproven{};
     if (k->unproven && c.credential != nullptr && !c.proven) {
         unproven = k->unproven->reserve({.now = now, .prio = c.prio, .max_wait = {}, .key = 0});
         if (!unproven.granted) {
-            if (probe) {
-                k->probing.store(false);
-            }
             co_return k->refuse(background ? refusal::reserve : refusal::unproven,
                                 unproven.slot - now, false);
         }
@@ -348,18 +361,18 @@ asio::awaitable<ticket> reserve_in(core_ptr k, admission::call c) {
         if (!r) {
             const bool timeout =
                 r.error() == redis::error::timeout || r.error() == redis::error::pipeline_stalled;
-            k->failed(at, timeout ? k->stats.fallback_timeout : k->stats.fallback_error, probe,
+            k->failed(at, timeout ? k->stats.fallback_timeout : k->stats.fallback_error,
                       timeout ? "timeout" : "client error");
         } else {
             if (k->log) {
                 k->log->warn("fleet budget: invalid reply of the reservation script ({}): {}",
                              to_string(d.error()), redis::printable(r->is_error() ? r->text : ""));
             }
-            k->failed(at, k->stats.fallback_invalid, probe, "invalid reply");
+            k->failed(at, k->stats.fallback_invalid, "invalid reply");
         }
         co_return k->local(c);
     }
-    k->succeeded(probe);
+    k->succeeded();
     k->push_unconfirmed(cl, at);
     grant_record g{.cl = &cl, .quota = std::move(quota)};
     co_return decided(k, *d, at, std::move(g), unproven);

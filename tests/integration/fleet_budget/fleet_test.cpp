@@ -127,6 +127,29 @@ BOOST_AUTO_TEST_CASE(a_low_ratelimit_on_one_pauses_all) {
     BOOST_TEST((t.retry_wait() <= 12s));
 }
 
+BOOST_AUTO_TEST_CASE(a_pause_seen_while_redis_is_down_is_shared_when_it_is_back) {
+    redis::test::redis_server server;
+    const auto o = test_options("f6", 3);
+    instance a(server.port(), o);
+    BOOST_TEST_REQUIRE(a.wait_up());
+    server.kill();
+    a.idle(50ms);
+    a.gate.observe(nullptr,
+                   {.status = 429, .retry_after = "30", .ratelimit = {}, .ratelimit_policy = {}});
+    BOOST_TEST(a.settle([&] { return a.stats().block_write_failures.load() == 1; }));
+    server.restart();
+    BOOST_TEST_REQUIRE(a.wait_up());
+    a.idle(o.retry_interval);
+    // Still paused locally; the refusal writes the pause Redis never saw.
+    BOOST_TEST((a.reserve(fg("x")).reason() == adm::refusal::paused));
+    BOOST_TEST(a.settle([&] { return a.stats().block_writes.load() == 1; }));
+    instance b(server.port(), o);
+    BOOST_TEST_REQUIRE(b.wait_up());
+    auto t = b.reserve(fg("y"));
+    BOOST_TEST((t.reason() == adm::refusal::paused));
+    BOOST_TEST((t.retry_wait() > 28s));
+}
+
 BOOST_AUTO_TEST_CASE(redis_killed_each_falls_back_to_one_nth_then_recovers) {
     redis::test::redis_server server;
     const auto o = test_options("f4", 3);

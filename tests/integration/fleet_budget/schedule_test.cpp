@@ -191,3 +191,45 @@ BOOST_AUTO_TEST_CASE(passthrough_quotas_per_credential) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+/// `n` reservations one after another on `g` (each committed); their latencies, sorted.
+asio::awaitable<std::vector<double>> timed_reservations(fleet::fleet_gate* g, int n) {
+    std::vector<double> us;
+    us.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
+        const std::string key = "k" + std::to_string(i);
+        const auto started = clock::now();
+        auto t = co_await g->reserve(fg(key));
+        us.push_back(std::chrono::duration<double, std::micro>(clock::now() - started).count());
+        t.commit();
+    }
+    std::sort(us.begin(), us.end());
+    co_return us;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(fleet_cost)
+
+// The price of a fleet reservation over loopback: one EVALSHA round trip (p50/p99 reported;
+// tests/bench/PERFORMANCE.md records a run).
+BOOST_AUTO_TEST_CASE(reservation_round_trip) {
+    redis::test::redis_server server;
+    auto o = test_options("c1");
+    o.gate.budget = {.budget = 1'000'000, .window = 10s, .burst = 1'000'000};
+    instance a(server.port(), o);
+    BOOST_TEST_REQUIRE(a.wait_up());
+    const auto us = run(a.ioc, timed_reservations(&a.gate, 5000));
+    const double p50 = us[us.size() / 2];
+    const double p99 = us[us.size() * 99 / 100];
+    BOOST_TEST_MESSAGE("fleet reservation over loopback: p50 "
+                       << p50 << " us, p99 " << p99 << " us, max " << us.back() << " us ("
+                       << us.size() << " sequential)");
+    BOOST_TEST(a.stats().decisions->granted_now.load() == 5000U);
+    BOOST_TEST(!a.stats().on_fallback.load());
+    BOOST_TEST(p99 < 100'000.0);  // op_timeout: the fallback would have decided instead
+}
+
+BOOST_AUTO_TEST_SUITE_END()
