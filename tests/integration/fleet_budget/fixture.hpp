@@ -28,7 +28,9 @@ using clock = std::chrono::steady_clock;
 inline fleet_gate_options test_options(std::string prefix, std::uint32_t instances = 1) {
     fleet_gate_options o;
     o.prefix = std::move(prefix);
-    o.op_timeout = 100ms;
+    // Generous: a loaded test machine (sanitizers) must not fall back by accident; the stall
+    // test sets its own.
+    o.op_timeout = 500ms;
     o.instances = instances;
     o.retry_interval = 200ms;
     o.gate.budget = {.budget = 20,
@@ -55,7 +57,7 @@ inline adm::call bg(std::string_view key) {
 /// each worker has a client and the instance one gate).
 struct instance {
     instance(std::uint16_t port, const fleet_gate_options& o)
-        : cl(ioc.get_executor(), options_for(port), nullptr),
+        : cl(ioc.get_executor(), client_options(port, o), nullptr),
           gate(
               o, [this]() -> redis::client& { return cl; }, nullptr) {
         cl.start();
@@ -66,6 +68,13 @@ struct instance {
         ioc.poll();
     }
     instance(const instance&) = delete;
+    /// The client's own deadline (and stall watchdog) is twice the gate's: the gate's wins.
+    static redis::connection_options client_options(std::uint16_t port,
+                                                    const fleet_gate_options& o) {
+        auto c = options_for(port);
+        c.op_timeout = 2 * o.op_timeout;
+        return c;
+    }
     instance& operator=(const instance&) = delete;
 
     bool wait_up() { return run(ioc, cl.wait_up(clock::now() + 10s)); }

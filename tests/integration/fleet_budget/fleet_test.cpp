@@ -200,7 +200,8 @@ BOOST_AUTO_TEST_CASE(redis_killed_each_falls_back_to_one_nth_then_recovers) {
 
 BOOST_AUTO_TEST_CASE(a_stalled_redis_costs_at_most_op_timeout) {
     redis::test::redis_server server;
-    const auto o = test_options("f5", 3);
+    auto o = test_options("f5", 3);
+    o.op_timeout = 100ms;
     instance a(server.port(), o);
     BOOST_TEST_REQUIRE(a.wait_up());
     BOOST_TEST(a.spend(fg("warm")));
