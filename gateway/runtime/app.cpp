@@ -8,6 +8,7 @@
 #include "gateway/core/check.hpp"
 #include "gateway/core/workers.hpp"
 #include "gateway/fleet/l2_cache.hpp"
+#include "gateway/fleet/budget_gate.hpp"
 #include "gateway/fleet/redis_clients.hpp"
 #include "gateway/http/server.hpp"
 #include "gateway/image/handler.hpp"
@@ -112,19 +113,30 @@ image_policy image_policy_from(const config::settings& s, const time_source& tim
             .time = &time};
 }
 
-// The shield every upstream call passes: in this process. A fleet-wide gate (Redis) would be
-// chosen here, behind the same interface.
-std::shared_ptr<admission::gate> make_gate(const config::settings& s, const time_source& time) {
-    return std::make_shared<admission::local_gate>(
-        admission::local_gate_options{.budget = {.budget = s.shield.budget,
-                                                 .window = s.shield.window,
-                                                 .burst = s.shield.burst,
-                                                 .background_reserve_percent = 20},
-                                      .limit = {},
-                                      .passthrough = s.auth.mode == "passthrough",
-                                      .unproven_budget = s.shield.unproven_budget,
-                                      .max_credentials = s.shield.max_credentials,
-                                      .time = &time});
+// The shield every upstream call passes: in this process, or with `[redis] url` the fleet's
+// (gateway/fleet/budget_gate.hpp: the same reservations on Redis, 1/N locally when Redis is
+// down). Callers cannot tell which.
+std::shared_ptr<admission::gate> make_gate(const config::settings& s, const time_source& time,
+                                           fleet::redis_clients* redis,
+                                           std::shared_ptr<spdlog::logger> log) {
+    admission::local_gate_options local{.budget = {.budget = s.shield.budget,
+                                                   .window = s.shield.window,
+                                                   .burst = s.shield.burst,
+                                                   .background_reserve_percent = 20},
+                                        .limit = {},
+                                        .passthrough = s.auth.mode == "passthrough",
+                                        .unproven_budget = s.shield.unproven_budget,
+                                        .max_credentials = s.shield.max_credentials,
+                                        .time = &time};
+    if (redis == nullptr) {
+        return std::make_shared<admission::local_gate>(local);
+    }
+    return fleet::make_fleet_gate(
+        fleet::fleet_gate_options{.prefix = redis->key_prefix(),
+                                  .op_timeout = redis->op_timeout(),
+                                  .instances = static_cast<std::uint32_t>(s.fleet.instances),
+                                  .gate = local},
+        [redis]() -> redis::client& { return redis->for_current_worker(); }, std::move(log));
 }
 
 std::unique_ptr<upstream::client> make_client(std::vector<asio::any_io_executor> executors,
@@ -288,7 +300,7 @@ struct app::impl {
           l2(make_l2(redis.get(), cache, settings, log)),
           client(make_client(io.executors(), settings, log)),
           auth(settings.auth.client_keys),
-          gate(make_gate(settings, time)),
+          gate(make_gate(settings, time, redis.get(), log)),
           images(cache, *client, auth, image_policy_from(settings, time), log, gate),
           admin(registry, ready,
                 purge_hooks{

@@ -10,6 +10,7 @@
 
 #include <boost/beast/http/verb.hpp>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -52,7 +53,9 @@ struct instance {
 
 /// Redis + emulator + three gateways. Every gateway: 2 threads, op_timeout 100 ms, lease 2 s.
 struct fleet_fixture {
-    fleet_fixture() {
+    /// `shield` is the [shield] section's keys (the default: a budget far above the cases'
+    /// load).
+    explicit fleet_fixture(std::string shield = default_shield) {
         const auto token_file = (up.dir.path() / "admin.token").string();
         ts::write_file(token_file, admin_token + "\n");
         std::filesystem::permissions(
@@ -65,7 +68,8 @@ struct fleet_fixture {
                        "[upstream]\nurl = \"" +
                            s.upstream.url + "\"\nca_file = \"" + s.upstream.ca_file +
                            "\"\nrequest_timeout = \"3s\"\n"
-                           "[shield]\ncoalesce_timeout = \"10s\"\n"
+                           "[shield]\n" +
+                           shield +
                            "[log]\naccess_log = false\n"
                            "[admin]\ntoken_file = \"" +
                            token_file +
@@ -117,6 +121,12 @@ struct fleet_fixture {
     std::string value_key(const std::string& id) const {
         return "imagegate:v1:{" + ts::test_account + ":" + id + "}";
     }
+
+    // A budget far above these cases' load: they are about the cache tier; the fallback's
+    // 1/N bucket starts empty, and at the default 1000 per 5 min it would space the
+    // paused-Redis case's misses ~0.9 s apart.
+    static constexpr const char* default_shield =
+        "coalesce_timeout = \"10s\"\nbudget = 300000\nburst = 3000\n";
 
     ts::redis_server redis;
     ts::emulated_upstream up;
@@ -309,3 +319,79 @@ BOOST_AUTO_TEST_CASE(redis_paused_costs_at_most_op_timeout) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// The fleet budget through the real processes (gateway/fleet/budget_gate.hpp; the gate alone
+// has fleet_budget_test): 30 calls per 10 s with a burst of 5 for the whole fleet.
+struct budget_fixture : fleet_fixture {
+    budget_fixture()
+        : fleet_fixture(
+              "budget = 30\nwindow = \"10s\"\nburst = 5\nmax_queue_wait = \"1s\"\n"
+              "coalesce_timeout = \"10s\"\n") {}
+};
+
+BOOST_FIXTURE_TEST_CASE(a_flood_over_three_instances_stays_in_the_fleet_budget, budget_fixture) {
+    up.emu->reset_counters();
+    // 3 clients per instance, each asking for new ids back to back for 3 s.
+    const auto until = std::chrono::steady_clock::now() + 3s;
+    std::atomic<int> ok{0};
+    std::atomic<int> refused{0};
+    std::atomic<int> other{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 9; ++c) {
+        clients.emplace_back([&, c] {
+            for (int i = 0; std::chrono::steady_clock::now() < until; ++i) {
+                const auto r =
+                    nodes[c % 3].get("flood-" + std::to_string(c) + "-" + std::to_string(i));
+                if (r.status == 200u) {
+                    ++ok;
+                } else if (r.status == 429u && std::stoi(r.header("Retry-After")) >= 1 &&
+                           !r.header("retry-after-ms").empty()) {
+                    ++refused;
+                } else {
+                    ++other;
+                }
+            }
+        });
+    }
+    for (auto& t : clients) {
+        t.join();
+    }
+    BOOST_TEST(other.load() == 0);
+    BOOST_TEST(refused.load() > 0);
+    BOOST_TEST(ok.load() >= 5);
+    // Every window of the emulator's call log: at most burst + rate x length calls (+1 for a
+    // grant in flight at the window's edge).
+    const auto calls = up.emu->calls();
+    BOOST_TEST(calls.size() == static_cast<std::size_t>(ok.load()));
+    std::size_t worst_excess = 0;
+    for (std::size_t b = 0, e = 0; b < calls.size(); ++b) {
+        for (e = b; e < calls.size() && calls[e].at - calls[b].at <= 3s; ++e) {
+        }
+        const auto length = std::chrono::duration<double>(calls[e - 1].at - calls[b].at).count();
+        const double bound = 5 + 3.0 * length + 1;
+        if (static_cast<double>(e - b) > bound) {
+            worst_excess = std::max(worst_excess, e - b);
+        }
+    }
+    BOOST_TEST(worst_excess == 0u);
+    BOOST_TEST(nodes[0].metric("imagegate_fleet_budget_on_fallback") == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(an_upstream_429_seen_by_one_instance_stops_all_three, budget_fixture) {
+    ts::fault_rule f;
+    f.kind = ts::fault_kind::rate_limited;
+    f.image_id = "trip-1";
+    f.retry_after = 30;
+    f.times = 1;
+    up.emu->add_fault(f);
+    const auto r = nodes[0].get("trip-1");
+    BOOST_TEST(r.status == 429u);
+    const auto before = up.emu->snapshot().requests;
+    for (std::size_t i = 1; i < 3; ++i) {
+        const auto other = nodes[i].get("after-trip-" + std::to_string(i));
+        BOOST_TEST(other.status == 429u);
+        BOOST_TEST(contains(other.body, R"("code":99429)"), other.body);
+        BOOST_TEST(std::stoi(other.header("Retry-After")) > 20);
+    }
+    BOOST_TEST(up.emu->snapshot().requests == before);  // nobody called upstream
+}
