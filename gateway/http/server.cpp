@@ -1,6 +1,7 @@
 #include "gateway/http/server.hpp"
 
 #include "gateway/http/request_head.hpp"
+#include "gateway/http/request_id.hpp"
 #include "gateway/http/accept_guard.hpp"
 #include "gateway/core/check.hpp"
 #include "gateway/core/workers.hpp"
@@ -35,7 +36,6 @@
 #include <cstdio>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <stdexcept>
 #include <system_error>
 #include <type_traits>
@@ -78,9 +78,11 @@ struct server_state {
     std::atomic<std::size_t> sessions{0};
     std::atomic<std::uint64_t> refused{0};
     std::atomic<std::uint64_t> handshake_failures{0};
-    std::atomic<std::uint64_t> next_request{0};
-    std::string id_prefix;
-    std::string refusal;  // the rendered 503 for connections over the limit
+    // The TLS context new connections use once set_tls_context() replaced `tls` (a reload);
+    // sessions keep the context they started with.
+    std::mutex tls_mu;
+    std::shared_ptr<ssl::context> next_tls;  // guarded by tls_mu
+    std::string refusal;                     // the rendered 503 for connections over the limit
     // The bound port, kept at start-up: the acceptor itself belongs to its worker (stop()
     // closes it there), so port() must not read it from another thread.
     std::uint16_t bound_port = 0;
@@ -110,8 +112,10 @@ namespace {
 using detail::server_state;
 using detail::session_control;
 
-constexpr std::string_view connection_keep_alive = "Connection: keep-alive\r\n\r\n";
-constexpr std::string_view connection_close = "Connection: close\r\n\r\n";
+// After the X-Request-Id value: its CRLF, then the Connection header and the blank line.
+constexpr std::string_view connection_keep_alive = "\r\nConnection: keep-alive\r\n\r\n";
+constexpr std::string_view connection_close = "\r\nConnection: close\r\n\r\n";
+constexpr std::string_view request_id_header = "X-Request-Id: ";
 
 // How long a TLS session waits for the client's close_notify after sending its own (capped
 // by server.write_timeout). The answer is already written; this only bounds the courtesy.
@@ -163,14 +167,17 @@ bool is_benign(const boost::system::error_code& ec) {
 // file: beast::tcp_stream (plain) and ssl::stream<beast::tcp_stream> (TLS). The plain
 // instantiation is the code that ran before TLS existed: no wrapper, no runtime branch.
 
-using reply_buffers = std::array<asio::const_buffer, 4>;
+using reply_buffers = std::array<asio::const_buffer, 6>;
 
-// `r` as one buffer sequence (headers only for HEAD).
-reply_buffers buffers_of(const reply& r, bool head_only, bool close) {
+// `r` and the request's id as one buffer sequence (headers only for HEAD).
+reply_buffers buffers_of(const reply& r, std::string_view id, bool head_only, bool close) {
     const std::string_view conn = close ? connection_close : connection_keep_alive;
     const std::string_view body = head_only ? std::string_view{} : r.body();
     return {asio::buffer(r.prepared_head.data(), r.prepared_head.size()),
-            asio::buffer(r.head.data(), r.head.size()), asio::buffer(conn.data(), conn.size()),
+            asio::buffer(r.head.data(), r.head.size()),
+            asio::buffer(request_id_header.data(), request_id_header.size()),
+            asio::buffer(id.data(), id.size()),
+            asio::buffer(conn.data(), conn.size()),
             asio::buffer(body.data(), body.size())};
 }
 
@@ -270,7 +277,7 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
     // Room for one maximal header plus some pipelined bytes.
     beast::flat_buffer buffer(static_cast<std::size_t>(o.max_header_bytes) + 8192);
     bool first = true;
-    char id_buf[40];
+    request_id_buffer id_buf;
 
     for (;;) {
         if (buffer.size() == 0) {
@@ -322,6 +329,7 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
 
         reply r;
         request req;
+        req.id = request_id_for(parser.is_header_done() ? &parser.get().base() : nullptr, id_buf);
         bool close = false;
         if (rec) {
             const auto e = classify_read_error(rec);
@@ -345,8 +353,6 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             req.target = parser.get().target();
         } else {
             const auto& msg = parser.get();
-            const auto n = st->next_request.fetch_add(1, std::memory_order_relaxed);
-            req.id = format_request_id(id_buf, st->id_prefix, n);
             req.method = msg.method();
             req.target = msg.target();
             req.headers = &msg.base();
@@ -370,7 +376,7 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             close = r.close || !msg.keep_alive() || st->stopping.load(std::memory_order_relaxed);
         }
 
-        const reply_buffers out = buffers_of(r, req.head_only, close);
+        const reply_buffers out = buffers_of(r, req.id, req.head_only, close);
         std::size_t written = 0;
         if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
             if (const auto sent = write_now(stream, out)) {
@@ -425,8 +431,9 @@ asio::awaitable<void> run_plain_session(std::shared_ptr<server_state> st, tcp::s
 // client that connects and stalls (or sends half a ClientHello) holds a connection slot no
 // longer than one that stalls in plain HTTP. Registered before the handshake, so stop()
 // closes connections still handshaking and max_connections counts them.
-asio::awaitable<void> run_tls_session(std::shared_ptr<server_state> st, tcp::socket socket) {
-    tls_stream stream(std::move(socket), *st->tls);
+asio::awaitable<void> run_tls_session(std::shared_ptr<server_state> st,
+                                      std::shared_ptr<ssl::context> tls, tcp::socket socket) {
+    tls_stream stream(std::move(socket), *tls);
     auto& lowest = beast::get_lowest_layer(stream);
     session_registration reg(st, lowest.get_executor(), lowest);
     boost::system::error_code ignored;
@@ -543,7 +550,13 @@ asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
         if (st->tls) {
-            asio::co_spawn(ex, run_tls_session(st, std::move(socket)), session_done{st});
+            std::shared_ptr<ssl::context> tls = st->tls;
+            {
+                const std::lock_guard lock(st->tls_mu);
+                tls = st->next_tls ? st->next_tls : tls;
+            }
+            asio::co_spawn(ex, run_tls_session(st, std::move(tls), std::move(socket)),
+                           session_done{st});
         } else {
             asio::co_spawn(ex, run_plain_session(st, std::move(socket)), session_done{st});
         }
@@ -619,13 +632,6 @@ std::string openssl_reason() {
     return reason != nullptr ? reason : "unknown error";
 }
 
-std::string random_prefix() {
-    std::random_device rd;
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "%06x", rd() & 0xffffffu);
-    return buf;
-}
-
 }  // namespace
 
 void throw_exception_from_error(const listener_tls_error& e, const boost::source_location& loc) {
@@ -694,7 +700,6 @@ http_server::http_server(std::vector<asio::any_io_executor> executors, server_op
                                             std::move(handler), std::move(observer), std::move(log),
                                             std::move(tls))) {
     auto& st = *state_;
-    st.id_prefix = random_prefix();
     {
         const reply r = make_error_reply(errc::too_many_connections, "Retry-After: 1\r\n");
         st.refusal = r.head.view();
@@ -793,6 +798,12 @@ std::uint64_t http_server::refused_connections() const noexcept {
 }
 
 bool http_server::is_tls() const noexcept { return state_->tls != nullptr; }
+
+void http_server::set_tls_context(std::shared_ptr<ssl::context> tls) {
+    IMAGEGATE_CHECK(is_tls() && tls != nullptr, "a TLS listener gets another TLS context");
+    const std::lock_guard lock(state_->tls_mu);
+    state_->next_tls = std::move(tls);
+}
 
 accept_error_counts http_server::accept_errors() const noexcept { return state_->guard.counts(); }
 
