@@ -182,6 +182,9 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     upstream::client& client;
     const authorizer& auth;
     image_policy policy;
+    // The freshness windows (ttl, draft/negative ttl, stale windows) classify() stores
+    // answers with: a snapshot a reload replaces whole (set_freshness).
+    std::atomic<std::shared_ptr<const image_policy>> freshness;
     std::shared_ptr<spdlog::logger> log;
     image_stats stats;
     cache::single_flight<flight_key, fetch_outcome, flight_key_hash> flights;
@@ -201,6 +204,7 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
           client(cl),
           auth(a),
           policy(p),
+          freshness(std::make_shared<const image_policy>(p)),
           log(std::move(l)),
           token_shield(std::make_shared<shield::credential_shield>(
               budget_options_from(p), shield::upstream_limit_options{})),
@@ -384,6 +388,8 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
     thread_local simdjson::ondemand::parser parser;
     fetch_outcome out;
     out.upstream_status = resp.status;
+    const auto windows = freshness.load();
+    const image_policy& fresh = *windows;
     const auto store = [&](unsigned status, cache::entry_kind kind, clock::duration ttl,
                            clock::duration swr, clock::duration sie) {
         out.entry = cache::make_entry({.key = k,
@@ -410,11 +416,11 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
             out.error = errc::invalid_upstream_json;
             return out;
         }
-        const auto ttl = v.draft ? std::min(policy.draft_ttl, policy.ttl) : policy.ttl;
+        const auto ttl = v.draft ? std::min(fresh.draft_ttl, fresh.ttl) : fresh.ttl;
         // A draft is an upload in progress: never answer it stale.
         const auto swr =
-            v.draft ? clock::duration::zero() : clock::duration(policy.stale_while_revalidate);
-        const auto sie = v.draft ? clock::duration::zero() : clock::duration(policy.stale_if_error);
+            v.draft ? clock::duration::zero() : clock::duration(fresh.stale_while_revalidate);
+        const auto sie = v.draft ? clock::duration::zero() : clock::duration(fresh.stale_if_error);
         store(200, v.draft ? cache::entry_kind::draft : cache::entry_kind::positive, ttl, swr, sie);
         if (cred != nullptr) {
             proofs.prove(*cred, k.account(), received);
@@ -433,7 +439,7 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
         if (resp.status == 404 && env.code == 5404) {
             // "Image not found" is an answer too: stored briefly so a flood of requests for a
             // missing id does not become a flood upstream. Never served stale.
-            store(404, cache::entry_kind::negative, policy.negative_ttl, {}, {});
+            store(404, cache::entry_kind::negative, fresh.negative_ttl, {}, {});
             // Cloudflare checks the credential before the image: 5404 proves the credential
             // may read the account.
             if (cred != nullptr) {
@@ -476,6 +482,10 @@ image_handler::image_handler(cache::sharded_cache& cache, upstream::client& clie
     : impl_(std::make_shared<impl>(cache, client, auth, policy, std::move(log))) {}
 
 image_handler::~image_handler() = default;
+
+void image_handler::set_freshness(const image_policy& p) {
+    impl_->freshness.store(std::make_shared<const image_policy>(p));
+}
 
 const image_stats& image_handler::stats() const noexcept { return impl_->stats; }
 

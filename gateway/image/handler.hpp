@@ -96,6 +96,11 @@ public:
     /// that waits for the fetch.
     handler_result handle(request req);
 
+    /// A reload: answers stored from now on use `p`'s ttl, draft_ttl, negative_ttl,
+    /// stale_while_revalidate and stale_if_error (entries already cached keep theirs); the
+    /// other fields of `p` are ignored. Any thread.
+    void set_freshness(const image_policy& p);
+
     const image_stats& stats() const noexcept;
     /// Appends the route's counters in Prometheus text.
     void render_metrics(std::string& out) const;

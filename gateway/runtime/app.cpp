@@ -339,7 +339,8 @@ struct app::impl {
                                 .access = access,
                                 .auth = auth,
                                 .admin = admin,
-                                .data_server = *data_server});
+                                .data_server = *data_server,
+                                .images = images});
     }
 };
 

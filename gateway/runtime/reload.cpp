@@ -4,6 +4,7 @@
 #include "config/load.hpp"
 #include "gateway/auth/authorizer.hpp"
 #include "gateway/http/server.hpp"
+#include "gateway/image/handler.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/runtime/access_log.hpp"
 #include "gateway/runtime/logging.hpp"
@@ -19,14 +20,26 @@
 namespace imagegate::gateway {
 namespace {
 
-// What the running components can take without a restart (app.cpp applies each): the
-// authorizer's key table, the admin token, the logger and the access log, the data
-// listener's TLS context. Everything else is built once at start-up: listeners, I/O threads,
-// the cache's memory layout, the upstream pool and its token, the image handler's policy
-// and budgets (the image handler is built with them and has no way to change them yet).
-constexpr std::array<std::string_view, 8> live_keys{
-    "log.level",      "log.format",       "log.access_log",   "log.access_log_hit_sample",
-    "auth.keys_file", "auth.client_keys", "admin.token_file", "admin.token",
+// What the running components can take without a restart (reloader::reload_locked applies
+// each): the authorizer's key table, the admin token, the logger and the access log, the
+// data listener's TLS context, the image handler's freshness windows. Everything else is
+// built once at start-up: listeners, I/O threads, the cache's memory layout, the upstream
+// pool and its token, timeouts, the shield's budgets.
+constexpr std::array<std::string_view, 13> live_keys{
+    "log.level",
+    "log.format",
+    "log.access_log",
+    "log.access_log_hit_sample",
+    "auth.keys_file",
+    "auth.client_keys",
+    "admin.token_file",
+    "admin.token",
+    // For answers stored from now on (image_handler::set_freshness).
+    "cache.ttl",
+    "cache.draft_ttl",
+    "cache.negative_ttl",
+    "cache.stale_while_revalidate",
+    "cache.stale_if_error",
 };
 
 std::int64_t now_ms() {
@@ -146,6 +159,13 @@ reload_outcome reloader::reload_locked(const reload_targets& t) {
     t.access.configure(plan.next.log);
     t.auth.replace_keys(plan.next.auth.client_keys);
     t.admin.set_admin_token(plan.next.secret.admin_token);
+    image_policy windows;
+    windows.ttl = plan.next.cache.ttl;
+    windows.draft_ttl = plan.next.cache.draft_ttl;
+    windows.negative_ttl = plan.next.cache.negative_ttl;
+    windows.stale_while_revalidate = plan.next.cache.stale_while_revalidate;
+    windows.stale_if_error = plan.next.cache.stale_if_error;
+    t.images.set_freshness(windows);
     if (tls) {
         t.data_server.set_tls_context(std::move(tls));
     }

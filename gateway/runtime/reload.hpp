@@ -27,6 +27,7 @@ namespace imagegate::gateway {
 class access_log;
 class authorizer;
 class http_server;
+class image_handler;
 
 /// What a reload will do.
 struct reload_plan {
@@ -58,6 +59,7 @@ struct reload_targets {
     authorizer& auth;
     admin_handler& admin;
     http_server& data_server;
+    image_handler& images;
 };
 
 /// Loads the configuration again, checks it as start-up does, and applies what can change
