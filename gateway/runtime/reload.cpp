@@ -10,6 +10,7 @@
 #include "gateway/runtime/logging.hpp"
 
 #include <boost/asio/ssl/context.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -79,7 +80,12 @@ reload_plan plan_reload(const config::settings& current, const config::settings&
 }
 
 reloader::reloader(config::settings in_effect, std::shared_ptr<spdlog::logger> log)
-    : log_(std::move(log)), current_(std::move(in_effect)), last_success_ms_(now_ms()) {}
+    : log_(std::move(log)),
+      current_(std::move(in_effect)),
+      last_success_ms_(now_ms()),
+      budget_(current_.shield.budget),
+      burst_(current_.shield.burst),
+      window_seconds_(std::chrono::duration<double>(current_.shield.window).count()) {}
 
 // Re-reads every source (file, environment, token, key and certificate files), checks the
 // result as start-up does, then applies what can change live. Nothing is applied unless
@@ -190,6 +196,14 @@ void reloader::render_metrics(std::string& out) const {
         "# TYPE imagegate_config_last_reload_success_timestamp_seconds gauge\n"
         "imagegate_config_last_reload_success_timestamp_seconds ";
     out += std::to_string(ms / 1000) + "." + std::to_string(1000 + ms % 1000).substr(1) + "\n";
+    metrics::append_sample(out, "imagegate_shield_budget", "gauge",
+                           "Upstream calls allowed per shield window (shield.budget).", budget_);
+    metrics::append_sample(out, "imagegate_shield_burst", "gauge",
+                           "Upstream calls that may go out back to back (shield.burst).", burst_);
+    out += fmt::format(
+        "# HELP imagegate_shield_window_seconds The window shield.budget is spread over.\n"
+        "# TYPE imagegate_shield_window_seconds gauge\nimagegate_shield_window_seconds {}\n",
+        window_seconds_);
 }
 
 }  // namespace imagegate::gateway

@@ -86,8 +86,9 @@ public:
     /// Runs one reload and logs its outcome (one line: what applied, what needs a restart,
     /// or exactly why nothing changed).
     reload_outcome reload(const reload_targets& targets);
-    /// imagegate_config_reloads_total{result} and
-    /// imagegate_config_last_reload_success_timestamp_seconds.
+    /// imagegate_config_reloads_total{result},
+    /// imagegate_config_last_reload_success_timestamp_seconds, and the running shield sizes
+    /// (imagegate_shield_budget, _burst, _window_seconds) that dashboards compare calls with.
     void render_metrics(std::string& out) const;
 
 private:
@@ -100,6 +101,10 @@ private:
     std::atomic<std::uint64_t> ok_{0};
     std::atomic<std::uint64_t> failed_{0};
     std::atomic<std::int64_t> last_success_ms_;  // system clock, ms since the epoch
+    // The running shield sizes, for dashboards (calls vs budget); restart-only, so fixed.
+    const std::uint64_t budget_;
+    const std::uint64_t burst_;
+    const double window_seconds_;
 };
 
 }  // namespace imagegate::gateway
