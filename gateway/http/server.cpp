@@ -82,7 +82,10 @@ struct server_state {
     // sessions keep the context they started with.
     std::mutex tls_mu;
     std::shared_ptr<ssl::context> next_tls;  // guarded by tls_mu
-    std::string refusal;                     // the rendered 503 for connections over the limit
+    // The rendered 503 for connections over the limit, up to the X-Request-Id value, and
+    // what follows the value.
+    std::string refusal;
+    std::string refusal_tail;
     // The bound port, kept at start-up: the acceptor itself belongs to its worker (stop()
     // closes it there), so port() must not read it from another thread.
     std::uint16_t bound_port = 0;
@@ -491,11 +494,16 @@ struct session_done {
 // Over max_connections: a best-effort, non-blocking write of a fixed answer before closing,
 // so a client sees why instead of a bare reset; never waits on the client. A TLS listener
 // just closes: plain text on a TLS port is a handshake error to the client, not an answer.
-void refuse(tcp::socket& socket, const std::string& answer, bool tls) {
+void refuse(tcp::socket& socket, const server_state& st) {
     boost::system::error_code ec;
-    if (!tls) {
+    if (!st.tls) {
+        request_id_buffer id_buf;
+        const std::string_view id = generate_request_id(id_buf);
+        const std::array<asio::const_buffer, 3> answer{asio::buffer(st.refusal),
+                                                       asio::buffer(id.data(), id.size()),
+                                                       asio::buffer(st.refusal_tail)};
         socket.non_blocking(true, ec);
-        socket.write_some(asio::buffer(answer), ec);
+        socket.write_some(answer, ec);
         socket.shutdown(tcp::socket::shutdown_send, ec);
     }
     socket.close(ec);
@@ -509,7 +517,7 @@ void refuse_one_pending(server_state& st) {
     st.acceptor.accept(socket, ec);
     if (!ec) {
         st.refused.fetch_add(1, std::memory_order_relaxed);
-        refuse(socket, st.refusal, st.tls != nullptr);
+        refuse(socket, st);
     }
 }
 
@@ -544,7 +552,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
         st->guard.on_success();
         if (st->sessions.load(std::memory_order_relaxed) >= st->opts.max_connections) {
             st->refused.fetch_add(1, std::memory_order_relaxed);
-            refuse(socket, st->refusal, st->tls != nullptr);
+            refuse(socket, *st);
             continue;
         }
         boost::system::error_code ignored;
@@ -703,8 +711,9 @@ http_server::http_server(std::vector<asio::any_io_executor> executors, server_op
     {
         const reply r = make_error_reply(errc::too_many_connections, "Retry-After: 1\r\n");
         st.refusal = r.head.view();
-        st.refusal += connection_close;
-        st.refusal += r.body();
+        st.refusal += request_id_header;
+        st.refusal_tail = connection_close;
+        st.refusal_tail += r.body();
     }
     boost::system::error_code ec;
     const auto address = asio::ip::make_address(st.opts.host, ec);
