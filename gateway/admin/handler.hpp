@@ -2,6 +2,7 @@
 // reload.
 #pragma once
 
+#include "gateway/core/snapshot.hpp"
 #include "gateway/http/server.hpp"
 
 #include <atomic>
@@ -42,7 +43,7 @@ struct reload_outcome {
 using reload_fn = std::function<reload_outcome()>;
 
 /// References services owned by the composition root, which outlive it. Thread-safe: the
-/// admin token is an immutable snapshot replaced atomically (set_admin_token, a reload).
+/// admin token is an immutable snapshot replaced whole (set_admin_token, a reload).
 class admin_handler {
 public:
     /// `admin_token`: the bearer token purge and reload require; empty disables them (403).
@@ -72,7 +73,7 @@ private:
     const std::atomic<bool>& ready_;
     purge_hooks purge_;
     reload_fn reload_;
-    std::atomic<std::shared_ptr<const std::string>> admin_token_;
+    snapshot<std::string> admin_token_;
 };
 
 /// The JSON answer of POST /config/reload (Cloudflare-style envelope): 200 with

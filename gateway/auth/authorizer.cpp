@@ -85,7 +85,7 @@ std::shared_ptr<const authorizer::table> authorizer::make_table(
 authorizer::authorizer(const std::vector<config::client_key>& keys) { replace_keys(keys); }
 
 void authorizer::replace_keys(const std::vector<config::client_key>& keys) {
-    keys_.store(make_table(keys), std::memory_order_release);
+    keys_.store(make_table(keys));
     has_keys_.store(!keys.empty(), std::memory_order_release);
 }
 
@@ -93,7 +93,7 @@ authorizer::verdict authorizer::check(const http::fields* headers, std::string_v
     if (!has_keys_.load(std::memory_order_acquire)) {
         return verdict::allowed;
     }
-    const auto keys = keys_.load(std::memory_order_acquire);
+    const auto keys = keys_.load();
     if (keys->empty()) {
         return verdict::allowed;  // a reload removed the last key just now
     }

@@ -5,6 +5,7 @@
 
 #include "config/settings.hpp"
 #include "gateway/core/digest_lru.hpp"
+#include "gateway/core/snapshot.hpp"
 
 #include <boost/beast/http/fields.hpp>
 
@@ -32,10 +33,9 @@ std::array<unsigned char, 32> sha256(std::string_view data);
 std::string_view bearer_credential(const boost::beast::http::fields& headers);
 
 /// Decides, before any cache lookup or flight, whether a request may read an account.
-/// Thread-safe. The key table is an immutable snapshot behind an atomic shared_ptr:
-/// replace_keys() (a configuration reload) publishes a new one, and every check() that
-/// starts after it returns sees the new keys; a check() already running finishes with the
-/// table it loaded.
+/// Thread-safe. The key table is an immutable snapshot (core/snapshot.hpp): replace_keys()
+/// (a configuration reload) publishes a new one, and every check() that starts after it
+/// returns sees the new keys; a check() already running finishes with the table it loaded.
 class authorizer {
 public:
     enum class verdict {
@@ -63,7 +63,7 @@ private:
     };
     using table = std::vector<entry>;
     static std::shared_ptr<const table> make_table(const std::vector<config::client_key>& keys);
-    std::atomic<std::shared_ptr<const table>> keys_;
+    snapshot<table> keys_{std::make_shared<const table>()};
     // Whether keys_ is non-empty: anonymous gateways skip loading the snapshot per request.
     std::atomic<bool> has_keys_{false};
 };

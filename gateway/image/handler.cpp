@@ -7,6 +7,7 @@
 #include "gateway/auth/authorizer.hpp"
 #include "gateway/core/check.hpp"
 #include "gateway/core/log_escape.hpp"
+#include "gateway/core/snapshot.hpp"
 #include "gateway/core/workers.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/image/route.hpp"
@@ -184,7 +185,7 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     image_policy policy;
     // The freshness windows (ttl, draft/negative ttl, stale windows) classify() stores
     // answers with: a snapshot a reload replaces whole (set_freshness).
-    std::atomic<std::shared_ptr<const image_policy>> freshness;
+    snapshot<image_policy> freshness;
     std::shared_ptr<spdlog::logger> log;
     image_stats stats;
     cache::single_flight<flight_key, fetch_outcome, flight_key_hash> flights;

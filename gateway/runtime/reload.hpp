@@ -67,9 +67,9 @@ struct reload_targets {
 /// reload metrics. Owned by the composition root.
 ///
 /// Thread-safety: reload() from any thread, one at a time (a mutex); render_metrics() from
-/// any thread. What changes live reaches the request threads as immutable snapshots that
-/// they load atomically: the authorizer's key table and the admin token are
-/// std::atomic<std::shared_ptr<const T>> replaced whole; the log level is spdlog's atomic
+/// any thread. What changes live reaches the request threads as immutable snapshots: the
+/// authorizer's key table, the admin token and the image handler's freshness windows are
+/// shared_ptr<const T> replaced whole (core/snapshot.hpp); the log level is spdlog's atomic
 /// level and the formatter is swapped under the sink's lock; the access log's switches are
 /// atomics; the data listener takes its TLS context under a lock once per new connection.
 /// Nothing is copied per worker, and nothing a request holds is ever modified.
