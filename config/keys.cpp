@@ -89,6 +89,7 @@ constexpr std::array key_table{
     IMAGEGATE_KEY(log, level, log_level),
     IMAGEGATE_KEY(log, format, log_format),
     IMAGEGATE_KEY(log, access_log, boolean),
+    IMAGEGATE_KEY(log, access_log_hit_sample, count, 1, 1'000'000),
 
     IMAGEGATE_KEY(auth, mode, text),
     IMAGEGATE_KEY(auth, proof_ttl, interval, ms(1), hours(1)),

@@ -24,7 +24,7 @@ struct flag_spec {
     std::string_view alias = {};
 };
 
-constexpr std::array<flag_spec, 11> flag_table{{
+constexpr std::array<flag_spec, 13> flag_table{{
     {"--config", "FILE", "", "TOML file with any of the keys of imagegate.example.toml"},
     {"--listen", "HOST:PORT", "server.listen",
      "address of the image API; port 0 picks a free port"},
@@ -39,6 +39,9 @@ constexpr std::array<flag_spec, 11> flag_table{{
     {"--ttl", "DURATION", "cache.ttl", "how long a record is fresh (90s, 5m, 1h30m)"},
     {"--log-level", "LEVEL", "log.level", "trace, debug, info, warn, error, critical or off"},
     {"--check-config", "", "", "validate the configuration, print every error and exit"},
+    {"--print-config", "", "",
+     "print the effective configuration as TOML (tokens shown as <set>/<unset>) and exit"},
+    {"--version", "", "", "print the version and exit"},
     {"--help", "", "", "print this help and exit", "-h"},
 }};
 
@@ -103,6 +106,10 @@ command_line parse_command_line(std::span<const std::string> args) {
                 cl.errors.push_back({std::string(name), "takes no value"});
             } else if (flag->name == "--help") {
                 cl.show_help = true;
+            } else if (flag->name == "--version") {
+                cl.show_version = true;
+            } else if (flag->name == "--print-config") {
+                cl.print_config = true;
             } else {
                 cl.check_only = true;
             }
@@ -160,8 +167,10 @@ load_result load(std::span<const std::string> args, const env_lookup& env) {
         return std::move(cl.errors);
     });
     out.show_help = cl.show_help;
+    out.show_version = cl.show_version;
     out.check_only = cl.check_only;
-    if (out.show_help) {
+    out.print_config = cl.print_config;
+    if (out.show_help || out.show_version) {
         return out;
     }
     if (cl.config_file) {

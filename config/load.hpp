@@ -52,6 +52,10 @@ struct command_line {
     bool show_help = false;
     /// --check-config
     bool check_only = false;
+    /// --version
+    bool show_version = false;
+    /// --print-config
+    bool print_config = false;
     /// Unknown flags, missing values, stray arguments.
     std::vector<config_error> errors;
 };
@@ -105,6 +109,10 @@ struct load_result {
     bool show_help = false;
     /// --check-config was given: exit after reporting (0 if `errors` is empty, else 2).
     bool check_only = false;
+    /// --version was given: print the version and exit 0; nothing else was loaded.
+    bool show_version = false;
+    /// --print-config was given: print to_toml(value) and exit 0 (2 with errors).
+    bool print_config = false;
 };
 
 /// Runs parse_command_line, apply_toml_file, apply_env, apply_flags, load_token,

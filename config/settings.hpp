@@ -1,5 +1,5 @@
 // The gateway's settings: one aggregate tree with documented defaults. Filled by
-// config::load (defaults < TOML < environment < flags) and immutable after start-up.
+// config::load (defaults < TOML < environment < flags); a reload builds a new tree.
 #pragma once
 
 #include <chrono>
@@ -134,8 +134,13 @@ struct log_settings {
     std::string level = "info";
     /// "text" or "json".
     std::string format = "text";
-    /// One line per request at info level.
+    /// One line per request at info level: every miss, error and refusal, and 1 in
+    /// `access_log_hit_sample` fresh cache hits. Written by a thread of its own through a
+    /// bounded queue (a full queue drops the line and counts it; a request never waits).
     bool access_log = true;
+    /// Log 1 in N fresh cache hits (1 = every hit). Sampled-out hits are counted in
+    /// imagegate_access_log_hits_sampled_out_total.
+    std::uint64_t access_log_hit_sample = 100;
 
     friend bool operator==(const log_settings&, const log_settings&) = default;
 };
@@ -251,5 +256,14 @@ struct settings {
 /// Values are TOML (the lines read back with config::apply_toml) except the last line,
 /// `upstream.token = <set>` or `<unset>`: the token itself is never printed.
 std::string describe(const settings& s);
+
+/// The settings as a TOML document (`[section]` tables, every key, in settings.hpp order)
+/// that apply_toml() reads back to the same keys. The tokens are never printed: comments say
+/// `<set>` or `<unset>`, and client keys are counted, not listed. For --print-config.
+std::string to_toml(const settings& s);
+
+/// Key paths whose values differ between `a` and `b`, in key-table order, followed by
+/// "auth.client_keys", "upstream.token" and "admin.token" when those differ.
+std::vector<std::string> changed_keys(const settings& a, const settings& b);
 
 }  // namespace imagegate::config

@@ -33,8 +33,11 @@ if ((test_tools)); then
 fi
 if ((deploy_tools)); then
   # The deploy tests (tests/deploy): systemd-analyze, Debian's python3 with YAML, the package
-  # test's adduser, and node for the Kubernetes schema validator.
-  packages+=(systemd python3 python3-yaml adduser)
+  # test's adduser, node for the Kubernetes schema validator, and promtool (Debian ships it in
+  # the prometheus package) for the alert rules. On a machine where systemd runs, that package
+  # also enables a Prometheus server on port 9090, imagegate's default admin port: stop it
+  # with `systemctl disable --now prometheus` if it is in the way; the tests never use it.
+  packages+=(systemd python3 python3-yaml adduser prometheus)
   command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 

@@ -4,6 +4,9 @@
 #include "gateway/http/envelope.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/image/route.hpp"
+#include "gateway/core/log_escape.hpp"
+
+#include <fmt/format.h>
 
 #include <array>
 
@@ -101,14 +104,8 @@ reply admin_handler::answer(const request& req, purge_target* purged) {
             return r;
         }
         // Purge changes state: only with the admin token, compared in constant time.
-        if (!is_admin(req.headers, admin_token_)) {
-            if (admin_token_.empty()) {
-                return error(errc::forbidden, "purge");
-            }
-            reply r = make_error_reply(errc::unauthorized,
-                                       "WWW-Authenticate: Bearer realm=\"imagegate-admin\"\r\n");
-            r.route = "purge";
-            return r;
+        if (auto refused = refuse_unless_admin(req, "purge")) {
+            return std::move(*refused);
         }
         if (!is_account_id(account)) {
             return error(errc::invalid_account_id, "purge");
@@ -139,7 +136,68 @@ reply admin_handler::answer(const request& req, purge_target* purged) {
                 (removed ? "1" : "0") + "}}",
             "purge");
     }
+    if (path == "/config/reload") {
+        return reload(req);
+    }
     return error(errc::route_not_found, "not_found");
+}
+
+std::optional<reply> admin_handler::refuse_unless_admin(const request& req,
+                                                        std::string_view route) const {
+    const auto token = admin_token_.load();
+    if (is_admin(req.headers, *token)) {
+        return std::nullopt;
+    }
+    if (token->empty()) {
+        return error(errc::forbidden, route);
+    }
+    reply r = make_error_reply(errc::unauthorized,
+                               "WWW-Authenticate: Bearer realm=\"imagegate-admin\"\r\n");
+    r.route = route;
+    return r;
+}
+
+// POST /config/reload: the same reload as SIGHUP, answered with what it did. A bodiless POST
+// (the session reads no request bodies).
+reply admin_handler::reload(const request& req) {
+    if (req.method != http::verb::post) {
+        reply r = make_reply(405, error_envelope(errc::method_not_allowed), "application/json",
+                             "Allow: POST\r\n");
+        r.route = "reload";
+        return r;
+    }
+    if (auto refused = refuse_unless_admin(req, "reload")) {
+        return std::move(*refused);
+    }
+    reload_outcome outcome;
+    if (reload_) {
+        outcome = reload_();
+    } else {
+        outcome.errors.emplace_back("reload", "this gateway has no configuration source");
+    }
+    return json_reply(outcome.ok ? 200 : 400, reload_json(outcome), "reload");
+}
+
+std::string reload_json(const reload_outcome& r) {
+    const auto list = [](const std::vector<std::string>& items) {
+        std::string out = "[";
+        for (const auto& item : items) {
+            out += out.size() > 1 ? "," : "";
+            out += fmt::format("{}", json_string(item));
+        }
+        return out + "]";
+    };
+    std::string errors = "[";
+    for (const auto& [key, reason] : r.errors) {
+        errors += errors.size() > 1 ? "," : "";
+        // Code 1000 like other gateway-side errors; the key says what to fix.
+        errors += fmt::format(R"({{"code":1000,"key":{},"message":{}}})", json_string(key),
+                              json_string(reason));
+    }
+    errors += "]";
+    return fmt::format(R"({{"success":{},"errors":{},"messages":[],"result":{{"applied":{},)"
+                       R"("restart_required":{}}}}})",
+                       r.ok ? "true" : "false", errors, list(r.applied), list(r.restart_required));
 }
 
 }  // namespace imagegate::gateway

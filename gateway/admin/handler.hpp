@@ -1,10 +1,17 @@
-// The admin listener's routes: /healthz, /readyz, /metrics and cache purge.
+// The admin listener's routes: /healthz, /readyz, /metrics, cache purge and configuration
+// reload.
 #pragma once
 
+#include "gateway/core/snapshot.hpp"
 #include "gateway/http/server.hpp"
 
 #include <atomic>
 #include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace imagegate::metrics {
 class registry;
@@ -37,17 +44,33 @@ struct purge_target {
     bool done = false;
 };
 
-/// Stateless apart from references to services owned by the composition root, which
-/// outlive it. Thread-safe.
+/// What a configuration reload did, for the admin answer and the log.
+struct reload_outcome {
+    /// false: nothing changed; `errors` says why.
+    bool ok = false;
+    /// (key, reason) of every problem found; empty when ok.
+    std::vector<std::pair<std::string, std::string>> errors;
+    /// Keys whose new values are in effect.
+    std::vector<std::string> applied;
+    /// Keys whose new values need a restart; the old values stay in effect.
+    std::vector<std::string> restart_required;
+};
+
+/// Runs a reload (the composition root's); called on the admin session's worker.
+using reload_fn = std::function<reload_outcome()>;
+
+/// References services owned by the composition root, which outlive it. Thread-safe: the
+/// admin token is an immutable snapshot replaced whole (set_admin_token, a reload).
 class admin_handler {
 public:
-    /// `admin_token`: the bearer token purge requires; empty disables purge (403).
+    /// `admin_token`: the bearer token purge and reload require; empty disables them (403).
     admin_handler(metrics::registry& metrics, const std::atomic<bool>& ready, purge_hooks purge,
-                  std::string admin_token, fleet_hooks fleet = {})
+                  std::string admin_token, fleet_hooks fleet = {}, reload_fn reload = {})
         : metrics_(metrics),
           ready_(ready),
           purge_(std::move(purge)),
-          admin_token_(std::move(admin_token)),
+          reload_(std::move(reload)),
+          admin_token_(std::make_shared<const std::string>(std::move(admin_token))),
           fleet_(std::move(fleet)) {}
 
     asio::awaitable<reply> handle(request req);
@@ -55,12 +78,28 @@ public:
     /// `*purged` when given.
     reply answer(const request& req, purge_target* purged = nullptr);
 
+    /// Publishes a new admin token (a reload); any thread.
+    void set_admin_token(std::string token) {
+        admin_token_.store(std::make_shared<const std::string>(std::move(token)));
+    }
+
+    /// Null when `req` carries the admin token, else the 401/403 to answer with `route`.
+    /// Every admin route's check (/cache/warm's too), so a reloaded token applies to all.
+    std::optional<reply> refuse_unless_admin(const request& req, std::string_view route) const;
+
 private:
+    reply reload(const request& req);
+
     metrics::registry& metrics_;
     const std::atomic<bool>& ready_;
     purge_hooks purge_;
-    std::string admin_token_;
+    reload_fn reload_;
+    snapshot<std::string> admin_token_;
     fleet_hooks fleet_;
 };
+
+/// The JSON answer of POST /config/reload (Cloudflare-style envelope): 200 with
+/// result.applied / result.restart_required when ok, else 400 with every error.
+std::string reload_json(const reload_outcome& r);
 
 }  // namespace imagegate::gateway

@@ -65,7 +65,9 @@ std::array<unsigned char, 32> from_hex(std::string_view hex) {
 
 }  // namespace
 
-authorizer::authorizer(const std::vector<config::client_key>& keys) {
+std::shared_ptr<const authorizer::table> authorizer::make_table(
+    const std::vector<config::client_key>& keys) {
+    auto out = std::make_shared<table>();
     for (const auto& k : keys) {
         entry e{from_hex(k.sha256), {}, false};
         for (const auto& a : k.accounts) {
@@ -75,13 +77,25 @@ authorizer::authorizer(const std::vector<config::client_key>& keys) {
                 e.accounts.push_back(a);
             }
         }
-        keys_.push_back(std::move(e));
+        out->push_back(std::move(e));
     }
+    return out;
+}
+
+authorizer::authorizer(const std::vector<config::client_key>& keys) { replace_keys(keys); }
+
+void authorizer::replace_keys(const std::vector<config::client_key>& keys) {
+    keys_.store(make_table(keys));
+    has_keys_.store(!keys.empty(), std::memory_order_release);
 }
 
 authorizer::verdict authorizer::check(const http::fields* headers, std::string_view account) const {
-    if (keys_.empty()) {
+    if (!has_keys_.load(std::memory_order_acquire)) {
         return verdict::allowed;
+    }
+    const auto keys = keys_.load();
+    if (keys->empty()) {
+        return verdict::allowed;  // a reload removed the last key just now
     }
     const std::string_view cred = headers != nullptr ? bearer_credential(*headers) : "";
     if (cred.empty()) {
@@ -91,7 +105,7 @@ authorizer::verdict authorizer::check(const http::fields* headers, std::string_v
     // time taken does not depend on which key (if any) matched, nor on how much of it.
     const auto digest = sha256(cred);
     const entry* match = nullptr;
-    for (const auto& e : keys_) {
+    for (const auto& e : *keys) {
         const bool equal = CRYPTO_memcmp(e.digest.data(), digest.data(), digest.size()) == 0;
         match = equal ? &e : match;
     }

@@ -5,10 +5,12 @@
 
 #include "config/settings.hpp"
 #include "gateway/core/digest_lru.hpp"
+#include "gateway/core/snapshot.hpp"
 
 #include <boost/beast/http/fields.hpp>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <iosfwd>
 #include <memory>
@@ -31,7 +33,9 @@ std::array<unsigned char, 32> sha256(std::string_view data);
 std::string_view bearer_credential(const boost::beast::http::fields& headers);
 
 /// Decides, before any cache lookup or flight, whether a request may read an account.
-/// Immutable after construction; thread-safe.
+/// Thread-safe. The key table is an immutable snapshot (core/snapshot.hpp): replace_keys()
+/// (a configuration reload) publishes a new one, and every check() that starts after it
+/// returns sees the new keys; a check() already running finishes with the table it loaded.
 class authorizer {
 public:
     enum class verdict {
@@ -46,7 +50,10 @@ public:
     /// is ignored (official SDKs always send one); it is never forwarded upstream.
     verdict check(const boost::beast::http::fields* headers, std::string_view account) const;
 
-    bool has_keys() const noexcept { return !keys_.empty(); }
+    /// Publishes a new key table (a reload); any thread.
+    void replace_keys(const std::vector<config::client_key>& keys);
+
+    bool has_keys() const noexcept { return has_keys_.load(std::memory_order_acquire); }
 
 private:
     struct entry {
@@ -54,7 +61,11 @@ private:
         std::vector<std::string> accounts;  // empty with all_accounts
         bool all_accounts = false;
     };
-    std::vector<entry> keys_;
+    using table = std::vector<entry>;
+    static std::shared_ptr<const table> make_table(const std::vector<config::client_key>& keys);
+    snapshot<table> keys_{std::make_shared<const table>()};
+    // Whether keys_ is non-empty: anonymous gateways skip loading the snapshot per request.
+    std::atomic<bool> has_keys_{false};
 };
 
 std::ostream& operator<<(std::ostream& os, authorizer::verdict v);

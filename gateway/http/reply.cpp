@@ -9,16 +9,6 @@
 
 namespace imagegate::gateway {
 
-std::string_view format_request_id(std::span<char, 40> buf, std::string_view prefix,
-                                   std::uint64_t n) noexcept {
-    // 16 hex digits and the dash always fit after a prefix of at most 23 bytes.
-    const std::size_t keep = std::min(prefix.size(), buf.size() - 17);
-    std::copy_n(prefix.data(), keep, buf.data());
-    buf[keep] = '-';
-    const auto end = std::to_chars(buf.data() + keep + 1, buf.data() + buf.size(), n, 16).ptr;
-    return {buf.data(), static_cast<std::size_t>(end - buf.data())};
-}
-
 void append_status_line(head_buffer& out, unsigned status) {
     out += "HTTP/1.1 ";
     out += std::to_string(status);

@@ -124,11 +124,6 @@ private:
     bool borrowed_ = false;
 };
 
-/// Writes "<prefix>-<n in lower-case hex>" into `buf` (truncating the prefix to fit) and
-/// returns it; a per-request id without printf.
-std::string_view format_request_id(std::span<char, 40> buf, std::string_view prefix,
-                                   std::uint64_t n) noexcept;
-
 /// Appends "HTTP/1.1 <status> <reason>\r\n".
 void append_status_line(head_buffer& out, unsigned status);
 

@@ -1,6 +1,7 @@
 #include "gateway/http/server.hpp"
 
 #include "gateway/http/request_head.hpp"
+#include "gateway/http/request_id.hpp"
 #include "gateway/http/accept_guard.hpp"
 #include "gateway/core/check.hpp"
 #include "gateway/core/workers.hpp"
@@ -38,7 +39,6 @@
 #include <cstdio>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <stdexcept>
 #include <system_error>
 #include <type_traits>
@@ -81,9 +81,14 @@ struct server_state {
     std::atomic<std::size_t> sessions{0};
     std::atomic<std::uint64_t> refused{0};
     std::atomic<std::uint64_t> handshake_failures{0};
-    std::atomic<std::uint64_t> next_request{0};
-    std::string id_prefix;
-    std::string refusal;  // the rendered 503 for connections over the limit
+    // The TLS context new connections use once set_tls_context() replaced `tls` (a reload);
+    // sessions keep the context they started with.
+    std::mutex tls_mu;
+    std::shared_ptr<ssl::context> next_tls;  // guarded by tls_mu
+    // The rendered 503 for connections over the limit, up to the X-Request-Id value, and
+    // what follows the value.
+    std::string refusal;
+    std::string refusal_tail;
     // The bound port, kept at start-up: the acceptor itself belongs to its worker (stop()
     // closes it there), so port() must not read it from another thread.
     std::uint16_t bound_port = 0;
@@ -113,8 +118,10 @@ namespace {
 using detail::server_state;
 using detail::session_control;
 
-constexpr std::string_view connection_keep_alive = "Connection: keep-alive\r\n\r\n";
-constexpr std::string_view connection_close = "Connection: close\r\n\r\n";
+// After the X-Request-Id value: its CRLF, then the Connection header and the blank line.
+constexpr std::string_view connection_keep_alive = "\r\nConnection: keep-alive\r\n\r\n";
+constexpr std::string_view connection_close = "\r\nConnection: close\r\n\r\n";
+constexpr std::string_view request_id_header = "X-Request-Id: ";
 
 // How long a TLS session waits for the client's close_notify after sending its own (capped
 // by server.write_timeout). The answer is already written; this only bounds the courtesy.
@@ -166,14 +173,17 @@ bool is_benign(const boost::system::error_code& ec) {
 // file: beast::tcp_stream (plain) and ssl::stream<beast::tcp_stream> (TLS). The plain
 // instantiation is the code that ran before TLS existed: no wrapper, no runtime branch.
 
-using reply_buffers = std::array<asio::const_buffer, 4>;
+using reply_buffers = std::array<asio::const_buffer, 6>;
 
-// `r` as one buffer sequence (headers only for HEAD).
-reply_buffers buffers_of(const reply& r, bool head_only, bool close) {
+// `r` and the request's id as one buffer sequence (headers only for HEAD).
+reply_buffers buffers_of(const reply& r, std::string_view id, bool head_only, bool close) {
     const std::string_view conn = close ? connection_close : connection_keep_alive;
     const std::string_view body = head_only ? std::string_view{} : r.body();
     return {asio::buffer(r.prepared_head.data(), r.prepared_head.size()),
-            asio::buffer(r.head.data(), r.head.size()), asio::buffer(conn.data(), conn.size()),
+            asio::buffer(r.head.data(), r.head.size()),
+            asio::buffer(request_id_header.data(), request_id_header.size()),
+            asio::buffer(id.data(), id.size()),
+            asio::buffer(conn.data(), conn.size()),
             asio::buffer(body.data(), body.size())};
 }
 
@@ -334,7 +344,7 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
     // Room for one maximal header plus some pipelined bytes.
     beast::flat_buffer buffer(static_cast<std::size_t>(o.max_header_bytes) + 8192);
     bool first = true;
-    char id_buf[40];
+    request_id_buffer id_buf;
 
     for (;;) {
         if (buffer.size() == 0) {
@@ -386,6 +396,7 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
 
         reply r;
         request req;
+        req.id = request_id_for(parser.is_header_done() ? &parser.get().base() : nullptr, id_buf);
         bool close = false;
         bool gone = false;  // the client hung up while its answer was being prepared
         if (rec) {
@@ -410,8 +421,6 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             req.target = parser.get().target();
         } else {
             const auto& msg = parser.get();
-            const auto n = st->next_request.fetch_add(1, std::memory_order_relaxed);
-            req.id = format_request_id(id_buf, st->id_prefix, n);
             req.method = msg.method();
             req.target = msg.target();
             req.headers = &msg.base();
@@ -446,7 +455,7 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             r.status = 499;
             r.cache_status = "client-gone";
         }
-        const reply_buffers out = buffers_of(r, req.head_only, close);
+        const reply_buffers out = buffers_of(r, req.id, req.head_only, close);
         std::size_t written = 0;
         if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
             if (const auto sent = gone ? std::nullopt : write_now(stream, out)) {
@@ -501,8 +510,9 @@ asio::awaitable<void> run_plain_session(std::shared_ptr<server_state> st, tcp::s
 // client that connects and stalls (or sends half a ClientHello) holds a connection slot no
 // longer than one that stalls in plain HTTP. Registered before the handshake, so stop()
 // closes connections still handshaking and max_connections counts them.
-asio::awaitable<void> run_tls_session(std::shared_ptr<server_state> st, tcp::socket socket) {
-    tls_stream stream(std::move(socket), *st->tls);
+asio::awaitable<void> run_tls_session(std::shared_ptr<server_state> st,
+                                      std::shared_ptr<ssl::context> tls, tcp::socket socket) {
+    tls_stream stream(std::move(socket), *tls);
     auto& lowest = beast::get_lowest_layer(stream);
     session_registration reg(st, lowest.get_executor(), lowest);
     boost::system::error_code ignored;
@@ -560,11 +570,16 @@ struct session_done {
 // Over max_connections: a best-effort, non-blocking write of a fixed answer before closing,
 // so a client sees why instead of a bare reset; never waits on the client. A TLS listener
 // just closes: plain text on a TLS port is a handshake error to the client, not an answer.
-void refuse(tcp::socket& socket, const std::string& answer, bool tls) {
+void refuse(tcp::socket& socket, const server_state& st) {
     boost::system::error_code ec;
-    if (!tls) {
+    if (!st.tls) {
+        request_id_buffer id_buf;
+        const std::string_view id = generate_request_id(id_buf);
+        const std::array<asio::const_buffer, 3> answer{asio::buffer(st.refusal),
+                                                       asio::buffer(id.data(), id.size()),
+                                                       asio::buffer(st.refusal_tail)};
         socket.non_blocking(true, ec);
-        socket.write_some(asio::buffer(answer), ec);
+        socket.write_some(answer, ec);
         socket.shutdown(tcp::socket::shutdown_send, ec);
     }
     socket.close(ec);
@@ -578,7 +593,7 @@ void refuse_one_pending(server_state& st) {
     st.acceptor.accept(socket, ec);
     if (!ec) {
         st.refused.fetch_add(1, std::memory_order_relaxed);
-        refuse(socket, st.refusal, st.tls != nullptr);
+        refuse(socket, st);
     }
 }
 
@@ -613,13 +628,19 @@ asio::awaitable<void> accept_loop(std::shared_ptr<server_state> st) {
         st->guard.on_success();
         if (st->sessions.load(std::memory_order_relaxed) >= st->opts.max_connections) {
             st->refused.fetch_add(1, std::memory_order_relaxed);
-            refuse(socket, st->refusal, st->tls != nullptr);
+            refuse(socket, *st);
             continue;
         }
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
         if (st->tls) {
-            asio::co_spawn(ex, run_tls_session(st, std::move(socket)), session_done{st});
+            std::shared_ptr<ssl::context> tls = st->tls;
+            {
+                const std::lock_guard lock(st->tls_mu);
+                tls = st->next_tls ? st->next_tls : tls;
+            }
+            asio::co_spawn(ex, run_tls_session(st, std::move(tls), std::move(socket)),
+                           session_done{st});
         } else {
             asio::co_spawn(ex, run_plain_session(st, std::move(socket)), session_done{st});
         }
@@ -695,13 +716,6 @@ std::string openssl_reason() {
     return reason != nullptr ? reason : "unknown error";
 }
 
-std::string random_prefix() {
-    std::random_device rd;
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "%06x", rd() & 0xffffffu);
-    return buf;
-}
-
 }  // namespace
 
 void throw_exception_from_error(const listener_tls_error& e, const boost::source_location& loc) {
@@ -770,12 +784,12 @@ http_server::http_server(std::vector<asio::any_io_executor> executors, server_op
                                             std::move(handler), std::move(observer), std::move(log),
                                             std::move(tls))) {
     auto& st = *state_;
-    st.id_prefix = random_prefix();
     {
         const reply r = make_error_reply(errc::too_many_connections);
         st.refusal = r.head.view();
-        st.refusal += connection_close;
-        st.refusal += r.body();
+        st.refusal += request_id_header;
+        st.refusal_tail = connection_close;
+        st.refusal_tail += r.body();
     }
     boost::system::error_code ec;
     const auto address = asio::ip::make_address(st.opts.host, ec);
@@ -869,6 +883,12 @@ std::uint64_t http_server::refused_connections() const noexcept {
 }
 
 bool http_server::is_tls() const noexcept { return state_->tls != nullptr; }
+
+void http_server::set_tls_context(std::shared_ptr<ssl::context> tls) {
+    IMAGEGATE_CHECK(is_tls() && tls != nullptr, "a TLS listener gets another TLS context");
+    const std::lock_guard lock(state_->tls_mu);
+    state_->next_tls = std::move(tls);
+}
 
 accept_error_counts http_server::accept_errors() const noexcept { return state_->guard.counts(); }
 

@@ -41,7 +41,8 @@ struct request {
     const http::fields* headers = nullptr;
     /// HEAD: the session writes headers only; handlers answer as for GET.
     bool head_only = false;
-    /// Per-request id for logs ("<instance>-<counter>" in hex).
+    /// X-Request-Id: the client's when valid, else generated (request_id.hpp); returned on
+    /// the answer and written in the access log.
     std::string_view id;
 };
 
@@ -138,6 +139,9 @@ public:
     accept_error_counts accept_errors() const noexcept;
     /// Whether connections speak TLS.
     bool is_tls() const noexcept;
+    /// A TLS listener's new certificate and key (a reload): handshakes from now on use `tls`,
+    /// connections already open keep theirs. Any thread.
+    void set_tls_context(std::shared_ptr<asio::ssl::context> tls);
     /// TLS handshakes that failed or timed out (plain HTTP or garbage on a TLS port, an
     /// untrusting client, a client that stalls mid-hello).
     std::uint64_t tls_handshake_failures() const noexcept;

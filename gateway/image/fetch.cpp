@@ -297,6 +297,9 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
     simdjson::ondemand::parser& parser = thread_parser();
     fetch_outcome out;
     out.upstream_status = resp.status;
+    // The windows a reload may have replaced (set_freshness): one snapshot for this answer.
+    const auto windows = freshness.load();
+    const image_policy& fresh = *windows;
     const upstream::exchange_facts& facts = resp.facts;
     if (!facts.clean() && !facts.fresh_connection) {
         // Unframed or followed by stray bytes on a connection that carried other requests:
@@ -341,11 +344,11 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
             out.error = errc::invalid_upstream_json;
             return out;
         }
-        const auto ttl = v.draft ? std::min(policy.draft_ttl, policy.ttl) : policy.ttl;
+        const auto ttl = v.draft ? std::min(fresh.draft_ttl, fresh.ttl) : fresh.ttl;
         // A draft is an upload in progress: never answer it stale.
         const auto swr =
-            v.draft ? clock::duration::zero() : clock::duration(policy.stale_while_revalidate);
-        const auto sie = v.draft ? clock::duration::zero() : clock::duration(policy.stale_if_error);
+            v.draft ? clock::duration::zero() : clock::duration(fresh.stale_while_revalidate);
+        const auto sie = v.draft ? clock::duration::zero() : clock::duration(fresh.stale_if_error);
         store(200, v.draft ? cache::entry_kind::draft : cache::entry_kind::positive, ttl, swr, sie);
         if (prover != nullptr) {
             proofs.prove(*prover, k.account(), received);
@@ -364,7 +367,7 @@ fetch_outcome image_handler::impl::classify(const cache::key& k, const image_rou
         if (resp.status == 404 && env.code == 5404) {
             // "Image not found" is an answer too: stored briefly so a flood of requests for a
             // missing id does not become a flood upstream. Never served stale.
-            store(404, cache::entry_kind::negative, policy.negative_ttl, {}, {});
+            store(404, cache::entry_kind::negative, fresh.negative_ttl, {}, {});
             // Cloudflare checks the credential before the image: 5404 proves the credential
             // may read the account.
             if (prover != nullptr) {

@@ -171,6 +171,7 @@ image_handler::impl::impl(cache::sharded_cache& c, upstream::client& cl, const a
       client(cl),
       auth(a),
       policy(p),
+      freshness(std::make_shared<const image_policy>(p)),
       log(std::move(l)),
       gate(std::move(g)),
       proofs(p.proof_ttl, p.max_proven_credentials),
@@ -183,6 +184,10 @@ image_handler::image_handler(cache::sharded_cache& cache, upstream::client& clie
     : impl_(std::make_shared<impl>(cache, client, auth, policy, std::move(log), std::move(gate))) {}
 
 image_handler::~image_handler() = default;
+
+void image_handler::set_freshness(const image_policy& p) {
+    impl_->freshness.store(std::make_shared<const image_policy>(p));
+}
 
 const image_stats& image_handler::stats() const noexcept { return impl_->stats; }
 

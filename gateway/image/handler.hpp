@@ -119,6 +119,10 @@ public:
     /// Before the first request: the fleet's shared cache, looked up on an L1 miss before the
     /// upstream and written after a validated answer (gateway/fleet/l2_cache.hpp).
     void attach_fleet(std::shared_ptr<fleet::l2_cache> l2);
+    /// A reload: answers stored from now on use `p`'s ttl, draft_ttl, negative_ttl,
+    /// stale_while_revalidate and stale_if_error (entries already cached keep theirs); the
+    /// other fields of `p` are ignored. Any thread.
+    void set_freshness(const image_policy& p);
 
     const image_stats& stats() const noexcept;
     /// Appends the route's counters in Prometheus text.

@@ -6,6 +6,7 @@
 #include "cache/key.hpp"
 #include "cache/single_flight.hpp"
 #include "gateway/admission/gate.hpp"
+#include "gateway/core/snapshot.hpp"
 #include "gateway/auth/authorizer.hpp"
 #include "gateway/image/handler.hpp"
 #include "gateway/image/route.hpp"
@@ -83,6 +84,9 @@ struct image_handler::impl : std::enable_shared_from_this<impl> {
     upstream::client& client;
     const authorizer& auth;
     image_policy policy;
+    // The freshness windows (ttl, draft/negative ttl, stale windows) classify() stores
+    // answers with: a snapshot a reload replaces whole (set_freshness).
+    snapshot<image_policy> freshness;
     std::shared_ptr<spdlog::logger> log;
     /// Every upstream call asks it for a slot (token mode: one credential; passthrough: per
     /// caller credential plus the unproven budget). Local or fleet-wide, the fetch cannot tell.

@@ -1,6 +1,7 @@
 #include "gateway/runtime/app.hpp"
 
 #include "cache/sharded_cache.hpp"
+#include "config/load.hpp"
 #include "config/parse.hpp"
 #include "gateway/admin/handler.hpp"
 #include "gateway/admission/local_gate.hpp"
@@ -12,8 +13,10 @@
 #include "gateway/fleet/redis_clients.hpp"
 #include "gateway/http/server.hpp"
 #include "gateway/image/handler.hpp"
+#include "gateway/runtime/access_log.hpp"
 #include "gateway/runtime/fd_limit.hpp"
 #include "gateway/runtime/logging.hpp"
+#include "gateway/runtime/reload.hpp"
 #include "gateway/runtime/signals.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/upstream/client.hpp"
@@ -264,6 +267,8 @@ struct app::impl {
     // The clock of freshness and the shield's decisions; only tests move it.
     time_source time;
     metrics::registry registry;
+    // Writes on a thread of its own; stopped (what is queued written) after the workers.
+    access_log access;
     std::atomic<bool> ready{false};
     cache::sharded_cache cache;
     // The fleet tier (gateway/fleet), only with `[redis] url`. The subscriber's handlers
@@ -281,6 +286,10 @@ struct app::impl {
     std::unique_ptr<http_server> admin_server;
     bool started = false;
 
+    // SIGHUP and POST /config/reload (reload.hpp). `settings` above stays what start-up
+    // built; the reloader keeps the settings in effect.
+    gateway::reloader reloader;
+
     // Shutdown is requested from any thread (request_stop) and carried out by a thread that
     // is not a worker (finish_shutdown): the drain needs every worker running.
     std::mutex stop_mu;
@@ -295,6 +304,7 @@ struct app::impl {
         : settings(std::move(s)),
           log(std::move(l)),
           io(thread_count(settings)),
+          access(log, settings.log, thread_count(settings)),
           cache(cache_options(settings.cache)),
           redis(make_redis(io, settings, l2, log)),
           l2(make_l2(redis.get(), cache, settings, log)),
@@ -308,18 +318,23 @@ struct app::impl {
                         return cache.erase(cache::key(account, id));
                     },
                     [this](std::string_view account) { return cache.erase_account(account); }},
-                settings.secret.admin_token, make_fleet_hooks(redis.get(), l2)),
+                settings.secret.admin_token, make_fleet_hooks(redis.get(), l2),
+                [this] { return reload(); }),
           warmer(cache, *client, gate, image_policy_from(settings, time), log),
-          warm_routes(warmer, settings.secret.admin_token,
-                      settings.auth.mode == "passthrough"
-                          ? "Warming needs auth.mode = token: in passthrough mode the gateway "
-                            "holds no credential of its own"
-                          : "") {
+          warm_routes(
+              warmer, [this](const request& r) { return admin.refuse_unless_admin(r, "warm"); },
+              settings.auth.mode == "passthrough"
+                  ? "Warming needs auth.mode = token: in passthrough mode the gateway "
+                    "holds no credential of its own"
+                  : ""),
+          reloader(settings, log) {
         registry.add_source([this](std::string& out) {
             images.render_metrics(out);
             warmer.render_metrics(out);
             render_cache_metrics(out, cache.snapshot(), settings.cache.max_bytes);
             client->stats().render(out);
+            access.render_metrics(out);
+            reloader.render_metrics(out);
         });
         if (redis) {
             images.attach_fleet(l2);
@@ -346,15 +361,9 @@ struct app::impl {
                 "no upstream token (CLOUDFLARE_API_TOKEN or upstream.token_file): "
                 "requests go upstream without Authorization");
         }
-        std::shared_ptr<const access_log> access;
-        if (settings.log.access_log) {
-            access = std::make_shared<const access_log>(log, settings.log);
-        }
-        auto observe = [this, access](const exchange_record& rec) {
+        auto observe = [this](const exchange_record& rec) {
             registry.record(rec.route, rec.status, rec.duration);
-            if (access) {
-                access->write(rec);
-            }
+            access.observe(rec);
         };
         auto handle_image = [this](request req) { return images.handle(req); };
         auto handle_admin = [this](request req) -> handler_result {
@@ -448,9 +457,14 @@ struct app::impl {
         });
     }
 
-    // SIGHUP. The operations issue gives it a meaning (reload the configuration); until
-    // then the process must not die of it.
-    void reload() { log->warn("SIGHUP received: reload not supported yet; nothing changed"); }
+    reload_outcome reload() {
+        return reloader.reload({.log = *log,
+                                .access = access,
+                                .auth = auth,
+                                .admin = admin,
+                                .data_server = *data_server,
+                                .images = images});
+    }
 };
 
 app::app(config::settings s, std::shared_ptr<spdlog::logger> log)
@@ -491,7 +505,11 @@ int app::run_until_signal() {
                                                 m.settings.server.drain_timeout.count());
                                     shutdown();
                                 },
-                            .reload = [&m] { m.reload(); }});
+                            .reload =
+                                [&m] {
+                                    m.log->info("SIGHUP received: reloading the configuration");
+                                    m.reload();
+                                }});
     signals.start();
     m.signals.store(&signals);
     if (!m.started) {
@@ -522,6 +540,13 @@ void app::wait() {
     }
     m.finish_shutdown();
 }
+
+void app::set_config_source(std::function<config::load_result()> source) {
+    IMAGEGATE_CHECK(!impl_->started, "the configuration source is set before start()");
+    impl_->reloader.set_source(std::move(source));
+}
+
+reload_outcome app::reload() { return impl_->reload(); }
 
 std::uint16_t app::data_port() const noexcept { return impl_->data_server->port(); }
 std::uint16_t app::admin_port() const noexcept { return impl_->admin_server->port(); }

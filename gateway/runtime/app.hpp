@@ -4,15 +4,21 @@
 
 #include "gateway/core/time_source.hpp"
 #include "config/settings.hpp"
+#include "gateway/admin/handler.hpp"
 #include "gateway/core/net.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 namespace spdlog {
 class logger;
+}
+
+namespace imagegate::config {
+struct load_result;
 }
 
 namespace imagegate::metrics {
@@ -34,8 +40,16 @@ public:
 
     /// Starts the listeners and the I/O threads; ready afterwards. Called once.
     void start();
-    /// Handles signals (SIGINT/SIGTERM: shut down; SIGHUP: reload, which logs "reload not
-    /// supported yet" for now), starts if start() was not called, and returns once a
+    /// Where reload() reads the configuration again (main: config::load with the same
+    /// command line). Set before start(); without it a reload fails and changes nothing.
+    void set_config_source(std::function<config::load_result()> source);
+    /// Reloads the configuration: everything is read and checked again; on success what can
+    /// change live is applied (the rest is reported as needing a restart), on failure
+    /// nothing changes. The cache, connections and budgets are kept. Logs the outcome.
+    /// Any thread (SIGHUP and POST /config/reload call it on a worker); one at a time.
+    reload_outcome reload();
+    /// Handles signals (SIGINT/SIGTERM: shut down; SIGHUP: reload()), starts if start() was
+    /// not called, and returns once a
     /// shutdown (by signal or by shutdown() from any thread) is complete. Returns the
     /// process exit code.
     int run_until_signal();

@@ -27,6 +27,11 @@ int main(int argc, char** argv) {
         std::fputs(config::help_text().c_str(), stdout);
         return 0;
     }
+    if (loaded.show_version) {
+        std::printf("imagegate %.*s\n", static_cast<int>(imagegate::version.size()),
+                    imagegate::version.data());
+        return 0;
+    }
     if (!loaded.errors.empty()) {
         for (const auto& e : loaded.errors) {
             std::fprintf(stderr, "imagegate: %s: %s\n", e.key.c_str(), e.reason.c_str());
@@ -55,6 +60,10 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
+    if (loaded.print_config) {
+        std::fputs(config::to_toml(loaded.value).c_str(), stdout);
+        return 0;
+    }
     if (loaded.check_only) {
         std::puts("imagegate: configuration OK");
         return 0;
@@ -79,6 +88,10 @@ int main(int argc, char** argv) {
     }
     try {
         imagegate::gateway::app gateway(std::move(loaded.value), log);
+        // SIGHUP and POST /config/reload read the same sources again: the same command line,
+        // the environment as it is now, and the files they name.
+        gateway.set_config_source(
+            [args] { return config::load(args, config::process_environment()); });
         return gateway.run_until_signal();
     } catch (const std::exception& e) {
         log->critical("cannot start: {}", e.what());

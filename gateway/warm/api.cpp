@@ -113,14 +113,8 @@ asio::awaitable<gateway::reply> warm_api::handle(gateway::request req) {
         r.route = "warm";
         co_return r;
     }
-    if (!gateway::is_admin(req.headers, admin_token_)) {
-        if (admin_token_.empty()) {
-            co_return refusal(403, 99411, "Warming needs the admin token (admin.token_file)");
-        }
-        gateway::reply r = gateway::make_error_reply(
-            errc::unauthorized, "WWW-Authenticate: Bearer realm=\"imagegate-admin\"\r\n");
-        r.route = "warm";
-        co_return r;
+    if (auto refused = authorize_(req)) {
+        co_return std::move(*refused);
     }
     if (is_get) {
         co_return json(200, progress_json(warmer_.jobs()));

@@ -4,6 +4,8 @@
 
 #include "gateway/http/server.hpp"
 
+#include <optional>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -27,12 +29,16 @@ warm_query parse_warm_query(std::string_view query, bool need_account);
 /// Owned by the composition root next to the warmer it drives. Thread-safe.
 class warm_api {
 public:
-    /// `admin_token`: what every /cache/warm request must present (empty: refused, 403).
+    /// The admin check every /cache/warm request passes: nothing when `req` carries the
+    /// admin token, else the 401/403 to answer (the admin listener's own check, so a reload
+    /// that replaces the token applies here too).
+    using authorize_fn = std::function<std::optional<gateway::reply>(const gateway::request&)>;
+
     /// `disabled_reason`: non-empty when warming cannot run (passthrough mode has no token
     /// of its own to warm with): POST is refused with it.
-    warm_api(warmer& w, std::string admin_token, std::string disabled_reason = {})
+    warm_api(warmer& w, authorize_fn authorize, std::string disabled_reason = {})
         : warmer_(w),
-          admin_token_(std::move(admin_token)),
+          authorize_(std::move(authorize)),
           disabled_reason_(std::move(disabled_reason)) {}
 
     /// Whether `req` is for /cache/warm (then handle() answers it).
@@ -42,7 +48,7 @@ public:
 
 private:
     warmer& warmer_;
-    std::string admin_token_;
+    authorize_fn authorize_;
     std::string disabled_reason_;
 };
 

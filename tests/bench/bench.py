@@ -222,7 +222,8 @@ class Emulator:
 class Imagegate:
     name = "imagegate"
 
-    def __init__(self, procs, args, scratch, emulator, token, tag="imagegate", log_level="warn"):
+    def __init__(self, procs, args, scratch, emulator, token, tag="imagegate", log_level="warn",
+                 default_log=False):
         self.procs = procs
         self.port = free_port()
         self.admin_port = free_port()
@@ -236,7 +237,8 @@ class Imagegate:
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGATE_")}
         env.update({
             "CLOUDFLARE_API_TOKEN": token,
-            "IMAGEGATE_LOG_ACCESS_LOG": "false",
+            # default_log: the shipped [log] defaults (info, access log on, 1 in 100 hits).
+            "IMAGEGATE_LOG_ACCESS_LOG": "true" if default_log else "false",
             # All-miss runs need far more than the production budget (1000 per 5 min).
             "IMAGEGATE_SHIELD_BUDGET": "100000000",
             "IMAGEGATE_SHIELD_WINDOW": "1s",
@@ -583,6 +585,43 @@ class Bench:
             }
         self.rows.append(row)
 
+    def access_log_cost(self):
+        """Hits with the default log settings (level info, access log on, 1 in 100 hits
+        logged, the log written to a file) against the log-off imagegate of the other
+        scenarios: the same wrk load, rounds alternating, both on the server CPU."""
+        a = self.args
+        quiet = self.ig
+        logged = Imagegate(self.procs, a, self.scratch, self.emu, self.token,
+                           tag="imagegate-default-log", log_level="info", default_log=True)
+        try:
+            id_prefix = f"accesslog-{self.run_id}-"
+            path = IMAGE_PATH + make_id(id_prefix, 1)
+            for srv in (quiet, logged):
+                load_keys(a, srv.port, id_prefix, 1)
+            per = {"off": [], "default": []}
+            for rnd in range(1, a.rounds + 1):
+                for name, srv in (("off", quiet), ("default", logged)):
+                    self.check()
+                    r = run_wrk(a, srv.port, 64, a.duration, path)
+                    per[name].append(r["rps"])
+                    log(f"access log {name:7s} round {rnd}: {r['rps']:>10.0f} req/s  "
+                        f"p99 {r['p99']:.3f} ms")
+                    time.sleep(0.5)
+            m = logged.metrics()
+            off, on = median(per["off"]), median(per["default"])
+            self.extra["access_log"] = {
+                "off": off, "default": on, "ratio": on / off if off else 0.0,
+                "lines": m.get("imagegate_access_log_lines_total", 0),
+                "sampled_out": m.get("imagegate_access_log_hits_sampled_out_total", 0),
+                "dropped": m.get("imagegate_access_log_dropped_total", 0),
+                "log_bytes": os.path.getsize(os.path.join(self.scratch,
+                                                          "imagegate-default-log.log")),
+            }
+            log(f"access log: default settings {on:,.0f} req/s vs off {off:,.0f} req/s: "
+                f"ratio {self.extra['access_log']['ratio']:.3f}")
+        finally:
+            self.procs.stop(logged.proc)
+
     def herd(self):
         a = self.args
         self.extra["herd"] = {}
@@ -717,6 +756,13 @@ class Bench:
             targets.append([f"herd: 1 upstream call, median ≤ {limit} ms",
                             f"{ig['upstream']} call(s), median {ig['p50_ms']:.1f} ms, "
                             f"{ig['answered']}/{a.herd_n} answered", ok])
+        al = self.extra.get("access_log")
+        if al:
+            targets.append(["hits with the default log settings ≥ 0.95 × log off",
+                            f"{al['ratio']:.3f} ({al['default']:,.0f} vs {al['off']:,.0f} req/s; "
+                            f"{al['lines']:,.0f} lines, {al['sampled_out']:,.0f} hits sampled "
+                            f"out, {al['dropped']:,.0f} dropped, {al['log_bytes'] / 1e6:.1f} MB "
+                            f"written)", al["ratio"] >= 0.95])
         mem = self.extra.get("memory")
         if mem:
             limit = round(mem["body_bytes"]) + 256
@@ -790,6 +836,8 @@ class Bench:
         for key, label, kind, conns, keys in scenarios:
             if on(key):
                 self.scenario(key, label, kind, conns, keys)
+        if on("accesslog"):
+            self.access_log_cost()
         if on("herd"):
             self.herd()
         if on("memory"):
@@ -823,7 +871,7 @@ def main():
     p.add_argument("--mem-entries", type=int, help="records for the memory test (default 100000)")
     p.add_argument("--startup-trials", type=int, default=5)
     p.add_argument("--only", help="comma list of: startup,k1c64,k1c256,k1000c64,k1000c256,"
-                                  "miss,herd,memory")
+                                  "miss,accesslog,herd,memory")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--emulator-cpu", type=int, default=1)
@@ -846,7 +894,8 @@ def main():
     if 2 * a.rounds * a.duration + 30 > TTL_SECONDS:
         log(f"warning: a scenario lasts longer than the {TTL_SECONDS} s TTL; "
             "hit scenarios will see refreshes")
-    known = {"startup", "k1c64", "k1c256", "k1000c64", "k1000c256", "miss", "herd", "memory"}
+    known = {"startup", "k1c64", "k1c256", "k1000c64", "k1000c256", "miss", "accesslog", "herd",
+             "memory"}
     if a.only and not set(a.only.split(",")) <= known:
         p.error(f"--only takes a comma list of {','.join(sorted(known))}")
     a.imagegate_bin = os.path.join(a.build_dir, "gateway", "imagegate")

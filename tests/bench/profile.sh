@@ -4,7 +4,10 @@
 #
 #   tests/bench/profile.sh hit  [BUILD_DIR] [THREADS]   # 1 key, wrk -c64, 5 s
 #                                   (PROFILE_KEYS=N: N cached keys round robin;
-#                                    PROFILE_CONNS=N: wrk -cN)
+#                                    PROFILE_CONNS=N: wrk -cN;
+#                                    PROFILE_LOG=default: the shipped log settings, level
+#                                    info and the access log on with its 1-in-100 hit
+#                                    sample, instead of level warn and no access log)
 #   tests/bench/profile.sh miss [BUILD_DIR] [THREADS]   # 2,000 new ids, 16 connections
 #                                                       # (benchclient load)
 #   tests/bench/profile.sh upstream [BUILD_DIR]         # the same misses, counted in the
@@ -83,12 +86,18 @@ upstream_port=$(cat "$scratch/port")
 port=$(free_port)
 admin=$(free_port)
 
-CLOUDFLARE_API_TOKEN=$token IMAGEGATE_LOG_ACCESS_LOG=false IMAGEGATE_SHIELD_BUDGET=100000000 \
-  IMAGEGATE_SHIELD_WINDOW=1s IMAGEGATE_SHIELD_BURST=1000000 \
+access_log=false
+log_level=warn
+if [[ ${PROFILE_LOG:-} == default ]]; then
+  access_log=true
+  log_level=info
+fi
+CLOUDFLARE_API_TOKEN=$token IMAGEGATE_LOG_ACCESS_LOG=$access_log \
+  IMAGEGATE_SHIELD_BUDGET=100000000 IMAGEGATE_SHIELD_WINDOW=1s IMAGEGATE_SHIELD_BURST=1000000 \
   "${gateway_wrap[@]}" ${gateway_wrap:+--callgrind-out-file="$scratch/callgrind.out"} \
   "$gateway" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
   --upstream "https://localhost:$upstream_port/client/v4" --upstream-ca "$scratch/ca.pem" \
-  --threads "$threads" --ttl 1h --log-level warn >"$scratch/imagegate.log" 2>&1 &
+  --threads "$threads" --ttl 1h --log-level "$log_level" >"$scratch/imagegate.log" 2>&1 &
 gw=$!
 pids+=($gw)
 # The process whose instructions are counted.

@@ -530,6 +530,11 @@ BOOST_FIXTURE_TEST_CASE(out_of_descriptors_new_connections_get_503_fast, roomy_f
         refused.connect(server->port());
         const std::string out = refused.exchange(get("/refused"), "}");
         BOOST_TEST(starts_with(out, "HTTP/1.1 503 "), out);
+        // A whole answer: its own request id, then the blank line, then the body.
+        const std::string head = out.substr(0, out.find("\r\n\r\n"));
+        BOOST_TEST(head.find("\r\nX-Request-Id: ") != std::string::npos, out);
+        BOOST_TEST(head.find("\r\nConnection: close") != std::string::npos, out);
+        BOOST_TEST(out.substr(head.size(), 5) == "\r\n\r\n{", out);
         BOOST_TEST(refused.closed_by_peer());
         BOOST_TEST((std::chrono::steady_clock::now() - start < 2s));
         BOOST_TEST(

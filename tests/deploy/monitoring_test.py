@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""deploy/grafana/imagegate.json and deploy/prometheus/alerts.yaml against a live gateway:
+every metric name used in a PromQL expression of either file (dashboard targets and its
+template query, alert rules) must be a sample name on /metrics of the real binary running in
+front of the in-repo emulator, after a miss, a hit and a reload. The alert rules must also
+pass `promtool check rules` (Debian's prometheus package; deploy/install-deps.sh
+--with-deploy-tools installs it).
+
+    monitoring_test.py SOURCE_DIR IMAGEGATE_BINARY EMULATOR_BINARY
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import yaml
+
+SOURCE, BINARY, EMULATOR = (os.path.abspath(p) for p in sys.argv[1:4])
+DASHBOARD = os.path.join(SOURCE, "deploy/grafana/imagegate.json")
+ALERTS = os.path.join(SOURCE, "deploy/prometheus/alerts.yaml")
+ACCOUNT = "023e105f4ecef8ad9ca31a8372d0c353"
+failures = []
+
+# PromQL words that are not metric names: aggregation modifiers, set operators, and the
+# label names inside by (...), without (...), on (...), ignoring (...), group_left/right (...)
+# (those groups are removed before names are collected).
+# Aggregation operators too: `sum by (x) (...)` leaves `sum` not followed by "(".
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
+            "unless", "bool", "offset", "inf", "nan", "sum", "min", "max", "avg", "group",
+            "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile"}
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+        print(f"monitoring_test: FAIL: {message}", file=sys.stderr)
+    return condition
+
+
+def metric_names(expr):
+    """The metric names an expression selects."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)           # string literals
+    e = re.sub(r"\$\{?\w+\}?", "", e)                     # Grafana variables
+    e = re.sub(r"\{[^}]*\}", "", e)                       # label matchers
+    e = re.sub(r"\[[^\]]*\]", "", e)                      # range selectors
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", r"\1", e)
+    e = re.sub(r"\boffset\s+\w+", "", e)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", e):
+        word = m.group(0)
+        if e[m.end():].lstrip().startswith("(") or word.lower() in KEYWORDS:
+            continue  # a function, or a keyword
+        if re.fullmatch(r"\d+[smhdwy]?", word):
+            continue
+        names.add(word)
+    return names
+
+
+def dashboard_expressions(node):
+    """Every PromQL text of a dashboard: targets' expr and label_values() template queries."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "expr" and isinstance(value, str):
+                yield value
+            elif key in ("query", "definition") and isinstance(value, str):
+                m = re.fullmatch(r"\s*label_values\(\s*([^,]+),\s*\w+\s*\)\s*", value)
+                if m:
+                    yield m.group(1)
+            else:
+                yield from dashboard_expressions(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from dashboard_expressions(item)
+
+
+def alert_expressions(doc):
+    for group in doc.get("groups", []):
+        for rule in group.get("rules", []):
+            yield rule.get("alert") or rule.get("record"), rule["expr"]
+
+
+def wait_for(pred, limit=10.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.02)
+    return pred()
+
+
+def http(method, port, path, token=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def live_metric_names(scratch):
+    """Runs the emulator and imagegate (ports chosen at run time), sends a miss, a hit and a
+    reload, and returns the sample names of /metrics."""
+    token = "monitoring-test-token"
+    admin_token = "monitoring-admin-token-0123"
+    admin_file = os.path.join(scratch, "admin.token")
+    with open(admin_file, "w") as f:
+        f.write(admin_token + "\n")
+    os.chmod(admin_file, 0o600)
+    config = os.path.join(scratch, "gw.toml")
+    with open(config, "w") as f:
+        f.write(f'[admin]\ntoken_file = "{admin_file}"\n')
+    env = {"PATH": "/usr/bin:/bin", "EMULATOR_TOKEN": token}
+    procs = []
+    try:
+        emu_log = open(os.path.join(scratch, "emu.log"), "wb")
+        procs.append(subprocess.Popen(
+            [EMULATOR, "--listen", "127.0.0.1:0", "--port-file", os.path.join(scratch, "emu.port"),
+             "--write-ca", os.path.join(scratch, "ca.pem"), "--any-image"],
+            env=env, stdout=emu_log, stderr=subprocess.STDOUT))
+        port_file = os.path.join(scratch, "emu.port")
+        emu_port = wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip())
+        if not check(emu_port, "the emulator did not start"):
+            return set()
+        gw_out = os.path.join(scratch, "gw.log")
+        gw_log = open(gw_out, "wb")
+        procs.append(subprocess.Popen(
+            [BINARY, "--config", config, "--listen", "127.0.0.1:0", "--admin-listen",
+             "127.0.0.1:0", "--upstream", f"https://localhost:{emu_port}/client/v4",
+             "--upstream-ca", os.path.join(scratch, "ca.pem"), "--threads", "1"],
+            env={"PATH": "/usr/bin:/bin", "CLOUDFLARE_API_TOKEN": token},
+            stdout=gw_log, stderr=subprocess.STDOUT))
+
+        def ports():
+            text = open(gw_out, errors="replace").read()
+            m = re.search(r"imagegate listening on \S+ \(port (\d+)\), admin on \S+ \(port (\d+)\)",
+                          text)
+            return m and (int(m.group(1)), int(m.group(2)))
+        found = wait_for(ports)
+        if not check(found, "imagegate did not start: " + open(gw_out).read()[-2000:]):
+            return set()
+        data, admin = found
+        path = f"/client/v4/accounts/{ACCOUNT}/images/v1/monitoring-1"
+        check(http("GET", data, path)[0] == 200, "the miss was not answered 200")
+        check(http("GET", data, path)[0] == 200, "the hit was not answered 200")
+        status, body = http("POST", admin, "/config/reload", admin_token)
+        check(status == 200, f"POST /config/reload answered {status}: {body}")
+        status, text = http("GET", admin, "/metrics")
+        check(status == 200, f"/metrics answered {status}")
+        names = set()
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                names.add(re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line).group(0))
+        return names
+    finally:
+        for p in reversed(procs):
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def main():
+    with open(DASHBOARD, encoding="utf-8") as f:
+        dashboard = json.load(f)
+    with open(ALERTS, encoding="utf-8") as f:
+        alerts = yaml.safe_load(f)
+
+    used = {}  # metric name -> where it is used
+    for expr in dashboard_expressions(dashboard):
+        for name in metric_names(expr):
+            used.setdefault(name, set()).add("dashboard")
+    rules = list(alert_expressions(alerts))
+    check(len(rules) >= 5, f"only {len(rules)} alert rules")
+    for alert, expr in rules:
+        for name in metric_names(expr):
+            used.setdefault(name, set()).add(f"alert {alert}")
+    check(len(used) >= 15, f"only {len(used)} metric names found; is the extraction broken?")
+    for name in sorted(used):
+        check(name.startswith("imagegate_"), f"{name} ({', '.join(sorted(used[name]))}) is not "
+                                             "an imagegate metric")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        live = live_metric_names(scratch)
+    for name in sorted(used):
+        check(name in live, f"{name} (used by {', '.join(sorted(used[name]))}) is not on "
+                            "/metrics")
+
+    promtool = shutil.which("promtool")
+    if check(promtool is not None,
+             "promtool is missing; run: bash deploy/install-deps.sh --with-deploy-tools"):
+        r = subprocess.run([promtool, "check", "rules", ALERTS], capture_output=True, text=True)
+        check(r.returncode == 0, f"promtool check rules failed:\n{r.stdout}{r.stderr}")
+
+    if failures:
+        print(f"monitoring_test: {len(failures)} failure(s)", file=sys.stderr)
+        return 1
+    print(f"monitoring_test: {len(used)} metric names in {len(rules)} alert rules and the "
+          f"dashboard, all on /metrics; promtool check rules passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
