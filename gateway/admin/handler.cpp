@@ -1,11 +1,11 @@
 #include "gateway/admin/handler.hpp"
 
 #include "gateway/auth/authorizer.hpp"
-#include "gateway/http/envelope.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/image/route.hpp"
 
 #include <array>
+#include <variant>
 
 namespace imagegate::gateway {
 namespace {
@@ -22,94 +22,78 @@ reply error(errc e, std::string_view route) {
     return r;
 }
 
-bool is_get(const request& req) {
-    return req.method == http::verb::get || req.method == http::verb::head;
-}
-
 }  // namespace
 
-asio::awaitable<reply> admin_handler::handle(request req) { co_return answer(req); }
-
-reply admin_handler::answer(const request& req) {
-    const std::string_view path = request_path(req.target);
-    if (path == "/healthz") {
-        if (!is_get(req)) {
-            return error(errc::method_not_allowed, "healthz");
-        }
+admin_handler::admin_handler(metrics::registry& metrics, const std::atomic<bool>& ready,
+                             purge_hooks purge, std::string admin_token)
+    : metrics_(metrics),
+      ready_(ready),
+      purge_(std::move(purge)),
+      admin_token_(std::move(admin_token)),
+      routes_(std::make_shared<router>()) {
+    const method_set readable{http::verb::get};  // and HEAD
+    routes_->add(readable, "/healthz", "healthz", [](const request&) -> handler_result {
         return json_reply(200, R"({"status":"ok"})", "healthz");
-    }
-    if (path == "/readyz") {
-        if (!is_get(req)) {
-            return error(errc::method_not_allowed, "readyz");
-        }
+    });
+    routes_->add(readable, "/readyz", "readyz", [this](const request&) -> handler_result {
         if (!ready_.load(std::memory_order_relaxed)) {
             return json_reply(503, R"({"status":"not ready"})", "readyz");
         }
         return json_reply(200, R"({"status":"ready"})", "readyz");
-    }
-    if (path == "/metrics") {
-        if (!is_get(req)) {
-            return error(errc::method_not_allowed, "metrics");
-        }
+    });
+    routes_->add(readable, "/metrics", "metrics", [this](const request&) -> handler_result {
         reply r = make_reply(200, metrics_.render(), "text/plain; version=0.0.4; charset=utf-8");
         r.route = "metrics";
         return r;
+    });
+    auto purge_route = [this](const request& req) -> handler_result { return this->purge(req); };
+    routes_->add({http::verb::delete_}, "/cache/accounts/{account}", "purge", purge_route);
+    routes_->add({http::verb::delete_}, "/cache/accounts/{account}/images/{id+}", "purge",
+                 purge_route);
+}
+
+asio::awaitable<reply> admin_handler::handle(request req) { co_return answer(req); }
+
+reply admin_handler::answer(const request& req) {
+    // Every admin route answers at once.
+    return std::get<reply>(routes_->dispatch(req));
+}
+
+// DELETE /cache/accounts/{a}  and  DELETE /cache/accounts/{a}/images/{canonical id}
+reply admin_handler::purge(const request& req) {
+    const std::string_view account = req.params[0];
+    const std::string_view image = req.params.size > 1 ? req.params[1] : std::string_view{};
+    // Purge changes state: only with the admin token, compared in constant time.
+    if (!is_admin(req.headers, admin_token_)) {
+        if (admin_token_.empty()) {
+            return error(errc::forbidden, "purge");
+        }
+        reply r = make_error_reply(errc::unauthorized,
+                                   "WWW-Authenticate: Bearer realm=\"imagegate-admin\"\r\n");
+        r.route = "purge";
+        return r;
     }
-    // DELETE /cache/accounts/{a}  and  DELETE /cache/accounts/{a}/images/{canonical id}
-    constexpr std::string_view purge_prefix = "/cache/accounts/";
-    if (path.starts_with(purge_prefix)) {
-        std::string_view rest = path.substr(purge_prefix.size());
-        const auto slash = rest.find('/');
-        const std::string_view account = rest.substr(0, slash);
-        std::string_view image;
-        if (slash != std::string_view::npos) {
-            std::string_view tail = rest.substr(slash + 1);
-            constexpr std::string_view images = "images/";
-            if (!tail.starts_with(images) || tail.size() == images.size() ||
-                tail.substr(images.size()).find('/') != std::string_view::npos) {
-                return error(errc::route_not_found, "not_found");
-            }
-            image = tail.substr(images.size());
-        }
-        if (req.method != http::verb::delete_) {
-            reply r = make_reply(405, error_envelope(errc::method_not_allowed), "application/json",
-                                 "Allow: DELETE\r\n");
-            r.route = "purge";
-            return r;
-        }
-        // Purge changes state: only with the admin token, compared in constant time.
-        if (!is_admin(req.headers, admin_token_)) {
-            if (admin_token_.empty()) {
-                return error(errc::forbidden, "purge");
-            }
-            reply r = make_error_reply(errc::unauthorized,
-                                       "WWW-Authenticate: Bearer realm=\"imagegate-admin\"\r\n");
-            r.route = "purge";
-            return r;
-        }
-        if (!is_account_id(account)) {
-            return error(errc::invalid_account_id, "purge");
-        }
-        if (image.empty()) {
-            const std::size_t n = purge_.account ? purge_.account(account) : 0;
-            return json_reply(200,
-                              R"({"success":true,"errors":[],"messages":[],"result":{"purged":)" +
-                                  std::to_string(n) + "}}",
-                              "purge");
-        }
-        std::string decoded;
-        if (!percent_decode(image, decoded) || decoded.empty() ||
-            decoded.size() > max_image_id_bytes || !is_valid_utf8(decoded)) {
-            return error(errc::invalid_image_id, "purge");
-        }
-        const bool removed = purge_.image ? purge_.image(account, percent_encode(decoded)) : false;
-        return json_reply(
-            200,
-            std::string(R"({"success":true,"errors":[],"messages":[],"result":{"purged":)") +
-                (removed ? "1" : "0") + "}}",
-            "purge");
+    if (!is_account_id(account)) {
+        return error(errc::invalid_account_id, "purge");
     }
-    return error(errc::route_not_found, "not_found");
+    if (image.empty()) {
+        const std::size_t n = purge_.account ? purge_.account(account) : 0;
+        return json_reply(200,
+                          R"({"success":true,"errors":[],"messages":[],"result":{"purged":)" +
+                              std::to_string(n) + "}}",
+                          "purge");
+    }
+    std::string decoded;
+    if (!percent_decode(image, decoded) || decoded.empty() || decoded.size() > max_image_id_bytes ||
+        !is_valid_utf8(decoded)) {
+        return error(errc::invalid_image_id, "purge");
+    }
+    const bool removed = purge_.image ? purge_.image(account, percent_encode(decoded)) : false;
+    return json_reply(
+        200,
+        std::string(R"({"success":true,"errors":[],"messages":[],"result":{"purged":)") +
+            (removed ? "1" : "0") + "}}",
+        "purge");
 }
 
 }  // namespace imagegate::gateway

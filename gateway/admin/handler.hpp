@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 
 namespace imagegate::metrics {
 class registry;
@@ -26,21 +27,24 @@ class admin_handler {
 public:
     /// `admin_token`: the bearer token purge requires; empty disables purge (403).
     admin_handler(metrics::registry& metrics, const std::atomic<bool>& ready, purge_hooks purge,
-                  std::string admin_token)
-        : metrics_(metrics),
-          ready_(ready),
-          purge_(std::move(purge)),
-          admin_token_(std::move(admin_token)) {}
+                  std::string admin_token);
+    admin_handler(const admin_handler&) = delete;
+    admin_handler& operator=(const admin_handler&) = delete;
 
+    /// The admin listener's routing table (its handlers refer to this object).
+    std::shared_ptr<const router> routes() const noexcept { return routes_; }
     asio::awaitable<reply> handle(request req);
-    /// The synchronous core of handle(), for tests.
+    /// The synchronous core of handle(), for tests: routes `req` and answers it.
     reply answer(const request& req);
 
 private:
+    reply purge(const request& req);
+
     metrics::registry& metrics_;
     const std::atomic<bool>& ready_;
     purge_hooks purge_;
     std::string admin_token_;
+    std::shared_ptr<router> routes_;
 };
 
 }  // namespace imagegate::gateway

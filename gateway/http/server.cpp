@@ -33,12 +33,29 @@ std::string random_prefix() {
 
 }  // namespace
 
+namespace {
+
+std::shared_ptr<const router> fallback_only(handler_fn handler) {
+    auto r = std::make_shared<router>();
+    r->set_fallback(std::move(handler));
+    return r;
+}
+
+}  // namespace
+
 http_server::http_server(std::vector<asio::any_io_executor> executors, server_options opts,
                          handler_fn handler, observer_fn observer,
                          std::shared_ptr<spdlog::logger> log, std::shared_ptr<ssl::context> tls)
+    : http_server(std::move(executors), std::move(opts), fallback_only(std::move(handler)),
+                  std::move(observer), std::move(log), std::move(tls)) {}
+
+http_server::http_server(std::vector<asio::any_io_executor> executors, server_options opts,
+                         std::shared_ptr<const router> routes, observer_fn observer,
+                         std::shared_ptr<spdlog::logger> log, std::shared_ptr<ssl::context> tls)
     : state_(std::make_shared<server_state>(std::move(executors), std::move(opts),
-                                            std::move(handler), std::move(observer), std::move(log),
+                                            std::move(routes), std::move(observer), std::move(log),
                                             std::move(tls))) {
+    IMAGEGATE_CHECK(state_->routes != nullptr, "a listener needs its routes");
     auto& st = *state_;
     st.id_prefix = random_prefix();
     {

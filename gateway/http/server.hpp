@@ -7,6 +7,8 @@
 #include "gateway/http/accept_guard.hpp"
 #include "gateway/http/listener_tls.hpp"
 #include "gateway/http/reply.hpp"
+#include "gateway/http/request.hpp"
+#include "gateway/http/router.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/beast/http/fields.hpp>
@@ -33,17 +35,6 @@ namespace imagegate::gateway {
 
 namespace http = boost::beast::http;
 
-/// One parsed request head, valid for the duration of the handler call.
-struct request {
-    http::verb method = http::verb::unknown;
-    std::string_view target;
-    const http::fields* headers = nullptr;
-    /// HEAD: the session writes headers only; handlers answer as for GET.
-    bool head_only = false;
-    /// Per-request id for logs ("<instance>-<counter>" in hex).
-    std::string_view id;
-};
-
 /// What the session tells its observer after each response (access log, metrics).
 struct exchange_record {
     std::string_view listener;
@@ -69,11 +60,6 @@ struct server_options {
     std::chrono::milliseconds write_timeout{10000};
 };
 
-/// What a handler returns: the reply itself when it could answer without waiting (a fresh
-/// cache hit, a refused request: no coroutine frame, no suspension), or the coroutine that
-/// produces it. A coroutine handler (`-> asio::awaitable<reply>`) converts implicitly.
-using handler_result = std::variant<reply, asio::awaitable<reply>>;
-using handler_fn = std::function<handler_result(request)>;
 using observer_fn = std::function<void(const exchange_record&)>;
 
 namespace detail {
@@ -95,6 +81,12 @@ public:
     /// naming the address). With `tls` (a server context), every connection first completes
     /// a TLS handshake within `opts.header_timeout`; without it the listener speaks plain
     /// HTTP and no TLS code runs on its path. `executors` must not be empty.
+    http_server(std::vector<asio::any_io_executor> executors, server_options opts,
+                std::shared_ptr<const router> routes, observer_fn observer,
+                std::shared_ptr<spdlog::logger> log,
+                std::shared_ptr<asio::ssl::context> tls = nullptr);
+    /// A listener whose one handler takes every request (a router with only a fallback: no
+    /// 404/405 of its own, no bodies).
     http_server(std::vector<asio::any_io_executor> executors, server_options opts,
                 handler_fn handler, observer_fn observer, std::shared_ptr<spdlog::logger> log,
                 std::shared_ptr<asio::ssl::context> tls = nullptr);

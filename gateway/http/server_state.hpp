@@ -44,7 +44,7 @@ struct session_control {
 
 struct server_state {
     server_options opts;
-    handler_fn handler;
+    std::shared_ptr<const router> routes;
     observer_fn observer;
     std::shared_ptr<spdlog::logger> log;
     std::shared_ptr<ssl::context> tls;  // null: plain HTTP
@@ -69,10 +69,11 @@ struct server_state {
     // Signalled when the last session ends (wait_drained); paired with mu.
     std::condition_variable drained;
 
-    server_state(std::vector<asio::any_io_executor> ex, server_options o, handler_fn h,
-                 observer_fn ob, std::shared_ptr<spdlog::logger> l, std::shared_ptr<ssl::context> t)
+    server_state(std::vector<asio::any_io_executor> ex, server_options o,
+                 std::shared_ptr<const router> h, observer_fn ob, std::shared_ptr<spdlog::logger> l,
+                 std::shared_ptr<ssl::context> t)
         : opts(std::move(o)),
-          handler(std::move(h)),
+          routes(std::move(h)),
           observer(std::move(ob)),
           log(std::move(l)),
           tls(std::move(t)),

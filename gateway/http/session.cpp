@@ -179,7 +179,8 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             req.head_only = msg.method() == http::verb::head;
             bool failed = false;
             try {
-                handler_result handled = st->handler(req);
+                const router& routes = *st->routes;
+                handler_result handled = routes.run(routes.decide(req.method, req.target), req);
                 if (auto* ready = std::get_if<reply>(&handled)) {
                     r = std::move(*ready);
                 } else {

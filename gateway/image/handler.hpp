@@ -107,6 +107,9 @@ public:
     /// A fresh hit or a refusal is answered at once; anything else returns the coroutine
     /// that waits for the fetch.
     handler_result handle(request req);
+    /// What handle() answers a request it refuses before any lookup (route_not_found,
+    /// method_not_allowed): the data listener's router answers its 404/405 with it.
+    static reply refusal(errc e);
 
     const image_stats& stats() const noexcept;
     /// Appends the route's counters in Prometheus text.

@@ -9,6 +9,7 @@
 #include "gateway/core/workers.hpp"
 #include "gateway/http/server.hpp"
 #include "gateway/image/handler.hpp"
+#include "gateway/image/routes.hpp"
 #include "gateway/runtime/fd_limit.hpp"
 #include "gateway/runtime/logging.hpp"
 #include "gateway/runtime/signals.hpp"
@@ -256,16 +257,15 @@ struct app::impl {
                 access->write(rec);
             }
         };
-        auto handle_image = [this](request req) { return images.handle(req); };
-        auto handle_admin = [this](request req) { return admin.handle(req); };
+        auto data_routes = std::make_shared<router>();
+        add_image_routes(*data_routes, [this](request req) { return images.handle(req); });
         server_options data_opts =
             make_server_options("data", settings.server.listen, settings.server);
         // Fewer than server.max_connections when the open-files limit cannot hold them all
         // next to the admin listener and the upstream pools (fd_limit.hpp).
         data_opts.max_connections = apply_fd_limit(settings, thread_count(settings), *log);
-        data_server =
-            std::make_unique<http_server>(io.executors(), data_opts, handle_image, observe, log,
-                                          make_listener_tls(settings.server));
+        data_server = std::make_unique<http_server>(io.executors(), data_opts, data_routes, observe,
+                                                    log, make_listener_tls(settings.server));
         if (data_server->is_tls()) {
             registry.add_source([this](std::string& out) {
                 metrics::append_sample(out, "imagegate_tls_handshake_failures_total", "counter",
@@ -278,7 +278,7 @@ struct app::impl {
             make_server_options("admin", settings.server.admin_listen, settings.server);
         admin_opts.max_connections = admin_max_connections;
         admin_server =
-            std::make_unique<http_server>(io.executors(), admin_opts, handle_admin, observe, log);
+            std::make_unique<http_server>(io.executors(), admin_opts, admin.routes(), observe, log);
         registry.add_source(
             [this](std::string& out) { render_accept_errors(out, *data_server, *admin_server); });
     }
