@@ -58,6 +58,9 @@ struct server_options {
     std::chrono::milliseconds header_timeout{10000};
     std::chrono::milliseconds idle_timeout{60000};
     std::chrono::milliseconds write_timeout{10000};
+    /// A request body (routes that take one) must be complete this long after its head (or
+    /// after `100 Continue`), however it trickles in; then 408 and the connection closes.
+    std::chrono::milliseconds body_timeout{10000};
 };
 
 using observer_fn = std::function<void(const exchange_record&)>;

@@ -7,6 +7,7 @@
 #include "gateway/core/workers.hpp"
 #include "gateway/http/peer_watch.hpp"
 #include "gateway/http/request_head.hpp"
+#include "gateway/http/session_body.hpp"
 #include "gateway/http/session_io.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -19,6 +20,7 @@
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -163,44 +165,76 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             r = make_error_reply(*e);
             r.route = "invalid";
             close = true;
-        } else if (const auto bad = check_request(parser)) {
+        } else if (const auto bad = check_framing(parser)) {
             r = make_error_reply(*bad);
             r.route = "invalid";
             close = true;
             req.method = parser.get().method();
             req.target = parser.get().target();
         } else {
-            const auto& msg = parser.get();
+            const router& routes = *st->routes;
             const auto n = st->next_request.fetch_add(1, std::memory_order_relaxed);
             req.id = format_request_id(id_buf, st->id_prefix, n);
-            req.method = msg.method();
-            req.target = msg.target();
-            req.headers = &msg.base();
-            req.head_only = msg.method() == http::verb::head;
-            bool failed = false;
-            try {
-                const router& routes = *st->routes;
-                handler_result handled = routes.run(routes.decide(req.method, req.target), req);
-                if (auto* ready = std::get_if<reply>(&handled)) {
-                    r = std::move(*ready);
-                } else {
-                    auto& socket = lowest.socket();
-                    const peer_watch_scope watch(socket);
-                    auto ex = co_await asio::this_coro::executor;
-                    r = co_await asio::co_spawn(
-                        ex, std::move(std::get<asio::awaitable<reply>>(handled)),
-                        asio::bind_cancellation_slot(watch.slot(), use_awaitable));
-                    gone = watch.gone();
+            req.method = parser.get().method();
+            req.target = parser.get().target();
+            req.headers = &parser.get().base();
+            req.head_only = req.method == http::verb::head;
+            const bool keep_alive = parser.get().keep_alive();
+            const router::decision d = routes.decide(req.method, req.target);
+            // A body is read whole before the handler runs, or refused (the connection then
+            // closes: its unread bytes are not a request). Nothing of this on a bodiless GET.
+            std::optional<http::request_parser<http::string_body>> with_body;
+            std::optional<errc> refused;
+            if (has_body(parser)) {
+                refused = refuse_body(d, parser);
+                if (!refused) {
+                    const bool send_continue = expects_continue(parser) && buffer.size() == 0;
+                    with_body.emplace(std::move(parser));
+                    with_body->body_limit(d.found->options.body.max_bytes);
+                    const auto body_deadline = std::chrono::steady_clock::now() + o.body_timeout;
+                    const auto bec = co_await read_body(stream, buffer, *with_body, send_continue,
+                                                        body_deadline, o.write_timeout);
+                    if (bec) {
+                        refused = classify_body_error(bec);
+                        if (!refused) {
+                            co_return false;  // the client left mid-body: nobody to answer
+                        }
+                    }
+                    const auto& msg = with_body->get();
+                    req.target = msg.target();
+                    req.headers = &msg.base();
+                    req.body = msg.body();
                 }
-            } catch (const std::exception& e) {
-                st->log->error("{} handler threw: {} (request {})", o.name, e.what(), req.id);
-                failed = true;
             }
-            if (failed) {
-                r = make_error_reply(errc::internal_error);
-                r.close = true;
+            bool failed = false;
+            if (refused) {
+                r = make_error_reply(*refused);
+                r.route = "invalid";
+                close = true;
+            } else {
+                try {
+                    handler_result handled = routes.run(d, req);
+                    if (auto* ready = std::get_if<reply>(&handled)) {
+                        r = std::move(*ready);
+                    } else {
+                        auto& socket = lowest.socket();
+                        const peer_watch_scope watch(socket);
+                        auto ex = co_await asio::this_coro::executor;
+                        r = co_await asio::co_spawn(
+                            ex, std::move(std::get<asio::awaitable<reply>>(handled)),
+                            asio::bind_cancellation_slot(watch.slot(), use_awaitable));
+                        gone = watch.gone();
+                    }
+                } catch (const std::exception& e) {
+                    st->log->error("{} handler threw: {} (request {})", o.name, e.what(), req.id);
+                    failed = true;
+                }
+                if (failed) {
+                    r = make_error_reply(errc::internal_error);
+                    r.close = true;
+                }
+                close = r.close || !keep_alive || st->stopping.load(std::memory_order_relaxed);
             }
-            close = r.close || !msg.keep_alive() || st->stopping.load(std::memory_order_relaxed);
         }
 
         if (gone) {

@@ -58,6 +58,7 @@ server_options make_server_options(std::string name, const std::string& host_por
     o.header_timeout = s.header_timeout;
     o.idle_timeout = s.idle_timeout;
     o.write_timeout = s.write_timeout;
+    o.body_timeout = s.header_timeout;  // no route of these listeners takes a body yet
     return o;
 }
 
