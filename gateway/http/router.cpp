@@ -4,6 +4,7 @@
 
 #include "gateway/core/request_target.hpp"
 
+#include <cstring>
 #include <stdexcept>
 
 namespace imagegate::gateway {
@@ -11,8 +12,10 @@ namespace imagegate::gateway {
 namespace {
 
 // The path of a target the session accepted (origin- or absolute-form), without the query.
+// Origin-form, the usual case, needs no scan: check_framing refused any target
+// target_path_start refuses before routing.
 std::string_view path_of(std::string_view target) noexcept {
-    const std::size_t start = target_path_start(target);
+    const std::size_t start = target.starts_with('/') ? 0 : target_path_start(target);
     if (start == std::string_view::npos) {
         return {};
     }
@@ -84,49 +87,55 @@ path_pattern::path_pattern(std::string_view pattern) : text_(pattern) {
     if (!literal.empty()) {
         pieces_.push_back({kind::literal, std::move(literal)});
     }
+    leading_ = pieces_.front().text;  // a pattern starts with '/': a literal
 }
 
 bool path_pattern::match(std::string_view path, path_params& out) const noexcept {
-    out.size = 0;
-    std::size_t pos = 0;
+    // Pointers and memcmp/memchr rather than substr and find: this runs on every request.
+    const char* at = path.data();
+    const char* const end = at + path.size();
+    std::size_t n = 0;
     for (const auto& p : pieces_) {
         switch (p.k) {
-        case kind::literal:
-            if (path.substr(pos, p.text.size()) != p.text) {
+        case kind::literal: {
+            const std::size_t len = p.text.size();
+            if (static_cast<std::size_t>(end - at) < len ||
+                std::memcmp(at, p.text.data(), len) != 0) {
                 return false;
             }
-            pos += p.text.size();
+            at += len;
             break;
+        }
         case kind::segment:
         case kind::nonempty: {
-            std::size_t end = path.find('/', pos);
-            if (end == std::string_view::npos) {
-                end = path.size();
-            }
-            if (p.k == kind::nonempty && end == pos) {
+            // `at` is past a literal ending in '/', never null here.
+            const void* slash = std::memchr(at, '/', static_cast<std::size_t>(end - at));
+            const char* const stop = slash != nullptr ? static_cast<const char*>(slash) : end;
+            if (p.k == kind::nonempty && stop == at) {
                 return false;
             }
-            out.values[out.size++] = path.substr(pos, end - pos);
-            pos = end;
+            out.values[n++] = std::string_view(at, static_cast<std::size_t>(stop - at));
+            at = stop;
             break;
         }
         case kind::rest:
-            out.values[out.size++] = path.substr(pos);
-            pos = path.size();
+            out.values[n++] = std::string_view(at, static_cast<std::size_t>(end - at));
+            at = end;
             break;
         }
     }
-    return pos == path.size();
+    out.size = n;
+    return at == end;
 }
 
 router& router::add(method_set methods, std::string_view pattern, std::string_view label,
-                    handler_fn handler, route_options options) {
+                    route_handler handler, route_options options) {
     routes_.push_back(
         route{methods, path_pattern(pattern), label, std::move(handler), std::move(options)});
     return *this;
 }
 
-router& router::set_fallback(handler_fn handler, std::string_view label) {
+router& router::set_fallback(route_handler handler, std::string_view label) {
     fallback_.emplace(route{method_set::any(), path_pattern("/*"), label, std::move(handler), {}});
     return *this;
 }
@@ -138,15 +147,29 @@ router& router::set_refusal(refusal_fn refusal) {
 
 router::decision router::decide(http::verb method, std::string_view target) const {
     decision d;
-    const std::string_view path = path_of(target);
-    path_params params;
+    // The leading literal of a pattern holds no '?', so the prefix screen needs no query
+    // scan: the target itself (origin-form, the usual case) or its path will do.
+    const std::string_view start = target.starts_with('/') ? target : path_of(target);
+    std::string_view path;  // without the query, found when a whole pattern is matched
+    bool have_path = false;
     for (const auto& r : routes_) {
-        if (!r.pattern.match(path, params)) {
+        if (r.options.handler_checks_path && r.methods.allows(method)) {
+            if (r.pattern.matches_leading_literal(start)) {
+                d.found = &r;
+                d.params.size = 0;
+                return d;
+            }
+            continue;
+        }
+        if (!have_path) {
+            path = path_of(target);
+            have_path = true;
+        }
+        if (!r.pattern.match(path, d.params)) {
             continue;
         }
         if (r.methods.allows(method)) {
             d.found = &r;
-            d.params = params;
             return d;
         }
         // Known path, other method: a 405 unless a later route takes the method. The first
@@ -181,17 +204,9 @@ reply router::refuse(const decision& d) const {
     return r;
 }
 
-handler_result router::run(const decision& d, request req) const {
-    if (d.found == nullptr) {
-        return refuse(d);
-    }
-    req.params = d.params;
-    return d.found->handler(std::move(req));
-}
-
 handler_result router::dispatch(request req) const {
     const decision d = decide(req.method, req.target);
-    return run(d, std::move(req));
+    return run(d, req);
 }
 
 }  // namespace imagegate::gateway

@@ -68,6 +68,10 @@ public:
     explicit path_pattern(std::string_view pattern);
 
     bool match(std::string_view path, path_params& out) const noexcept;
+    /// The path starts with the pattern's leading literal (one memcmp).
+    bool matches_leading_literal(std::string_view path) const noexcept {
+        return path.starts_with(leading_);
+    }
     const std::string& text() const noexcept { return text_; }
 
 private:
@@ -83,6 +87,7 @@ private:
     };
     std::string text_;
     std::vector<piece> pieces_;
+    std::string leading_;  // the first literal piece
 };
 
 /// What a route accepts as a request body. The session enforces it before the handler runs
@@ -114,14 +119,24 @@ struct route_options {
     /// goes to the handler, which answers such a path 404 itself. Null: every path the
     /// pattern matches is the route's.
     std::function<bool(std::string_view target)> owns;
+    /// The handler checks the whole path itself and answers 404 for what is not its own
+    /// (the image handler parses every target anyway). For a method the route takes, the
+    /// router then compares the pattern's leading literal only (one memcmp, no captures) and
+    /// leaves the rest to the handler: the hot route's decision costs a couple of
+    /// comparisons. Needs `owns` for the 404/405 choice.
+    bool handler_checks_path = false;
 };
+
+/// A route's handler. By const reference: the request is not copied on its way through the
+/// router (a handler taking `request` by value still fits, and copies it once).
+using route_handler = std::function<handler_result(const request&)>;
 
 /// A registered route. `label` names it in metrics and logs (static storage).
 struct route {
     method_set methods;
     path_pattern pattern;
     std::string_view label;
-    handler_fn handler;
+    route_handler handler;
     route_options options;
 };
 
@@ -138,10 +153,10 @@ public:
     /// Routes are tried in the order added; the first whose pattern matches and that takes
     /// the method wins. Put the hot route first: it then costs one pattern match.
     router& add(method_set methods, std::string_view pattern, std::string_view label,
-                handler_fn handler, route_options options = {});
+                route_handler handler, route_options options = {});
     /// Requests whose path no route matches go to `handler` (every method, no body) instead
     /// of a 404: a listener whose handler routes itself.
-    router& set_fallback(handler_fn handler, std::string_view label = "other");
+    router& set_fallback(route_handler handler, std::string_view label = "other");
     /// Replaces the default 404/405 answers (make_error_reply with the route's label,
     /// "not_found" for 404).
     router& set_refusal(refusal_fn refusal);
@@ -157,9 +172,17 @@ public:
     decision decide(http::verb method, std::string_view target) const;
     /// The 404/405 reply for a decision without a route.
     reply refuse(const decision& d) const;
-    /// The decision carried out: the route's handler with `req` (params filled in), or the
-    /// refusal.
-    handler_result run(const decision& d, request req) const;
+    /// The decision carried out: the route's handler with `req` (its params filled in here),
+    /// or the refusal.
+    handler_result run(const decision& d, request& req) const {
+        if (d.found == nullptr) {
+            return refuse(d);
+        }
+        if (d.params.size != 0) {
+            req.params = d.params;
+        }
+        return d.found->handler(req);
+    }
     /// decide(), then the route's handler (with params) or the refusal. For callers that do
     /// not read bodies (the admin handler's synchronous answer, tests).
     handler_result dispatch(request req) const;

@@ -37,7 +37,7 @@ namespace {
 
 std::shared_ptr<const router> fallback_only(handler_fn handler) {
     auto r = std::make_shared<router>();
-    r->set_fallback(std::move(handler));
+    r->set_fallback([h = std::move(handler)](const request& req) { return h(req); });
     return r;
 }
 

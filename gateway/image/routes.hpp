@@ -8,6 +8,6 @@ namespace imagegate::gateway {
 
 /// Adds the image route to `r` (first: it is the hot one), answered by `handle` (the image
 /// handler's handle()), and makes `r` answer 404/405 as image_handler::refusal does.
-void add_image_routes(router& r, handler_fn handle);
+void add_image_routes(router& r, route_handler handle);
 
 }  // namespace imagegate::gateway

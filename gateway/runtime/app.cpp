@@ -259,7 +259,7 @@ struct app::impl {
             }
         };
         auto data_routes = std::make_shared<router>();
-        add_image_routes(*data_routes, [this](request req) { return images.handle(req); });
+        add_image_routes(*data_routes, [this](const request& req) { return images.handle(req); });
         server_options data_opts =
             make_server_options("data", settings.server.listen, settings.server);
         // Fewer than server.max_connections when the open-files limit cannot hold them all

@@ -17,8 +17,8 @@ namespace http = boost::beast::http;
 
 namespace {
 
-gw::handler_fn answer_with(std::string name) {
-    return [name](gw::request req) -> gw::handler_result {
+gw::route_handler answer_with(std::string name) {
+    return [name](const gw::request& req) -> gw::handler_result {
         std::string body = name;
         for (std::size_t i = 0; i < req.params.size; ++i) {
             body += "|" + std::string(req.params[i]);
@@ -158,8 +158,12 @@ BOOST_AUTO_TEST_CASE(the_image_table_refuses_as_the_image_handler_did) {
         {http::verb::post, "/client/v4/accounts/bad/images/v1/abc", false, 405},
         {http::verb::post, "/client/v4/accounts/" + account + "/images/v1/keys", false, 404},
         {http::verb::delete_, "/client/v4/accounts/" + account + "/images/v1/%6Beys", false, 404},
-        {http::verb::get, "/client/v4/accounts/" + account + "/images/v1/abc/blob", false, 404},
-        {http::verb::get, "/client/v4/accounts/" + account + "/images/v2/abc", false, 404},
+        // GET/HEAD under the prefix go to the handler, which checks the path and answers
+        // these 404 itself (handler_checks_path); other methods are matched whole.
+        {http::verb::get, "/client/v4/accounts/" + account + "/images/v1/abc/blob", true, 0},
+        {http::verb::get, "/client/v4/accounts/" + account + "/images/v2/abc", true, 0},
+        {http::verb::post, "/client/v4/accounts/" + account + "/images/v1/abc/blob", false, 404},
+        {http::verb::get, "/client/v4/other", false, 404},
         {http::verb::post, "/client/v4", false, 404},
     };
     for (const auto& c : rows) {
