@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <variant>
 
 namespace imagegate::gateway {
 namespace {
@@ -25,42 +26,23 @@ reply error(errc e, std::string_view route) {
     return r;
 }
 
-bool is_get(const request& req) {
-    return req.method == http::verb::get || req.method == http::verb::head;
-}
-
 }  // namespace
 
-asio::awaitable<reply> admin_handler::handle(request req) {
-    purge_target purged;
-    reply r = answer(req, &purged);
-    if (purged.done && fleet_.broadcast) {
-        const bool sent = co_await fleet_.broadcast(purged.account, purged.canonical_id);
-        if (!sent) {
-            // Purged here only: the caller must know the fleet may still serve it, and retry.
-            r = json_reply(503,
-                           error_envelope(99534,
-                                          "Purged on this instance only: the fleet tier (Redis) "
-                                          "is unreachable, so the purge was not broadcast to "
-                                          "the other instances or the shared cache; retry"),
-                           "purge");
-        }
-    }
-    co_return r;
-}
-
-reply admin_handler::answer(const request& req, purge_target* purged) {
-    const std::string_view path = request_path(req.target);
-    if (path == "/healthz") {
-        if (!is_get(req)) {
-            return error(errc::method_not_allowed, "healthz");
-        }
+admin_handler::admin_handler(metrics::registry& metrics, const std::atomic<bool>& ready,
+                             purge_hooks purge, std::string admin_token, fleet_hooks fleet,
+                             reload_fn reload)
+    : metrics_(metrics),
+      ready_(ready),
+      purge_(std::move(purge)),
+      reload_(std::move(reload)),
+      admin_token_(std::make_shared<const std::string>(std::move(admin_token))),
+      fleet_(std::move(fleet)),
+      routes_(std::make_shared<router>()) {
+    const method_set readable{http::verb::get};  // and HEAD
+    routes_->add(readable, "/healthz", "healthz", [](const request&) -> handler_result {
         return json_reply(200, R"({"status":"ok"})", "healthz");
-    }
-    if (path == "/readyz") {
-        if (!is_get(req)) {
-            return error(errc::method_not_allowed, "readyz");
-        }
+    });
+    routes_->add(readable, "/readyz", "readyz", [this](const request&) -> handler_result {
         if (!ready_.load(std::memory_order_relaxed)) {
             return json_reply(503, R"({"status":"not ready"})", "readyz");
         }
@@ -72,74 +54,89 @@ reply admin_handler::answer(const request& req, purge_target* purged) {
                               "readyz");
         }
         return json_reply(200, R"({"status":"ready"})", "readyz");
-    }
-    if (path == "/metrics") {
-        if (!is_get(req)) {
-            return error(errc::method_not_allowed, "metrics");
-        }
+    });
+    routes_->add(readable, "/metrics", "metrics", [this](const request&) -> handler_result {
         reply r = make_reply(200, metrics_.render(), "text/plain; version=0.0.4; charset=utf-8");
         r.route = "metrics";
         return r;
+    });
+    auto purge_route = [this](const request& req) -> handler_result {
+        purge_target target;
+        reply r = this->purge(req, &target);
+        if (target.done && fleet_.broadcast) {
+            return broadcast_purge(std::move(r), std::move(target));
+        }
+        return r;
+    };
+    routes_->add({http::verb::delete_}, "/cache/accounts/{account}", "purge", purge_route);
+    routes_->add({http::verb::delete_}, "/cache/accounts/{account}/images/{id+}", "purge",
+                 purge_route);
+    routes_->add({http::verb::post}, "/config/reload", "reload",
+                 [this](const request& req) -> handler_result { return this->reload(req); });
+}
+
+asio::awaitable<reply> admin_handler::handle(request req) {
+    auto result = routes_->dispatch(std::move(req));
+    if (auto* ready = std::get_if<reply>(&result)) {
+        co_return std::move(*ready);
     }
-    // DELETE /cache/accounts/{a}  and  DELETE /cache/accounts/{a}/images/{canonical id}
-    constexpr std::string_view purge_prefix = "/cache/accounts/";
-    if (path.starts_with(purge_prefix)) {
-        std::string_view rest = path.substr(purge_prefix.size());
-        const auto slash = rest.find('/');
-        const std::string_view account = rest.substr(0, slash);
-        std::string_view image;
-        if (slash != std::string_view::npos) {
-            std::string_view tail = rest.substr(slash + 1);
-            constexpr std::string_view images = "images/";
-            if (!tail.starts_with(images) || tail.size() == images.size() ||
-                tail.substr(images.size()).find('/') != std::string_view::npos) {
-                return error(errc::route_not_found, "not_found");
-            }
-            image = tail.substr(images.size());
-        }
-        if (req.method != http::verb::delete_) {
-            reply r = make_reply(405, error_envelope(errc::method_not_allowed), "application/json",
-                                 "Allow: DELETE\r\n");
-            r.route = "purge";
-            return r;
-        }
-        // Purge changes state: only with the admin token, compared in constant time.
-        if (auto refused = refuse_unless_admin(req, "purge")) {
-            return std::move(*refused);
-        }
-        if (!is_account_id(account)) {
-            return error(errc::invalid_account_id, "purge");
-        }
-        if (image.empty()) {
-            const std::size_t n = purge_.account ? purge_.account(account) : 0;
-            if (purged != nullptr) {
-                *purged = {std::string(account), {}, true};
-            }
-            return json_reply(200,
-                              R"({"success":true,"errors":[],"messages":[],"result":{"purged":)" +
-                                  std::to_string(n) + "}}",
-                              "purge");
-        }
-        std::string decoded;
-        if (!percent_decode(image, decoded) || decoded.empty() ||
-            decoded.size() > max_image_id_bytes || !is_valid_utf8(decoded)) {
-            return error(errc::invalid_image_id, "purge");
-        }
-        const std::string canonical = percent_encode(decoded);
-        const bool removed = purge_.image ? purge_.image(account, canonical) : false;
-        if (purged != nullptr) {
-            *purged = {std::string(account), canonical, true};
-        }
-        return json_reply(
-            200,
-            std::string(R"({"success":true,"errors":[],"messages":[],"result":{"purged":)") +
-                (removed ? "1" : "0") + "}}",
-            "purge");
+    co_return co_await std::move(std::get<asio::awaitable<reply>>(result));
+}
+
+reply admin_handler::answer(const request& req) {
+    auto result = routes_->dispatch(req);
+    if (auto* ready = std::get_if<reply>(&result)) {
+        return std::move(*ready);
     }
-    if (path == "/config/reload") {
-        return reload(req);
+    return error(errc::internal_error, "admin");  // only a fleet purge suspends: not here
+}
+
+asio::awaitable<reply> admin_handler::broadcast_purge(reply local, purge_target target) {
+    const bool sent = co_await fleet_.broadcast(target.account, target.canonical_id);
+    if (sent) {
+        co_return local;
     }
-    return error(errc::route_not_found, "not_found");
+    // Purged here only: the caller must know the fleet may still serve it, and retry.
+    co_return json_reply(503,
+                         error_envelope(99534,
+                                        "Purged on this instance only: the fleet tier (Redis) "
+                                        "is unreachable, so the purge was not broadcast to "
+                                        "the other instances or the shared cache; retry"),
+                         "purge");
+}
+
+// DELETE /cache/accounts/{a}  and  DELETE /cache/accounts/{a}/images/{canonical id}
+reply admin_handler::purge(const request& req, purge_target* purged) {
+    const std::string_view account = req.params[0];
+    const std::string_view image = req.params.size > 1 ? req.params[1] : std::string_view{};
+    // Purge changes state: only with the admin token, compared in constant time.
+    if (auto refused = refuse_unless_admin(req, "purge")) {
+        return std::move(*refused);
+    }
+    if (!is_account_id(account)) {
+        return error(errc::invalid_account_id, "purge");
+    }
+    if (image.empty()) {
+        const std::size_t n = purge_.account ? purge_.account(account) : 0;
+        *purged = {std::string(account), {}, true};
+        return json_reply(200,
+                          R"({"success":true,"errors":[],"messages":[],"result":{"purged":)" +
+                              std::to_string(n) + "}}",
+                          "purge");
+    }
+    std::string decoded;
+    if (!percent_decode(image, decoded) || decoded.empty() || decoded.size() > max_image_id_bytes ||
+        !is_valid_utf8(decoded)) {
+        return error(errc::invalid_image_id, "purge");
+    }
+    const std::string canonical = percent_encode(decoded);
+    const bool removed = purge_.image ? purge_.image(account, canonical) : false;
+    *purged = {std::string(account), canonical, true};
+    return json_reply(
+        200,
+        std::string(R"({"success":true,"errors":[],"messages":[],"result":{"purged":)") +
+            (removed ? "1" : "0") + "}}",
+        "purge");
 }
 
 std::optional<reply> admin_handler::refuse_unless_admin(const request& req,

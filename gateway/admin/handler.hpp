@@ -37,7 +37,7 @@ struct fleet_hooks {
     std::function<bool()> degraded;
 };
 
-/// A purge answer() carried out locally: what handle() broadcasts.
+/// A purge carried out locally: what the fleet broadcast sends.
 struct purge_target {
     std::string account;
     std::string canonical_id;  ///< empty: the whole account
@@ -65,18 +65,18 @@ class admin_handler {
 public:
     /// `admin_token`: the bearer token purge and reload require; empty disables them (403).
     admin_handler(metrics::registry& metrics, const std::atomic<bool>& ready, purge_hooks purge,
-                  std::string admin_token, fleet_hooks fleet = {}, reload_fn reload = {})
-        : metrics_(metrics),
-          ready_(ready),
-          purge_(std::move(purge)),
-          reload_(std::move(reload)),
-          admin_token_(std::make_shared<const std::string>(std::move(admin_token))),
-          fleet_(std::move(fleet)) {}
+                  std::string admin_token, fleet_hooks fleet = {}, reload_fn reload = {});
+    admin_handler(const admin_handler&) = delete;
+    admin_handler& operator=(const admin_handler&) = delete;
 
+    /// The admin listener's routing table (its handlers refer to this object). The
+    /// composition root adds the routes of other components (/cache/warm) before the
+    /// listener starts; read-only afterwards.
+    std::shared_ptr<router> routes() const noexcept { return routes_; }
     asio::awaitable<reply> handle(request req);
-    /// The synchronous core of handle(), for tests; a purge it carried out is described in
-    /// `*purged` when given.
-    reply answer(const request& req, purge_target* purged = nullptr);
+    /// The synchronous core of handle(), for tests: routes `req` and answers it (a purge is
+    /// carried out locally; its fleet broadcast is handle()'s).
+    reply answer(const request& req);
 
     /// Publishes a new admin token (a reload); any thread.
     void set_admin_token(std::string token) {
@@ -88,6 +88,9 @@ public:
     std::optional<reply> refuse_unless_admin(const request& req, std::string_view route) const;
 
 private:
+    reply purge(const request& req, purge_target* purged);
+    /// After a local purge: the fleet broadcast, and 503 when it could not be sent.
+    asio::awaitable<reply> broadcast_purge(reply local, purge_target target);
     reply reload(const request& req);
 
     metrics::registry& metrics_;
@@ -96,6 +99,7 @@ private:
     reload_fn reload_;
     snapshot<std::string> admin_token_;
     fleet_hooks fleet_;
+    std::shared_ptr<router> routes_;
 };
 
 /// The JSON answer of POST /config/reload (Cloudflare-style envelope): 200 with

@@ -54,6 +54,10 @@ errc_info info(errc e) noexcept {
     case errc::shutting_down: return {503, 99532, "The gateway is shutting down", true};
     case errc::not_implemented: return {501, 99501, "Not implemented", false};
     case errc::internal_error: return {500, 99500, "Internal gateway error", false};
+    case errc::payload_too_large: return {413, 99413, "Request body too large", false};
+    case errc::request_timeout: return {408, 99408, "Request body not received in time", false};
+    case errc::length_required:
+        return {411, 99412, "This route needs a Content-Length, not a chunked body", false};
     }
     return {500, 99500, "Internal gateway error", false};
 }
@@ -99,6 +103,9 @@ std::string_view to_string(errc e) noexcept {
     case errc::shutting_down: return "shutting_down";
     case errc::not_implemented: return "not_implemented";
     case errc::internal_error: return "internal_error";
+    case errc::payload_too_large: return "payload_too_large";
+    case errc::request_timeout: return "request_timeout";
+    case errc::length_required: return "length_required";
     }
     return "unknown";
 }

@@ -41,6 +41,10 @@ enum class errc : int {
     shutting_down,          ///< the process is draining
     not_implemented,        ///< the route exists but has no handler yet
     internal_error,         ///< a bug; logged with details, answered generically
+    // Request bodies (appended: the numbers above stay as they were)
+    payload_too_large,  ///< a request body over its route's limit
+    request_timeout,    ///< a request body not complete by its deadline
+    length_required,    ///< a chunked body on a route that takes Content-Length only
 };
 
 const boost::system::error_category& imagegate_category() noexcept;
@@ -91,6 +95,9 @@ inline constexpr errc all_errcs[] = {
     errc::shutting_down,
     errc::not_implemented,
     errc::internal_error,
+    errc::payload_too_large,
+    errc::request_timeout,
+    errc::length_required,
 };
 
 }  // namespace imagegate

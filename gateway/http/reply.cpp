@@ -36,7 +36,9 @@ reply make_reply(unsigned status, std::string body, std::string_view content_typ
 
 reply make_error_reply(errc e, std::string_view extra_headers, std::optional<retry_after> after) {
     std::string extra(extra_headers);
-    if (e == errc::method_not_allowed) {
+    // The image route's methods, unless the caller (the router) names the route's own.
+    if (e == errc::method_not_allowed && !extra_headers.starts_with("Allow: ") &&
+        extra_headers.find("\r\nAllow: ") == std::string_view::npos) {
         extra += "Allow: GET, HEAD\r\n";
     }
     if (!retry_may_help(e)) {

@@ -139,10 +139,11 @@ struct retry_after {
     std::uint64_t milliseconds = 1000;
 };
 
-/// The Cloudflare-style envelope for `e`, with its HTTP status (405 adds `Allow`), and what
-/// SDKs read before retrying: `x-should-retry: false` when a retry cannot help
-/// (errc.cpp's table), and `Retry-After` + `retry-after-ms` from `after` — for every 429 and
-/// 503 (1 s when the caller knows no better), for other statuses only when given.
+/// The Cloudflare-style envelope for `e`, with its HTTP status (405 adds `Allow: GET, HEAD`
+/// unless `extra_headers` has an `Allow` line), and what SDKs read before retrying:
+/// `x-should-retry: false` when a retry cannot help (errc.cpp's table), and `Retry-After` +
+/// `retry-after-ms` from `after` — for every 429 and 503 (1 s when the caller knows no
+/// better), for other statuses only when given.
 reply make_error_reply(errc e, std::string_view extra_headers = {},
                        std::optional<retry_after> after = std::nullopt);
 

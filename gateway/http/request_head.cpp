@@ -3,6 +3,7 @@
 
 #include "gateway/core/request_target.hpp"
 
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 
 #include <iterator>
@@ -81,7 +82,7 @@ std::optional<errc> classify_read_error(const boost::system::error_code& ec) {
 }
 
 // Checks RFC 9112 framing rules the parser leaves to us. Returns the error to answer with.
-std::optional<errc> check_request(const http::request_parser<http::empty_body>& parser) {
+std::optional<errc> check_framing(const http::request_parser<http::empty_body>& parser) {
     const auto& msg = parser.get();
     if (msg.version() != 11 && msg.version() != 10) {
         return errc::http_version_not_supported;
@@ -97,6 +98,8 @@ std::optional<errc> check_request(const http::request_parser<http::empty_body>& 
     std::size_t hosts = 0;
     std::size_t content_lengths = 0;
     bool content_length_not_digits = false;
+    std::size_t transfer_encodings = 0;
+    boost::beast::string_view transfer_encoding;
     for (const auto& f : msg.base()) {
         // Bytes are bounded by header_limit; the count is bounded too, so a head of
         // thousands of tiny fields cannot make every lookup walk a long list.
@@ -110,21 +113,42 @@ std::optional<errc> check_request(const http::request_parser<http::empty_body>& 
             content_length_not_digits =
                 content_length_not_digits ||
                 f.value().find_first_not_of("0123456789") != boost::beast::string_view::npos;
+        } else if (f.name() == http::field::transfer_encoding) {
+            ++transfer_encodings;
+            transfer_encoding = f.value();
         }
     }
     // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
     if (msg.version() == 11 && hosts != 1) {
         return errc::bad_request;
     }
-    // A body on GET/HEAD has no meaning here (RFC 9110 §9.3.1) and would desynchronise
-    // keep-alive framing if ignored; the same goes for any method we do not serve.
-    if (parser.chunked() || (parser.content_length() && *parser.content_length() > 0)) {
-        return errc::bad_request;
-    }
     // RFC 9112 §6.3: repeated Content-Length fields, or a list in one ("0, 0"), are what
     // request smuggling is made of; Beast folds equal values into one. We refuse them all:
-    // a request we serve has no body, so an honest client never sends more than one.
+    // an honest client never sends more than one. Content-Length next to Transfer-Encoding
+    // (§6.1: "ought to be handled as an error"), and a transfer coding other than exactly
+    // chunked (we decode no other), are refused too.
     if (content_lengths > 1 || content_length_not_digits) {
+        return errc::bad_request;
+    }
+    if (transfer_encodings > 0 &&
+        (transfer_encodings > 1 || content_lengths > 0 || msg.version() == 10 ||
+         !parser.chunked() || !boost::beast::iequals(transfer_encoding, "chunked"))) {
+        return errc::bad_request;
+    }
+    return std::nullopt;
+}
+
+bool has_body(const http::request_parser<http::empty_body>& parser) {
+    return parser.chunked() || (parser.content_length() && *parser.content_length() > 0);
+}
+
+std::optional<errc> check_request(const http::request_parser<http::empty_body>& parser) {
+    if (const auto e = check_framing(parser)) {
+        return e;
+    }
+    // A body on GET/HEAD has no meaning here (RFC 9110 §9.3.1) and would desynchronise
+    // keep-alive framing if ignored: without a route that takes one, a body is a 400.
+    if (has_body(parser)) {
         return errc::bad_request;
     }
     return std::nullopt;

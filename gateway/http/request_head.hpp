@@ -31,9 +31,17 @@ std::size_t put_head(boost::beast::http::request_parser<boost::beast::http::empt
 std::optional<errc> classify_read_error(const boost::system::error_code& ec);
 
 /// The framing rules of a complete head: HTTP/1.0 or 1.1, a target of a form we serve
-/// (gateway/core/request_target.hpp), at most max_header_fields fields,
-/// exactly one Host on 1.1, no body (chunked or Content-Length > 0), and no repeated or
-/// list-valued Content-Length. Returns the error to answer with.
+/// (gateway/core/request_target.hpp), at most max_header_fields fields, exactly one Host on
+/// 1.1, no repeated or list-valued Content-Length, and a Transfer-Encoding only as exactly
+/// `chunked` without Content-Length. Returns the error to answer with. Whether a body is
+/// allowed is the route's (router.hpp body_policy).
+std::optional<errc> check_framing(
+    const boost::beast::http::request_parser<boost::beast::http::empty_body>& parser);
+
+/// The head announces a body: chunked, or Content-Length > 0.
+bool has_body(const boost::beast::http::request_parser<boost::beast::http::empty_body>& parser);
+
+/// check_framing, and no body: the rules for a route that takes none (every GET/HEAD).
 std::optional<errc> check_request(
     const boost::beast::http::request_parser<boost::beast::http::empty_body>& parser);
 

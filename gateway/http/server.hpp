@@ -5,13 +5,14 @@
 
 #include "gateway/core/net.hpp"
 #include "gateway/http/accept_guard.hpp"
+#include "gateway/http/listener_tls.hpp"
 #include "gateway/http/reply.hpp"
+#include "gateway/http/request.hpp"
+#include "gateway/http/router.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/verb.hpp>
-#include <boost/assert/source_location.hpp>
-#include <boost/system/result.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -33,18 +34,6 @@ class context;
 namespace imagegate::gateway {
 
 namespace http = boost::beast::http;
-
-/// One parsed request head, valid for the duration of the handler call.
-struct request {
-    http::verb method = http::verb::unknown;
-    std::string_view target;
-    const http::fields* headers = nullptr;
-    /// HEAD: the session writes headers only; handlers answer as for GET.
-    bool head_only = false;
-    /// X-Request-Id: the client's when valid, else generated (request_id.hpp); returned on
-    /// the answer and written in the access log.
-    std::string_view id;
-};
 
 /// What the session tells its observer after each response (access log, metrics).
 struct exchange_record {
@@ -69,31 +58,11 @@ struct server_options {
     std::chrono::milliseconds header_timeout{10000};
     std::chrono::milliseconds idle_timeout{60000};
     std::chrono::milliseconds write_timeout{10000};
+    /// A request body (routes that take one) must be complete this long after its head (or
+    /// after `100 Continue`), however it trickles in; then 408 and the connection closes.
+    std::chrono::milliseconds body_timeout{10000};
 };
 
-/// Why the listener's TLS context could not be built: the config key at fault and a reason
-/// that names the file. Never contains key material.
-struct listener_tls_error {
-    std::string key;
-    std::string reason;
-};
-
-/// Lets `result<T, listener_tls_error>::value()` throw a std::runtime_error "key: reason".
-[[noreturn]] void throw_exception_from_error(const listener_tls_error& e,
-                                             const boost::source_location& loc);
-
-/// Builds the server context for the data listener from a PEM certificate chain (leaf
-/// first) and its PEM private key: TLS >= 1.2, ECDHE with AEAD ciphers only for TLS 1.2,
-/// no compression, no renegotiation. Encrypted keys are refused (no passphrase prompt).
-/// Called at start-up (and by --check-config); the context is then shared read-only.
-boost::system::result<std::shared_ptr<asio::ssl::context>, listener_tls_error>
-make_listener_tls_context(const std::string& cert_file, const std::string& key_file);
-
-/// What a handler returns: the reply itself when it could answer without waiting (a fresh
-/// cache hit, a refused request: no coroutine frame, no suspension), or the coroutine that
-/// produces it. A coroutine handler (`-> asio::awaitable<reply>`) converts implicitly.
-using handler_result = std::variant<reply, asio::awaitable<reply>>;
-using handler_fn = std::function<handler_result(request)>;
 using observer_fn = std::function<void(const exchange_record&)>;
 
 namespace detail {
@@ -115,6 +84,12 @@ public:
     /// naming the address). With `tls` (a server context), every connection first completes
     /// a TLS handshake within `opts.header_timeout`; without it the listener speaks plain
     /// HTTP and no TLS code runs on its path. `executors` must not be empty.
+    http_server(std::vector<asio::any_io_executor> executors, server_options opts,
+                std::shared_ptr<const router> routes, observer_fn observer,
+                std::shared_ptr<spdlog::logger> log,
+                std::shared_ptr<asio::ssl::context> tls = nullptr);
+    /// A listener whose one handler takes every request (a router with only a fallback: no
+    /// 404/405 of its own, no bodies).
     http_server(std::vector<asio::any_io_executor> executors, server_options opts,
                 handler_fn handler, observer_fn observer, std::shared_ptr<spdlog::logger> log,
                 std::shared_ptr<asio::ssl::context> tls = nullptr);

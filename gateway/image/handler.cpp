@@ -338,6 +338,14 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
 
 }  // namespace
 
+reply image_handler::refusal(errc e) {
+    reply r = gateway_error(e);
+    if (e == errc::route_not_found) {
+        r.route = "not_found";
+    }
+    return r;
+}
+
 // Answers a fresh hit (and every refusal) without a coroutine: no frame to allocate, no
 // suspension; only what has to wait for the upstream goes on to answer_after_lookup.
 handler_result image_handler::handle(request req) {

@@ -115,6 +115,9 @@ public:
     /// A fresh hit or a refusal is answered at once; anything else returns the coroutine
     /// that waits for the fetch.
     handler_result handle(request req);
+    /// What handle() answers a request it refuses before any lookup (route_not_found,
+    /// method_not_allowed): the data listener's router answers its 404/405 with it.
+    static reply refusal(errc e);
 
     /// Before the first request: the fleet's shared cache, looked up on an L1 miss before the
     /// upstream and written after a validated answer (gateway/fleet/l2_cache.hpp).

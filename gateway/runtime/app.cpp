@@ -14,6 +14,7 @@
 #include "gateway/http/server.hpp"
 #include "gateway/image/handler.hpp"
 #include "gateway/runtime/access_log.hpp"
+#include "gateway/image/routes.hpp"
 #include "gateway/runtime/fd_limit.hpp"
 #include "gateway/runtime/logging.hpp"
 #include "gateway/runtime/reload.hpp"
@@ -65,6 +66,7 @@ server_options make_server_options(std::string name, const std::string& host_por
     o.header_timeout = s.header_timeout;
     o.idle_timeout = s.idle_timeout;
     o.write_timeout = s.write_timeout;
+    o.body_timeout = s.header_timeout;  // no route of these listeners takes a body yet
     return o;
 }
 
@@ -365,21 +367,19 @@ struct app::impl {
             registry.record(rec.route, rec.status, rec.duration);
             access.observe(rec);
         };
-        auto handle_image = [this](request req) { return images.handle(req); };
-        auto handle_admin = [this](request req) -> handler_result {
-            if (warm::warm_api::owns(req)) {
-                return warm_routes.handle(req);
-            }
-            return admin.handle(req);
-        };
+        // /cache/warm belongs to the warmer; it shares the admin listener and its token check.
+        admin.routes()->add(
+            {http::verb::get, http::verb::post, http::verb::delete_}, "/cache/warm", "warm",
+            [this](const request& req) -> handler_result { return warm_routes.handle(req); });
+        auto data_routes = std::make_shared<router>();
+        add_image_routes(*data_routes, [this](const request& req) { return images.handle(req); });
         server_options data_opts =
             make_server_options("data", settings.server.listen, settings.server);
         // Fewer than server.max_connections when the open-files limit cannot hold them all
         // next to the admin listener and the upstream pools (fd_limit.hpp).
         data_opts.max_connections = apply_fd_limit(settings, thread_count(settings), *log);
-        data_server =
-            std::make_unique<http_server>(io.executors(), data_opts, handle_image, observe, log,
-                                          make_listener_tls(settings.server));
+        data_server = std::make_unique<http_server>(io.executors(), data_opts, data_routes, observe,
+                                                    log, make_listener_tls(settings.server));
         if (data_server->is_tls()) {
             registry.add_source([this](std::string& out) {
                 metrics::append_sample(out, "imagegate_tls_handshake_failures_total", "counter",
@@ -392,7 +392,7 @@ struct app::impl {
             make_server_options("admin", settings.server.admin_listen, settings.server);
         admin_opts.max_connections = admin_max_connections;
         admin_server =
-            std::make_unique<http_server>(io.executors(), admin_opts, handle_admin, observe, log);
+            std::make_unique<http_server>(io.executors(), admin_opts, admin.routes(), observe, log);
         registry.add_source(
             [this](std::string& out) { render_accept_errors(out, *data_server, *admin_server); });
     }
