@@ -490,6 +490,9 @@ void app::start() {
                 listener_url(m.data_server->is_tls(), m.settings.server.listen, data_port()),
                 data_port(), listener_url(false, m.settings.server.admin_listen, admin_port()),
                 admin_port(), m.io.size());
+    // Written at once: supervisors and tests read the ports from this line, and stdout is
+    // block-buffered when it is a pipe (info lines are otherwise flushed with the next warning).
+    m.log->flush();
 }
 
 int app::run_until_signal() {

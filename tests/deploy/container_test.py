@@ -11,6 +11,7 @@ HEALTHCHECK script tells a live admin listener from a dead one.
 """
 import json
 import os
+import queue
 import re
 import select
 import shutil
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 SOURCE = os.path.abspath(sys.argv[1])
@@ -223,11 +225,16 @@ def main():
         stderr=subprocess.STDOUT, text=True)
     try:
         data_port = admin_port = None
+        # A reader thread: select() on the pipe cannot see lines already buffered by the
+        # text wrapper (one write may carry the whole start-up log).
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(l) for l in server.stdout] and None,
+                         daemon=True).start()
         deadline = time.monotonic() + 10
         while admin_port is None and time.monotonic() < deadline:
-            ready, _, _ = select.select([server.stdout], [], [], deadline - time.monotonic())
-            line = server.stdout.readline() if ready else ""
-            if not line:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
                 break
             m = re.search(r"listening on http://[^ ]+:(\d+) .*admin on http://[^ ]+:(\d+)", line)
             if m:
