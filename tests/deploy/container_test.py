@@ -13,7 +13,6 @@ import json
 import os
 import queue
 import re
-import select
 import shutil
 import signal
 import subprocess
