@@ -3,7 +3,7 @@
 #   1. builds the ci preset (Release, warnings as errors) and runs every test with ctest;
 #   2. builds the asan-ubsan preset and runs every test under ASan + UBSan;
 #   3. builds the concurrency tests with the tsan preset and runs them under TSan;
-#   4. fuzzes each libFuzzer target for FUZZ_SECONDS (default 60), after replaying its
+#   4. fuzzes each libFuzzer target for FUZZ_SECONDS (default 30), after replaying its
 #      regression inputs, from the fixed FUZZ_SEED (default 1) so that the same commit
 #      fuzzes the same inputs on every machine (FUZZ_SEED= draws a new seed per run).
 # Exits non-zero on the first failure.
@@ -63,7 +63,7 @@ cmake --build --preset tsan --target concurrency_tests
 step "tsan preset: concurrency tests"
 ctest --preset tsan -L concurrency --timeout 900  # options, suppressions: CMakePresets.json
 
-step "fuzz: ${FUZZ_SECONDS:-60} s per target"
-FUZZ_SEED=${FUZZ_SEED-1} bash tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
+step "fuzz: ${FUZZ_SECONDS:-30} s per target"
+FUZZ_SEED=${FUZZ_SEED-1} bash tests/fuzz/run.sh "${FUZZ_SECONDS:-30}"
 
 step "all passed"
