@@ -38,7 +38,11 @@ constexpr std::string_view hit_status = "hit";
 template <std::size_t N>
 auto put(std::array<char, N>& bytes, std::size_t& used, std::string_view s, std::size_t limit) {
     const std::size_t n = std::min({s.size(), limit, N - used});
-    std::memcpy(bytes.data() + used, s.data(), n);
+    if (n != 0) {
+        // An empty view may hold a null pointer (a request without an id or a target), and
+        // memcpy from null is undefined even for 0 bytes.
+        std::memcpy(bytes.data() + used, s.data(), n);
+    }
     const auto f = std::pair{static_cast<std::uint16_t>(used), static_cast<std::uint16_t>(n)};
     used += n;
     return f;
