@@ -129,6 +129,19 @@ inline json_value json_string(std::string_view v) noexcept { return {v}; }
 
 }  // namespace imagegate
 
+namespace imagegate {
+
+/// `value` escaped for `mode` between double quotes.
+template <class Out>
+Out quote_to(Out out, std::string_view value, escape_mode mode) {
+    *out++ = '"';
+    out = escape_to(out, value, mode);
+    *out++ = '"';
+    return out;
+}
+
+}  // namespace imagegate
+
 template <>
 struct fmt::formatter<imagegate::escaped_value> {
     constexpr auto parse(fmt::format_parse_context& ctx) { return ctx.begin(); }
@@ -143,11 +156,7 @@ struct fmt::formatter<imagegate::quoted_value> {
     constexpr auto parse(fmt::format_parse_context& ctx) { return ctx.begin(); }
     template <class FormatContext>
     auto format(const imagegate::quoted_value& v, FormatContext& ctx) const {
-        auto out = ctx.out();
-        *out++ = '"';
-        out = imagegate::escape_to(out, v.value, imagegate::escape_mode::text);
-        *out++ = '"';
-        return out;
+        return imagegate::quote_to(ctx.out(), v.value, imagegate::escape_mode::text);
     }
 };
 
@@ -156,10 +165,6 @@ struct fmt::formatter<imagegate::json_value> {
     constexpr auto parse(fmt::format_parse_context& ctx) { return ctx.begin(); }
     template <class FormatContext>
     auto format(const imagegate::json_value& v, FormatContext& ctx) const {
-        auto out = ctx.out();
-        *out++ = '"';
-        out = imagegate::escape_to(out, v.value, imagegate::escape_mode::json);
-        *out++ = '"';
-        return out;
+        return imagegate::quote_to(ctx.out(), v.value, imagegate::escape_mode::json);
     }
 };

@@ -61,6 +61,26 @@ std::string read_port(const std::filesystem::path& f) {
     return port;
 }
 
+/// The emulator (every image exists, `token` accepted) writing its CA and port into `dir`;
+/// stopped with this object.
+struct emulator {
+    emulator(const std::filesystem::path& dir, const std::string& token)
+        : proc(
+              {IMAGEGATE_EMULATOR_BIN, "--listen", "127.0.0.1:0", "--port-file",
+               (dir / "emu.port").string(), "--write-ca", (dir / "ca.pem").string(), "--any-image"},
+              with_token(token), dir / "emu.out"),
+          port(read_port(dir / "emu.port")) {}
+
+    static std::vector<std::string> with_token(const std::string& token) {
+        auto env = base_env();
+        env.push_back("EMULATOR_TOKEN=" + token);
+        return env;
+    }
+
+    process proc;
+    std::string port;  ///< empty when it did not start
+};
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(help_lists_every_flag) {
@@ -139,13 +159,8 @@ BOOST_AUTO_TEST_CASE(bad_configuration_reports_every_error_and_exits_2) {
 BOOST_AUTO_TEST_CASE(gateway_in_front_of_emulator_then_sigterm) {
     ts::temp_dir d;
     const std::string token = "binary-test-token-5f2c";
-    auto emu_env = base_env();
-    emu_env.push_back("EMULATOR_TOKEN=" + token);
-    process emu({IMAGEGATE_EMULATOR_BIN, "--listen", "127.0.0.1:0", "--port-file",
-                 (d.path() / "emu.port").string(), "--write-ca", (d.path() / "ca.pem").string(),
-                 "--any-image"},
-                emu_env, d.path() / "emu.out");
-    const std::string emu_port = read_port(d.path() / "emu.port");
+    emulator emu(d.path(), token);
+    const std::string& emu_port = emu.port;
     BOOST_REQUIRE(!emu_port.empty());
 
     // The gateway picks its own ports; find them in its start-up log line.
@@ -209,8 +224,8 @@ BOOST_AUTO_TEST_CASE(gateway_in_front_of_emulator_then_sigterm) {
     BOOST_TEST(contains(log, "shutdown complete"));
     BOOST_TEST(!contains(log, token));  // the token never reaches the log
     BOOST_TEST(contains(log, "upstream.token = <set>"));
-    emu.signal(SIGTERM);
-    BOOST_TEST(emu.wait_exit(10s) == 0);
+    emu.proc.signal(SIGTERM);
+    BOOST_TEST(emu.proc.wait_exit(10s) == 0);
 }
 
 namespace {
@@ -344,13 +359,8 @@ const std::string forged = "1999-12-31T23:59:59.999+00:00 critical [1] FORGED";
 std::string hostile_run(const std::string& format) {
     ts::temp_dir d;
     const std::string token = "binary-test-token-5f2c";
-    auto emu_env = base_env();
-    emu_env.push_back("EMULATOR_TOKEN=" + token);
-    process emu({IMAGEGATE_EMULATOR_BIN, "--listen", "127.0.0.1:0", "--port-file",
-                 (d.path() / "emu.port").string(), "--write-ca", (d.path() / "ca.pem").string(),
-                 "--any-image"},
-                emu_env, d.path() / "emu.out");
-    const std::string emu_port = read_port(d.path() / "emu.port");
+    emulator emu(d.path(), token);
+    const std::string& emu_port = emu.port;
     BOOST_REQUIRE(!emu_port.empty());
 
     // The upstream stores a record whose metadata holds a member named like a log line, its
@@ -413,8 +423,8 @@ std::string hostile_run(const std::string& format) {
 
     gw.signal(SIGTERM);
     BOOST_TEST(gw.wait_exit(10s) == 0);
-    emu.signal(SIGTERM);
-    BOOST_TEST(emu.wait_exit(10s) == 0);
+    emu.proc.signal(SIGTERM);
+    BOOST_TEST(emu.proc.wait_exit(10s) == 0);
     return gw.output();
 }
 
