@@ -4,6 +4,7 @@
 
 #include "gateway/core/net.hpp"
 #include "gateway/http/reply.hpp"
+#include "gateway/http/stream.hpp"
 
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/verb.hpp>
@@ -44,6 +45,11 @@ struct request {
     /// The whole request body, for routes that take one (router.hpp body_policy); empty
     /// otherwise. Chunked bodies arrive decoded.
     std::string_view body;
+    /// Routes with body_policy::streaming: the body as it arrives (null without a body).
+    body_source* body_stream = nullptr;
+    /// Routes with body_policy::streaming_reply: the reply written piece by piece (null
+    /// otherwise, and for a request answered before its handler ran).
+    reply_stream* reply_out = nullptr;
 };
 
 /// What a handler returns: the reply itself when it could answer without waiting (a fresh

@@ -135,8 +135,9 @@ router& router::add(method_set methods, std::string_view pattern, std::string_vi
     return *this;
 }
 
-router& router::set_fallback(route_handler handler, std::string_view label) {
-    fallback_.emplace(route{method_set::any(), path_pattern("/*"), label, std::move(handler), {}});
+router& router::set_fallback(route_handler handler, std::string_view label, route_options options) {
+    fallback_.emplace(route{method_set::any(), path_pattern("/*"), label, std::move(handler),
+                            std::move(options)});
     return *this;
 }
 

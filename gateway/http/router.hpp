@@ -9,6 +9,7 @@
 
 #include <boost/beast/http/verb.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -91,15 +92,12 @@ private:
 };
 
 /// What a route accepts as a request body. The session enforces it before the handler runs
-/// and hands the handler the whole body as `request::body`.
-///
-/// Extension point (forwarded PATCH/DELETE, uploads): a route that must stream would get a
-/// `streaming` flag here, and the session would then, instead of buffering up to `max_bytes`,
-/// hand the handler a body source bound to the session's stream, read buffer and parser
-/// (an object with `asio::awaitable<result<std::span<const char>>> next()`), and wait for
-/// the handler to drain it (or drain and discard the rest itself) before reading the next
-/// request, so framing stays right. Limits, 100-continue and the body deadline stay where
-/// they are (session_body.hpp).
+/// and hands the handler the whole body as `request::body`, or, with `streaming`, a body
+/// source to pull it from as it arrives (stream.hpp). A streamed body is bound to the
+/// session's stream, read buffer and parser; the session waits for the handler to return,
+/// then reads and discards what the handler left unread (within the limit and the deadline),
+/// so framing stays right for the next request. The limit, 100-continue (sent on the first
+/// pull) and the body deadline apply either way (session_body.hpp).
 struct body_policy {
     /// Largest body taken, in bytes. 0: the route takes no body, and a request with one
     /// (Content-Length > 0 or chunked) is a 400 and the connection is closed, as a body on
@@ -108,6 +106,13 @@ struct body_policy {
     /// Whether `Transfer-Encoding: chunked` is accepted (total still ≤ max_bytes); otherwise
     /// a chunked body is a 411 (Length Required) and the connection is closed.
     bool chunked = false;
+    /// Hand the handler a body source instead of the whole body (request::body_stream).
+    bool streaming = false;
+    /// Hand the handler a reply stream (request::reply_out) to write a long answer as it
+    /// comes instead of returning it whole.
+    bool streaming_reply = false;
+    /// How long the whole body may take to arrive; zero: server.body_timeout.
+    std::chrono::milliseconds timeout{0};
 };
 
 /// Per-route options beyond method and path.
@@ -154,9 +159,11 @@ public:
     /// the method wins. Put the hot route first: it then costs one pattern match.
     router& add(method_set methods, std::string_view pattern, std::string_view label,
                 route_handler handler, route_options options = {});
-    /// Requests whose path no route matches go to `handler` (every method, no body) instead
-    /// of a 404: a listener whose handler routes itself.
-    router& set_fallback(route_handler handler, std::string_view label = "other");
+    /// Requests whose path no route matches go to `handler` (every method; a body as
+    /// `options` says, none by default) instead of a 404: a listener whose handler routes
+    /// itself.
+    router& set_fallback(route_handler handler, std::string_view label = "other",
+                         route_options options = {});
     /// Replaces the default 404/405 answers (make_error_reply with the route's label,
     /// "not_found" for 404).
     router& set_refusal(refusal_fn refusal);

@@ -10,6 +10,7 @@
 #include "gateway/http/request_head.hpp"
 #include "gateway/http/session_body.hpp"
 #include "gateway/http/session_io.hpp"
+#include "gateway/http/session_stream.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -142,6 +143,9 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
 
         http::request_parser<http::empty_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
+        // The route's body policy decides (refuse_body, then the body's own parser); Beast's
+        // default of 1 MB would refuse a declared upload as a malformed head.
+        parser.body_limit(boost::none);
         auto rec = parse_buffered(buffer, parser).value_or(boost::system::error_code{});
         if (!parser.is_header_done() && !rec) {
             lowest.expires_at(head_deadline);
@@ -153,7 +157,9 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
         // Every answer carries one, refusals of a broken head too (request_id.hpp).
         req.id = request_id_for(parser.is_header_done() ? &parser.get().base() : nullptr, id_buf);
         bool close = false;
-        bool gone = false;  // the client hung up while its answer was being prepared
+        bool gone = false;                // the client hung up while its answer was being prepared
+        bool written_by_handler = false;  // a streamed reply: the handler wrote it
+        std::uint64_t streamed_written = 0;
         if (rec) {
             const auto e = classify_read_error(rec);
             if (!e) {
@@ -182,30 +188,52 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
             req.head_only = req.method == http::verb::head;
             const bool keep_alive = parser.get().keep_alive();
             const router::decision d = routes.decide(req.method, req.target);
-            // A body is read whole before the handler runs, or refused (the connection then
-            // closes: its unread bytes are not a request). Nothing of this on a bodiless GET.
+            // A body is read whole before the handler runs, streamed to it (routes that
+            // stream), or refused (the connection then closes: its unread bytes are not a
+            // request). Nothing of this on a bodiless GET.
             std::optional<http::request_parser<http::string_body>> with_body;
+            std::optional<streamed_body<Stream>> streamed;
             std::optional<errc> refused;
             if (has_body(parser)) {
                 refused = refuse_body(d, parser);
                 if (!refused) {
+                    const auto& policy = d.found->options.body;
                     const bool send_continue = expects_continue(parser) && buffer.size() == 0;
-                    with_body.emplace(std::move(parser));
-                    with_body->body_limit(d.found->options.body.max_bytes);
-                    const auto body_deadline = std::chrono::steady_clock::now() + o.body_timeout;
-                    const auto bec = co_await read_body(stream, buffer, *with_body, send_continue,
-                                                        body_deadline, o.write_timeout);
-                    if (bec) {
-                        refused = classify_body_error(bec);
-                        if (!refused) {
-                            co_return false;  // the client left mid-body: nobody to answer
+                    const auto body_deadline =
+                        std::chrono::steady_clock::now() +
+                        (policy.timeout.count() > 0 ? policy.timeout : o.body_timeout);
+                    if (policy.streaming) {
+                        streamed.emplace(stream, buffer, std::move(parser), policy.max_bytes,
+                                         send_continue, body_deadline, o.write_timeout);
+                        req.target = streamed->message().target();
+                        req.headers = &streamed->message().base();
+                        req.body_stream = &*streamed;
+                    } else {
+                        with_body.emplace(std::move(parser));
+                        with_body->body_limit(policy.max_bytes);
+                        const auto bec =
+                            co_await read_body(stream, buffer, *with_body, send_continue,
+                                               body_deadline, o.write_timeout);
+                        if (bec) {
+                            refused = classify_body_error(bec);
+                            if (!refused) {
+                                co_return false;  // the client left mid-body: nobody to answer
+                            }
                         }
+                        const auto& msg = with_body->get();
+                        req.target = msg.target();
+                        req.headers = &msg.base();
+                        req.body = msg.body();
                     }
-                    const auto& msg = with_body->get();
-                    req.target = msg.target();
-                    req.headers = &msg.base();
-                    req.body = msg.body();
                 }
+            }
+            // A route that streams its answer writes it itself; Connection is decided now.
+            std::optional<streamed_reply<Stream>> out_stream;
+            if (!refused && d.found != nullptr && d.found->options.body.streaming_reply) {
+                out_stream.emplace(stream, req.id, req.head_only,
+                                   !keep_alive || st->stopping.load(std::memory_order_relaxed),
+                                   o.write_timeout);
+                req.reply_out = &*out_stream;
             }
             bool failed = false;
             if (refused) {
@@ -217,6 +245,10 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
                     handler_result handled = routes.run(d, req);
                     if (auto* ready = std::get_if<reply>(&handled)) {
                         r = std::move(*ready);
+                    } else if (streamed) {
+                        // The body source reads the socket: no hang-up watch beside it (a
+                        // client that leaves fails the next pull or write instead).
+                        r = co_await std::move(std::get<asio::awaitable<reply>>(handled));
                     } else {
                         auto& socket = lowest.socket();
                         const peer_watch_scope watch(socket);
@@ -235,6 +267,27 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
                     r.close = true;
                 }
                 close = r.close || !keep_alive || st->stopping.load(std::memory_order_relaxed);
+                if (streamed && !streamed->done()) {
+                    // What the handler left unread is read and discarded (limit and deadline
+                    // still apply) so the next request starts where it should; a client still
+                    // waiting for 100 Continue never sends it: close instead.
+                    if (!streamed->failed() && !streamed->awaiting_continue()) {
+                        for (;;) {
+                            auto got = co_await streamed->next();
+                            if (!got || got->empty()) {
+                                break;
+                            }
+                        }
+                    }
+                    close = close || !streamed->done();
+                }
+            }
+            if (out_stream && out_stream->started()) {
+                // Written by the handler: never a second response. A body that could not be
+                // completed ends the connection, so the client sees it was cut.
+                close = close || !out_stream->complete();
+                streamed_written = out_stream->bytes_written();
+                written_by_handler = true;
             }
         }
 
@@ -245,7 +298,9 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
         }
         const reply_buffers out = buffers_of(r, req.id, req.head_only, close);
         std::size_t written = 0;
-        if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+        if (written_by_handler) {
+            written = static_cast<std::size_t>(streamed_written);
+        } else if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
             if (const auto sent = gone ? std::nullopt : write_now(stream, out)) {
                 written = *sent;
                 if (written < asio::buffer_size(out)) {

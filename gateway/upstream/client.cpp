@@ -1,5 +1,6 @@
 #include "gateway/upstream/client.hpp"
 
+#include "gateway/upstream/forward_headers.hpp"
 #include "gateway/upstream/headers.hpp"
 #include "gateway/core/check.hpp"
 #include "gateway/core/version.hpp"
@@ -58,7 +59,10 @@ client::client(std::vector<asio::any_io_executor> executors, client_options opts
                     "User-Agent: imagegate/" +
                     std::string(version) + "\r\n"),
       token_field_(opts_.token.empty() ? std::string()
-                                       : "Authorization: Bearer " + opts_.token + "\r\n") {
+                                       : "Authorization: Bearer " + opts_.token + "\r\n"),
+      forward_fields_(fixed_fields_.substr(0, fixed_fields_.find("Accept: ")) +
+                      "Accept-Encoding: identity\r\nUser-Agent: imagegate/" + std::string(version) +
+                      "\r\n") {
     if (executors.empty()) {
         throw std::invalid_argument("upstream client needs at least one worker");
     }
@@ -189,6 +193,111 @@ asio::awaitable<boost::system::result<response>> client::fetch(
                   "message={} reused={}",
                   target, make_error_code(e).message(), to_string(f.phase), f.ec.category().name(),
                   f.ec.value(), f.ec.message(), reused);
+    }
+    co_return make_error_code(e);
+}
+
+}  // namespace imagegate::upstream
+
+namespace imagegate::upstream {
+
+namespace {
+
+// Keeps the client body's own error apart from the upstream's failures.
+class recording_body final : public forward_body {
+public:
+    explicit recording_body(forward_body& inner) : inner_(inner) {}
+    asio::awaitable<boost::system::result<std::span<const char>>> next() override {
+        auto got = co_await inner_.next();
+        if (!got) {
+            error_ = got.error();
+        }
+        co_return got;
+    }
+    boost::system::error_code error() const noexcept { return error_; }
+
+private:
+    forward_body& inner_;
+    boost::system::error_code error_;
+};
+
+std::optional<std::string> credential_lines(const credential* cred, const std::string& token) {
+    if (cred == nullptr) {
+        return token;
+    }
+    if (!cred->bearer.empty()) {
+        if (!is_header_safe(cred->bearer)) {
+            return std::nullopt;
+        }
+        return "Authorization: Bearer " + cred->bearer + "\r\n";
+    }
+    if (!is_header_safe(cred->email) || !is_header_safe(cred->key)) {
+        return std::nullopt;
+    }
+    return "X-Auth-Email: " + cred->email + "\r\nX-Auth-Key: " + cred->key + "\r\n";
+}
+
+}  // namespace
+
+asio::awaitable<boost::system::result<forward_outcome>> client::forward(
+    forward_request req, forward_body* body, forward_sink* sink, clock::time_point deadline,
+    std::shared_ptr<const credential> cred) {
+    const std::string path = join_target(opts_.base_path, req.target);
+    const auto cred_lines = credential_lines(cred.get(), token_field_);
+    // The header lines were built from header-safe values (forward_request_headers).
+    if (!is_target_safe(path) || !cred_lines) {
+        if (log_) {
+            log_->error(
+                "forwarded request not sent: the target or a credential holds control "
+                "bytes");
+        }
+        co_return make_error_code(errc::internal_error);
+    }
+    const std::string head = forward_request_head(req, path, forward_fields_, *cred_lines);
+    const std::size_t worker = local_pool();
+    upstream::pool& pool = *pools_[worker];
+    const bool safe_method = req.method == http::verb::get || req.method == http::verb::head;
+    auto acquired =
+        co_await pool.acquire(deadline, safe_method ? acquire_mode::any : acquire_mode::fresh);
+    if (!acquired) {
+        co_return acquired.error();
+    }
+    lease l = std::move(*acquired);
+    stats_->exchanges_by_worker[worker].fetch_add(1, std::memory_order_relaxed);
+    if (l.is_reused()) {
+        stats_->reuses.fetch_add(1, std::memory_order_relaxed);
+    }
+    std::optional<recording_body> recorder;
+    if (req.has_body && body != nullptr) {
+        recorder.emplace(*body);
+    }
+    connection& conn = l.conn();
+    auto r = co_await conn.forward(head, recorder ? &*recorder : nullptr,
+                                   req.has_body && !req.content_length,
+                                   req.method == http::verb::head, *sink, deadline);
+    if (r) {
+        if (conn.is_reusable()) {
+            l.mark_reusable();
+        }
+        stats_->count_status(r->status);
+        stats_->latency.observe(r->latency);
+        co_return std::move(*r);
+    }
+    if (recorder && recorder->error()) {
+        co_return recorder->error();
+    }
+    const failure f = r.error();
+    if (pool.is_shutting_down()) {
+        co_return make_error_code(errc::shutting_down);
+    }
+    const errc e = classify(f);
+    stats_->count_error(e);
+    if (log_) {
+        log_->warn(
+            "upstream forward failed: method={} error={} phase={} category={} value={} "
+            "message={}",
+            std::string_view(http::to_string(req.method)), make_error_code(e).message(),
+            to_string(f.phase), f.ec.category().name(), f.ec.value(), f.ec.message());
     }
     co_return make_error_code(e);
 }

@@ -103,6 +103,19 @@ public:
         std::shared_ptr<const credential> cred = nullptr,
         connection_choice choice = connection_choice::pooled, attempt_facts* facts = nullptr);
 
+    /// A forwarded call (forward.hpp): `req` with the configured token, or exactly `cred`
+    /// when given; its body pulled from `body` (null: none) and written as it comes; the
+    /// answer handed to `sink` as it comes; all by `deadline`. Exactly one attempt, never
+    /// retried, never shared. GET and HEAD may use a pooled connection; every other method
+    /// goes on a new one, so a write never meets a connection the upstream closed while idle
+    /// (and cannot have been half-received on one). Errors before the answer's head reached
+    /// the sink are errc values as for fetch(), except an error of `body`, which is returned
+    /// unchanged; after that, the outcome says whether the body was complete.
+    /// `body` and `sink` must outlive the call.
+    asio::awaitable<boost::system::result<forward_outcome>> forward(
+        forward_request req, forward_body* body, forward_sink* sink, clock::time_point deadline,
+        std::shared_ptr<const credential> cred = nullptr);
+
     /// Stops the pools: waiters and later fetches fail with errc::shutting_down.
     void shutdown();
 
@@ -125,6 +138,9 @@ private:
     // token's Authorization line (empty without a token). Never logged.
     std::string fixed_fields_;
     std::string token_field_;
+    // A forwarded call's fixed lines: Host, Accept-Encoding and User-Agent (its Accept is the
+    // client's).
+    std::string forward_fields_;
     std::shared_ptr<connection_limit> limit_;             // shared by the pools
     std::vector<std::unique_ptr<upstream::pool>> pools_;  // one per worker, in worker order
 };

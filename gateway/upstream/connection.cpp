@@ -333,6 +333,26 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
     }
     lowest().expires_never();
     const auto finished = clock::now();
+    const bool trailing = after_answer(parser->keep_alive(), parser->need_eof());
+
+    response out;
+    out.facts = {.fresh_connection = !reused,
+                 .framed = !parser->need_eof(),
+                 .trailing_bytes = trailing,
+                 .interim_responses = heads.interim_responses()};
+    response_head head = parser->take_head();
+    out.status = head.status;
+    out.content_type = std::move(head.content_type);
+    out.retry_after = std::move(head.retry_after);
+    out.ratelimit = std::move(head.ratelimit);
+    out.ratelimit_policy = std::move(head.ratelimit_policy);
+    out.latency = finished - started;
+    out.reused_connection = reused;
+    out.body = parser->take_body();
+    co_return out;
+}
+
+bool connection::after_answer(bool keep_alive, bool need_eof) {
     requests_served_.fetch_add(1, std::memory_order_relaxed);
     if (tls_ && opts_->sessions && !session_kept_) {
         // Once per connection, after its first response: a TLS 1.3 server's session tickets
@@ -355,28 +375,12 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
     if (unread && !trailing) {
         trailing = read_application_byte();
     }
-    reusable_ = may_reuse({.keep_alive = parser->keep_alive(),
-                           .need_eof = parser->need_eof(),
-                           .trailing_bytes = unread});
+    reusable_ =
+        may_reuse({.keep_alive = keep_alive, .need_eof = need_eof, .trailing_bytes = unread});
     if (!reusable_) {
         close();
     }
-
-    response out;
-    out.facts = {.fresh_connection = !reused,
-                 .framed = !parser->need_eof(),
-                 .trailing_bytes = trailing,
-                 .interim_responses = heads.interim_responses()};
-    response_head head = parser->take_head();
-    out.status = head.status;
-    out.content_type = std::move(head.content_type);
-    out.retry_after = std::move(head.retry_after);
-    out.ratelimit = std::move(head.ratelimit);
-    out.ratelimit_policy = std::move(head.ratelimit_policy);
-    out.latency = finished - started;
-    out.reused_connection = reused;
-    out.body = parser->take_body();
-    co_return out;
+    return trailing;
 }
 
 void connection::close() noexcept {

@@ -4,6 +4,7 @@
 
 #include "gateway/core/errc.hpp"
 #include "gateway/core/net.hpp"
+#include "gateway/upstream/forward.hpp"
 #include "gateway/upstream/framing.hpp"
 #include "gateway/upstream/response_reader.hpp"
 
@@ -195,6 +196,17 @@ public:
     asio::awaitable<boost::system::result<response, failure>> exchange(std::string_view request,
                                                                        clock::time_point deadline);
 
+    /// A forwarded call (connection_forward.cpp): writes `head` (a complete request head,
+    /// client::forward builds it), then the body pulled from `body` (chunk-framed when
+    /// `chunked`), reads the final response head (interim 1xx skipped as in exchange()) and
+    /// hands head and body to `sink` as they come; all of it by `deadline`. A failure after
+    /// the head reached the sink is not an error: the outcome says the body is incomplete.
+    /// An error of `body` is returned as the failure's code, unchanged. `head_request`: the
+    /// answer to a HEAD has no body whatever it announces. Reuse as for exchange().
+    asio::awaitable<boost::system::result<forward_outcome, failure>> forward(
+        std::string_view head, forward_body* body, bool chunked, bool head_request,
+        forward_sink& sink, clock::time_point deadline);
+
     /// Closes the socket without a TLS close_notify and aborts any pending operation
     /// (see the comment in the definition for why this is safe).
     void close() noexcept;
@@ -222,6 +234,13 @@ public:
     bool resumed() const noexcept { return resumed_.load(std::memory_order_relaxed); }
 
 private:
+    template <class Stream>
+    asio::awaitable<boost::system::result<forward_outcome, failure>> forward_on(
+        Stream& stream, std::string_view head, forward_body* body, bool chunked, bool head_request,
+        forward_sink& sink);
+    /// After a complete answer: keeps the TLS session, checks for bytes beyond it, decides
+    /// reuse (closes otherwise). Returns whether HTTP bytes beyond the answer had arrived.
+    bool after_answer(bool keep_alive, bool need_eof);
     beast::tcp_stream& lowest() noexcept;
     /// Sends the ACK of what we read now instead of letting it wait for our next request.
     void acknowledge_now() noexcept;
