@@ -45,6 +45,8 @@ struct request {
     /// The whole request body, for routes that take one (router.hpp body_policy); empty
     /// otherwise. Chunked bodies arrive decoded.
     std::string_view body;
+    /// The client connected from a loopback address.
+    bool loopback_peer = false;
     /// Routes with body_policy::streaming: the body as it arrives (null without a body).
     body_source* body_stream = nullptr;
     /// Routes with body_policy::streaming_reply: the reply written piece by piece (null

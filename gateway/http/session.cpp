@@ -100,6 +100,13 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
     beast::flat_buffer buffer(static_cast<std::size_t>(o.max_header_bytes) + 8192);
     bool first = true;
     request_id_buffer id_buf;
+    // Once per connection: whether the client is on this host (forwarding grants may differ).
+    bool loopback_peer = false;
+    {
+        boost::system::error_code pec;
+        const auto peer = lowest.socket().remote_endpoint(pec);
+        loopback_peer = !pec && peer.address().is_loopback();
+    }
 
     for (;;) {
         if (buffer.size() == 0) {
@@ -154,6 +161,7 @@ asio::awaitable<bool> serve_requests(std::shared_ptr<server_state> st, Stream& s
 
         reply r;
         request req;
+        req.loopback_peer = loopback_peer;
         // Every answer carries one, refusals of a broken head too (request_id.hpp).
         req.id = request_id_for(parser.is_header_done() ? &parser.get().base() : nullptr, id_buf);
         bool close = false;

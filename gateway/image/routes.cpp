@@ -15,6 +15,9 @@ void add_image_routes(router& r, route_handler handle) {
     // handle() parses the target (parse_image_target) and answers 404 for anything not of
     // this shape, as it always did: a GET/HEAD costs the router one prefix comparison.
     options.handler_checks_path = true;
+    // What the image handler does not own under /client/v4/ (listings, keys, ...) is
+    // forwarded by the composition root's wrapper, and a listing can be large: streamed.
+    options.body.streaming_reply = true;
     options.owns = [](std::string_view target) {
         return parse_image_target(target).error != errc::route_not_found;
     };

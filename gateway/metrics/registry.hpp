@@ -51,9 +51,9 @@ private:
 class registry {
 public:
     /// Route labels (`route="…"`); the session reports one per exchange.
-    static constexpr std::array<std::string_view, 9> routes{"image",   "purge",   "healthz",
-                                                            "readyz",  "metrics", "not_found",
-                                                            "invalid", "reload",  "other"};
+    static constexpr std::array<std::string_view, 10> routes{
+        "image",     "purge",   "healthz", "readyz",  "metrics",
+        "not_found", "invalid", "reload",  "forward", "other"};
     /// Status labels kept individually; anything else counts as "other".
     static constexpr std::array<unsigned, 20> statuses{200, 204, 304, 400, 401, 403, 404,
                                                        405, 408, 413, 414, 429, 431, 500,

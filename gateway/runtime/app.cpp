@@ -8,6 +8,7 @@
 #include "gateway/auth/authorizer.hpp"
 #include "gateway/core/check.hpp"
 #include "gateway/core/workers.hpp"
+#include "gateway/forward/handler.hpp"
 #include "gateway/fleet/l2_cache.hpp"
 #include "gateway/fleet/budget_gate.hpp"
 #include "gateway/fleet/redis_clients.hpp"
@@ -64,6 +65,7 @@ struct app::impl {
     authorizer auth;
     std::shared_ptr<admission::gate> gate;  // the image path's and the warm jobs'
     image_handler images;
+    forward_handler forwarding;  // everything under /client/v4/ the cache does not answer
     admin_handler admin;
     warm::warmer warmer;
     warm::warm_api warm_routes;
@@ -97,6 +99,8 @@ struct app::impl {
           auth(settings.auth.client_keys),
           gate(make_gate(settings, time, redis.get(), log)),
           images(cache, *client, auth, image_policy_from(settings, time), log, gate),
+          forwarding(*client, gate, make_forward_authorizer(auth), make_forward_refusal(),
+                     forward_options_from(settings, time), log),
           admin(registry, ready,
                 purge_hooks{
                     [this](std::string_view account, std::string_view id) {
@@ -115,6 +119,7 @@ struct app::impl {
           reloader(settings, log) {
         registry.add_source([this](std::string& out) {
             images.render_metrics(out);
+            forwarding.render_metrics(out);
             warmer.render_metrics(out);
             render_cache_metrics(out, cache.snapshot(), settings.cache.max_bytes);
             client->stats().render(out);
@@ -155,7 +160,21 @@ struct app::impl {
             {http::verb::get, http::verb::post, http::verb::delete_}, "/cache/warm", "warm",
             [this](const request& req) -> handler_result { return warm_routes.handle(req); });
         auto data_routes = std::make_shared<router>();
-        add_image_routes(*data_routes, [this](const request& req) { return images.handle(req); });
+        add_image_routes(*data_routes, [this](const request& req) -> handler_result {
+            handler_result h = images.handle(req);
+            // A GET/HEAD under the image route's prefix that is not an image-detail read
+            // (listings, keys, stats, variants, ids in raw segments) is forwarded; the check
+            // runs only on the image handler's own 404.
+            if (const auto* r = std::get_if<reply>(&h);
+                r != nullptr && r->route == "not_found" && req.target.starts_with("/client/v4/")) {
+                return forwarding.handle(req);
+            }
+            return h;
+        });
+        // Every other method and path under /client/v4/ goes upstream through the shield.
+        data_routes->add(
+            method_set::any(), "/client/v4/*", "forward",
+            [this](const request& req) { return forwarding.handle(req); }, forwarding.route());
         server_options data_opts =
             make_server_options("data", settings.server.listen, settings.server);
         // Fewer than server.max_connections when the open-files limit cannot hold them all

@@ -117,6 +117,30 @@ image_policy image_policy_from(const config::settings& s, const time_source& tim
             .time = &time};
 }
 
+forward_options forward_options_from(const config::settings& s, const time_source& time) {
+    forward_options o;
+    o.passthrough = s.auth.mode == "passthrough";
+    o.request_timeout = s.upstream.request_timeout;
+    o.max_queue_wait = s.shield.max_queue_wait;
+    o.time = &time;
+    return o;
+}
+
+forward_authorizer make_forward_authorizer(const authorizer& auth) {
+    (void)auth;
+    // Forwarding with the gateway's own token is off unless granted.
+    return [](const http::fields*, http::verb, std::string_view, bool) {
+        return forward_access::not_granted;
+    };
+}
+
+forward_refusal make_forward_refusal() {
+    return [](forward_access why, http::verb) {
+        (void)why;
+        return make_error_reply(errc::forbidden, "Cache-Status: imagegate; fwd=bypass\r\n");
+    };
+}
+
 // The shield every upstream call passes: in this process, or with `[redis] url` the fleet's
 // (gateway/fleet/budget_gate.hpp: the same reservations on Redis, 1/N locally when Redis is
 // down). Callers cannot tell which.

@@ -7,6 +7,7 @@
 #include "config/settings.hpp"
 #include "gateway/admin/handler.hpp"
 #include "gateway/core/time_source.hpp"
+#include "gateway/forward/handler.hpp"
 #include "gateway/http/server.hpp"
 #include "gateway/image/handler.hpp"
 
@@ -40,6 +41,8 @@ class l2_cache;
 
 namespace imagegate::gateway {
 
+class authorizer;
+
 /// A listener's options from `host_port` and the server settings; throws on a bad address.
 server_options make_server_options(std::string name, const std::string& host_port,
                                    const config::server_settings& s);
@@ -51,6 +54,10 @@ std::string listener_url(bool tls, const std::string& host_port, std::uint16_t p
 unsigned thread_count(const config::settings& s);
 cache::options cache_options(const config::cache_settings& c);
 image_policy image_policy_from(const config::settings& s, const time_source& time);
+forward_options forward_options_from(const config::settings& s, const time_source& time);
+/// Token mode's forwarding decision and its 403s (until grants exist: nothing is granted).
+forward_authorizer make_forward_authorizer(const authorizer& auth);
+forward_refusal make_forward_refusal();
 /// The shield every upstream call passes: local, or the fleet's with `redis`.
 std::shared_ptr<admission::gate> make_gate(const config::settings& s, const time_source& time,
                                            fleet::redis_clients* redis,

@@ -236,24 +236,10 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
     // The stream and its expiry timer are confined to the connection's worker; the caller
     // (client::fetch) runs the exchange inline, so it must already be there.
     IMAGEGATE_CHECK(runs_on_this_worker(ex_), "an exchange runs on its connection's worker");
-    reusable_ = false;
     const bool reused = requests_served() > 0;
-    if (closed_) {
-        co_return failure{asio::error::not_connected, phase::write, false};
+    if (auto refused = begin_exchange(deadline)) {
+        co_return *refused;
     }
-    // A pooled connection had nothing unread when it was parked (may_reuse) and when it was
-    // lent; this is the last look before our request makes whatever arrives "the answer".
-    if (reused && !is_idle_and_open()) {
-        close();
-        co_return failure{make_error_code(framing_error::unread_bytes_before_request), phase::write,
-                          false};
-    }
-    // A connection is handed out only with an empty buffer (see may_reuse).
-    buffer_.clear();
-
-    // One deadline for the whole exchange: a slow-loris upstream dripping bytes cannot
-    // extend it, unlike a per-read idle timeout.
-    lowest().expires_at(deadline);
     const auto started = clock::now();
 
     boost::system::error_code wec;
@@ -350,6 +336,27 @@ asio::awaitable<boost::system::result<response, failure>> connection::exchange(
     out.reused_connection = reused;
     out.body = parser->take_body();
     co_return out;
+}
+
+std::optional<failure> connection::begin_exchange(clock::time_point deadline) {
+    reusable_ = false;
+    const bool reused = requests_served() > 0;
+    if (closed_) {
+        return failure{asio::error::not_connected, phase::write, false};
+    }
+    // A pooled connection had nothing unread when it was parked (may_reuse) and when it was
+    // lent; this is the last look before our request makes whatever arrives "the answer".
+    if (reused && !is_idle_and_open()) {
+        close();
+        return failure{make_error_code(framing_error::unread_bytes_before_request), phase::write,
+                       false};
+    }
+    // A connection is handed out only with an empty buffer (see may_reuse).
+    buffer_.clear();
+    // One deadline for the whole exchange: a slow-loris upstream dripping bytes cannot
+    // extend it, unlike a per-read idle timeout.
+    lowest().expires_at(deadline);
+    return std::nullopt;
 }
 
 bool connection::after_answer(bool keep_alive, bool need_eof) {

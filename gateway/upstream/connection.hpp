@@ -238,6 +238,9 @@ private:
     asio::awaitable<boost::system::result<forward_outcome, failure>> forward_on(
         Stream& stream, std::string_view head, forward_body* body, bool chunked, bool head_request,
         forward_sink& sink);
+    /// Before writing a request: the connection is open and (reused) has nothing unread;
+    /// empties the buffer and arms `deadline`. The failure to return otherwise.
+    std::optional<failure> begin_exchange(clock::time_point deadline);
     /// After a complete answer: keeps the TLS session, checks for bytes beyond it, decides
     /// reuse (closes otherwise). Returns whether HTTP bytes beyond the answer had arrived.
     bool after_answer(bool keep_alive, bool need_eof);

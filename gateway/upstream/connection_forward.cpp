@@ -55,20 +55,11 @@ asio::awaitable<boost::system::result<forward_outcome, failure>> connection::for
     std::string_view head, forward_body* body, bool chunked, bool head_request, forward_sink& sink,
     clock::time_point deadline) {
     IMAGEGATE_CHECK(runs_on_this_worker(ex_), "a forwarded call runs on its connection's worker");
-    reusable_ = false;
-    const bool reused = requests_served() > 0;
-    if (closed_) {
-        co_return failure{asio::error::not_connected, phase::write, false};
+    // The same checks and the same one deadline as exchange(); the client's body arriving
+    // slowly spends it too, so the caller sizes it for both.
+    if (auto refused = begin_exchange(deadline)) {
+        co_return *refused;
     }
-    if (reused && !is_idle_and_open()) {
-        close();
-        co_return failure{make_error_code(framing_error::unread_bytes_before_request), phase::write,
-                          false};
-    }
-    buffer_.clear();
-    // One deadline for the whole call, as for exchange(): the client's body arriving slowly
-    // spends it too, so the caller sizes it for both.
-    lowest().expires_at(deadline);
     if (tls_) {
         co_return co_await forward_on(*tls_, head, body, chunked, head_request, sink);
     }
