@@ -246,7 +246,8 @@ struct app::impl {
                                 .auth = auth,
                                 .admin = admin,
                                 .data_server = *data_server,
-                                .images = images});
+                                .images = images,
+                                .gate = *gate});
     }
 };
 

@@ -22,6 +22,10 @@ namespace imagegate::config {
 struct load_result;
 }
 
+namespace imagegate::admission {
+class gate;
+}
+
 namespace imagegate::gateway {
 
 class access_log;
@@ -60,6 +64,8 @@ struct reload_targets {
     admin_handler& admin;
     http_server& data_server;
     image_handler& images;
+    /// The image path's gate: shield.budget, .window, .burst and .unproven_budget resize it.
+    admission::gate& gate;
 };
 
 /// Loads the configuration again, checks it as start-up does, and applies what can change
@@ -101,10 +107,10 @@ private:
     std::atomic<std::uint64_t> ok_{0};
     std::atomic<std::uint64_t> failed_{0};
     std::atomic<std::int64_t> last_success_ms_;  // system clock, ms since the epoch
-    // The running shield sizes, for dashboards (calls vs budget); restart-only, so fixed.
-    const std::uint64_t budget_;
-    const std::uint64_t burst_;
-    const double window_seconds_;
+    // The shield sizes in effect, for dashboards (calls vs budget); a reload changes them.
+    std::atomic<std::uint64_t> budget_;
+    std::atomic<std::uint64_t> burst_;
+    std::atomic<std::int64_t> window_ms_;
 };
 
 }  // namespace imagegate::gateway
