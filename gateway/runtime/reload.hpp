@@ -77,7 +77,9 @@ struct reload_targets {
 /// authorizer's key table, the admin token and the image handler's freshness windows are
 /// shared_ptr<const T> replaced whole (core/snapshot.hpp); the log level is spdlog's atomic
 /// level and the formatter is swapped under the sink's lock; the access log's switches are
-/// atomics; the data listener takes its TLS context under a lock once per new connection.
+/// atomics; the data listener takes its TLS context under a lock once per new connection;
+/// each budget takes its new sizes under the mutex its decisions already hold (the fleet's
+/// script arguments are a snapshot).
 /// Nothing is copied per worker, and nothing a request holds is ever modified.
 class reloader {
 public:
