@@ -147,7 +147,7 @@ struct app::impl {
                 "requests go upstream without Authorization");
         }
         auto observe = [this](const exchange_record& rec) {
-            registry.record(rec.route, rec.status, rec.duration);
+            registry.record(rec.route, rec.status, rec.duration, rec.cache_status);
             access.observe(rec);
         };
         // /cache/warm belongs to the warmer; it shares the admin listener and its token check.
@@ -246,7 +246,8 @@ struct app::impl {
                                 .auth = auth,
                                 .admin = admin,
                                 .data_server = *data_server,
-                                .images = images});
+                                .images = images,
+                                .gate = *gate});
     }
 };
 
