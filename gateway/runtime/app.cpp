@@ -94,7 +94,7 @@ struct app::impl {
           redis(make_redis(io, settings, l2, log)),
           l2(make_l2(redis.get(), cache, settings, log)),
           client(make_client(io.executors(), settings, log)),
-          auth(settings.auth.client_keys),
+          auth(settings.auth.client_keys, settings.forward.anonymous_methods),
           gate(make_gate(settings, time, redis.get(), log)),
           images(cache, *client, auth, image_policy_from(settings, time), log, gate),
           admin(registry, ready,

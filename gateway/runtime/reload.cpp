@@ -24,17 +24,18 @@ namespace imagegate::gateway {
 namespace {
 
 // What the running components can take without a restart (reloader::reload_locked applies
-// each): the authorizer's key table, the admin token, the logger and the access log, the
-// data listener's TLS context, the image handler's freshness windows, the gate's budget sizes.
-// Everything else is built once at start-up: listeners, I/O threads, the cache's memory
-// layout, the upstream pool and its token, timeouts.
-constexpr std::array<std::string_view, 17> live_keys{
+// each): the authorizer's key table and forward grants, the admin token, the logger and the
+// access log, the data listener's TLS context, the image handler's freshness windows, the
+// gate's budget sizes. Everything else is built once at start-up: listeners, I/O threads, the
+// cache's memory layout, the upstream pool and its token, timeouts.
+constexpr std::array<std::string_view, 18> live_keys{
     "log.level",
     "log.format",
     "log.access_log",
     "log.access_log_hit_sample",
     "auth.keys_file",
     "auth.client_keys",
+    "forward.anonymous_methods",
     "admin.token_file",
     "admin.token",
     // For answers stored from now on (image_handler::set_freshness).
@@ -189,7 +190,7 @@ reload_outcome reloader::reload_locked(const reload_targets& t) {
     // was validated by config::check).
     apply_log_settings(t.log, plan.next.log);
     t.access.configure(plan.next.log);
-    t.auth.replace_keys(plan.next.auth.client_keys);
+    t.auth.replace_keys(plan.next.auth.client_keys, plan.next.forward.anonymous_methods);
     t.admin.set_admin_token(plan.next.secret.admin_token);
     image_policy windows;
     windows.ttl = plan.next.cache.ttl;
