@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "config/files.hpp"
+#include "config/forward.hpp"
 #include "config/keys.hpp"
 #include "config/load.hpp"
 #include "config/parse.hpp"
@@ -78,6 +79,38 @@ void check_fleet_keys(const settings& s, std::vector<config_error>& errors) {
     }
 }
 
+// Forward grants: a prefix must lie inside the key's accounts (else it grants nothing and is a
+// mistake), prefixes need methods, and anonymous forwarding is a token-mode grant.
+void check_forward_grants(const settings& s, bool passthrough, std::vector<config_error>& errors) {
+    if (passthrough && !s.forward.anonymous_methods.empty()) {
+        errors.push_back({"forward.anonymous_methods",
+                          "is for auth.mode = \"token\"; in passthrough mode every caller "
+                          "forwards with its own Cloudflare credential"});
+    }
+    for (const auto& key : s.auth.client_keys) {
+        if (!key.forward_prefixes.empty() && key.forward.empty()) {
+            errors.push_back({"auth.client_keys.forward_prefixes",
+                              "limits the key's forward grant, which is empty: add methods to "
+                              "auth.client_keys[].forward"});
+        }
+        const bool all_accounts =
+            std::find(key.accounts.begin(), key.accounts.end(), "*") != key.accounts.end();
+        for (const auto& prefix : key.forward_prefixes) {
+            const bool inside =
+                all_accounts ||
+                std::any_of(key.accounts.begin(), key.accounts.end(), [&](const std::string& a) {
+                    return path_within(prefix, "/accounts/" + a);
+                });
+            if (!inside) {
+                errors.push_back({"auth.client_keys.forward_prefixes",
+                                  "\"" + prefix +
+                                      "\" is outside the key's accounts: a key limited to "
+                                      "accounts forwards only /accounts/<one of them>/..."});
+            }
+        }
+    }
+}
+
 }  // namespace
 
 std::vector<config_error> check(const settings& s) {
@@ -141,6 +174,7 @@ std::vector<config_error> check(const settings& s) {
             }
         }
     }
+    check_forward_grants(s, passthrough, errors);
     // A shared cache in front of a credential: with no client keys, anyone who can reach
     // the listener reads through the gateway's token. Only loopback is safe by default.
     if (const auto data = parse_host_port(s.server.listen);

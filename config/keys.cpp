@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <type_traits>
 
+#include "config/forward.hpp"
 #include "config/parse.hpp"
 
 namespace imagegate::config {
@@ -96,6 +97,10 @@ constexpr std::array key_table{
     IMAGEGATE_KEY(auth, keys_file, text),
     IMAGEGATE_KEY(auth, allow_anonymous, boolean),
 
+    IMAGEGATE_KEY(forward, max_body_bytes, size, 0, 1024 * mib),
+    IMAGEGATE_KEY(forward, body_timeout, interval, ms(1), hours(1)),
+    IMAGEGATE_KEY(forward, anonymous_methods, methods, 0, 6),
+
     IMAGEGATE_KEY(admin, token_file, text),
 
     IMAGEGATE_KEY(redis, url, text),
@@ -170,6 +175,29 @@ std::optional<std::string> check_bounds(const key_spec& key, std::uint64_t n) {
     return "must be between " + lo + " and " + hi;
 }
 
+/// "GET, HEAD" -> {"GET", "HEAD"}: comma-separated, blanks around items dropped; "" -> {}.
+std::vector<std::string> split_list(std::string_view text) {
+    std::vector<std::string> out;
+    if (text.find_first_not_of(" \t") == std::string_view::npos) {
+        return out;
+    }
+    for (;;) {
+        const auto comma = text.find(',');
+        auto item = text.substr(0, comma);
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) {
+            item.remove_prefix(1);
+        }
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) {
+            item.remove_suffix(1);
+        }
+        out.emplace_back(item);
+        if (comma == std::string_view::npos) {
+            return out;
+        }
+        text.remove_prefix(comma + 1);
+    }
+}
+
 /// Built in place: GCC 12 with -fsanitize=address at -O2 reports a false -Wmaybe-uninitialized
 /// for `return key_value(x);` into an optional.
 template <class T>
@@ -213,6 +241,9 @@ std::string_view expected(value_kind kind) {
     case value_kind::size: return "a size such as \"256MiB\", \"64KB\" or a byte count";
     case value_kind::interval: return "a duration string such as \"1500ms\", \"5s\", \"1h30m\"";
     case value_kind::boolean: return "true or false";
+    case value_kind::methods:
+        return "a list of methods from GET, HEAD, POST, PUT, PATCH, DELETE (\"GET,HEAD\" in the "
+               "environment and flags)";
     }
     return "a value";
 }
@@ -223,6 +254,7 @@ std::optional<key_value> parse_text(const key_spec& key, std::string_view text) 
     case value_kind::size: return as_value(parse_size(text));
     case value_kind::interval: return as_value(parse_duration(text));
     case value_kind::boolean: return as_value(parse_bool(text));
+    case value_kind::methods: return as_value(std::optional(split_list(text)));
     default: return as_value(std::optional<std::string>(text));
     }
 }
@@ -259,6 +291,16 @@ std::optional<std::string> validate(const key_spec& key, const key_value& v) {
             },
             [&](bool) -> std::optional<std::string> {
                 return key.kind == value_kind::boolean ? std::nullopt : std::optional(wrong());
+            },
+            [&](const std::vector<std::string>& list) -> std::optional<std::string> {
+                if (key.kind != value_kind::methods) {
+                    return wrong();
+                }
+                if (list.size() < key.min || list.size() > key.max) {
+                    return "must have " + std::to_string(key.min) + " to " +
+                           std::to_string(key.max) + " items";
+                }
+                return forward_methods_error(list);
             },
         },
         v);
@@ -315,11 +357,28 @@ std::string format_text(const key_spec& key, const settings& s) {
                           },
                           [](duration d) { return format_duration(d); },
                           [](bool b) { return std::string(b ? "true" : "false"); },
+                          [](const std::vector<std::string>& list) {
+                              std::string out;
+                              for (const auto& item : list) {
+                                  out += out.empty() ? "" : ",";
+                                  out += item;
+                              }
+                              return out;
+                          },
                       },
                       read(key, s));
 }
 
 std::string format_toml(const key_spec& key, const settings& s) {
+    const auto value = read(key, s);
+    if (const auto* list = std::get_if<std::vector<std::string>>(&value)) {
+        std::string out = "[";
+        for (const auto& item : *list) {
+            out += out.size() > 1 ? ", " : "";
+            out += quote(item);
+        }
+        return out + "]";
+    }
     const auto text = format_text(key, s);
     switch (key.kind) {
     case value_kind::count:

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "config/settings.hpp"
 
@@ -26,6 +27,7 @@ enum class value_kind {
     size,        ///< byte count: "256MiB", "64KB" or a non-negative integer
     interval,    ///< duration: "1500ms", "5s", "1h30m" (always a string in TOML)
     boolean,     ///< TOML true/false; env and flags also 1/0
+    methods,     ///< HTTP methods from a fixed list: a TOML array, env and flags "GET,HEAD"
 };
 
 /// Read and write access to one settings field of type T.
@@ -36,12 +38,13 @@ struct field_access {
 };
 
 /// The field a key fills; the alternative says its C++ type.
-using field_ref =
-    std::variant<field_access<std::string>, field_access<std::uint64_t>,
-                 field_access<std::uint32_t>, field_access<duration>, field_access<bool>>;
+using field_ref = std::variant<field_access<std::string>, field_access<std::uint64_t>,
+                               field_access<std::uint32_t>, field_access<duration>,
+                               field_access<bool>, field_access<std::vector<std::string>>>;
 
 /// A key's value as read from a source or a settings object, before bounds are checked.
-using key_value = std::variant<std::string, std::uint64_t, duration, bool>;
+using key_value =
+    std::variant<std::string, std::uint64_t, duration, bool, std::vector<std::string>>;
 
 /// One row of the key table.
 struct key_spec {
@@ -51,7 +54,8 @@ struct key_spec {
     std::string_view name;
     value_kind kind = value_kind::text;
     field_ref field;
-    /// Inclusive bounds of count and size keys (bytes) and duration keys (milliseconds).
+    /// Inclusive bounds of count and size keys (bytes) and duration keys (milliseconds); of
+    /// list keys, the number of items.
     std::uint64_t min = 0;
     std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
 
@@ -90,7 +94,7 @@ std::optional<std::string> validate(const key_spec& key, const key_value& v);
 std::string format_text(const key_spec& key, const settings& s);
 
 /// The key's value in `s` as TOML: strings, durations and sizes quoted ("\"5m\"",
-/// "\"256MiB\""), counts and booleans bare.
+/// "\"256MiB\""), counts and booleans bare, lists as arrays ("[\"GET\", \"HEAD\"]").
 std::string format_toml(const key_spec& key, const settings& s);
 
 }  // namespace imagegate::config

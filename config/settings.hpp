@@ -151,6 +151,13 @@ struct client_key {
     std::string sha256;
     /// Account ids (32 lowercase hex) the key may read, or "*" for every account.
     std::vector<std::string> accounts;
+    /// Methods (GET HEAD POST PUT PATCH DELETE) the key may forward upstream with the
+    /// gateway's token; empty: the key only reads image details. (The `= {}` keeps
+    /// `{sha256, accounts}` initializers free of -Wmissing-field-initializers.)
+    std::vector<std::string> forward = {};
+    /// Paths after /client/v4 that `forward` is limited to ("/accounts/<id>/images/"); empty:
+    /// every path of the key's accounts (`/accounts/<id>/...`, any path with "*").
+    std::vector<std::string> forward_prefixes = {};
 
     friend bool operator==(const client_key&, const client_key&) = default;
 };
@@ -171,6 +178,19 @@ struct auth_settings {
     std::vector<client_key> client_keys;
 
     friend bool operator==(const auth_settings&, const auth_settings&) = default;
+};
+
+/// `[forward]`: requests under /client/v4 that are not image-detail reads, passed upstream.
+struct forward_settings {
+    /// Largest request body forwarded (an image upload is multipart up to 10 MB); 413 over it.
+    std::uint64_t max_body_bytes = 10 * mib + 64 * kib;
+    /// The longest a request body may take to arrive once its head is read.
+    duration body_timeout = std::chrono::seconds(60);
+    /// auth.mode = "token": methods a caller without a client key may forward when it
+    /// connects from a loopback address (never granted to other peers). Empty: none.
+    std::vector<std::string> anonymous_methods;
+
+    friend bool operator==(const forward_settings&, const forward_settings&) = default;
 };
 
 /// `[admin]`: the admin listener's own protection.
@@ -240,6 +260,8 @@ struct settings {
     log_settings log;
     /// `[auth]`: client keys and who may read which account.
     auth_settings auth;
+    /// `[forward]`: what is passed upstream uncached, and to whom.
+    forward_settings forward;
     /// `[admin]`: the admin token that state-changing admin routes require.
     admin_settings admin;
     /// `[redis]`: the fleet tier's Redis (optional).

@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "config/files.hpp"
+#include "config/forward.hpp"
 #include "config/keys.hpp"
 #include "config/load.hpp"
 
@@ -67,6 +68,23 @@ bool is_section(std::string_view name) {
                        [&](const key_spec& key) { return key.section == name; });
 }
 
+/// The strings of a TOML array of strings; nothing when `node` is anything else.
+std::optional<std::vector<std::string>> string_list(const toml::node& node) {
+    const auto* array = node.as_array();
+    if (array == nullptr) {
+        return std::nullopt;
+    }
+    std::vector<std::string> out;
+    for (const auto& item : *array) {
+        const auto* str = item.as_string();
+        if (str == nullptr) {
+            return std::nullopt;
+        }
+        out.push_back(str->get());
+    }
+    return out;
+}
+
 /// Converts a TOML node by the key's kind and assigns it; returns the reason on failure.
 std::optional<std::string> assign_node(const key_spec& key, const toml::node& node, settings& s) {
     const auto wrong_type = [&] {
@@ -94,6 +112,10 @@ std::optional<std::string> assign_node(const key_spec& key, const toml::node& no
     case value_kind::boolean:
         return node.is_boolean() ? assign(key, key_value(node.as_boolean()->get()), s)
                                  : wrong_type();
+    case value_kind::methods: {
+        const auto list = string_list(node);
+        return list ? assign(key, key_value(*list), s) : wrong_type();
+    }
     default:
         // Durations too: a bare integer would leave the unit to guesswork.
         return node.is_string() ? from_string() : wrong_type();
@@ -112,7 +134,30 @@ bool is_account(std::string_view s) {
            });
 }
 
-/// `[[client_keys]]`: an array of tables `{ sha256 = "<64 hex>", accounts = ["<id>" | "*"] }`.
+/// A client key's `forward_prefixes`: an array of at most max_forward_prefixes valid prefixes.
+template <class Report>
+bool parse_prefixes(const toml::node& node, const std::string& path, Report& report,
+                    client_key& key) {
+    const auto list = string_list(node);
+    if (!list || list->size() > max_forward_prefixes) {
+        report(node.source(), path,
+               "expected an array of at most " + std::to_string(max_forward_prefixes) +
+                   " path prefixes");
+        return false;
+    }
+    for (const auto& prefix : *list) {
+        if (auto reason = forward_prefix_error(prefix)) {
+            report(node.source(), path, std::move(*reason));
+            return false;
+        }
+    }
+    key.forward_prefixes = *list;
+    return true;
+}
+
+/// `[[client_keys]]`: an array of tables `{ sha256 = "<64 hex>", accounts = ["<id>" | "*"],
+/// forward = ["GET", ...], forward_prefixes = ["/accounts/<id>/images/", ...] }` (the last two
+/// optional).
 /// Reports through `report(region, key, reason)`; appends valid entries to `out`.
 template <class Report>
 void parse_client_keys(const toml::node& node, const std::string& path, Report&& report,
@@ -157,6 +202,18 @@ void parse_client_keys(const toml::node& node, const std::string& path, Report&&
                     }
                     key.accounts.push_back(str->get());
                 }
+            } else if (field == "forward") {
+                const auto list = string_list(value);
+                auto reason = list ? forward_methods_error(*list)
+                                   : std::optional<std::string>("expected an array of methods");
+                if (reason) {
+                    report(value.source(), path + ".forward", std::move(*reason));
+                    ok = false;
+                    continue;
+                }
+                key.forward = *list;
+            } else if (field == "forward_prefixes") {
+                ok = parse_prefixes(value, path + ".forward_prefixes", report, key) && ok;
             } else {
                 report(name.source(), path + "." + display_name(field),
                        "unknown key in a client key entry");

@@ -7,6 +7,8 @@
 #include "gateway/core/digest_lru.hpp"
 #include "gateway/shield/budget.hpp"
 
+#include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -39,6 +41,15 @@ struct upstream_signals {
     std::string_view ratelimit_policy;  ///< `Ratelimit-Policy`
 };
 
+/// The budget sizes a configuration reload may change: shield.budget, .window, .burst and
+/// .unproven_budget (the fleet's totals with a fleet gate).
+struct budget_sizes {
+    std::uint64_t budget = 0;
+    std::chrono::milliseconds window{};
+    std::uint64_t burst = 0;
+    std::uint64_t unproven_budget = 0;
+};
+
 /// The shield as callers see it. Rules every implementation keeps:
 /// - no upstream call without a granted ticket, committed right before the call; each
 ///   attempt (a retry too) is its own call;
@@ -61,6 +72,11 @@ public:
     /// from now, if they are.
     virtual std::optional<clock::duration> observe(const credential_digest* credential,
                                                    const upstream_signals& s) = 0;
+
+    /// Puts new sizes in effect without losing the budgets' state (shield::budget::resize):
+    /// tickets already granted keep their slots, and what was spent stays spent. Throws
+    /// std::invalid_argument for sizes a budget cannot take, changing nothing.
+    virtual void resize(const budget_sizes& sizes) = 0;
 
     /// Appends budget, queue, refusal and pause metrics in Prometheus text.
     virtual void render_metrics(std::string& out) const = 0;

@@ -55,14 +55,20 @@ struct local_gate::core {
                                           .max_credentials = o.max_credentials,
                                           .unproven_share_percent = 75})
                                 : nullptr),
-          unproven(o.passthrough ? std::make_shared<shield::budget>(shield::budget_options{
-                                       .budget = o.unproven_budget,
-                                       .window = o.budget.window,
-                                       .burst = std::min(o.budget.burst, o.unproven_budget),
-                                       .background_reserve_percent = 20,
-                                       // Made-up credentials never come back for a slot.
-                                       .max_holds = 0})
-                                 : nullptr) {}
+          unproven(o.passthrough ? std::make_shared<shield::budget>(
+                                       unproven_options(o.budget, o.unproven_budget))
+                                 : nullptr),
+          sizes(o.budget) {}
+
+    static shield::budget_options unproven_options(const shield::budget_options& b,
+                                                   std::uint64_t unproven_budget) {
+        return {.budget = unproven_budget,
+                .window = b.window,
+                .burst = std::min(b.burst, unproven_budget),
+                .background_reserve_percent = 20,
+                // Made-up credentials never come back for a slot.
+                .max_holds = 0};
+    }
 
     /// Holds per credential stay few: a caller's refused keys, not a fleet's.
     static shield::budget_options budget_per_credential(shield::budget_options b) {
@@ -87,6 +93,9 @@ struct local_gate::core {
     const std::unique_ptr<shield::credential_shields> shields;
     const std::shared_ptr<shield::budget> unproven;
     const std::shared_ptr<gate_stats> stats = std::make_shared<gate_stats>();
+
+    std::mutex resize_mu;          // one resize at a time
+    shield::budget_options sizes;  // the token budget's options in effect; guarded by resize_mu
 
     std::mutex mu;
     /// Tickets queued on a tracked slot, so a slot handed on reaches its new owner's timer.
@@ -271,6 +280,30 @@ std::optional<clock::duration> local_gate::observe(const credential_digest* cred
         sh->limit.pause_until(now, shield::parse_retry_after(s.retry_after));
     }
     return sh->limit.blocked_for(now);
+}
+
+void local_gate::resize(const budget_sizes& sizes) {
+    auto& k = *core_;
+    const std::lock_guard lock(k.resize_mu);
+    auto b = k.sizes;
+    b.budget = sizes.budget;
+    b.window = sizes.window;
+    b.burst = sizes.burst;
+    const auto unproven = core::unproven_options(b, sizes.unproven_budget);
+    // Every budget checks its sizes before any changes: a resize applies whole or not at all.
+    const shield::budget check_token(b);
+    if (k.unproven) {
+        const shield::budget check_unproven(unproven);
+    }
+    const auto now = k.options.time->now();
+    k.token->budget.resize(b, now);
+    if (k.shields) {
+        k.shields->resize(core::budget_per_credential(b), now);
+    }
+    if (k.unproven) {
+        k.unproven->resize(unproven, now);
+    }
+    k.sizes = b;
 }
 
 void local_gate::render_metrics(std::string& out) const {

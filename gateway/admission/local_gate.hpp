@@ -40,6 +40,7 @@ public:
 
     std::optional<clock::duration> observe(const credential_digest* credential,
                                            const upstream_signals& s) override;
+    void resize(const budget_sizes& sizes) override;
     void render_metrics(std::string& out) const override;
 
     const gate_stats& stats() const noexcept;

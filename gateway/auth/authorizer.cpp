@@ -66,10 +66,10 @@ std::array<unsigned char, 32> from_hex(std::string_view hex) {
 }  // namespace
 
 std::shared_ptr<const authorizer::table> authorizer::make_table(
-    const std::vector<config::client_key>& keys) {
+    const std::vector<config::client_key>& keys, const std::vector<std::string>& anonymous) {
     auto out = std::make_shared<table>();
     for (const auto& k : keys) {
-        entry e{from_hex(k.sha256), {}, false};
+        entry e{from_hex(k.sha256), {}, false, forward_method_set(k.forward), k.forward_prefixes};
         for (const auto& a : k.accounts) {
             if (a == "*") {
                 e.all_accounts = true;
@@ -77,16 +77,33 @@ std::shared_ptr<const authorizer::table> authorizer::make_table(
                 e.accounts.push_back(a);
             }
         }
-        out->push_back(std::move(e));
+        out->keys.push_back(std::move(e));
     }
+    out->anonymous_methods = forward_method_set(anonymous);
     return out;
 }
 
-authorizer::authorizer(const std::vector<config::client_key>& keys) { replace_keys(keys); }
+authorizer::authorizer(const std::vector<config::client_key>& keys,
+                       const std::vector<std::string>& anonymous_methods) {
+    replace_keys(keys, anonymous_methods);
+}
 
-void authorizer::replace_keys(const std::vector<config::client_key>& keys) {
-    keys_.store(make_table(keys));
+void authorizer::replace_keys(const std::vector<config::client_key>& keys,
+                              const std::vector<std::string>& anonymous_methods) {
+    keys_.store(make_table(keys, anonymous_methods));
     has_keys_.store(!keys.empty(), std::memory_order_release);
+}
+
+const authorizer::entry* authorizer::find_key(const table& t, std::string_view cred) {
+    // Hash first, then compare against every configured digest without stopping early: the
+    // time taken does not depend on which key (if any) matched, nor on how much of it.
+    const auto digest = sha256(cred);
+    const entry* match = nullptr;
+    for (const auto& e : t.keys) {
+        const bool equal = CRYPTO_memcmp(e.digest.data(), digest.data(), digest.size()) == 0;
+        match = equal ? &e : match;
+    }
+    return match;
 }
 
 authorizer::verdict authorizer::check(const http::fields* headers, std::string_view account) const {
@@ -94,21 +111,14 @@ authorizer::verdict authorizer::check(const http::fields* headers, std::string_v
         return verdict::allowed;
     }
     const auto keys = keys_.load();
-    if (keys->empty()) {
+    if (keys->keys.empty()) {
         return verdict::allowed;  // a reload removed the last key just now
     }
     const std::string_view cred = headers != nullptr ? bearer_credential(*headers) : "";
     if (cred.empty()) {
         return verdict::unauthorized;
     }
-    // Hash first, then compare against every configured digest without stopping early: the
-    // time taken does not depend on which key (if any) matched, nor on how much of it.
-    const auto digest = sha256(cred);
-    const entry* match = nullptr;
-    for (const auto& e : *keys) {
-        const bool equal = CRYPTO_memcmp(e.digest.data(), digest.data(), digest.size()) == 0;
-        match = equal ? &e : match;
-    }
+    const entry* match = find_key(*keys, cred);
     if (match == nullptr) {
         return verdict::unauthorized;
     }

@@ -5,13 +5,16 @@
 
 #include "config/settings.hpp"
 #include "gateway/core/digest_lru.hpp"
+#include "gateway/core/errc.hpp"
 #include "gateway/core/snapshot.hpp"
 
 #include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/verb.hpp>
 
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <iosfwd>
 #include <memory>
 #include <mutex>
@@ -32,7 +35,34 @@ std::array<unsigned char, 32> sha256(std::string_view data);
 /// repeated, or not a Bearer credential.
 std::string_view bearer_credential(const boost::beast::http::fields& headers);
 
-/// Decides, before any cache lookup or flight, whether a request may read an account.
+/// Whether a request may be forwarded upstream with the gateway's token (token mode).
+enum class forward_verdict {
+    allowed,
+    unauthorized,       ///< keys are configured and the caller presented an unknown one (401)
+    not_granted,        ///< the caller's grant does not include the method (403)
+    forbidden_account,  ///< the path is outside the key's accounts or prefixes (403)
+};
+
+std::ostream& operator<<(std::ostream& os, forward_verdict v);
+
+/// The bit of `m` in a set of forwardable methods (GET HEAD POST PUT PATCH DELETE); 0 for
+/// every other method, which no grant can name.
+std::uint32_t forward_method_bit(boost::beast::http::verb m) noexcept;
+/// The set of the named methods (spelled as config::forward_methods()); others add nothing.
+std::uint32_t forward_method_set(const std::vector<std::string>& methods);
+
+/// check_forward()'s verdict with what to answer a refusal: `error` (unauthorized,
+/// forward_not_granted, forward_anonymous_not_granted or forward_path_forbidden; unset when
+/// allowed) and `message`, the envelope message naming the method and the setting that would
+/// allow the request. Use error_envelope(to_envelope_code(error), message).
+struct forward_decision {
+    forward_verdict verdict = forward_verdict::allowed;
+    errc error{};
+    std::string message;
+};
+
+/// Decides, before any cache lookup or flight, whether a request may read an account, and
+/// whether a request may be forwarded with the gateway's token.
 /// Thread-safe. The key table is an immutable snapshot (core/snapshot.hpp): replace_keys()
 /// (a configuration reload) publishes a new one, and every check() that starts after it
 /// returns sees the new keys; a check() already running finishes with the table it loaded.
@@ -44,14 +74,34 @@ public:
         forbidden,     ///< a known key that may not read this account (403)
     };
 
-    explicit authorizer(const std::vector<config::client_key>& keys);
+    /// `anonymous_methods`: forward.anonymous_methods (validated by config::check).
+    explicit authorizer(const std::vector<config::client_key>& keys,
+                        const std::vector<std::string>& anonymous_methods = {});
 
     /// With no keys configured every request is allowed, and whatever Authorization it sent
     /// is ignored (official SDKs always send one); it is never forwarded upstream.
     verdict check(const boost::beast::http::fields* headers, std::string_view account) const;
 
-    /// Publishes a new key table (a reload); any thread.
-    void replace_keys(const std::vector<config::client_key>& keys);
+    /// Token mode only (in passthrough the caller's own credential goes upstream): may this
+    /// request go upstream with the gateway's token? `path` is the path after the upstream
+    /// base path (/client/v4), without the query. A caller that presents a known client key
+    /// forwards the methods of its `forward` grant, on `/accounts/{one of its accounts}/...`
+    /// (any path with "*"), within its `forward_prefixes` when it has any. A caller without
+    /// a key (with no keys configured: every caller; its Authorization is ignored) forwards
+    /// forward.anonymous_methods, and only from a loopback peer. With keys configured an
+    /// unknown key is 401, as for reads. A path that could leave its prefix once decoded
+    /// (config::path_may_escape) is never allowed.
+    forward_verdict check_forward(const boost::beast::http::fields* headers,
+                                  boost::beast::http::verb method, std::string_view path,
+                                  bool loopback_peer) const;
+    /// check_forward() with the answer for a refusal.
+    forward_decision decide_forward(const boost::beast::http::fields* headers,
+                                    boost::beast::http::verb method, std::string_view path,
+                                    bool loopback_peer) const;
+
+    /// Publishes a new key table and anonymous grant (a reload); any thread.
+    void replace_keys(const std::vector<config::client_key>& keys,
+                      const std::vector<std::string>& anonymous_methods = {});
 
     bool has_keys() const noexcept { return has_keys_.load(std::memory_order_acquire); }
 
@@ -60,9 +110,17 @@ private:
         std::array<unsigned char, 32> digest;
         std::vector<std::string> accounts;  // empty with all_accounts
         bool all_accounts = false;
+        std::uint32_t forward_methods = 0;  // method_bit() of each granted method
+        std::vector<std::string> forward_prefixes;
     };
-    using table = std::vector<entry>;
-    static std::shared_ptr<const table> make_table(const std::vector<config::client_key>& keys);
+    struct table {
+        std::vector<entry> keys;
+        std::uint32_t anonymous_methods = 0;
+    };
+    static std::shared_ptr<const table> make_table(const std::vector<config::client_key>& keys,
+                                                   const std::vector<std::string>& anonymous);
+    /// The entry whose digest is SHA-256(`cred`), compared in constant time; or nullptr.
+    static const entry* find_key(const table& t, std::string_view cred);
     snapshot<table> keys_{std::make_shared<const table>()};
     // Whether keys_ is non-empty: anonymous gateways skip loading the snapshot per request.
     std::atomic<bool> has_keys_{false};

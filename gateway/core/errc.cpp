@@ -58,6 +58,22 @@ errc_info info(errc e) noexcept {
     case errc::request_timeout: return {408, 99408, "Request body not received in time", false};
     case errc::length_required:
         return {411, 99412, "This route needs a Content-Length, not a chunked body", false};
+    case errc::forward_not_granted:
+        return {403, 99414,
+                "Forwarding this method is not granted to this client key: add it to "
+                "auth.client_keys[].forward",
+                false};
+    case errc::forward_path_forbidden:
+        return {403, 99415,
+                "This client key may not forward to this path: it is outside the key's "
+                "auth.client_keys[].accounts or forward_prefixes",
+                false};
+    case errc::forward_anonymous_not_granted:
+        return {403, 99416,
+                "Forwarding is not granted to callers without a client key: give the caller a "
+                "key with auth.client_keys[].forward, or list the method in "
+                "forward.anonymous_methods (loopback callers only)",
+                false};
     }
     return {500, 99500, "Internal gateway error", false};
 }
@@ -106,6 +122,9 @@ std::string_view to_string(errc e) noexcept {
     case errc::payload_too_large: return "payload_too_large";
     case errc::request_timeout: return "request_timeout";
     case errc::length_required: return "length_required";
+    case errc::forward_not_granted: return "forward_not_granted";
+    case errc::forward_path_forbidden: return "forward_path_forbidden";
+    case errc::forward_anonymous_not_granted: return "forward_anonymous_not_granted";
     }
     return "unknown";
 }

@@ -45,6 +45,10 @@ enum class errc : int {
     payload_too_large,  ///< a request body over its route's limit
     request_timeout,    ///< a request body not complete by its deadline
     length_required,    ///< a chunked body on a route that takes Content-Length only
+    // Forwarding grants (token mode; appended)
+    forward_not_granted,            ///< the client key may not forward this method
+    forward_path_forbidden,         ///< the client key may not forward to this path
+    forward_anonymous_not_granted,  ///< a caller without a client key may not forward this
 };
 
 const boost::system::error_category& imagegate_category() noexcept;
@@ -98,6 +102,9 @@ inline constexpr errc all_errcs[] = {
     errc::payload_too_large,
     errc::request_timeout,
     errc::length_required,
+    errc::forward_not_granted,
+    errc::forward_path_forbidden,
+    errc::forward_anonymous_not_granted,
 };
 
 }  // namespace imagegate

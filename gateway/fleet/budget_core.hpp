@@ -5,12 +5,14 @@
 #include "gateway/fleet/budget_gate.hpp"
 #include "gateway/fleet/budget_pauses.hpp"
 #include "gateway/fleet/budget_script.hpp"
+#include "gateway/core/snapshot.hpp"
 
 #include <spdlog/logger.h>
 
 #include <atomic>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
 
 namespace imagegate::fleet {
@@ -46,6 +48,10 @@ script_budget script_budget_of(const shield::budget_options& o);
 struct grant_record {
     redis::client* cl = nullptr;
     std::string quota;
+    /// The sizes the slot was granted under: a give-back after a resize is lost, not undone
+    /// in the wrong unit.
+    std::int64_t interval_us = 0;
+    std::int64_t burst = 0;
     bool immediate = false;
     std::int64_t slot_us = 0;
     std::int64_t tat_us = 0;
@@ -58,7 +64,8 @@ struct grant_record {
 struct fleet_gate::core : std::enable_shared_from_this<fleet_gate::core> {
     core(fleet_gate_options o, std::function<redis::client&()> c, std::shared_ptr<spdlog::logger> l)
         : options(std::move(o)),
-          budget(detail::script_budget_of(options.gate.budget)),
+          budget(
+              std::make_shared<const script_budget>(detail::script_budget_of(options.gate.budget))),
           client_for(std::move(c)),
           log(std::move(l)),
           fallback(fallback_options(options)),
@@ -67,7 +74,9 @@ struct fleet_gate::core : std::enable_shared_from_this<fleet_gate::core> {
           unproven(options.gate.passthrough
                        ? std::make_unique<shield::budget>(detail::unproven_options(options))
                        : nullptr),
-          pauses(options.gate.passthrough ? options.gate.max_credentials : 1) {}
+          pauses(options.gate.passthrough ? options.gate.max_credentials : 1),
+          gate_in_effect(options.gate),
+          fallback_burst(fallback_options(options).budget.burst) {}
 
     std::string quota_of(const credential_digest* cred) const {
         return options.gate.passthrough && cred != nullptr ? hex(cred->data(), cred->size())
@@ -110,7 +119,7 @@ struct fleet_gate::core : std::enable_shared_from_this<fleet_gate::core> {
     /// The switch to the local budget starts it empty: Redis may have granted the fleet's
     /// burst just before, and the N local buckets must not add N · burst/N on top.
     void drain_fallback(clock::time_point now) {
-        for (std::uint64_t i = 0; i <= fallback_options(options).budget.burst; ++i) {
+        for (std::uint64_t i = 0; i <= fallback_burst.load(); ++i) {
             auto t = fallback.decide({.key = {}, .max_wait = {}}, now);
             if (!t.granted()) {
                 break;
@@ -143,8 +152,9 @@ struct fleet_gate::core : std::enable_shared_from_this<fleet_gate::core> {
         }
     }
 
-    const fleet_gate_options options;
-    const script_budget budget;
+    const fleet_gate_options options;  // `gate` as at start-up; gate_in_effect after resizes
+    /// The fleet's sizes in the scripts' units, replaced whole by resize().
+    snapshot<script_budget> budget;
     const std::function<redis::client&()> client_for;
     const std::shared_ptr<spdlog::logger> log;
     admission::local_gate fallback;
@@ -157,6 +167,10 @@ struct fleet_gate::core : std::enable_shared_from_this<fleet_gate::core> {
     std::atomic<bool> push_pending{false};
     /// Token mode: local grants not yet charged to the fleet budget.
     std::atomic<std::int64_t> debt{0};
+    std::mutex resize_mu;                          // one resize at a time
+    admission::local_gate_options gate_in_effect;  // guarded by resize_mu
+    /// The fallback's burst in effect (drain_fallback).
+    std::atomic<std::uint64_t> fallback_burst;
 };
 
 namespace detail {

@@ -92,12 +92,13 @@ asio::awaitable<ticket> reserve_in(core_ptr k, admission::call c) {
                         .max_wait = std::chrono::duration_cast<micros>(c.max_wait),
                         .hold_key = background ? std::string() : hold_key(c.key),
                         .debt = 0};
+    const auto sizes = k->budget.load();
     if (!k->options.gate.passthrough) {
-        req.debt = std::min(k->debt.exchange(0), k->budget.burst);
+        req.debt = std::min(k->debt.exchange(0), sizes->burst);
     }
     const auto keys = keys_for(k->options.prefix, quota);
-    std::vector<std::string> kv{keys.budget, keys.holds, keys.vacant, keys.block};
-    auto r = co_await cl.eval_script(reserve_script(), std::move(kv), reserve_args(k->budget, req),
+    std::vector<std::string> kv{keys.budget, keys.holds, keys.vacant, keys.block, keys.interval};
+    auto r = co_await cl.eval_script(reserve_script(), std::move(kv), reserve_args(*sizes, req),
                                      now + k->options.op_timeout);
     const auto at = clock::now();
     if (r) {
@@ -128,7 +129,10 @@ asio::awaitable<ticket> reserve_in(core_ptr k, admission::call c) {
     }
     k->succeeded();
     k->push_unconfirmed(cl, at);
-    detail::grant_record g{.cl = &cl, .quota = std::move(quota)};
+    detail::grant_record g{.cl = &cl,
+                           .quota = std::move(quota),
+                           .interval_us = sizes->interval_us,
+                           .burst = sizes->burst};
     co_return detail::decided(k, *d, at, std::move(g), unproven);
 }
 
@@ -167,6 +171,37 @@ std::optional<clock::duration> fleet_gate::observe(const credential_digest* cred
         k.write_pause(k.client_for(), quota, until);
     }
     return k.pauses.blocked_for(quota, now);
+}
+
+void fleet_gate::resize(const admission::budget_sizes& sizes) {
+    auto& k = *core_;
+    const std::lock_guard lock(k.resize_mu);
+    fleet_gate_options next = k.options;
+    next.gate = k.gate_in_effect;
+    next.gate.budget.budget = sizes.budget;
+    next.gate.budget.window = sizes.window;
+    next.gate.budget.burst = sizes.burst;
+    next.gate.unproven_budget = sizes.unproven_budget;
+    // Everything is checked before anything changes.
+    auto script = std::make_shared<const script_budget>(detail::script_budget_of(next.gate.budget));
+    const auto local = fallback_options(next);
+    std::optional<shield::budget_options> unproven;
+    if (k.unproven) {
+        unproven = detail::unproven_options(next);
+        const shield::budget check(*unproven);
+    }
+    // The local 1/N share first (it takes its own checks), then the script's arguments: the
+    // Redis schedule converts itself on its next reservation (budget_script.hpp).
+    k.fallback.resize({.budget = local.budget.budget,
+                       .window = local.budget.window,
+                       .burst = local.budget.burst,
+                       .unproven_budget = local.unproven_budget});
+    if (unproven) {
+        k.unproven->resize(*unproven, clock::now());
+    }
+    k.fallback_burst.store(local.budget.burst);
+    k.budget.store(std::move(script));
+    k.gate_in_effect = next.gate;
 }
 
 void fleet_gate::render_metrics(std::string& out) const {

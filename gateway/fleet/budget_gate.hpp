@@ -82,6 +82,9 @@ public:
     asio::awaitable<admission::ticket> reserve(admission::call c) override;
     std::optional<admission::clock::duration> observe(
         const credential_digest* credential, const admission::upstream_signals& s) override;
+    /// New fleet totals: the scripts' arguments from the next reservation on, the local
+    /// fallback's 1/N share and the per-instance unproven budget at once.
+    void resize(const admission::budget_sizes& sizes) override;
     /// The fleet metrics, then the local fallback gate's own (imagegate_budget_*,
     /// imagegate_upstream_*): those count only what was decided locally.
     void render_metrics(std::string& out) const override;

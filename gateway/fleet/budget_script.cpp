@@ -18,13 +18,19 @@ local function keep_until(k, until_us)
   local ms = math.ceil((until_us - now) / 1000) + 1
   if ms > 0 and redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
 end
-local function set_tat(tat)
+local function set_tat(tat, interval, ikey)
   local ms = math.ceil((tat - now) / 1000)
-  if ms > 0 then redis.call('SET', KEYS[1], int(tat), 'PX', ms) else redis.call('DEL', KEYS[1]) end
+  if ms > 0 then
+    redis.call('SET', KEYS[1], int(tat), 'PX', ms)
+    redis.call('SET', ikey, int(interval), 'PX', ms)
+  else
+    redis.call('DEL', KEYS[1], ikey)
+  end
 end
 )lua";
 
-// KEYS: 1 budget (tat), 2 holds (zset key -> slot), 3 vacant (zset), 4 block.
+// KEYS: 1 budget (tat), 2 holds (zset key -> slot), 3 vacant (zset), 4 block,
+//       5 interval (the interval tat was written with).
 // ARGV: 1 interval_us, 2 burst, 3 reserve, 4 background, 5 max_wait_us, 6 hold key,
 //       7 hold_horizon_us, 8 hold_grace_us, 9 max_holds, 10 debt.
 // Reply: {outcome, wait_us, slot_us, tat_us} (budget_script.hpp, enum outcome).
@@ -55,18 +61,26 @@ if not background and key ~= '' then
 end
 local raw = redis.call('GET', KEYS[1])
 local tat = 0
-if raw then tat = tonumber(raw) or (now + burst * interval) end
+if raw then
+  local t = tonumber(raw)
+  tat = t or (now + burst * interval)
+  local was = tonumber(redis.call('GET', KEYS[5]) or '')
+  if t and was and was > 0 and was ~= interval and tat > now then
+    tat = now + math.ceil((tat - now) / was) * interval
+    set_tat(tat, interval, KEYS[5])
+  end
+end
 local debt = tonumber(ARGV[10])
 if debt > 0 then
   tat = math.max(tat, now) + debt * interval
-  set_tat(tat)
+  set_tat(tat, interval, KEYS[5])
 end
 local tol = (burst - 1) * interval
 if background then tol = (burst - 1 - tonumber(ARGV[3])) * interval end
 local ahead = math.max(tat, now) - now
 if ahead <= tol then
   tat = math.max(tat, now) + interval
-  set_tat(tat)
+  set_tat(tat, interval, KEYS[5])
   return {0, 0, now, tat}
 end
 local wait = ahead - tol
@@ -80,29 +94,32 @@ end
 local slot = now + wait
 if wait <= max_wait then
   tat = tat + interval
-  set_tat(tat)
+  set_tat(tat, interval, KEYS[5])
   return {1, wait, slot, tat}
 end
 if key == '' or wait > tonumber(ARGV[7]) or redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[9]) then
   return {3, wait, slot, 0}
 end
 tat = tat + interval
-set_tat(tat)
+set_tat(tat, interval, KEYS[5])
 redis.call('ZADD', KEYS[2], int(slot), key)
 keep_until(KEYS[2], slot + grace)
 return {4, wait, slot, 0}
 )lua";
 
-// KEYS: 1 budget, 2 vacant. ARGV: 1 interval_us, 2 burst, 3 immediate, 4 slot_us, 5 tat_us.
+// KEYS: 1 budget, 2 vacant, 3 interval. ARGV: 1 interval_us, 2 burst, 3 immediate, 4 slot_us, 5
+// tat_us.
 constexpr std::string_view give_back_body = R"lua(
 local interval = tonumber(ARGV[1])
 local slot = tonumber(ARGV[4])
 local raw = redis.call('GET', KEYS[1])
 local tat = raw and tonumber(raw)
 if not tat then return 0 end
+local was = tonumber(redis.call('GET', KEYS[3]) or '')
+if was and was ~= interval then return 0 end
 if ARGV[3] == '1' then
   if tat ~= tonumber(ARGV[5]) then return 0 end
-  set_tat(tat - interval)
+  set_tat(tat - interval, interval, KEYS[3])
   return 1
 end
 local tol = (tonumber(ARGV[2]) - 1) * interval
@@ -114,7 +131,7 @@ if tat == slot + tol + interval then
     redis.call('ZREM', KEYS[2], last[1])
     tat = tat - interval
   end
-  set_tat(tat)
+  set_tat(tat, interval, KEYS[3])
   return 1
 end
 if slot < now then return 0 end
@@ -170,6 +187,7 @@ quota_keys keys_for(std::string_view prefix, std::string_view quota) {
     return {.budget = budget,
             .holds = budget + ":holds",
             .vacant = budget + ":vacant",
+            .interval = budget + ":interval",
             .block = join(prefix, ":block:") + tag};
 }
 

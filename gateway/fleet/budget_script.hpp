@@ -49,6 +49,14 @@ using micros = std::chrono::microseconds;
 /// charged on its first reservation afterwards (tat = max(tat, now) + debt · interval, capped
 /// at burst), so a Redis that lost its state cannot hand the fleet a second full burst.
 ///
+/// Resize. Every write of tat also writes the interval it is counted in (a key of its own,
+/// with the same TTL, so the tat key keeps the format older versions read). A reservation that
+/// finds another interval than its own (a reload changed the fleet's sizes) first re-expresses
+/// the schedule: tat = now + ceil((tat - now) / old) · new, the calls spent staying spent, so
+/// a lowered budget or burst never grants more than the new sizes allow. Slots already handed
+/// out keep their instants; a give-back whose grant was counted in another interval is lost
+/// rather than undone in the wrong unit.
+///
 /// Pause. The block key is checked first, in the same script: while it lives every call is
 /// refused with its remaining PTTL. It is written with PX = the pause, keeping the longer of
 /// the existing and the new one (`block_script()`), so it ends by itself.
@@ -71,7 +79,9 @@ struct quota_keys {
     std::string budget;  ///< `<prefix>:budget:{<quota>}`: tat (µs of Redis TIME)
     std::string holds;   ///< `<prefix>:budget:{<quota>}:holds`: hold key → slot
     std::string vacant;  ///< `<prefix>:budget:{<quota>}:vacant`: vacant slots
-    std::string block;   ///< `<prefix>:block:{<quota>}`: the fleet-wide pause (PX)
+    /// `<prefix>:budget:{<quota>}:interval`: the interval (µs) `budget` was written with
+    std::string interval;
+    std::string block;  ///< `<prefix>:block:{<quota>}`: the fleet-wide pause (PX)
 };
 
 quota_keys keys_for(std::string_view prefix, std::string_view quota);
@@ -101,7 +111,7 @@ struct reserve_request {
     std::int64_t debt = 0;
 };
 
-/// ARGV of reserve_script() (KEYS: budget, holds, vacant, block).
+/// ARGV of reserve_script() (KEYS: budget, holds, vacant, block, interval).
 std::vector<std::string> reserve_args(const script_budget& b, const reserve_request& r);
 
 /// What the reservation script decided (the first element of its reply).

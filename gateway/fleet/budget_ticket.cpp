@@ -38,10 +38,10 @@ asio::awaitable<void> write_pause_in(core_ptr k, redis::client* cl, std::string 
 
 asio::awaitable<void> give_back_in(core_ptr k, grant_record g) {
     const auto keys = keys_for(k->options.prefix, g.quota);
-    std::vector<std::string> kv{keys.budget, keys.vacant};
-    std::vector<std::string> args{std::to_string(k->budget.interval_us),
-                                  std::to_string(k->budget.burst), g.immediate ? "1" : "0",
-                                  std::to_string(g.slot_us), std::to_string(g.tat_us)};
+    std::vector<std::string> kv{keys.budget, keys.vacant, keys.interval};
+    std::vector<std::string> args{std::to_string(g.interval_us), std::to_string(g.burst),
+                                  g.immediate ? "1" : "0", std::to_string(g.slot_us),
+                                  std::to_string(g.tat_us)};
     auto r = co_await g.cl->eval_script(give_back_script(), std::move(kv), std::move(args),
                                         clock::now() + k->options.op_timeout);
     const auto res = r ? decode_give_back(*r) : give_back_result::failed;

@@ -64,13 +64,31 @@ void histogram::observe(std::chrono::steady_clock::duration d) noexcept {
     count_.fetch_add(1, std::memory_order_relaxed);
 }
 
-void histogram::render(std::string& out, std::string_view name, std::string_view help) const {
-    append_header(out, name, "histogram", help);
+void histogram::render(std::string& out, std::string_view name, std::string_view help,
+                       std::string_view labels) const {
+    if (!help.empty()) {
+        append_header(out, name, "histogram", help);
+    }
+    const auto with_labels = [&](std::string_view suffix) {
+        out += name;
+        out += suffix;
+        if (!labels.empty()) {
+            out += '{';
+            out += labels;
+            out += '}';
+        }
+        out += ' ';
+    };
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < buckets_.size(); ++i) {
         cumulative += buckets_[i].load(std::memory_order_relaxed);
         out += name;
-        out += "_bucket{le=\"";
+        out += "_bucket{";
+        if (!labels.empty()) {
+            out += labels;
+            out += ',';
+        }
+        out += "le=\"";
         if (i < bounds_.size()) {
             append_us_as_seconds(out, bounds_[i]);
         } else {
@@ -83,12 +101,10 @@ void histogram::render(std::string& out, std::string_view name, std::string_view
     char sum[48];
     std::snprintf(sum, sizeof sum, "%.6f",
                   static_cast<double>(sum_us_.load(std::memory_order_relaxed)) / 1e6);
-    out += name;
-    out += "_sum ";
+    with_labels("_sum");
     out += sum;
     out += '\n';
-    out += name;
-    out += "_count ";
+    with_labels("_count");
     // The +Inf bucket must equal _count: print the cumulative sum rendered above.
     out += std::to_string(cumulative);
     out += '\n';
@@ -110,12 +126,35 @@ void append_sample(std::string& out, std::string_view name, std::string_view typ
     out += '\n';
 }
 
-void registry::record(std::string_view route, unsigned status,
-                      std::chrono::nanoseconds d) noexcept {
+std::size_t registry::cache_class(unsigned status, std::string_view cs) noexcept {
+    // The Cache-Status values of gateway/image/impl.hpp (cs_*), most frequent first.
+    if (cs == "hit") {
+        return 0;
+    }
+    if (cs.starts_with("fwd=stale")) {
+        return 1;
+    }
+    if (cs.starts_with("fwd=miss; detail=l2")) {
+        return 3;
+    }
+    if (cs.starts_with("fwd=miss") || cs == "collapsed") {
+        return 2;
+    }
+    if (status == 401 || status == 403 || status == 429) {
+        return 4;
+    }
+    if (status >= 400 || cs.starts_with("error") || cs == "client-gone") {
+        return 5;
+    }
+    return 6;
+}
+
+void registry::record(std::string_view route, unsigned status, std::chrono::nanoseconds d,
+                      std::string_view cache_status) noexcept {
     const auto r = route_index(route);
     requests_[r][status_index(status)].fetch_add(1, std::memory_order_relaxed);
-    if (routes[r] == "image") {
-        image_latency_.observe(d);
+    if (r == 0) {  // routes[0] == "image"
+        image_latency_[cache_class(status, cache_status)].observe(d);
     }
 }
 
@@ -148,8 +187,17 @@ std::string registry::render() const {
             append_sample(out, "imagegate_requests_total", "", "", v, labels);
         }
     }
-    image_latency_.render(out, "imagegate_image_request_duration_seconds",
-                          "Time to answer image requests (read of the head to last byte written).");
+    // One family, one series per cache class: `sum by (le)` is every image answer.
+    for (std::size_t c = 0; c < cache_classes.size(); ++c) {
+        std::string label = "cache=\"";
+        label += cache_classes[c];
+        label += '"';
+        image_latency_[c].render(out, "imagegate_image_request_duration_seconds",
+                                 c == 0 ? "Time to answer image requests (read of the head to "
+                                          "last byte written), by cache status."
+                                        : "",
+                                 label);
+    }
     const std::lock_guard lock(mu_);
     for (const auto& source : sources_) {
         source(out);

@@ -1,4 +1,5 @@
-// The process's metrics: request counters by route and status, a latency histogram, and
+// The process's metrics: request counters by route and status, image latency histograms by
+// cache class, and
 // pluggable sources (cache, upstream) rendered together as Prometheus text on /metrics.
 #pragma once
 
@@ -34,9 +35,11 @@ public:
     explicit histogram(const bounds_type& bounds_us = slow_bounds) noexcept : bounds_(bounds_us) {}
 
     void observe(std::chrono::steady_clock::duration d) noexcept;
-    /// Appends `# HELP`/`# TYPE`, `<name>_bucket{le="0.005"} N` … `{le="+Inf"}` (cumulative),
-    /// `<name>_sum` in seconds and `<name>_count` (equal to the +Inf bucket).
-    void render(std::string& out, std::string_view name, std::string_view help) const;
+    /// Appends `# HELP`/`# TYPE` (unless `help` is empty: another series of the same family),
+    /// `<name>_bucket{le="0.005"} N` … `{le="+Inf"}` (cumulative), `<name>_sum` in seconds and
+    /// `<name>_count` (equal to the +Inf bucket). `labels` (`cache="hit"`) go on every sample.
+    void render(std::string& out, std::string_view name, std::string_view help,
+                std::string_view labels = {}) const;
     std::uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
 
 private:
@@ -59,7 +62,21 @@ public:
                                                        405, 408, 413, 414, 429, 431, 500,
                                                        501, 502, 503, 504, 505, 0};
 
-    void record(std::string_view route, unsigned status, std::chrono::nanoseconds d) noexcept;
+    /// The `cache` label of image answers: how the answer was made, from its status and the
+    /// Cache-Status the image handler set (gateway/image/impl.hpp).
+    static constexpr std::array<std::string_view, 7> cache_classes{"hit",     "stale", "miss", "l2",
+                                                                   "refused", "error", "other"};
+    /// Index into cache_classes: "hit" (fresh or cached not-found), "stale" (stale-while-
+    /// revalidate, stale-if-error), "l2" (the fleet's Redis), "miss" (fetched upstream, or
+    /// waited for another request's fetch), "refused" (401, 403, 429: client key, budget,
+    /// pause), "error" (any other error answer, a client gone), "other" (none of these).
+    /// A few byte compares: no allocation, no lock.
+    static std::size_t cache_class(unsigned status, std::string_view cache_status) noexcept;
+
+    /// Counts one exchange; an image answer's latency goes to the histogram of its cache
+    /// class (three relaxed atomic adds).
+    void record(std::string_view route, unsigned status, std::chrono::nanoseconds d,
+                std::string_view cache_status = {}) noexcept;
     /// Adds a renderer called on every scrape (e.g. cache or upstream statistics).
     void add_source(std::function<void(std::string&)> source);
     /// Prometheus text exposition format 0.0.4.
@@ -69,7 +86,11 @@ public:
 
 private:
     std::array<std::array<std::atomic<std::uint64_t>, statuses.size()>, routes.size()> requests_{};
-    histogram image_latency_{histogram::fast_bounds};
+    std::array<histogram, cache_classes.size()> image_latency_{
+        histogram{histogram::fast_bounds}, histogram{histogram::fast_bounds},
+        histogram{histogram::fast_bounds}, histogram{histogram::fast_bounds},
+        histogram{histogram::fast_bounds}, histogram{histogram::fast_bounds},
+        histogram{histogram::fast_bounds}};
     mutable std::mutex mu_;
     std::vector<std::function<void(std::string&)>> sources_;  // guarded by mu_
 };

@@ -96,7 +96,7 @@ struct app::impl {
           redis(make_redis(io, settings, l2, log)),
           l2(make_l2(redis.get(), cache, settings, log)),
           client(make_client(io.executors(), settings, log)),
-          auth(settings.auth.client_keys),
+          auth(settings.auth.client_keys, settings.forward.anonymous_methods),
           gate(make_gate(settings, time, redis.get(), log)),
           images(cache, *client, auth, image_policy_from(settings, time), log, gate),
           forwarding(*client, gate, make_forward_authorizer(auth), make_forward_refusal(),
@@ -152,7 +152,7 @@ struct app::impl {
                 "requests go upstream without Authorization");
         }
         auto observe = [this](const exchange_record& rec) {
-            registry.record(rec.route, rec.status, rec.duration);
+            registry.record(rec.route, rec.status, rec.duration, rec.cache_status);
             access.observe(rec);
         };
         // /cache/warm belongs to the warmer; it shares the admin listener and its token check.
@@ -265,7 +265,8 @@ struct app::impl {
                                 .auth = auth,
                                 .admin = admin,
                                 .data_server = *data_server,
-                                .images = images});
+                                .images = images,
+                                .gate = *gate});
     }
 };
 

@@ -2,6 +2,7 @@
 
 #include "config/keys.hpp"
 #include "config/load.hpp"
+#include "gateway/admission/gate.hpp"
 #include "gateway/auth/authorizer.hpp"
 #include "gateway/http/server.hpp"
 #include "gateway/image/handler.hpp"
@@ -17,22 +18,24 @@
 #include <array>
 #include <chrono>
 #include <exception>
+#include <stdexcept>
 
 namespace imagegate::gateway {
 namespace {
 
 // What the running components can take without a restart (reloader::reload_locked applies
-// each): the authorizer's key table, the admin token, the logger and the access log, the
-// data listener's TLS context, the image handler's freshness windows. Everything else is
-// built once at start-up: listeners, I/O threads, the cache's memory layout, the upstream
-// pool and its token, timeouts, the shield's budgets.
-constexpr std::array<std::string_view, 13> live_keys{
+// each): the authorizer's key table and forward grants, the admin token, the logger and the
+// access log, the data listener's TLS context, the image handler's freshness windows, the
+// gate's budget sizes. Everything else is built once at start-up: listeners, I/O threads, the
+// cache's memory layout, the upstream pool and its token, timeouts.
+constexpr std::array<std::string_view, 18> live_keys{
     "log.level",
     "log.format",
     "log.access_log",
     "log.access_log_hit_sample",
     "auth.keys_file",
     "auth.client_keys",
+    "forward.anonymous_methods",
     "admin.token_file",
     "admin.token",
     // For answers stored from now on (image_handler::set_freshness).
@@ -41,6 +44,11 @@ constexpr std::array<std::string_view, 13> live_keys{
     "cache.negative_ttl",
     "cache.stale_while_revalidate",
     "cache.stale_if_error",
+    // The gate resizes its budgets keeping their state (admission::gate::resize).
+    "shield.budget",
+    "shield.window",
+    "shield.burst",
+    "shield.unproven_budget",
 };
 
 std::int64_t now_ms() {
@@ -85,7 +93,7 @@ reloader::reloader(config::settings in_effect, std::shared_ptr<spdlog::logger> l
       last_success_ms_(now_ms()),
       budget_(current_.shield.budget),
       burst_(current_.shield.burst),
-      window_seconds_(std::chrono::duration<double>(current_.shield.window).count()) {}
+      window_ms_(current_.shield.window.count()) {}
 
 // Re-reads every source (file, environment, token, key and certificate files), checks the
 // result as start-up does, then applies what can change live. Nothing is applied unless
@@ -159,11 +167,30 @@ reload_outcome reloader::reload_locked(const reload_targets& t) {
     if (!out.errors.empty()) {
         return out;
     }
+    // The budgets first: a resize checks its sizes before it changes anything, so should it
+    // refuse values config::check let through, nothing has been applied yet.
+    const auto& sh = plan.next.shield;
+    if (sh.budget != current_.shield.budget || sh.window != current_.shield.window ||
+        sh.burst != current_.shield.burst ||
+        sh.unproven_budget != current_.shield.unproven_budget) {
+        try {
+            t.gate.resize({.budget = sh.budget,
+                           .window = sh.window,
+                           .burst = sh.burst,
+                           .unproven_budget = sh.unproven_budget});
+        } catch (const std::invalid_argument& e) {
+            out.errors.emplace_back("shield", e.what());
+            return out;
+        }
+        budget_.store(sh.budget);
+        burst_.store(sh.burst);
+        window_ms_.store(sh.window.count());
+    }
     // Apply. Nothing below can fail for values that passed the checks above (the log level
     // was validated by config::check).
     apply_log_settings(t.log, plan.next.log);
     t.access.configure(plan.next.log);
-    t.auth.replace_keys(plan.next.auth.client_keys);
+    t.auth.replace_keys(plan.next.auth.client_keys, plan.next.forward.anonymous_methods);
     t.admin.set_admin_token(plan.next.secret.admin_token);
     image_policy windows;
     windows.ttl = plan.next.cache.ttl;
@@ -197,13 +224,15 @@ void reloader::render_metrics(std::string& out) const {
         "imagegate_config_last_reload_success_timestamp_seconds ";
     out += std::to_string(ms / 1000) + "." + std::to_string(1000 + ms % 1000).substr(1) + "\n";
     metrics::append_sample(out, "imagegate_shield_budget", "gauge",
-                           "Upstream calls allowed per shield window (shield.budget).", budget_);
+                           "Upstream calls allowed per shield window (shield.budget).",
+                           budget_.load());
     metrics::append_sample(out, "imagegate_shield_burst", "gauge",
-                           "Upstream calls that may go out back to back (shield.burst).", burst_);
+                           "Upstream calls that may go out back to back (shield.burst).",
+                           burst_.load());
     out += fmt::format(
         "# HELP imagegate_shield_window_seconds The window shield.budget is spread over.\n"
         "# TYPE imagegate_shield_window_seconds gauge\nimagegate_shield_window_seconds {}\n",
-        window_seconds_);
+        static_cast<double>(window_ms_.load()) / 1000.0);
 }
 
 }  // namespace imagegate::gateway

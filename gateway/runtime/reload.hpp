@@ -22,6 +22,10 @@ namespace imagegate::config {
 struct load_result;
 }
 
+namespace imagegate::admission {
+class gate;
+}
+
 namespace imagegate::gateway {
 
 class access_log;
@@ -60,6 +64,8 @@ struct reload_targets {
     admin_handler& admin;
     http_server& data_server;
     image_handler& images;
+    /// The image path's gate: shield.budget, .window, .burst and .unproven_budget resize it.
+    admission::gate& gate;
 };
 
 /// Loads the configuration again, checks it as start-up does, and applies what can change
@@ -71,7 +77,9 @@ struct reload_targets {
 /// authorizer's key table, the admin token and the image handler's freshness windows are
 /// shared_ptr<const T> replaced whole (core/snapshot.hpp); the log level is spdlog's atomic
 /// level and the formatter is swapped under the sink's lock; the access log's switches are
-/// atomics; the data listener takes its TLS context under a lock once per new connection.
+/// atomics; the data listener takes its TLS context under a lock once per new connection;
+/// each budget takes its new sizes under the mutex its decisions already hold (the fleet's
+/// script arguments are a snapshot).
 /// Nothing is copied per worker, and nothing a request holds is ever modified.
 class reloader {
 public:
@@ -101,10 +109,10 @@ private:
     std::atomic<std::uint64_t> ok_{0};
     std::atomic<std::uint64_t> failed_{0};
     std::atomic<std::int64_t> last_success_ms_;  // system clock, ms since the epoch
-    // The running shield sizes, for dashboards (calls vs budget); restart-only, so fixed.
-    const std::uint64_t budget_;
-    const std::uint64_t burst_;
-    const double window_seconds_;
+    // The shield sizes in effect, for dashboards (calls vs budget); a reload changes them.
+    std::atomic<std::uint64_t> budget_;
+    std::atomic<std::uint64_t> burst_;
+    std::atomic<std::int64_t> window_ms_;
 };
 
 }  // namespace imagegate::gateway

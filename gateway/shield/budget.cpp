@@ -44,16 +44,49 @@ std::uint64_t reserve_tokens(const budget_options& o) {
 
 }  // namespace
 
-budget::budget(const budget_options& options)
-    : options_(options),
-      interval_(refill_interval(options)),
-      reserve_(reserve_tokens(options)),
-      foreground_tolerance_(interval_ * static_cast<rep>(options.burst - 1)),
-      // reserve_ <= burst - 1 because the percentage is below 100, so this is never negative.
-      background_tolerance_(interval_ * static_cast<rep>(options.burst - 1 - reserve_)) {}
+budget::sizes::sizes(const budget_options& o)
+    : options(o),
+      interval(refill_interval(o)),
+      reserve(reserve_tokens(o)),
+      foreground_tolerance(interval * static_cast<rep>(o.burst - 1)),
+      // reserve <= burst - 1 because the percentage is below 100, so this is never negative.
+      background_tolerance(interval * static_cast<rep>(o.burst - 1 - reserve)) {}
+
+budget::budget(const budget_options& options) : sizes_(options) {}
+
+void budget::resize(const budget_options& options, time_point now) {
+    const sizes next(options);  // validates before anything changes
+    const std::lock_guard lock(mutex_);
+    // Same interval (only the burst changed): the schedule is already in the right unit.
+    if (tat_ > now && next.interval != sizes_.interval) {
+        const rep ahead = (tat_ - now).count();
+        const rep old_interval = sizes_.interval.count();
+        const rep calls = ahead / old_interval + (ahead % old_interval != 0 ? 1 : 0);
+        // Saturates far beyond any wait a caller accepts instead of overflowing the clock.
+        const rep cap = std::numeric_limits<rep>::max() / 4;
+        const rep interval = next.interval.count();
+        tat_ = now + duration(calls > cap / interval ? cap : calls * interval);
+    }
+    sizes_ = next;
+}
+
+budget_options budget::options() const {
+    const std::lock_guard lock(mutex_);
+    return sizes_.options;
+}
+
+duration budget::interval() const {
+    const std::lock_guard lock(mutex_);
+    return sizes_.interval;
+}
+
+std::uint64_t budget::reserve() const {
+    const std::lock_guard lock(mutex_);
+    return sizes_.reserve;
+}
 
 duration budget::tolerance(priority p) const noexcept {
-    return p == priority::foreground ? foreground_tolerance_ : background_tolerance_;
+    return p == priority::foreground ? sizes_.foreground_tolerance : sizes_.background_tolerance;
 }
 
 duration budget::wait_locked(time_point now, priority p) const noexcept {
@@ -93,7 +126,8 @@ void budget::sweep_locked(time_point now) {
         if (it->second.kind == slot_kind::vacant) {
             wasted_.fetch_add(1, relaxed);
             erase_locked(it);
-        } else if (it->second.kind == slot_kind::held && it->first + options_.hold_grace < now) {
+        } else if (it->second.kind == slot_kind::held &&
+                   it->first + sizes_.options.hold_grace < now) {
             holds_expired_.fetch_add(1, relaxed);
             erase_locked(it);
         }
@@ -104,18 +138,18 @@ void budget::sweep_locked(time_point now) {
 bool budget::give_back_locked(time_point slot) {
     // Only the last slot handed out can return to the bucket: every later grant was placed
     // one interval after it. Vacant slots right before it follow it back.
-    if (tat_ != slot + foreground_tolerance_ + interval_) {
+    if (tat_ != slot + sizes_.foreground_tolerance + sizes_.interval) {
         return false;
     }
-    tat_ -= interval_;
+    tat_ -= sizes_.interval;
     while (!slots_.empty()) {
         const auto last = std::prev(slots_.end());
         if (last->second.kind != slot_kind::vacant ||
-            tat_ != last->first + foreground_tolerance_ + interval_) {
+            tat_ != last->first + sizes_.foreground_tolerance + sizes_.interval) {
             break;
         }
         erase_locked(last);
-        tat_ -= interval_;
+        tat_ -= sizes_.interval;
     }
     return true;
 }
@@ -143,7 +177,7 @@ reservation budget::reserve(const reserve_args& a) {
     const duration wait = wait_locked(a.now, a.prio);
     if (wait == duration::zero()) {
         // An idle spell does not bank more than a full bucket: the schedule restarts at now.
-        tat_ = std::max(tat_, a.now) + interval_;
+        tat_ = std::max(tat_, a.now) + sizes_.interval;
         granted_.fetch_add(1, relaxed);
         return {.granted = true, .slot = a.now, .tat_after = tat_};
     }
@@ -162,16 +196,17 @@ reservation budget::reserve(const reserve_args& a) {
     }
     const time_point slot = a.now + wait;
     if (wait <= a.max_wait) {
-        tat_ += interval_;
+        tat_ += sizes_.interval;
         granted_.fetch_add(1, relaxed);
         queued_.fetch_add(1, relaxed);
         return {.granted = true, .slot = slot, .id = track_locked(slot, slot_kind::granted, 0)};
     }
     refused_foreground_.fetch_add(1, relaxed);
-    if (a.key == 0 || holds_.size() >= options_.max_holds || wait > options_.hold_horizon) {
+    if (a.key == 0 || holds_.size() >= sizes_.options.max_holds ||
+        wait > sizes_.options.hold_horizon) {
         return {.granted = false, .slot = slot};
     }
-    tat_ += interval_;
+    tat_ += sizes_.interval;
     holds_made_.fetch_add(1, relaxed);
     return {.granted = false,
             .slot = slot,
@@ -197,7 +232,7 @@ release_result budget::release(const reservation& r, time_point now) {
     if (r.id == 0) {
         // A grant at once, never tracked: back to the bucket only if nothing came after it.
         if (tat_ == r.tat_after) {
-            tat_ -= interval_;
+            tat_ -= sizes_.interval;
             given_back_.fetch_add(1, relaxed);
             return {.given_back = true};
         }
@@ -257,12 +292,15 @@ time_point budget::next_available(time_point now, priority p) const noexcept {
 
 double budget::tokens(time_point now) const noexcept {
     duration ahead;
+    double burst = 0;
+    double interval = 1;
     {
         const std::lock_guard lock(mutex_);
         ahead = std::max(tat_, now) - now;
+        burst = static_cast<double>(sizes_.options.burst);
+        interval = static_cast<double>(sizes_.interval.count());
     }
-    const double burst = static_cast<double>(options_.burst);
-    const double used = static_cast<double>(ahead.count()) / static_cast<double>(interval_.count());
+    const double used = static_cast<double>(ahead.count()) / interval;
     // A caller whose `now` lags another thread's can see the schedule more than a bucket ahead.
     return std::clamp(burst - used, 0.0, burst);
 }

@@ -159,6 +159,8 @@ std::ostream& operator<<(std::ostream& os, const budget_counters& c);
 /// never creates tokens: the schedule only moves forward, so such a caller is at worst
 /// refused a little early.
 ///
+/// A reload changes the sizes in place (resize()); the schedule's state carries over.
+///
 /// Owned by the composition root (or a credential's shield), shared by every session that
 /// fetches with that credential. Thread-safe: every member may be called concurrently; each
 /// call holds `mutex_` for a few map operations and never blocks otherwise.
@@ -198,11 +200,21 @@ public:
 
     budget_counters counters() const noexcept;
 
-    const budget_options& options() const noexcept { return options_; }
+    /// Puts new sizes in effect at `now` (a configuration reload) without losing the state:
+    /// the calls the schedule is ahead of `now` by, ceil((tat - now) / old interval), stay
+    /// spent and are re-expressed in the new interval, so the bucket holds what it would
+    /// hold had the new sizes been in effect for those calls. Keeping the raw `tat` instead
+    /// would grant too much after a lowered budget (a longer interval covers the same
+    /// `tat - now` with fewer calls) and refuse too long after a raised one. Slots already
+    /// granted or held keep their instants; a smaller burst only shortens what the bucket
+    /// can still grant. Throws std::invalid_argument like the constructor, changing nothing.
+    void resize(const budget_options& options, time_point now);
+
+    budget_options options() const;
     /// The refill period of one token: ceil(window / budget) (300 ms at the defaults).
-    duration interval() const noexcept { return interval_; }
+    duration interval() const;
     /// Tokens a background refresh must leave in the bucket (10 at the defaults).
-    std::uint64_t reserve() const noexcept { return reserve_; }
+    std::uint64_t reserve() const;
 
 private:
     enum class slot_kind : std::uint8_t { granted, held, vacant };
@@ -224,15 +236,20 @@ private:
     void erase_locked(std::map<time_point, slot_record>::iterator it);
     std::uint64_t track_locked(time_point slot, slot_kind kind, std::uint64_t key);
 
-    const budget_options options_;
-    const duration interval_;
-    const std::uint64_t reserve_;
-    /// (burst - 1) * interval_: a full bucket lets `burst` calls go at the same instant.
-    const duration foreground_tolerance_;
-    /// (burst - 1 - reserve_) * interval_: a background call leaves `reserve_` tokens behind.
-    const duration background_tolerance_;
+    /// The sizes in effect and what follows from them; all guarded by mutex_ (resize()).
+    struct sizes {
+        explicit sizes(const budget_options& o);
+        budget_options options;
+        duration interval;
+        std::uint64_t reserve;
+        /// (burst - 1) * interval: a full bucket lets `burst` calls go at the same instant.
+        duration foreground_tolerance;
+        /// (burst - 1 - reserve) * interval: a background call leaves `reserve` tokens behind.
+        duration background_tolerance;
+    };
 
     mutable std::mutex mutex_;
+    sizes sizes_;  // guarded by mutex_
     /// Theoretical arrival time of the next call at the refill rate; min() = full bucket.
     time_point tat_ = time_point::min();  // guarded by mutex_
     /// Tracked slots by instant: future and claimed grants until spent or released, holds,

@@ -30,7 +30,8 @@ credential_shields::credential_shields(const credential_shields_options& o)
     : options_(o),
       unproven_limit_(
           std::max<std::size_t>(1, o.max_credentials / 100 * o.unproven_share_percent +
-                                       o.max_credentials % 100 * o.unproven_share_percent / 100)) {
+                                       o.max_credentials % 100 * o.unproven_share_percent / 100)),
+      budget_(o.budget) {
     if (o.max_credentials == 0) {
         throw std::invalid_argument("credential shields: max_credentials must be positive");
     }
@@ -86,14 +87,26 @@ std::shared_ptr<credential_shield> credential_shields::find(const credential_dig
     return shields_.touch(cred, now, [] { return std::shared_ptr<credential_shield>(); }).value;
 }
 
+void credential_shields::resize(const budget_options& b, time_point now) {
+    budget probe(b);  // throws before anything changes
+    (void)probe;
+    const std::lock_guard lock(mu_);
+    budget_ = b;
+    shields_.for_each([&](const lru::node& n) {
+        if (n.value) {
+            n.value->budget.resize(b, now);
+        }
+    });
+}
+
 shield_lookup credential_shields::get(const credential_digest& cred, time_point now, bool proven) {
     const std::lock_guard lock(mu_);
     if (shields_.find(cred) == nullptr) {
         // Forget one idle shield per call (a bucket full and unused for a whole window): the
         // table shrinks back after a burst of credentials without a scan.
-        if (const auto* oldest = shields_.oldest();
-            oldest != nullptr && now - oldest->last_used >= options_.budget.window &&
-            !must_keep(oldest->value, now)) {
+        if (const auto* oldest = shields_.oldest(); oldest != nullptr &&
+                                                    now - oldest->last_used >= budget_.window &&
+                                                    !must_keep(oldest->value, now)) {
             drop_locked(*oldest);
         }
         const std::size_t limit = proven ? options_.max_credentials : unproven_limit_;
@@ -102,9 +115,8 @@ shield_lookup credential_shields::get(const credential_digest& cred, time_point 
         }
         no_drop_before_ = time_point::min();  // the newcomer may be droppable soon: look again
     }
-    auto& node = shields_.touch(cred, now, [this] {
-        return std::make_shared<credential_shield>(options_.budget, options_.limit);
-    });
+    auto& node = shields_.touch(
+        cred, now, [this] { return std::make_shared<credential_shield>(budget_, options_.limit); });
     return {.shield = node.value, .retry_at = now};
 }
 

@@ -69,6 +69,11 @@ public:
     /// accepted the credential lately), marked used at `now`.
     shield_lookup get(const credential_digest& cred, time_point now, bool proven);
 
+    /// New budget sizes (a configuration reload): every tracked shield's budget resizes at
+    /// `now` keeping its state (budget::resize), and shields created later use them. Throws
+    /// std::invalid_argument like `budget` for unusable options, changing nothing.
+    void resize(const budget_options& b, time_point now);
+
     /// Credentials tracked now.
     std::size_t size() const;
     /// Credentials whose upstream pause runs at `now`.
@@ -86,9 +91,10 @@ private:
     bool drop_one_locked(time_point now);
     void drop_locked(const lru::node& n);
 
-    const credential_shields_options options_;
+    const credential_shields_options options_;  // `budget` unused: budget_ is in effect
     const std::size_t unproven_limit_;
     mutable std::mutex mu_;
+    budget_options budget_;            // guarded by mu_
     lru shields_;                      // guarded by mu_
     upstream_limit_counters retired_;  // guarded by mu_
     /// No shield may be dropped before this instant (a full table was scanned then); spares

@@ -2,11 +2,12 @@
 """deploy/grafana/imagegate.json and deploy/prometheus/alerts.yaml against a live gateway:
 every metric name used in a PromQL expression of either file (dashboard targets and its
 template query, alert rules) must be a sample name on /metrics of the real binary running in
-front of the in-repo emulator, after a miss, a hit and a reload. The alert rules must also
-pass `promtool check rules` (Debian's prometheus package; deploy/install-deps.sh
---with-deploy-tools installs it).
+front of the in-repo emulator with the fleet tier on (a real redis-server, started by
+tests/support's imagegate-test-redis on a free port), after a miss, a hit, a purge and a
+reload. The alert rules must also pass `promtool check rules` (Debian's prometheus package;
+deploy/install-deps.sh --with-deploy-tools installs it).
 
-    monitoring_test.py SOURCE_DIR IMAGEGATE_BINARY EMULATOR_BINARY
+    monitoring_test.py SOURCE_DIR IMAGEGATE_BINARY EMULATOR_BINARY REDIS_HELPER
 """
 import json
 import os
@@ -21,7 +22,7 @@ import urllib.request
 
 import yaml
 
-SOURCE, BINARY, EMULATOR = (os.path.abspath(p) for p in sys.argv[1:4])
+SOURCE, BINARY, EMULATOR, REDIS_HELPER = (os.path.abspath(p) for p in sys.argv[1:5])
 DASHBOARD = os.path.join(SOURCE, "deploy/grafana/imagegate.json")
 ALERTS = os.path.join(SOURCE, "deploy/prometheus/alerts.yaml")
 ACCOUNT = "023e105f4ecef8ad9ca31a8372d0c353"
@@ -107,20 +108,31 @@ def http(method, port, path, token=None):
 
 
 def live_metric_names(scratch):
-    """Runs the emulator and imagegate (ports chosen at run time), sends a miss, a hit and a
-    reload, and returns the sample names of /metrics."""
+    """Runs a redis-server, the emulator and imagegate with `[redis]` (ports chosen at run
+    time), sends a miss, a hit, a purge and a reload, and returns the sample names of
+    /metrics."""
     token = "monitoring-test-token"
     admin_token = "monitoring-admin-token-0123"
     admin_file = os.path.join(scratch, "admin.token")
     with open(admin_file, "w") as f:
         f.write(admin_token + "\n")
     os.chmod(admin_file, 0o600)
-    config = os.path.join(scratch, "gw.toml")
-    with open(config, "w") as f:
-        f.write(f'[admin]\ntoken_file = "{admin_file}"\n')
     env = {"PATH": "/usr/bin:/bin", "EMULATOR_TOKEN": token}
     procs = []
     try:
+        # The helper prints the port once redis-server answers, and stops it (by PID) when
+        # its stdin closes, i.e. when this process ends, however it ends.
+        redis = subprocess.Popen([REDIS_HELPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 env={"PATH": "/usr/bin:/bin"}, text=True)
+        procs.append(redis)
+        redis_port = redis.stdout.readline().strip()
+        if not check(redis_port.isdigit(), "redis-server did not start (imagegate-test-redis)"):
+            return set()
+        config = os.path.join(scratch, "gw.toml")
+        with open(config, "w") as f:
+            f.write(f'[admin]\ntoken_file = "{admin_file}"\n'
+                    f'[redis]\nurl = "redis://127.0.0.1:{redis_port}"\n'
+                    '[fleet]\ninstances = 2\n')
         emu_log = open(os.path.join(scratch, "emu.log"), "wb")
         procs.append(subprocess.Popen(
             [EMULATOR, "--listen", "127.0.0.1:0", "--port-file", os.path.join(scratch, "emu.port"),
@@ -151,6 +163,12 @@ def live_metric_names(scratch):
         path = f"/client/v4/accounts/{ACCOUNT}/images/v1/monitoring-1"
         check(http("GET", data, path)[0] == 200, "the miss was not answered 200")
         check(http("GET", data, path)[0] == 200, "the hit was not answered 200")
+        connected = wait_for(lambda: "\nimagegate_fleet_degraded 0\n" in
+                             http("GET", admin, "/metrics")[1])
+        check(connected, "the gateway did not connect to redis-server")
+        purge = f"/cache/accounts/{ACCOUNT}/images/monitoring-1"
+        status, body = http("DELETE", admin, purge, admin_token)
+        check(status in (200, 204), f"the purge answered {status}: {body}")
         status, body = http("POST", admin, "/config/reload", admin_token)
         check(status == 200, f"POST /config/reload answered {status}: {body}")
         status, text = http("GET", admin, "/metrics")
@@ -162,7 +180,10 @@ def live_metric_names(scratch):
         return names
     finally:
         for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
+            if p is procs[0]:
+                p.stdin.close()  # the helper stops redis-server by its PID and exits
+            else:
+                p.send_signal(signal.SIGTERM)
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -1,7 +1,7 @@
 // Operating a running gateway: configuration reload through POST /config/reload (client keys,
 // admin token, freshness windows, restart-only keys, bad files, the data listener's TLS
-// certificate), reloads racing requests, X-Request-Id on every answer, and the sampled
-// access log. The real composition root in front of the in-process emulator; the gateway
+// certificate, the budget's sizes), reloads racing requests, X-Request-Id on every answer, and the
+// sampled access log. The real composition root in front of the in-process emulator; the gateway
 // reads its configuration from files as main() does.
 #define BOOST_TEST_MODULE operations_test
 #include "tests/integration/gateway_fixture.hpp"
@@ -206,6 +206,46 @@ BOOST_AUTO_TEST_CASE(restart_only_changes_are_reported_and_the_rest_applies) {
     BOOST_TEST((contains(cs, "ttl=7") || contains(cs, "ttl=6")), cs);
     const auto m = gw.metrics();
     BOOST_TEST(contains(m, "imagegate_cache_max_bytes 268435456\n"), m);
+}
+
+BOOST_AUTO_TEST_CASE(reload_resizes_the_budget_keeping_what_was_spent) {
+    ts::emulated_upstream up;
+    file_configured_gateway gw(up);
+    // Three misses spend three of the default budget's tokens (300 ms each).
+    for (int i = 0; i < 3; ++i) {
+        BOOST_TEST_REQUIRE(gw.get("ops-5-" + std::to_string(i), "key-a").status == 200u);
+    }
+    // Two calls an hour, one at a time: at 30 min per call, what was spent (up to 900 ms
+    // ahead: 1 call) stands for at least 30 min, far beyond max_queue_wait.
+    gw.write_config("[shield]\nbudget = 2\nwindow = \"1h\"\nburst = 1\n");
+    auto r = gw.reload();
+    BOOST_TEST(r.status == 200u, r.body);
+    BOOST_TEST(contains(r.body, R"("applied":["shield.budget","shield.window","shield.burst"])"),
+               r.body);
+    BOOST_TEST(contains(gw.metrics(), "imagegate_shield_budget 2\n"));
+    // Refused at once with the truthful wait: the next slot is 30 to 90 min away. (On a
+    // machine so slow that the bucket refilled before the reload, the new burst of 1 goes
+    // first.)
+    ts::response refused;
+    for (int i = 0; i < 2 && refused.status != 429u; ++i) {
+        refused = gw.get("ops-5-x" + std::to_string(i), "key-a");
+    }
+    BOOST_TEST_REQUIRE(refused.status == 429u, refused.body);
+    const int retry = std::stoi(refused.header("Retry-After"));
+    BOOST_TEST(retry > 1700);
+    BOOST_TEST(retry <= 5400);
+    // Cached answers never needed the budget.
+    BOOST_TEST(gw.get("ops-5-0", "key-a").status == 200u);
+
+    // Back to the defaults: the calls spent at 30 min are a few at 300 ms, within the burst.
+    gw.write_config("");
+    r = gw.reload();
+    BOOST_TEST(r.status == 200u, r.body);
+    BOOST_TEST(contains(gw.metrics(), "imagegate_shield_budget 1000\n"));
+    for (int i = 0; i < 5; ++i) {
+        const auto ok = gw.get("ops-5-y" + std::to_string(i), "key-a");
+        BOOST_TEST(ok.status == 200u, ok.body);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(reloads_race_requests) {

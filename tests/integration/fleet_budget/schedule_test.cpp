@@ -190,6 +190,37 @@ BOOST_AUTO_TEST_CASE(passthrough_quotas_per_credential) {
     BOOST_TEST(server.command({"EXISTS", "s6:block:{" + hex_x + "}"}) == ":1");
 }
 
+BOOST_AUTO_TEST_CASE(resize_keeps_what_the_fleet_spent) {
+    redis::test::redis_server server;
+    instance a(server.port(), test_options("s9", 2));
+    instance b(server.port(), test_options("s9", 2));
+    BOOST_TEST_REQUIRE(a.wait_up());
+    BOOST_TEST_REQUIRE(b.wait_up());
+    // The whole burst (5 at 100 ms), spent by `a`.
+    for (int i = 0; i < 5; ++i) {
+        BOOST_TEST_REQUIRE(a.spend(fg("k" + std::to_string(i))));
+    }
+    // Half the budget (200 ms a call), applied by `a` only so far: its next reservation finds
+    // the schedule written in 100 ms and counts the 5 calls again at 200 ms: 1 s ahead,
+    // 800 ms tolerated, so the wait is 200 ms, not the 0 the raw schedule would give.
+    a.gate.resize({.budget = 10, .window = 2s, .burst = 5, .unproven_budget = 600});
+    auto r = a.reserve(fg("x"));
+    BOOST_TEST((r.reason() == adm::refusal::queue_full));
+    BOOST_TEST(near(r.retry_wait(), 2 * interval), r.retry_wait().count());
+    BOOST_TEST(server.command({"GET", "s9:budget:{token}:interval"}) == "$6\n200000");
+    // `b` still runs the old sizes: it converts the schedule back (5 calls at 100 ms, 500 ms
+    // ahead against 400 ms tolerated): the fleet never grants from a unit mix-up.
+    auto rb = b.reserve(fg("y"));
+    BOOST_TEST(!rb.granted());
+    // Raised back by both: a full second later, everything refilled.
+    a.gate.resize({.budget = 20, .window = 2s, .burst = 5, .unproven_budget = 600});
+    b.gate.resize({.budget = 20, .window = 2s, .burst = 5, .unproven_budget = 600});
+    a.idle(1100ms);
+    for (int i = 0; i < 5; ++i) {
+        BOOST_TEST(b.spend(fg("z" + std::to_string(i))));
+    }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 namespace {

@@ -10,6 +10,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <future>
+#include <stdexcept>
 #include <thread>
 
 namespace adm = imagegate::admission;
@@ -129,6 +130,53 @@ BOOST_AUTO_TEST_CASE(passthrough_pause_unproven_and_full_table) {
     BOOST_TEST((e.reason() == adm::refusal::paused));
     a.commit();
     c.commit();
+}
+
+BOOST_AUTO_TEST_CASE(resize_keeps_spent_calls_in_every_budget) {
+    // The gate's clock is moved by hand: resize() reads it, decide() is given it.
+    const imagegate::time_source clock;
+    auto o = token_mode();
+    o.time = &clock;
+    o.passthrough = true;
+    o.unproven_budget = 4;
+    adm::local_gate g(o);
+    const auto one = digest(1);
+    auto call = [](const imagegate::credential_digest& d, bool proven) {
+        return adm::call{.key = {},
+                         .prio = shield::priority::foreground,
+                         .max_wait = 0s,
+                         .credential = &d,
+                         .proven = proven};
+    };
+    const auto start = clock.now();
+    // Both tokens of the credential's bucket (burst 2, 1 s each); one of the unproven budget.
+    for (int i = 0; i < 2; ++i) {
+        auto t = g.decide(call(one, i == 0 ? false : true), start);
+        BOOST_TEST_REQUIRE(t.granted());
+        t.commit();
+    }
+    // Half the budget: the 2 spent calls now stand for 4 s; a burst of 2 tolerates 2 s.
+    g.resize({.budget = 5, .window = 10s, .burst = 2, .unproven_budget = 4});
+    const auto after = clock.now();
+    auto refused = g.decide(call(one, true), after);
+    BOOST_TEST((refused.reason() == adm::refusal::queue_full));
+    BOOST_TEST(refused.retry_wait() <= 2s);
+    BOOST_TEST(refused.retry_wait() > 1s);
+    // Raised budget and burst: 4 s ahead is 2 calls of 500 ms against a tolerance of 1.5 s.
+    g.resize({.budget = 20, .window = 10s, .burst = 4, .unproven_budget = 1});
+    const auto later = clock.now();
+    for (int i = 0; i < 2; ++i) {
+        auto t = g.decide(call(one, true), later);
+        BOOST_TEST(t.granted());
+        t.commit();
+    }
+    BOOST_TEST(!g.decide(call(one, true), later).granted());
+    // The unproven budget shrank to 1 while its one call stays spent: nothing left.
+    const auto two = digest(2);
+    BOOST_TEST((g.decide(call(two, false), later).reason() == adm::refusal::unproven));
+    // Unusable sizes change nothing.
+    BOOST_CHECK_THROW(g.resize({.budget = 0, .window = 10s, .burst = 1, .unproven_budget = 1}),
+                      std::invalid_argument);
 }
 
 namespace {

@@ -86,15 +86,69 @@ BOOST_FIXTURE_TEST_CASE(readyz_follows_state, admin_fixture) {
 }
 
 BOOST_FIXTURE_TEST_CASE(metrics_count_by_route_and_status, admin_fixture) {
-    registry.record("image", 200, std::chrono::milliseconds(3));
-    registry.record("image", 200, std::chrono::milliseconds(3));
+    registry.record("image", 200, std::chrono::milliseconds(3), "hit");
+    registry.record("image", 200, std::chrono::milliseconds(3), "hit");
     registry.record("image", 418, std::chrono::milliseconds(3));
     const std::string text(call(http::verb::get, "/metrics").body());
     BOOST_TEST(text.find("imagegate_requests_total{route=\"image\",status=\"200\"} 2") !=
                std::string::npos);
     BOOST_TEST(text.find("imagegate_requests_total{route=\"image\",status=\"other\"} 1") !=
                std::string::npos);
-    BOOST_TEST(text.find("imagegate_image_request_duration_seconds_count 3") != std::string::npos);
+    const auto contains = [](const std::string& t, std::string_view part) {
+        return t.find(part) != std::string::npos;
+    };
+    BOOST_TEST(contains(text, "imagegate_image_request_duration_seconds_count{cache=\"hit\"} 2\n"));
+    BOOST_TEST(
+        contains(text, "imagegate_image_request_duration_seconds_count{cache=\"error\"} 1\n"));
+    BOOST_TEST(contains(text,
+                        "imagegate_image_request_duration_seconds_bucket{cache=\"hit\","
+                        "le=\"0.0025\"} 0\n"));
+    BOOST_TEST(contains(text,
+                        "imagegate_image_request_duration_seconds_bucket{cache=\"hit\","
+                        "le=\"0.005\"} 2\n"));
+    BOOST_TEST(
+        contains(text, "imagegate_image_request_duration_seconds_count{cache=\"miss\"} 0\n"));
+    // One HELP/TYPE for the family.
+    std::size_t helps = 0;
+    for (auto at = text.find("# TYPE imagegate_image_request_duration_seconds ");
+         at != std::string::npos;
+         at = text.find("# TYPE imagegate_image_request_duration_seconds ", at + 1)) {
+        ++helps;
+    }
+    BOOST_TEST(helps == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(cache_class_of_every_image_answer) {
+    using imagegate::metrics::registry;
+    struct row {
+        unsigned status;
+        std::string_view cache_status;
+        std::string_view expected;
+    };
+    const row rows[] = {
+        {200, "hit", "hit"},
+        {404, "hit", "hit"},  // a cached "not found"
+        {200, "fwd=stale", "stale"},
+        {200, "fwd=miss; detail=l2-hit", "l2"},
+        {200, "fwd=miss; stored", "miss"},
+        {200, "fwd=miss", "miss"},
+        {404, "fwd=miss", "miss"},
+        {200, "collapsed", "miss"},
+        {429, "error; detail=budget; reason=queue_full", "refused"},
+        {401, "error; detail=unauthorized", "refused"},
+        {403, "error; detail=forbidden", "refused"},
+        {502, "error; detail=upstream_invalid", "error"},
+        {504, "error; detail=upstream_timeout", "error"},
+        {200, "client-gone", "error"},
+        {400, "", "error"},
+        {200, "", "other"},
+        {304, "hits", "other"},
+    };
+    for (const auto& r : rows) {
+        BOOST_TEST(
+            registry::cache_classes[registry::cache_class(r.status, r.cache_status)] == r.expected,
+            r.status << " " << r.cache_status);
+    }
 }
 
 BOOST_FIXTURE_TEST_CASE(purge_needs_the_admin_token, admin_fixture) {
