@@ -6,6 +6,7 @@
 #include "gateway/auth/authorizer.hpp"
 #include "gateway/core/request_target.hpp"
 #include "gateway/forward/stats.hpp"
+#include "gateway/http/envelope.hpp"
 #include "gateway/shield/time.hpp"
 #include "gateway/upstream/client.hpp"
 #include "gateway/upstream/forward_headers.hpp"
@@ -31,6 +32,23 @@ reply gateway_refusal(errc e, std::optional<shield::retry_advice> retry = std::n
                         .milliseconds = static_cast<std::uint64_t>(retry->milliseconds.count())};
     }
     reply r = make_error_reply(e, cs_line, after);
+    r.route = "forward";
+    r.cache_status = cs_refused;
+    return r;
+}
+
+// A refused forward: the envelope names the setting that would allow it (authorizer.hpp).
+reply forward_refusal_reply(const forward_decision& d) {
+    std::string extra(cs_line);
+    if (!retry_may_help(d.error)) {
+        extra += "x-should-retry: false\r\n";
+    }
+    if (d.verdict == forward_verdict::unauthorized) {
+        extra += "WWW-Authenticate: Bearer realm=\"imagegate\"\r\n";
+    }
+    reply r =
+        make_reply(to_http_status(d.error), error_envelope(to_envelope_code(d.error), d.message),
+                   "application/json", extra);
     r.route = "forward";
     r.cache_status = cs_refused;
     return r;
@@ -110,18 +128,12 @@ constexpr std::size_t buffered_answer_limit = 4 * 1024 * 1024;
 }  // namespace
 
 struct forward_handler::impl {
-    impl(upstream::client& c, std::shared_ptr<admission::gate> g, forward_authorizer a,
-         forward_refusal r, forward_options o, std::shared_ptr<spdlog::logger> l)
-        : client(c),
-          gate(std::move(g)),
-          authorize(std::move(a)),
-          refuse(std::move(r)),
-          opts(std::move(o)),
-          log(std::move(l)) {}
+    impl(upstream::client& c, std::shared_ptr<admission::gate> g, const authorizer& a,
+         forward_options o, std::shared_ptr<spdlog::logger> l)
+        : client(c), gate(std::move(g)), auth(a), opts(std::move(o)), log(std::move(l)) {}
     upstream::client& client;
     std::shared_ptr<admission::gate> gate;
-    forward_authorizer authorize;
-    forward_refusal refuse;
+    const authorizer& auth;
     forward_options opts;
     std::shared_ptr<spdlog::logger> log;
     forward_stats stats;
@@ -274,10 +286,10 @@ asio::awaitable<reply> run_forward(std::shared_ptr<forward_handler::impl> self, 
 }  // namespace
 
 forward_handler::forward_handler(upstream::client& client, std::shared_ptr<admission::gate> gate,
-                                 forward_authorizer authorize, forward_refusal refuse,
-                                 forward_options opts, std::shared_ptr<spdlog::logger> log)
-    : impl_(std::make_shared<impl>(client, std::move(gate), std::move(authorize), std::move(refuse),
-                                   std::move(opts), std::move(log))) {}
+                                 const authorizer& auth, forward_options opts,
+                                 std::shared_ptr<spdlog::logger> log)
+    : impl_(
+          std::make_shared<impl>(client, std::move(gate), auth, std::move(opts), std::move(log))) {}
 
 forward_handler::~forward_handler() = default;
 
@@ -327,26 +339,14 @@ handler_result forward_handler::handle(const request& req) {
         who.cred = cc.cred;
         who.digest = cc.digest;
     } else {
-        const auto verdict =
-            s.authorize(req.headers, req.method, path.substr(base.size()), req.loopback_peer);
-        switch (verdict) {
-        case forward_access::allowed: break;
-        case forward_access::unauthorized: {
-            s.stats.count(forward_refused::unauthorized);
-            reply r = gateway_refusal(errc::unauthorized);
-            r.head += "WWW-Authenticate: Bearer realm=\"imagegate\"\r\n";
-            return r;
-        }
-        case forward_access::not_granted:
-        case forward_access::forbidden_account: {
-            s.stats.count(verdict == forward_access::not_granted
+        const forward_decision d = s.auth.decide_forward(
+            req.headers, req.method, path.substr(base.size()), req.loopback_peer);
+        if (d.verdict != forward_verdict::allowed) {
+            s.stats.count(d.verdict == forward_verdict::unauthorized ? forward_refused::unauthorized
+                          : d.verdict == forward_verdict::not_granted
                               ? forward_refused::not_granted
                               : forward_refused::forbidden_account);
-            reply r = s.refuse(verdict, req.method);
-            r.route = "forward";
-            r.cache_status = cs_refused;
-            return r;
-        }
+            return forward_refusal_reply(d);
         }
     }
     return run_forward(impl_, req, std::move(who), target);

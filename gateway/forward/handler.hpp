@@ -6,12 +6,8 @@
 #include "gateway/core/time_source.hpp"
 #include "gateway/http/router.hpp"
 
-#include <boost/beast/http/fields.hpp>
-#include <boost/beast/http/verb.hpp>
-
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -30,22 +26,7 @@ class gate;
 
 namespace imagegate::gateway {
 
-/// What the caller may forward (token mode; authorizer::check_forward's verdicts).
-enum class forward_access {
-    allowed,
-    unauthorized,       ///< no or unknown client key: 401
-    not_granted,        ///< the key (or an anonymous caller) may not forward this method: 403
-    forbidden_account,  ///< the path names an account the key may not use: 403
-};
-
-/// Decides a forwarded call in token mode: the request's headers, method, the path after
-/// the base path (no query) and whether the peer is on loopback. Thread-safe.
-using forward_authorizer = std::function<forward_access(const boost::beast::http::fields* headers,
-                                                        boost::beast::http::verb method,
-                                                        std::string_view path, bool loopback_peer)>;
-
-/// The 403 answer for a refused forward (its envelope names the setting that enables it).
-using forward_refusal = std::function<reply(forward_access why, boost::beast::http::verb method)>;
+class authorizer;
 
 /// Settings of the forwarding handler (mapped from config by the composition root).
 struct forward_options {
@@ -69,8 +50,10 @@ struct forward_options {
 /// gate with the image read path. Thread-safety: handle() may run on every worker at once.
 class forward_handler {
 public:
+    /// `auth` decides token-mode calls (authorizer::decide_forward: the client keys' forward
+    /// grants, anonymous loopback methods; reload-aware) and must outlive the handler.
     forward_handler(upstream::client& client, std::shared_ptr<admission::gate> gate,
-                    forward_authorizer authorize, forward_refusal refuse, forward_options opts,
+                    const authorizer& auth, forward_options opts,
                     std::shared_ptr<spdlog::logger> log);
     ~forward_handler();
     forward_handler(const forward_handler&) = delete;

@@ -99,8 +99,7 @@ struct app::impl {
           auth(settings.auth.client_keys, settings.forward.anonymous_methods),
           gate(make_gate(settings, time, redis.get(), log)),
           images(cache, *client, auth, image_policy_from(settings, time), log, gate),
-          forwarding(*client, gate, make_forward_authorizer(auth), make_forward_refusal(),
-                     forward_options_from(settings, time), log),
+          forwarding(*client, gate, auth, forward_options_from(settings, time), log),
           admin(registry, ready,
                 purge_hooks{
                     [this](std::string_view account, std::string_view id) {

@@ -122,23 +122,10 @@ forward_options forward_options_from(const config::settings& s, const time_sourc
     o.passthrough = s.auth.mode == "passthrough";
     o.request_timeout = s.upstream.request_timeout;
     o.max_queue_wait = s.shield.max_queue_wait;
+    o.max_body_bytes = s.forward.max_body_bytes;
+    o.body_timeout = s.forward.body_timeout;
     o.time = &time;
     return o;
-}
-
-forward_authorizer make_forward_authorizer(const authorizer& auth) {
-    (void)auth;
-    // Forwarding with the gateway's own token is off unless granted.
-    return [](const http::fields*, http::verb, std::string_view, bool) {
-        return forward_access::not_granted;
-    };
-}
-
-forward_refusal make_forward_refusal() {
-    return [](forward_access why, http::verb) {
-        (void)why;
-        return make_error_reply(errc::forbidden, "Cache-Status: imagegate; fwd=bypass\r\n");
-    };
 }
 
 // The shield every upstream call passes: in this process, or with `[redis] url` the fleet's

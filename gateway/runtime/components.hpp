@@ -41,8 +41,6 @@ class l2_cache;
 
 namespace imagegate::gateway {
 
-class authorizer;
-
 /// A listener's options from `host_port` and the server settings; throws on a bad address.
 server_options make_server_options(std::string name, const std::string& host_port,
                                    const config::server_settings& s);
@@ -55,9 +53,6 @@ unsigned thread_count(const config::settings& s);
 cache::options cache_options(const config::cache_settings& c);
 image_policy image_policy_from(const config::settings& s, const time_source& time);
 forward_options forward_options_from(const config::settings& s, const time_source& time);
-/// Token mode's forwarding decision and its 403s (until grants exist: nothing is granted).
-forward_authorizer make_forward_authorizer(const authorizer& auth);
-forward_refusal make_forward_refusal();
 /// The shield every upstream call passes: local, or the fleet's with `redis`.
 std::shared_ptr<admission::gate> make_gate(const config::settings& s, const time_source& time,
                                            fleet::redis_clients* redis,

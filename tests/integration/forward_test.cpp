@@ -5,6 +5,7 @@
 // upstream's 429 pausing later calls, no retry of a reset POST, and a 10 MB upload streamed
 // with gateway memory far under its size.
 #define BOOST_TEST_MODULE forward_test
+#include "gateway/auth/authorizer.hpp"
 #include "tests/integration/gateway_fixture.hpp"
 
 #include <boost/test/unit_test.hpp>
@@ -50,6 +51,18 @@ struct passthrough_gateway {
     }
 };
 
+std::string hex_sha256(std::string_view key) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    for (const auto b : imagegate::gateway::sha256(key)) {
+        out += digits[b >> 4];
+        out += digits[b & 15];
+    }
+    return out;
+}
+
+ts::header_list key(const std::string& k) { return {{"Authorization", "Bearer " + k}}; }
+
 /// Resident set size of this process (the gateway runs in it), in bytes.
 std::uint64_t rss_bytes() {
     std::ifstream statm("/proc/self/statm");
@@ -73,6 +86,7 @@ BOOST_AUTO_TEST_CASE(token_mode_without_a_grant_refuses_and_never_sends_the_toke
                                                         : account_path("/images/v1/some-id");
             const auto r = ts::request(gw.data(), m, target, {}, m == http::verb::post ? "{}" : "");
             BOOST_TEST(r.status == 403u);
+            BOOST_TEST(contains(r.body, R"("code":99416)"));  // names forward.anonymous_methods
             BOOST_TEST(contains(r.header("Cache-Status"), "fwd=bypass"));
         }
     }
@@ -80,6 +94,52 @@ BOOST_AUTO_TEST_CASE(token_mode_without_a_grant_refuses_and_never_sends_the_toke
     BOOST_TEST(up.emu->snapshot().requests == 0u);
     // The image-detail read is still the cache's.
     BOOST_TEST(gw.get(gw.image_path("cached-one")).status == 200u);
+}
+
+BOOST_AUTO_TEST_CASE(token_mode_forwards_what_the_grants_allow_with_the_gateway_token) {
+    ts::emulated_upstream up;
+    const std::string other_account(32, 'b');
+    up.settings.auth.client_keys = {
+        {hex_sha256("reader"), {ts::test_account}},
+        {hex_sha256("editor"), {ts::test_account}, {"GET", "PATCH", "POST"}},
+        {hex_sha256("lister"), {"*"}, {"GET"}, {"/accounts/" + ts::test_account + "/images/"}}};
+    up.settings.forward.anonymous_methods = {"GET"};
+    ts::gateway_runner gw(up.settings);
+    const std::string token = up.emu->token();
+    const auto send = [&](http::verb m, const std::string& target, ts::header_list h) {
+        return ts::request(gw.data(), m, target, std::move(h),
+                           m == http::verb::patch ? R"({"creator":"x"})" : "");
+    };
+    // A key without a grant: 403 naming the setting; nothing goes upstream.
+    auto r = send(http::verb::patch, account_path("/images/v1/a1"), key("reader"));
+    BOOST_TEST(r.status == 403u);
+    BOOST_TEST(contains(r.body, R"("code":99414)"));
+    BOOST_TEST(contains(r.body, "auth.client_keys[].forward"));
+    BOOST_TEST(up.emu->snapshot().requests == 0u);
+    // An unknown key: 401.
+    BOOST_TEST(send(http::verb::get, account_path("/images/v2"), key("nobody")).status == 401u);
+    // The granted methods go up with the gateway's token; the key never does.
+    r = send(http::verb::patch, account_path("/images/v1/a1"), key("editor"));
+    BOOST_TEST(r.status == 200u);
+    BOOST_TEST(contains(r.body, R"("creator":"x")"));
+    BOOST_TEST(send(http::verb::get, account_path("/images/v2"), key("editor")).status == 200u);
+    BOOST_TEST(up.emu->requests_with(token) == 2u);
+    BOOST_TEST(up.emu->requests_with("editor") == 0u);
+    // Not a granted method, another account, outside the prefix: 403, not sent.
+    BOOST_TEST(send(http::verb::delete_, account_path("/images/v1/a1"), key("editor")).status ==
+               403u);
+    r = send(http::verb::get, "/client/v4/accounts/" + other_account + "/images/v2", key("editor"));
+    BOOST_TEST(r.status == 403u);
+    BOOST_TEST(contains(r.body, R"("code":99415)"));
+    BOOST_TEST(send(http::verb::get, "/client/v4/zones", key("lister")).status == 403u);
+    BOOST_TEST(send(http::verb::get, account_path("/images/v2"), key("lister")).status == 200u);
+    // Anonymous on loopback: the listed methods only.
+    BOOST_TEST(send(http::verb::get, "/client/v4/zones", {}).status == 200u);
+    // A method not listed, without a key where keys exist: 401 (a key could grant it).
+    r = send(http::verb::patch, account_path("/images/v1/a1"), {});
+    BOOST_TEST(r.status == 401u);
+    BOOST_TEST(up.emu->requests_with(token) == 4u);
+    BOOST_TEST(gw.metric("imagegate_forward_refused_total{reason=\"not_granted\"}") == 2.0);
 }
 
 BOOST_AUTO_TEST_CASE(passthrough_forwards_reads_and_writes_with_the_callers_credential) {
