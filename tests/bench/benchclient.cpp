@@ -5,7 +5,7 @@
 //       to the (i mod k)-th: a herd spread over a fleet), and once all are connected sends one
 //       GET PATH on each, back to back. Prints one JSON object: per-request latency (from the
 //       moment that request was written to its complete response) as median/p99/max, the
-//       status and Cache-Status counts, and the failures.
+//       status and Cache-Status counts, the median per Cache-Status, and the failures.
 //
 //   benchclient load --port P --prefix PATH [--first 1] [--n N] [--conns 32] [--width 8]
 //                    [--timeout-ms 60000]
@@ -352,6 +352,7 @@ int run_herd(const options& o) {
     const double burst_ms = ms(clock_type::now() - burst_start);
     std::vector<double> lat;
     std::vector<double> since_burst;
+    std::map<std::string, std::vector<double>> lat_by_cache;  // which path was slow
     std::map<std::string, unsigned long> statuses;
     std::map<std::string, unsigned long> cache;
     unsigned long closed = 0;
@@ -375,7 +376,9 @@ int run_herd(const options& o) {
                 lat.push_back(ms(now - c.sent));
                 since_burst.push_back(ms(now - burst_start));
                 ++statuses[std::to_string(p.status)];
-                ++cache[cache_label(p.cache_status)];
+                const std::string label = cache_label(p.cache_status);
+                ++cache[label];
+                lat_by_cache[label].push_back(lat.back());
                 c.busy = false;
                 --pending;
             } else if (p.bad || !open) {
@@ -408,7 +411,13 @@ int run_herd(const options& o) {
     print_counts("status", statuses);
     std::printf(",");
     print_counts("cache", cache);
-    std::printf("}\n");
+    std::printf(",\"p50_ms_by_cache\":{");
+    bool first = true;
+    for (auto& [label, v] : lat_by_cache) {
+        std::printf("%s\"%s\":%.3f", first ? "" : ",", label.c_str(), percentile(v, 50));
+        first = false;
+    }
+    std::printf("}}\n");
     return 0;
 }
 

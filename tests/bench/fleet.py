@@ -302,7 +302,8 @@ class FleetBench:
                 self.herds.append(res)
                 log(f"herd {k}: {res['answered']}/{a.herd_n} answered, upstream calls "
                     f"{res['upstream']}, p50 {res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms, "
-                    f"max {res['max_ms']:.2f} ms, status {res['status']}, cache {res['cache']}")
+                    f"max {res['max_ms']:.2f} ms, status {res['status']}, cache {res['cache']}, "
+                    f"p50 by cache {res['p50_ms_by_cache']}")
                 time.sleep(0.2)  # the leader's background L2 write and event settle
         finally:
             self.emu.clear_faults()
@@ -357,7 +358,8 @@ class FleetBench:
             rows = [[f"{h['id']}", f"{h['status'].get('200', 0)}/{a.herd_n}", f"{h['upstream']}",
                      f"{h['p50_ms']:.2f} / {h['p99_ms']:.2f} / {h['max_ms']:.2f}",
                      f"{h['p50_ms'] / self.anchor['p50']:.2f}×",
-                     ", ".join(f"{k}: {v}" for k, v in sorted(h["cache"].items()))]
+                     ", ".join(f"{k}: {v} (p50 {h['p50_ms_by_cache'].get(k, -1):.1f})"
+                               for k, v in sorted(h["cache"].items()))]
                     for h in self.herds]
             w(f"Herds: {a.herd_n} simultaneous requests for one cold id, connection i to "
               f"instance i mod 3, upstream delay fault {a.upstream_ms} ms. Anchor, measured "
@@ -367,7 +369,7 @@ class FleetBench:
               f"{self.anchor['single_miss_p50']:.2f} ms (median).")
             w("")
             out.extend(markdown_table(["herd", "200s", "upstream calls", "p50 / p99 / max ms",
-                              "p50 / upstream p50", "Cache-Status"], rows))
+                              "p50 / upstream p50", "Cache-Status: count (p50 ms)"], rows))
             w("")
             w(f"Over the {len(self.herds)} herds: herd p50 median {statistics.median(p50s):.2f} ms "
               f"(range {min(p50s):.2f}–{max(p50s):.2f}), herd p99 median "
