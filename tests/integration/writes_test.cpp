@@ -4,6 +4,7 @@
 #define BOOST_TEST_MODULE writes_test
 #include "gateway/image/writes.hpp"
 #include "tests/integration/gateway_fixture.hpp"
+#include "tests/support/redis_server.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_future.hpp>
@@ -210,6 +211,90 @@ BOOST_AUTO_TEST_CASE(write_metrics_are_exported) {
     BOOST_TEST(finish(ticket, 0, "") == gw::write_effect::dropped);
     BOOST_TEST(proxy.metric(R"(imagegate_image_writes_total{effect="dropped"})") == 1.0);
     BOOST_TEST(proxy.metric(R"(imagegate_image_writes_total{effect="stored"})") == 0.0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+/// Two gateways of one fleet (one Redis) in this process, in front of one emulator.
+struct fleet_fixture {
+    ts::redis_server redis;
+    ts::emulator_runner emu;
+    ts::temp_dir dir;
+    ts::gateway_runner a{fleet_settings()};
+    ts::gateway_runner b{fleet_settings()};
+
+    ig::config::settings fleet_settings() {
+        auto s = ts::gateway_settings(*emu, dir);
+        s.redis.url = "redis://127.0.0.1:" + std::to_string(redis.port());
+        s.redis.op_timeout = std::chrono::milliseconds(500);
+        s.redis.connect_timeout = std::chrono::milliseconds(500);
+        s.fleet.instances = 2;
+        return s;
+    }
+
+    /// The raw L2 value of `id` (RESP, read with a plain socket), or what Redis answered.
+    std::string l2_value(const std::string& id) const {
+        const std::string key = "imagegate:v1:{" + test_account + ":" + id + "}";
+        ts::endpoint e;
+        e.port = redis.port();
+        e.tls = false;
+        e.timeout = std::chrono::seconds(2);
+        return ts::raw_exchange(e, "*2\r\n$3\r\nGET\r\n$" + std::to_string(key.size()) + "\r\n" +
+                                       key + "\r\n*1\r\n$4\r\nQUIT\r\n");
+    }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(fleet_writes, fleet_fixture)
+
+// A PATCH finished on instance a: b drops its cached record (the purge event) and then reads
+// the new one from L2, without an upstream call.
+BOOST_AUTO_TEST_CASE(a_write_on_one_instance_reaches_the_others) {
+    for (auto* g : {&a, &b}) {
+        BOOST_TEST_REQUIRE(ts::eventually(
+            [&] {
+                return ts::contains(ts::request(g->admin(), http::verb::get, "/readyz").body,
+                                    "\"fleet\":\"ok\"");
+            },
+            std::chrono::seconds(10)));
+    }
+    const auto id = emu->image_ids(test_account).front();
+    const auto old = b.get(path_of(id));
+    BOOST_TEST_REQUIRE(old.status == 200u);
+
+    const auto target = gw::classify_write(http::verb::patch, path_of(id));
+    BOOST_TEST_REQUIRE(target.has_value());
+    const auto ticket = a.app().writes().begin(*target);
+    ts::endpoint up_ep;
+    up_ep.port = emu->port();
+    up_ep.ca_pem = emu->ca_pem();
+    const auto up = ts::request(
+        up_ep, http::verb::patch, path_of(id),
+        {{"Authorization", "Bearer " + emu->token()}, {"Content-Type", "application/json"}},
+        R"({"metadata":{"fleet":"edited"}})");
+    BOOST_TEST_REQUIRE(up.status == 200u, up.body);
+    gw::write_outcome o;
+    o.status = up.status;
+    o.body = up.body;
+    o.facts.fresh_connection = true;
+    o.facts.framed = true;
+    const auto effect =
+        boost::asio::co_spawn(a.app().executor(0), a.app().writes().finish(ticket, o),
+                              boost::asio::use_future)
+            .get();
+    BOOST_TEST(effect == gw::write_effect::stored);
+
+    BOOST_TEST(ts::eventually(
+        [&] { return b.metric("imagegate_fleet_purge_events_received_total") >= 1.0; }));
+    BOOST_TEST(ts::eventually([&] { return ts::contains(l2_value(id), R"("fleet":"edited")"); }));
+    const auto calls = emu->requests_for(id);
+    const auto now = b.get(path_of(id));
+    BOOST_TEST(now.status == 200u);
+    BOOST_TEST(now.body == up.body);
+    BOOST_TEST(emu->requests_for(id) == calls);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
