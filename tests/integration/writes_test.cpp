@@ -2,6 +2,7 @@
 // answers: what each does to the cache (then read through the gateway with 0 upstream
 // calls), failed and uncertain writes, and a read whose fill began before the write.
 #define BOOST_TEST_MODULE writes_test
+#include "gateway/auth/authorizer.hpp"
 #include "gateway/image/writes.hpp"
 #include "tests/integration/gateway_fixture.hpp"
 #include "tests/support/redis_server.hpp"
@@ -22,38 +23,52 @@ using ts::test_account;
 
 namespace {
 
+/// A call made directly to the emulator with its token, as the forward handler would make it.
+ts::response call_upstream(ts::emulator& emu, http::verb method, const std::string& target,
+                           std::string body = {}, ts::header_list headers = {}) {
+    ts::endpoint e;
+    e.port = emu.port();
+    e.ca_pem = emu.ca_pem();
+    headers.emplace_back("Authorization", "Bearer " + emu.token());
+    return ts::request(e, method, target, std::move(headers), std::move(body));
+}
+
+gw::write_ticket begin_on(ts::gateway_runner& g, http::verb method, const std::string& target) {
+    const auto t = gw::classify_write(method, target);
+    BOOST_TEST_REQUIRE(t.has_value());
+    return g.app().writes().begin(*t);
+}
+
+/// finish() on an I/O worker of `g`, as the forward handler runs it.
+gw::write_effect finish_on(ts::gateway_runner& g, const gw::write_ticket& t, unsigned status,
+                           const std::string& body, bool clean = true,
+                           std::optional<ig::credential_digest> cred = std::nullopt) {
+    gw::write_outcome o;
+    o.status = status;
+    o.body = body;
+    o.facts.fresh_connection = true;
+    o.facts.framed = clean;
+    o.cred = cred;
+    return boost::asio::co_spawn(g.app().executor(0), g.app().writes().finish(t, o),
+                                 boost::asio::use_future)
+        .get();
+}
+
 struct fixture {
     ts::emulator_runner emu;
     ts::temp_dir dir;
     ts::gateway_runner proxy{ts::gateway_settings(*emu, dir)};
 
-    /// A call made directly to the emulator with its token, as the forward handler would.
     ts::response upstream(http::verb method, const std::string& target, std::string body = {},
                           ts::header_list headers = {}) {
-        ts::endpoint e;
-        e.port = emu->port();
-        e.ca_pem = emu->ca_pem();
-        headers.emplace_back("Authorization", "Bearer " + emu->token());
-        return ts::request(e, method, target, std::move(headers), std::move(body));
+        return call_upstream(*emu, method, target, std::move(body), std::move(headers));
     }
-
     gw::write_ticket begin(http::verb method, const std::string& target) {
-        const auto t = gw::classify_write(method, target);
-        BOOST_TEST_REQUIRE(t.has_value());
-        return proxy.app().writes().begin(*t);
+        return begin_on(proxy, method, target);
     }
-
-    /// finish() on an I/O worker, as the forward handler runs it.
     gw::write_effect finish(const gw::write_ticket& t, unsigned status, const std::string& body,
                             bool clean = true) {
-        gw::write_outcome o;
-        o.status = status;
-        o.body = body;
-        o.facts.fresh_connection = true;
-        o.facts.framed = clean;
-        return boost::asio::co_spawn(proxy.app().executor(0), proxy.app().writes().finish(t, o),
-                                     boost::asio::use_future)
-            .get();
+        return finish_on(proxy, t, status, body, clean);
     }
 
     std::string first_id() { return emu->image_ids(test_account).front(); }
@@ -265,27 +280,12 @@ BOOST_AUTO_TEST_CASE(a_write_on_one_instance_reaches_the_others) {
     const auto old = b.get(path_of(id));
     BOOST_TEST_REQUIRE(old.status == 200u);
 
-    const auto target = gw::classify_write(http::verb::patch, path_of(id));
-    BOOST_TEST_REQUIRE(target.has_value());
-    const auto ticket = a.app().writes().begin(*target);
-    ts::endpoint up_ep;
-    up_ep.port = emu->port();
-    up_ep.ca_pem = emu->ca_pem();
-    const auto up = ts::request(
-        up_ep, http::verb::patch, path_of(id),
-        {{"Authorization", "Bearer " + emu->token()}, {"Content-Type", "application/json"}},
-        R"({"metadata":{"fleet":"edited"}})");
+    const auto ticket = begin_on(a, http::verb::patch, path_of(id));
+    const auto up =
+        call_upstream(*emu, http::verb::patch, path_of(id), R"({"metadata":{"fleet":"edited"}})",
+                      {{"Content-Type", "application/json"}});
     BOOST_TEST_REQUIRE(up.status == 200u, up.body);
-    gw::write_outcome o;
-    o.status = up.status;
-    o.body = up.body;
-    o.facts.fresh_connection = true;
-    o.facts.framed = true;
-    const auto effect =
-        boost::asio::co_spawn(a.app().executor(0), a.app().writes().finish(ticket, o),
-                              boost::asio::use_future)
-            .get();
-    BOOST_TEST(effect == gw::write_effect::stored);
+    BOOST_TEST(finish_on(a, ticket, up.status, up.body) == gw::write_effect::stored);
 
     BOOST_TEST(ts::eventually(
         [&] { return b.metric("imagegate_fleet_purge_events_received_total") >= 1.0; }));
@@ -295,6 +295,67 @@ BOOST_AUTO_TEST_CASE(a_write_on_one_instance_reaches_the_others) {
     BOOST_TEST(now.status == 200u);
     BOOST_TEST(now.body == up.body);
     BOOST_TEST(emu->requests_for(id) == calls);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+/// A gateway in auth.mode = "passthrough": callers' own credentials go upstream.
+struct passthrough_fixture {
+    ts::emulator_runner emu;
+    ts::temp_dir dir;
+    ts::gateway_runner proxy{settings()};
+
+    ig::config::settings settings() {
+        auto s = ts::gateway_settings(*emu, dir);
+        s.auth.mode = "passthrough";
+        return s;
+    }
+    ts::header_list caller() { return {{"Authorization", "Bearer " + emu->token()}}; }
+    ig::credential_digest digest() {
+        http::fields h;
+        h.set(http::field::authorization, "Bearer " + emu->token());
+        return gw::read_caller_credential(&h).digest;
+    }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(passthrough_writes, passthrough_fixture)
+
+// The write's answer proves the caller's credential for the account, as a read's does: its
+// next read is answered from the entry the write stored. A 401 to a write revokes it.
+BOOST_AUTO_TEST_CASE(a_certain_2xx_proves_the_credential_a_401_revokes_it) {
+    const auto id = emu->image_ids(test_account).front();
+    const auto ticket = begin_on(proxy, http::verb::patch, path_of(id));
+    const auto up = call_upstream(*emu, http::verb::patch, path_of(id), R"({"metadata":{"p":"1"}})",
+                                  {{"Content-Type", "application/json"}});
+    BOOST_TEST_REQUIRE(up.status == 200u, up.body);
+    const auto finish = [&](const gw::write_ticket& t, unsigned status, const std::string& body) {
+        return finish_on(proxy, t, status, body, true, digest());
+    };
+    BOOST_TEST(finish(ticket, up.status, up.body) == gw::write_effect::stored);
+
+    auto calls = emu->requests_for(id);
+    auto r = proxy.get(path_of(id), caller());
+    BOOST_TEST(r.body == up.body);
+    BOOST_TEST(emu->requests_for(id) == calls);  // proven: answered from the entry
+
+    // Another credential holds no proof: it goes upstream (and is refused there).
+    r = proxy.get(path_of(id), {{"Authorization", "Bearer someone-else"}});
+    BOOST_TEST(r.status == 403u);
+    BOOST_TEST(emu->requests_for(id) == calls + 1);
+
+    const std::string refused =
+        R"({"success":false,"errors":[{"code":10000,"message":"Authentication error"}],)"
+        R"("messages":[],"result":null})";
+    BOOST_TEST(finish(begin_on(proxy, http::verb::patch, path_of(id)), 401, refused) ==
+               gw::write_effect::unchanged);
+    calls = emu->requests_for(id);
+    r = proxy.get(path_of(id), caller());
+    BOOST_TEST(r.status == 200u);
+    BOOST_TEST(emu->requests_for(id) == calls + 1);  // the proof is gone: asked upstream
 }
 
 BOOST_AUTO_TEST_SUITE_END()
