@@ -108,7 +108,8 @@ public:
     write_effects(const write_effects&) = delete;
     write_effects& operator=(const write_effects&) = delete;
 
-    /// Right before the upstream call of the write.
+    /// Right before the upstream call of the write. The ticket holds nothing to release: a
+    /// write refused before its upstream call (admission, a client gone) needs no finish().
     write_ticket begin(const write_target& t);
 
     /// After the upstream answered (or failed to), on an I/O worker: a 2xx PATCH stores the
