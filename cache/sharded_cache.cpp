@@ -172,6 +172,15 @@ std::uint64_t sharded_cache::generations::of(key_view k) const noexcept {
 }
 
 bool sharded_cache::put_if_current(std::shared_ptr<const entry> e, std::uint64_t generation) {
+    return put_checked(std::move(e), generation, false);
+}
+
+bool sharded_cache::replace_if_current(std::shared_ptr<const entry> e, std::uint64_t generation) {
+    return put_checked(std::move(e), generation, true);
+}
+
+bool sharded_cache::put_checked(std::shared_ptr<const entry> e, std::uint64_t generation,
+                                bool fence_key) {
     if (!e) {
         return false;
     }
@@ -181,6 +190,9 @@ bool sharded_cache::put_if_current(std::shared_ptr<const entry> e, std::uint64_t
         // Run under the shard's mutex, which erase() and erase_account() hold while they
         // change generations.
         if (s.generation(e->key()) == generation) {
+            if (fence_key) {
+                ++s.key_generations_[key_slot(key_hash{}(e->key()))];
+            }
             result = lru.put(std::move(e));
         }
         return 0;
@@ -194,6 +206,13 @@ bool sharded_cache::put_if_current(std::shared_ptr<const entry> e, std::uint64_t
         evictions_.fetch_add(result->evicted.size(), std::memory_order_relaxed);
     }
     return result->stored;
+}
+
+std::uint64_t sharded_cache::fence(key_view k) {
+    shard& s = *shards_[shard_index(k)];
+    const std::lock_guard lock(s.mu_);
+    ++s.key_generations_[key_slot(key_hash{}(k))];
+    return s.generation(k);
 }
 
 bool sharded_cache::erase(key_view k) {

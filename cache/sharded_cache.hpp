@@ -120,6 +120,18 @@ public:
     /// is either before it (refused) or after it (the stored entry is removed).
     bool put_if_current(std::shared_ptr<const entry> e, std::uint64_t generation);
 
+    /// Changes the generation of `k` without touching its entry: a fetch that read the
+    /// generation before stores nothing (put_if_current refuses it). Returns the new
+    /// generation. For a write through the gateway, right before its upstream call.
+    std::uint64_t fence(key_view k);
+
+    /// `put_if_current`, and in the same step (under the shard's lock) the generation of
+    /// e->key() changes as with fence(): no fetch that read an earlier generation stores
+    /// after it. For the result of a write through the gateway. False when nothing was stored
+    /// (the generation had changed: a purge or another write came first; or `e` is too heavy,
+    /// and a previous entry under the key is then removed as by `put`).
+    bool replace_if_current(std::shared_ptr<const entry> e, std::uint64_t generation);
+
     /// Removes the entry under `k`; true if there was one. Changes its generation.
     bool erase(key_view k);
 
@@ -142,6 +154,8 @@ private:
     // Applies a change to one shard under its mutex; defined in the .cpp, its only user.
     template <class Change>
     auto update(shard& s, Change&& change);
+    // put_if_current and replace_if_current: `fence_key` also changes the key's generation.
+    bool put_checked(std::shared_ptr<const entry> e, std::uint64_t generation, bool fence_key);
 
     std::uint32_t shard_mask_ = 0;
     std::vector<std::unique_ptr<shard>> shards_;  // shard_mask_ + 1; immutable after construction

@@ -96,7 +96,8 @@ l2_cache::worker_state& l2_cache::current() {
 }
 
 asio::awaitable<l2_cache::get_result> l2_cache::get(const cache::key& k,
-                                                    const std::string& image_id, found& out) {
+                                                    const std::string& image_id, found& out,
+                                                    bool recheck) {
     if (!redis_.breaker().allow()) {
         stats_.l2_skipped.fetch_add(1, relaxed);
         co_return get_result::error;
@@ -113,7 +114,9 @@ asio::awaitable<l2_cache::get_result> l2_cache::get(const cache::key& k,
     }
     stats_.l2_latency.observe(steady::now() - start);
     if (r->is_nil()) {
-        stats_.l2_misses.fetch_add(1, relaxed);
+        if (!recheck) {
+            stats_.l2_misses.fetch_add(1, relaxed);
+        }
         co_return get_result::miss;
     }
     l2_record rec;
@@ -126,15 +129,19 @@ asio::awaitable<l2_cache::get_result> l2_cache::get(const cache::key& k,
     }
     if (why != l2_refusal::none) {
         // Never served: the key is fetched again and the next fill overwrites the value.
-        stats_.l2_refused_invalid.fetch_add(1, relaxed);
-        log_->warn("L2 value for {} refused: {}", k, to_string(why));
+        if (!recheck) {  // the same value refused a moment ago is counted and logged once
+            stats_.l2_refused_invalid.fetch_add(1, relaxed);
+            log_->warn("L2 value for {} refused: {}", k, to_string(why));
+        }
         co_return get_result::miss;
     }
     const auto now = steady::now();
     out.entry = cache::make_entry(to_entry_params(rec, k.view(), now, now_ms));
     if (out.entry->classify(now) == cache::freshness::expired) {
         out.entry.reset();
-        stats_.l2_misses.fetch_add(1, relaxed);
+        if (!recheck) {
+            stats_.l2_misses.fetch_add(1, relaxed);
+        }
         co_return get_result::miss;
     }
     out.stored = l1_.put_if_current(out.entry, generation);
@@ -162,10 +169,9 @@ asio::awaitable<l2_cache::found> l2_cache::before_fetch(cache::key k, std::strin
         if (g != get_result::miss || !lease) {
             co_return out;  // a hit, or Redis unusable: fetch without a lease
         }
-        if (co_await take_lease(k)) {
-            stats_.lease_wins.fetch_add(1, relaxed);
-            current().held.insert(lock_key(k));
-            co_return out;
+        const lease_result l = co_await claim(k, image_id, out);
+        if (l != lease_result::lost) {
+            co_return out;  // won (fetch), or filled meanwhile (a hit)
         }
         if (!redis_.breaker().allow()) {
             co_return out;
@@ -176,6 +182,24 @@ asio::awaitable<l2_cache::found> l2_cache::before_fetch(cache::key k, std::strin
         log_->error("L2 lookup of {} failed: {}", k, e.what());
     }
     co_return found{};
+}
+
+asio::awaitable<l2_cache::lease_result> l2_cache::claim(const cache::key& k,
+                                                        const std::string& image_id, found& out) {
+    if (!co_await take_lease(k)) {
+        co_return lease_result::lost;
+    }
+    current().held.insert(lock_key(k));
+    found again;
+    const get_result g = co_await get(k, image_id, again, true);
+    if (g != get_result::hit) {
+        stats_.lease_wins.fetch_add(1, relaxed);
+        co_return lease_result::won;  // a miss (or Redis trouble): this flight fetches
+    }
+    stats_.lease_late_fills.fetch_add(1, relaxed);
+    after_fetch(k, nullptr);  // gives the lease back (and wakes waiters: they find the value)
+    out = std::move(again);
+    co_return lease_result::filled;
 }
 
 asio::awaitable<l2_cache::found> l2_cache::wait_for_fill(cache::key k, std::string image_id) {
@@ -206,9 +230,12 @@ asio::awaitable<l2_cache::found> l2_cache::wait_for_fill(cache::key k, std::stri
         }
         // The holder released the lease without a value (its fetch failed or was refused),
         // or it died and the lease expired: whoever takes it now fetches.
-        if (co_await take_lease(k)) {
-            stats_.lease_wins.fetch_add(1, relaxed);
-            current().held.insert(lock_key(k));
+        const lease_result l = co_await claim(k, image_id, out);
+        if (l == lease_result::filled) {
+            stats_.lease_wait_hits.fetch_add(1, relaxed);
+            co_return out;
+        }
+        if (l == lease_result::won) {
             co_return found{};
         }
     }

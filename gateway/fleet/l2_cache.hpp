@@ -89,8 +89,17 @@ private:
     struct worker_state;
     enum class get_result : std::uint8_t { hit, miss, error };
 
-    asio::awaitable<get_result> get(const cache::key& k, const std::string& image_id, found& out);
+    /// `recheck`: a second look by the same lookup, whose miss (or refusal) was counted already.
+    asio::awaitable<get_result> get(const cache::key& k, const std::string& image_id, found& out,
+                                    bool recheck = false);
     asio::awaitable<bool> take_lease(const cache::key& k);
+    /// Takes the fill lease; when won, GETs once more: the previous holder may have written
+    /// the value and released the lease between this flight's GET and its SET NX (a herd then
+    /// fetched twice). The value is written before the lease is released, so a lease won
+    /// after that release always finds it. A hit gives the lease back and fills `out`.
+    enum class lease_result : std::uint8_t { won, lost, filled };
+    asio::awaitable<lease_result> claim(const cache::key& k, const std::string& image_id,
+                                        found& out);
     asio::awaitable<found> wait_for_fill(cache::key k, std::string image_id);
     worker_state& current();
     static asio::awaitable<void> write_back(std::shared_ptr<l2_cache> self, cache::key k,

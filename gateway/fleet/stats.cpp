@@ -29,6 +29,9 @@ void fleet_stats::render(std::string& out) const {
         lease_wait_hits);
     add("imagegate_fleet_lease_timeouts_total",
         "Lease waits that found nothing before the lease ended (fetched locally).", lease_timeouts);
+    add("imagegate_fleet_lease_late_fills_total",
+        "Leases taken right after the holder filled the key: found in L2, not fetched again.",
+        lease_late_fills);
     add("imagegate_fleet_purge_events_sent_total", "Purge events published.", purge_sent);
     add("imagegate_fleet_purge_failed_total", "Purges that could not be broadcast (answered 503).",
         purge_failed);

@@ -26,6 +26,7 @@ struct fleet_stats {
     counter lease_waits{0};         ///< another instance held the lease: waited
     counter lease_wait_hits{0};     ///< … and then found the key in L2
     counter lease_timeouts{0};      ///< … and found nothing until the lease ended: fetched
+    counter lease_late_fills{0};    ///< a lease taken just after its holder filled: no fetch
     counter purge_sent{0};          ///< purge events published
     counter purge_failed{0};        ///< purges that could not be broadcast (answered 503)
     counter purge_received{0};      ///< purge events from other instances applied

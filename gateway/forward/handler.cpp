@@ -7,6 +7,7 @@
 #include "gateway/core/request_target.hpp"
 #include "gateway/forward/stats.hpp"
 #include "gateway/http/envelope.hpp"
+#include "gateway/image/writes.hpp"
 #include "gateway/shield/time.hpp"
 #include "gateway/upstream/client.hpp"
 #include "gateway/upstream/forward_headers.hpp"
@@ -206,10 +207,18 @@ asio::awaitable<reply> run_forward(std::shared_ptr<forward_handler::impl> self, 
     std::optional<client_sink> streamed;
     std::optional<buffered_sink> buffered;
     upstream::forward_sink* sink = nullptr;
-    if (req.reply_out != nullptr) {
+    // An image write keeps the cache right (image/writes.hpp): it needs the whole answer, so
+    // it is kept (bounded) and written to the client once finish() ran.
+    const auto write =
+        s.opts.writes != nullptr ? classify_write(req.method, req.target) : std::nullopt;
+    if (req.reply_out != nullptr && !write) {
         sink = &streamed.emplace(*req.reply_out, s.stats);
     } else {
         sink = &buffered.emplace(buffered_answer_limit, s.stats);
+    }
+    std::optional<write_ticket> ticket;
+    if (write) {
+        ticket = s.opts.writes->begin(*write);  // from now on no earlier fill may store
     }
     t.commit();  // right before the call: the slot is spent
     auto res =
@@ -226,6 +235,21 @@ asio::awaitable<reply> run_forward(std::shared_ptr<forward_handler::impl> self, 
                         std::string_view(http::to_string(req.method)),
                         paused ? "" : " (no pause derived)");
         }
+    }
+    if (ticket) {
+        write_outcome o;
+        if (res && res->complete && !res->stopped_by_sink) {
+            o.status = res->status;
+            o.body = buffered->body;
+            o.facts = {.fresh_connection = res->fresh_connection,
+                       .framed = res->clean,
+                       .trailing_bytes = false,
+                       .interim_responses = 0};
+        }
+        if (digest != nullptr) {
+            o.cred = *digest;
+        }
+        co_await s.opts.writes->finish(std::move(*ticket), o);
     }
     if (!res) {
         const auto ec = res.error();

@@ -27,6 +27,7 @@ class gate;
 namespace imagegate::gateway {
 
 class authorizer;
+class write_effects;
 
 /// Settings of the forwarding handler (mapped from config by the composition root).
 struct forward_options {
@@ -42,6 +43,9 @@ struct forward_options {
     std::chrono::milliseconds request_timeout{10000};
     /// shield.max_queue_wait: the longest a call waits for its budget slot.
     std::chrono::milliseconds max_queue_wait{1000};
+    /// Image writes (PATCH/DELETE of an image, uploads) keep the cache right through this
+    /// (the composition root's; null: writes are forwarded without touching the cache).
+    write_effects* writes = nullptr;
     /// Clock of the gate's decisions (the composition root's time_source).
     const time_source* time = &time_source::real();
 };

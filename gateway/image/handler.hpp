@@ -134,6 +134,7 @@ public:
     struct impl;
 
 private:
+    friend class write_effects;  // gateway/image/writes.hpp: shares the cache policy and proofs
     std::shared_ptr<impl> impl_;
 };
 

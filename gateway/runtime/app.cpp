@@ -14,6 +14,7 @@
 #include "gateway/fleet/redis_clients.hpp"
 #include "gateway/http/server.hpp"
 #include "gateway/image/handler.hpp"
+#include "gateway/image/writes.hpp"
 #include "gateway/runtime/access_log.hpp"
 #include "gateway/runtime/components.hpp"
 #include "gateway/image/routes.hpp"
@@ -65,6 +66,8 @@ struct app::impl {
     authorizer auth;
     std::shared_ptr<admission::gate> gate;  // the image path's and the warm jobs'
     image_handler images;
+    // What forwarded image writes do to the cache (the forward handler's begin/finish).
+    write_effects writes;
     forward_handler forwarding;  // everything under /client/v4/ the cache does not answer
     admin_handler admin;
     warm::warmer warmer;
@@ -99,7 +102,8 @@ struct app::impl {
           auth(settings.auth.client_keys, settings.forward.anonymous_methods),
           gate(make_gate(settings, time, redis.get(), log)),
           images(cache, *client, auth, image_policy_from(settings, time), log, gate),
-          forwarding(*client, gate, auth, forward_options_from(settings, time), log),
+          writes(images),
+          forwarding(*client, gate, auth, forward_options_from(settings, time, &writes), log),
           admin(registry, ready,
                 purge_hooks{
                     [this](std::string_view account, std::string_view id) {
@@ -118,6 +122,7 @@ struct app::impl {
           reloader(settings, log) {
         registry.add_source([this](std::string& out) {
             images.render_metrics(out);
+            writes.render_metrics(out);
             forwarding.render_metrics(out);
             warmer.render_metrics(out);
             render_cache_metrics(out, cache.snapshot(), settings.cache.max_bytes);
@@ -358,6 +363,7 @@ std::uint16_t app::admin_port() const noexcept { return impl_->admin_server->por
 metrics::registry& app::metrics() noexcept { return impl_->registry; }
 
 time_source& app::time() noexcept { return impl_->time; }
+write_effects& app::writes() noexcept { return impl_->writes; }
 asio::any_io_executor app::executor(std::size_t worker) const { return impl_->io.executor(worker); }
 
 }  // namespace imagegate::gateway

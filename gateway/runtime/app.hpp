@@ -27,6 +27,8 @@ class registry;
 
 namespace imagegate::gateway {
 
+class write_effects;
+
 /// Owns the process's services. Construct (binds the listeners: throws on failure), then
 /// run_until_signal(), or start() and later shutdown(). Not copyable.
 /// Thread-safety: shutdown() from any thread, I/O workers included; start(),
@@ -67,6 +69,9 @@ public:
     /// The clock of cache freshness and of the shield's decisions. Tests move it forward
     /// (time_source::advance) instead of sleeping; nothing else should.
     time_source& time() noexcept;
+    /// What forwarded image writes do to the cache (gateway/image/writes.hpp), for the
+    /// forward handler and tests.
+    write_effects& writes() noexcept;
     /// The executor of I/O worker `worker` (< server.threads): for embedders and tests that
     /// need to run something on an I/O thread.
     asio::any_io_executor executor(std::size_t worker) const;

@@ -117,13 +117,15 @@ image_policy image_policy_from(const config::settings& s, const time_source& tim
             .time = &time};
 }
 
-forward_options forward_options_from(const config::settings& s, const time_source& time) {
+forward_options forward_options_from(const config::settings& s, const time_source& time,
+                                     write_effects* writes) {
     forward_options o;
     o.passthrough = s.auth.mode == "passthrough";
     o.request_timeout = s.upstream.request_timeout;
     o.max_queue_wait = s.shield.max_queue_wait;
     o.max_body_bytes = s.forward.max_body_bytes;
     o.body_timeout = s.forward.body_timeout;
+    o.writes = writes;
     o.time = &time;
     return o;
 }

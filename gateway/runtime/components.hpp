@@ -52,7 +52,8 @@ std::string listener_url(bool tls, const std::string& host_port, std::uint16_t p
 unsigned thread_count(const config::settings& s);
 cache::options cache_options(const config::cache_settings& c);
 image_policy image_policy_from(const config::settings& s, const time_source& time);
-forward_options forward_options_from(const config::settings& s, const time_source& time);
+forward_options forward_options_from(const config::settings& s, const time_source& time,
+                                     write_effects* writes);
 /// The shield every upstream call passes: local, or the fleet's with `redis`.
 std::shared_ptr<admission::gate> make_gate(const config::settings& s, const time_source& time,
                                            fleet::redis_clients* redis,

@@ -223,7 +223,7 @@ class Imagegate:
     name = "imagegate"
 
     def __init__(self, procs, args, scratch, emulator, token, tag="imagegate", log_level="warn",
-                 default_log=False):
+                 default_log=False, extra_env=None):
         self.procs = procs
         self.port = free_port()
         self.admin_port = free_port()
@@ -244,6 +244,7 @@ class Imagegate:
             "IMAGEGATE_SHIELD_WINDOW": "1s",
             "IMAGEGATE_SHIELD_BURST": "1000000",
         })
+        env.update(extra_env or {})  # e.g. the [redis] and [fleet] keys of fleet.py
         self.log = open(os.path.join(scratch, f"{tag}.log"), "wb")
         self.t0 = time.perf_counter()
         self.proc = procs.start(tag, cmd, env=env, stdout=self.log, stderr=self.log)

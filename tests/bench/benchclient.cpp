@@ -1,16 +1,18 @@
 // benchclient: the two small HTTP/1.1 clients tests/bench/run.sh needs besides wrk.
 //
-//   benchclient herd --port P --target PATH [--n 1000] [--timeout-ms 10000]
-//       Opens N keep-alive connections to 127.0.0.1:P, and once all are connected sends one
+//   benchclient herd --port P[,P2,...] --target PATH [--n 1000] [--timeout-ms 10000]
+//       Opens N keep-alive connections to 127.0.0.1:P (with several ports, connection i goes
+//       to the (i mod k)-th: a herd spread over a fleet), and once all are connected sends one
 //       GET PATH on each, back to back. Prints one JSON object: per-request latency (from the
 //       moment that request was written to its complete response) as median/p99/max, the
-//       status and Cache-Status counts, and the failures.
+//       status and Cache-Status counts, the median per Cache-Status, and the failures.
 //
 //   benchclient load --port P --prefix PATH [--first 1] [--n N] [--conns 32] [--width 8]
 //                    [--timeout-ms 60000]
 //       Closed loop over CONNS keep-alive connections: requests PATH + i zero-padded to WIDTH
 //       digits for i = FIRST .. FIRST+N-1, each exactly once. Prints one JSON object with the
-//       status counts, the body bytes received and the elapsed time.
+//       status counts, the body bytes received, the elapsed time and the per-request latency
+//       (request written to complete response) as median/p99/max.
 //
 // Loopback only (the host is fixed to 127.0.0.1); every loop is bounded by a count and a
 // deadline. Plain POSIX sockets and epoll, no dependencies: built by run.sh with g++.
@@ -40,6 +42,7 @@ using clock_type = std::chrono::steady_clock;
 struct options {
     std::string mode;
     unsigned port = 0;
+    std::vector<unsigned> ports;  // herd: every port of --port, in order
     std::string target;
     std::string prefix;
     unsigned long first = 1;
@@ -52,7 +55,8 @@ struct options {
 [[noreturn]] void usage(const char* why) {
     std::fprintf(stderr,
                  "benchclient: %s\n"
-                 "usage: benchclient herd --port P --target PATH [--n N] [--timeout-ms MS]\n"
+                 "usage: benchclient herd --port P[,P...] --target PATH [--n N] "
+                 "[--timeout-ms MS]\n"
                  "       benchclient load --port P --prefix PATH [--first I] [--n N] "
                  "[--conns C] [--width W] [--timeout-ms MS]\n",
                  why);
@@ -75,7 +79,16 @@ options parse(int argc, char** argv) {
         }
         const char* v = argv[++i];
         if (f == "--port") {
-            o.port = static_cast<unsigned>(std::strtoul(v, nullptr, 10));
+            // A comma list: herd connections go round robin over the ports.
+            for (const char* p = v; *p != '\0';) {
+                char* end = nullptr;
+                o.ports.push_back(static_cast<unsigned>(std::strtoul(p, &end, 10)));
+                if (end == p || (*end != ',' && *end != '\0')) {
+                    usage("bad --port");
+                }
+                p = *end == ',' ? end + 1 : end;
+            }
+            o.port = o.ports.empty() ? 0 : o.ports.front();
         } else if (f == "--target") {
             o.target = v;
         } else if (f == "--prefix") {
@@ -94,8 +107,16 @@ options parse(int argc, char** argv) {
             usage("unknown flag");
         }
     }
-    if (o.port == 0 || o.port > 65535 || o.n == 0 || o.conns == 0) {
+    if (o.ports.empty() || o.n == 0 || o.conns == 0) {
         usage("bad --port, --n or --conns");
+    }
+    for (const unsigned p : o.ports) {
+        if (p == 0 || p > 65535) {
+            usage("bad --port");
+        }
+    }
+    if (o.mode == "load" && o.ports.size() != 1) {
+        usage("load takes one --port");
     }
     if (o.mode == "herd" && o.target.empty()) {
         usage("herd needs --target");
@@ -220,7 +241,8 @@ parsed parse_response(const std::string& in) {
 }
 
 // Short label of a Cache-Status value: "imagegate; hit; ttl=3" -> "hit",
-// "imagegate; fwd=miss; fwd-status=200; stored; ttl=300" -> "fwd=miss stored".
+// "imagegate; fwd=miss; fwd-status=200; stored; ttl=300" -> "fwd=miss stored",
+// "imagegate; fwd=miss; detail=l2-hit; ttl=299" -> "fwd=miss detail=l2-hit".
 std::string cache_label(const std::string& v) {
     if (v.empty()) {
         return "none";
@@ -237,8 +259,7 @@ std::string cache_label(const std::string& v) {
         while (!part.empty() && part.front() == ' ') {
             part.erase(0, 1);
         }
-        if (!part.starts_with("ttl=") && !part.starts_with("fwd-status=") &&
-            !part.starts_with("detail=")) {
+        if (!part.starts_with("ttl=") && !part.starts_with("fwd-status=")) {
             out += out.empty() ? "" : " ";
             out += part;
         }
@@ -300,7 +321,7 @@ int run_herd(const options& o) {
     std::vector<conn> conns(o.n);
     unsigned long connect_failures = 0;
     for (std::size_t i = 0; i < conns.size(); ++i) {
-        conns[i].fd = connect_loopback(o.port);
+        conns[i].fd = connect_loopback(o.ports[i % o.ports.size()]);
         if (conns[i].fd < 0) {
             conns[i].dead = true;
             ++connect_failures;
@@ -331,6 +352,7 @@ int run_herd(const options& o) {
     const double burst_ms = ms(clock_type::now() - burst_start);
     std::vector<double> lat;
     std::vector<double> since_burst;
+    std::map<std::string, std::vector<double>> lat_by_cache;  // which path was slow
     std::map<std::string, unsigned long> statuses;
     std::map<std::string, unsigned long> cache;
     unsigned long closed = 0;
@@ -354,7 +376,9 @@ int run_herd(const options& o) {
                 lat.push_back(ms(now - c.sent));
                 since_burst.push_back(ms(now - burst_start));
                 ++statuses[std::to_string(p.status)];
-                ++cache[cache_label(p.cache_status)];
+                const std::string label = cache_label(p.cache_status);
+                ++cache[label];
+                lat_by_cache[label].push_back(lat.back());
                 c.busy = false;
                 --pending;
             } else if (p.bad || !open) {
@@ -371,19 +395,29 @@ int run_herd(const options& o) {
         }
     }
     ::close(ep);
-    std::vector<double> l2 = lat;
-    std::vector<double> b2 = since_burst;
+    // Percentiles sort in place: take them (and the max) before the printf, whose arguments
+    // are evaluated in no fixed order.
+    const double p50 = percentile(lat, 50);
+    const double p99 = percentile(lat, 99);
+    const double max = lat.empty() ? -1.0 : lat.back();
+    const double burst_p50 = percentile(since_burst, 50);
     std::printf(
         "{\"mode\":\"herd\",\"n\":%lu,\"answered\":%zu,\"connect_failures\":%lu,"
         "\"write_failures\":%lu,\"closed\":%lu,\"bad\":%lu,\"timed_out\":%zu,"
         "\"burst_write_ms\":%.3f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
         "\"p50_since_burst_ms\":%.3f,",
-        o.n, lat.size(), connect_failures, write_failures, closed, bad, timed_out, burst_ms,
-        percentile(l2, 50), percentile(l2, 99), l2.empty() ? -1.0 : l2.back(), percentile(b2, 50));
+        o.n, lat.size(), connect_failures, write_failures, closed, bad, timed_out, burst_ms, p50,
+        p99, max, burst_p50);
     print_counts("status", statuses);
     std::printf(",");
     print_counts("cache", cache);
-    std::printf("}\n");
+    std::printf(",\"p50_ms_by_cache\":{");
+    bool first = true;
+    for (auto& [label, v] : lat_by_cache) {
+        std::printf("%s\"%s\":%.3f", first ? "" : ",", label.c_str(), percentile(v, 50));
+        first = false;
+    }
+    std::printf("}}\n");
     return 0;
 }
 
@@ -399,6 +433,8 @@ int run_load(const options& o) {
     unsigned long failures = 0;
     unsigned long done = 0;
     unsigned long long body_bytes = 0;
+    std::vector<double> lat;
+    lat.reserve(o.n);
     char idbuf[64];
     auto send_next = [&](std::size_t i) -> bool {
         conn& c = conns[i];
@@ -415,6 +451,7 @@ int run_load(const options& o) {
                 c.in.clear();
             }
             std::snprintf(idbuf, sizeof idbuf, "%0*lu", o.width, next);
+            c.sent = clock_type::now();
             if (write_all(c.fd, request_for(o.prefix + idbuf))) {
                 c.busy = true;
                 ++next;
@@ -449,6 +486,7 @@ int run_load(const options& o) {
             const parsed p = parse_response(c.in);
             bool reopen = false;
             if (p.complete) {
+                lat.push_back(ms(clock_type::now() - c.sent));
                 ++statuses[std::to_string(p.status)];
                 ++cache[cache_label(p.cache_status)];
                 ++done;
@@ -477,6 +515,9 @@ int run_load(const options& o) {
         }
     }
     const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
+    const double p50 = percentile(lat, 50);  // sorts: before the max, outside the printf
+    const double p99 = percentile(lat, 99);
+    const double max = lat.empty() ? -1.0 : lat.back();
     for (auto& c : conns) {
         if (c.fd >= 0) {
             ::close(c.fd);
@@ -485,9 +526,10 @@ int run_load(const options& o) {
     ::close(ep);
     std::printf(
         "{\"mode\":\"load\",\"n\":%lu,\"done\":%lu,\"failures\":%lu,\"unfinished\":%lu,"
-        "\"body_bytes\":%llu,\"elapsed_s\":%.3f,\"rate\":%.1f,",
+        "\"body_bytes\":%llu,\"elapsed_s\":%.3f,\"rate\":%.1f,"
+        "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,",
         o.n, done, failures, last - next + busy, body_bytes, elapsed,
-        elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0);
+        elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0, p50, p99, max);
     print_counts("status", statuses);
     std::printf(",");
     print_counts("cache", cache);

@@ -3,6 +3,8 @@
 #
 #   tests/bench/run.sh [--quick] [--full] [--rounds N] [--duration S] [--only LIST] ...
 #   tests/bench/run.sh --help          every option
+#   tests/bench/run.sh --fleet [...]   the fleet tier instead (tests/bench/fleet.py: Redis, three
+#                                      instances; no nginx, no wrk); --fleet --help: its options
 #
 # Installs wrk and nginx when missing (apt-get), builds the release binaries and the small
 # benchmark client, raises the open-file limit, then runs tests/bench/bench.py, which starts
@@ -16,15 +18,18 @@ root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
 skip_build=0
+script=bench.py
+help=0
 args=()
 for a in "$@"; do
   case "$a" in
     --no-build) skip_build=1 ;;
-    -h|--help)
-      exec python3 "$here/bench.py" --help ;;
+    --fleet) script=fleet.py ;;
+    -h|--help) help=1 ;;
     *) args+=("$a") ;;
   esac
 done
+if [ "$help" -eq 1 ]; then exec python3 "$here/$script" --help; fi
 
 say() { printf '[bench] %s\n' "$*"; }
 
@@ -36,8 +41,12 @@ as_root() {
 have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
 
 missing=()
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-have_nginx || missing+=(nginx-light)
+if [ "$script" = fleet.py ]; then
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+else
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  have_nginx || missing+=(nginx-light)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing ${missing[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
@@ -49,10 +58,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
   fi
 fi
-for t in wrk taskset python3 g++ cmake; do
+tools=(taskset python3 g++ cmake)
+if [ "$script" = fleet.py ]; then tools+=(redis-server); else tools+=(wrk); fi
+for t in "${tools[@]}"; do
   command -v "$t" >/dev/null 2>&1 || { echo "run.sh: $t not found" >&2; exit 1; }
 done
-have_nginx || { echo "run.sh: nginx not found" >&2; exit 1; }
+[ "$script" = fleet.py ] || have_nginx || { echo "run.sh: nginx not found" >&2; exit 1; }
 if [ -x /usr/sbin/nginx ]; then PATH="$PATH:/usr/sbin"; export PATH; fi
 
 # --- build -------------------------------------------------------------------------------------
@@ -88,7 +99,7 @@ forward() {
 }
 trap forward TERM HUP
 trap '' INT  # Ctrl-C reaches bench.py (same process group); it cleans up and exits
-python3 "$here/bench.py" "${args[@]+"${args[@]}"}" &
+python3 "$here/$script" "${args[@]+"${args[@]}"}" &
 py_pid=$!
 set +e
 wait "$py_pid"

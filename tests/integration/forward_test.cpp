@@ -142,6 +142,35 @@ BOOST_AUTO_TEST_CASE(token_mode_forwards_what_the_grants_allow_with_the_gateway_
     BOOST_TEST(gw.metric("imagegate_forward_refused_total{reason=\"not_granted\"}") == 2.0);
 }
 
+BOOST_AUTO_TEST_CASE(forwarded_writes_keep_the_cache_right) {
+    ts::emulated_upstream up;
+    up.settings.auth.client_keys = {
+        {hex_sha256("editor"), {ts::test_account}, {"GET", "PATCH", "DELETE"}}};
+    ts::gateway_runner gw(up.settings);
+    const auto path = gw.image_path("w1");
+    BOOST_TEST(gw.get(path, key("editor")).status == 200u);
+    // PATCH, then GET: the record the PATCH returned, from the cache (no upstream call).
+    const auto patched =
+        ts::request(gw.data(), http::verb::patch, path, key("editor"), R"({"metadata":{"v":"2"}})");
+    BOOST_TEST(patched.status == 200u);
+    const auto after_patch = gw.get(path, key("editor"));
+    BOOST_TEST(after_patch.status == 200u);
+    BOOST_TEST(contains(after_patch.body, R"("v":"2")"));
+    BOOST_TEST(contains(after_patch.header("Cache-Status"), "hit"));
+    BOOST_TEST(up.emu->requests_for("w1") == 2u);  // the first GET and the PATCH
+    // DELETE, then GET: the cached 404.
+    BOOST_TEST(ts::request(gw.data(), http::verb::delete_, path, key("editor")).status == 200u);
+    const auto after_delete = gw.get(path, key("editor"));
+    BOOST_TEST(after_delete.status == 404u);
+    BOOST_TEST(contains(after_delete.body, R"("code":5404)"));
+    BOOST_TEST(contains(after_delete.header("Cache-Status"), "hit"));
+    BOOST_TEST(up.emu->requests_for("w1") == 3u);
+    // A write that fails upstream changes nothing: PATCH of a deleted image is a 404 there.
+    BOOST_TEST(ts::request(gw.data(), http::verb::patch, path, key("editor"), R"({"creator":"x"})")
+                   .status == 404u);
+    BOOST_TEST(contains(gw.get(path, key("editor")).header("Cache-Status"), "hit"));
+}
+
 BOOST_AUTO_TEST_CASE(passthrough_forwards_reads_and_writes_with_the_callers_credential) {
     passthrough_gateway p;
     p.start();
