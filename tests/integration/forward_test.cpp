@@ -286,6 +286,12 @@ BOOST_AUTO_TEST_CASE(a_10_mb_upload_streams_with_bounded_gateway_memory) {
     BOOST_TEST(uploads.front().file_bytes == file_bytes);
     const auto growth = after > before ? after - before : 0;
     BOOST_TEST_MESSAGE("RSS growth during a 10 MB upload: " << growth << " bytes");
+#if defined(__SANITIZE_ADDRESS__)
+    // ASan keeps freed memory in its quarantine (and the client's own copy of the body is
+    // freed during the call): RSS says nothing about buffering there. The ci preset checks it.
+    BOOST_TEST_MESSAGE("RSS bound not checked under ASan");
+#else
     BOOST_TEST(growth < 3u * 1024 * 1024);  // the body is never held whole
+#endif
     BOOST_TEST(p.gw->metric("imagegate_forward_request_bytes_total") >= double(file_bytes));
 }
