@@ -8,7 +8,10 @@
 
 #include <spdlog/logger.h>
 
+#include <array>
+#include <optional>
 #include <stdexcept>
+#include <string_view>
 
 namespace imagegate::upstream {
 
@@ -43,6 +46,29 @@ std::shared_ptr<const connection_options> make_connection_options(
         c->sessions = std::make_shared<tls_session_cache>();
     }
     return c;
+}
+
+// The credential's header lines as pieces, viewing `cred` or `token_line` (the configured
+// token's line, sent for a null `cred`), or nothing when a value is not header-safe (a CR or
+// LF would start a header of its own). The config check and gateway/auth refuse such values
+// first. One rule for reads and forwarded calls.
+std::optional<std::array<std::string_view, 5>> credential_fields(const credential* cred,
+                                                                 std::string_view token_line) {
+    if (cred == nullptr) {
+        return std::array<std::string_view, 5>{token_line, "", "", "", ""};
+    }
+    if (!cred->bearer.empty()) {
+        if (!is_header_safe(cred->bearer)) {
+            return std::nullopt;
+        }
+        return std::array<std::string_view, 5>{"Authorization: Bearer ", cred->bearer, "\r\n", "",
+                                               ""};
+    }
+    if (!is_header_safe(cred->email) || !is_header_safe(cred->key)) {
+        return std::nullopt;
+    }
+    return std::array<std::string_view, 5>{"X-Auth-Email: ", cred->email,
+                                           "\r\nX-Auth-Key: ", cred->key, "\r\n"};
 }
 
 }  // namespace
@@ -108,21 +134,12 @@ std::optional<std::string> client::request_bytes(std::string_view target,
     if (!is_target_safe(path)) {
         return std::nullopt;
     }
-    if (cred == nullptr) {
-        return get_request_head(path, {fixed_fields_, token_field_});
-    }
-    if (!cred->bearer.empty()) {
-        if (!is_header_safe(cred->bearer)) {
-            return std::nullopt;
-        }
-        return get_request_head(path,
-                                {fixed_fields_, "Authorization: Bearer ", cred->bearer, "\r\n"});
-    }
-    if (!is_header_safe(cred->email) || !is_header_safe(cred->key)) {
+    const auto c = credential_fields(cred, token_field_);
+    if (!c) {
         return std::nullopt;
     }
-    return get_request_head(path, {fixed_fields_, "X-Auth-Email: ", cred->email,
-                                   "\r\nX-Auth-Key: ", cred->key, "\r\n"});
+    const auto& f = *c;
+    return get_request_head(path, {fixed_fields_, f[0], f[1], f[2], f[3], f[4]});
 }
 
 asio::awaitable<boost::system::result<response>> client::fetch(
@@ -197,10 +214,6 @@ asio::awaitable<boost::system::result<response>> client::fetch(
     co_return make_error_code(e);
 }
 
-}  // namespace imagegate::upstream
-
-namespace imagegate::upstream {
-
 namespace {
 
 // Keeps the client body's own error apart from the upstream's failures.
@@ -221,31 +234,15 @@ private:
     boost::system::error_code error_;
 };
 
-std::optional<std::string> credential_lines(const credential* cred, const std::string& token) {
-    if (cred == nullptr) {
-        return token;
-    }
-    if (!cred->bearer.empty()) {
-        if (!is_header_safe(cred->bearer)) {
-            return std::nullopt;
-        }
-        return "Authorization: Bearer " + cred->bearer + "\r\n";
-    }
-    if (!is_header_safe(cred->email) || !is_header_safe(cred->key)) {
-        return std::nullopt;
-    }
-    return "X-Auth-Email: " + cred->email + "\r\nX-Auth-Key: " + cred->key + "\r\n";
-}
-
 }  // namespace
 
 asio::awaitable<boost::system::result<forward_outcome>> client::forward(
     forward_request req, forward_body* body, forward_sink* sink, clock::time_point deadline,
     std::shared_ptr<const credential> cred) {
     const std::string path = join_target(opts_.base_path, req.target);
-    const auto cred_lines = credential_lines(cred.get(), token_field_);
+    const auto cred_fields = credential_fields(cred.get(), token_field_);
     // The header lines were built from header-safe values (forward_request_headers).
-    if (!is_target_safe(path) || !cred_lines) {
+    if (!is_target_safe(path) || !cred_fields) {
         if (log_) {
             log_->error(
                 "forwarded request not sent: the target or a credential holds control "
@@ -253,7 +250,11 @@ asio::awaitable<boost::system::result<forward_outcome>> client::forward(
         }
         co_return make_error_code(errc::internal_error);
     }
-    const std::string head = forward_request_head(req, path, forward_fields_, *cred_lines);
+    std::string cred_lines;
+    for (const auto piece : *cred_fields) {
+        cred_lines.append(piece);
+    }
+    const std::string head = forward_request_head(req, path, forward_fields_, cred_lines);
     const std::size_t worker = local_pool();
     upstream::pool& pool = *pools_[worker];
     const bool safe_method = req.method == http::verb::get || req.method == http::verb::head;
