@@ -4,6 +4,7 @@
 #define BOOST_TEST_MODULE body_test
 #include "gateway/core/workers.hpp"
 #include "gateway/http/server.hpp"
+#include "tests/integration/routed_server.hpp"
 #include "tests/support/http_client.hpp"
 
 #include <boost/test/unit_test.hpp>
@@ -46,37 +47,8 @@ std::shared_ptr<const gw::router> body_routes() {
     return r;
 }
 
-struct body_fixture {
-    imagegate::workers io{2};
-    std::unique_ptr<gw::http_server> server;
-
-    body_fixture() {
-        gw::server_options o;
-        o.port = 0;
-        o.header_timeout = 1s;
-        o.idle_timeout = 2s;
-        o.body_timeout = 400ms;
-        server = std::make_unique<gw::http_server>(
-            io.executors(), o, body_routes(), nullptr,
-            std::make_shared<spdlog::logger>("test",
-                                             std::make_shared<spdlog::sinks::null_sink_mt>()));
-        server->start();
-        io.start();
-    }
-    ~body_fixture() {
-        server->close_all();
-        io.release();
-        BOOST_CHECK(io.wait_until(std::chrono::steady_clock::now() + 10s));
-        io.stop();
-        io.join();
-    }
-    ts::endpoint ep(std::chrono::milliseconds timeout = 3s) const {
-        ts::endpoint e;
-        e.port = server->port();
-        e.tls = false;
-        e.timeout = timeout;
-        return e;
-    }
+struct body_fixture : ts::routed_server {
+    body_fixture() : ts::routed_server(body_routes(), 400ms) {}
 };
 
 std::string post(std::string_view target, std::string_view body, std::string_view extra = "") {

@@ -6,6 +6,7 @@
 #define BOOST_TEST_MODULE stream_test
 #include "gateway/core/workers.hpp"
 #include "gateway/http/server.hpp"
+#include "tests/integration/routed_server.hpp"
 #include "tests/support/http_client.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -121,37 +122,8 @@ std::shared_ptr<const gw::router> stream_routes() {
     return r;
 }
 
-struct stream_fixture {
-    imagegate::workers io{2};
-    std::unique_ptr<gw::http_server> server;
-
-    stream_fixture() {
-        gw::server_options o;
-        o.port = 0;
-        o.header_timeout = 1s;
-        o.idle_timeout = 2s;
-        o.body_timeout = 5s;  // the route's own 600 ms must win
-        server = std::make_unique<gw::http_server>(
-            io.executors(), o, stream_routes(), nullptr,
-            std::make_shared<spdlog::logger>("test",
-                                             std::make_shared<spdlog::sinks::null_sink_mt>()));
-        server->start();
-        io.start();
-    }
-    ~stream_fixture() {
-        server->close_all();
-        io.release();
-        BOOST_CHECK(io.wait_until(std::chrono::steady_clock::now() + 10s));
-        io.stop();
-        io.join();
-    }
-    ts::endpoint ep(std::chrono::milliseconds timeout = 3s) const {
-        ts::endpoint e;
-        e.port = server->port();
-        e.tls = false;
-        e.timeout = timeout;
-        return e;
-    }
+struct stream_fixture : ts::routed_server {
+    stream_fixture() : ts::routed_server(stream_routes(), 5s) {}  // the route's own 600 ms must win
 };
 
 bool has(const std::string& s, std::string_view p) { return s.find(p) != std::string::npos; }
