@@ -858,6 +858,34 @@ def markdown_table(header, rows):
     return out
 
 
+def run_guarded(run, procs, cleanup=None):
+    """Runs `run()` with SIGINT, SIGTERM and SIGHUP stopping it, then stops every process of
+    `procs` (and calls `cleanup`). Returns the exit status: 0, or 3 when run() returned False;
+    130 when interrupted; 1 on a failure."""
+    def terminate(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # run.sh starts the benchmark in the background, where SIGINT starts out ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+    rc = 0
+    try:
+        rc = 3 if run() is False else 0
+    except KeyboardInterrupt:
+        log("interrupted: stopping everything")
+        rc = 130
+    except (BenchError, subprocess.TimeoutExpired, OSError) as e:
+        log(f"FAILED: {e}")
+        rc = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        procs.stop_all()
+        if cleanup is not None:
+            cleanup()
+    return rc
+
+
 def main():
     p = argparse.ArgumentParser(prog="tests/bench/run.sh",
                                 description="imagegate vs nginx proxy_cache benchmark")
@@ -912,28 +940,8 @@ def main():
     a.versions = f"{ngv.replace('nginx version: ', '')}, {' '.join(wrkv.split()[:2])}"
 
     bench = Bench(a)
-
-    def terminate(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    # run.sh starts this script in the background, where SIGINT starts out ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGHUP, terminate)
-    rc = 0
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        log("interrupted: stopping everything")
-        rc = 130
-    except (BenchError, subprocess.TimeoutExpired, OSError) as e:
-        log(f"FAILED: {e}")
-        rc = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        bench.procs.stop_all()
-        shutil.rmtree(bench.cache_dir, ignore_errors=True)
-    return rc
+    return run_guarded(bench.run, bench.procs,
+                       lambda: shutil.rmtree(bench.cache_dir, ignore_errors=True))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -31,8 +30,8 @@ import sys
 import time
 
 from bench import (ACCOUNT, IMAGE_PATH, ROOT, BenchError, Emulator, Imagegate, Processes,
-                   free_port, load_keys, log, make_id, markdown_table, median, run_json,
-                   width_for)
+                   free_port, load_keys, log, make_id, markdown_table, median, run_guarded,
+                   run_json, width_for)
 
 KEY_PREFIX = "imagegate"  # redis.key_prefix default; value keys are <prefix>:v1:{account:id}
 
@@ -528,27 +527,7 @@ def main():
                     "--fleet)")
 
     bench = FleetBench(a)
-
-    def terminate(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    # run.sh starts this script in the background, where SIGINT starts out ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGHUP, terminate)
-    rc = 0
-    try:
-        rc = 0 if bench.run() else 3
-    except KeyboardInterrupt:
-        log("interrupted: stopping everything")
-        rc = 130
-    except (BenchError, subprocess.TimeoutExpired, OSError) as e:
-        log(f"FAILED: {e}")
-        rc = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        bench.procs.stop_all()
-    return rc
+    return run_guarded(bench.run, bench.procs)
 
 
 if __name__ == "__main__":
