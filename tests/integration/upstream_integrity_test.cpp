@@ -227,8 +227,11 @@ BOOST_FIXTURE_TEST_CASE(a_trailing_response_on_a_reused_connection_is_refused, f
     ts::gateway_runner gw(settings);
     BOOST_TEST(stored(gw.get(path("plain-7", account_a))));
     // The second request on that connection is answered with stray bytes behind it: the
-    // answer read may belong to another request, so nobody gets it.
-    const auto r = gw.get(path("trailing-2", account_b));
+    // answer read may belong to another request, so nobody gets it. Answer and stray come in
+    // one TLS record, so the stray is there when the answer ends: with a record of its own,
+    // whether it has arrived by then is timing (a slow run saw a clean answer, and the stray
+    // was found on the idle connection later, as in the test above).
+    const auto r = gw.get(path("glued-2", account_b));
     BOOST_TEST(r.status == 502u);
     BOOST_TEST(!stored(r));
     BOOST_TEST(!contains(r.body, ts::account_marker(account_b)));

@@ -153,6 +153,9 @@ script script_for(const scripted_upstream_options& o, const scripted_request& r)
     if (starts_with(id, "trailing-")) {
         return {{{0ms, record}, {0ms, not_found, true}}};
     }
+    if (starts_with(id, "glued-")) {
+        return {{{0ms, record + not_found, true}}};
+    }
     if (starts_with(id, "close-delim-")) {
         return {{{0ms, answer("200 OK", scripted_record(r.account, id, r.seq), false)}}, true};
     }

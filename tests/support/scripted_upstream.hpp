@@ -46,8 +46,10 @@ struct scripted_upstream_options {
 /// | `double-` | the 200 record, then after `stray_delay` the same record again |
 /// | `double5404-` | the 200 record, then after `stray_delay` a 404 5404 |
 /// | `trailing-` | the 200 record, then at once (its own TLS record) a 404 5404 |
-/// | `close-delim-` | the 200 record without Content-Length, then close_notify and close |
-/// | `switch101-` | `101 Switching Protocols` (Upgrade: h2c), nothing else |
+/// | `glued-` | the 200 record and a 404 5404 behind it in one write (one TLS record): the stray is
+/// always there when the answer ends | | `close-delim-` | the 200 record without Content-Length,
+/// then close_notify and close | | `switch101-` | `101 Switching Protocols` (Upgrade: h2c), nothing
+/// else |
 ///
 /// A request with a refused credential gets 403 code 10000 instead, whatever its id.
 /// Thread-safety: every member may be called from any thread while the server runs on its
@@ -72,7 +74,8 @@ public:
     std::size_t requests_for(std::string_view image_id) const;
     /// TCP connections accepted so far.
     std::uint64_t connections_accepted() const;
-    /// Stray responses (of `double-`, `double5404-`, `trailing-`) completely written so far.
+    /// Stray responses (of `double-`, `double5404-`, `trailing-`, `glued-`) completely written so
+    /// far.
     std::uint64_t strays_sent() const;
     /// Waits until strays_sent() >= n or `limit` passes; true if reached.
     bool wait_for_strays(std::uint64_t n, std::chrono::milliseconds limit) const;
