@@ -243,34 +243,66 @@ asio::awaitable<l2_cache::found> l2_cache::wait_for_fill(cache::key k, std::stri
     co_return found{};
 }
 
-asio::awaitable<void> l2_cache::write_back(std::shared_ptr<l2_cache> self, cache::key k,
-                                           std::string value, std::int64_t px, bool held) {
-    redis::client& c = self->redis_.for_current_worker();
-    const auto timeout = self->redis_.op_timeout();
+/// Counts one write-back as pending until the last of its commands has its reply (or failed).
+/// (Its worker's state, not current(): frames destroyed at shutdown end it on another thread.)
+struct l2_cache::write_back_done {
+    std::shared_ptr<l2_cache> self;
+    worker_state* ws;
+    write_back_done(std::shared_ptr<l2_cache> s, worker_state* w) : self(std::move(s)), ws(w) {}
+    write_back_done(const write_back_done&) = delete;
+    write_back_done& operator=(const write_back_done&) = delete;
+    ~write_back_done() { --ws->pending_writes; }
+};
+
+asio::awaitable<void> l2_cache::send(std::shared_ptr<write_back_done> done, redis::command cmd,
+                                     bool is_value) {
+    l2_cache& self = *done->self;
+    auto r = co_await self.redis_.for_current_worker().exec(
+        std::move(cmd), steady::now() + self.redis_.op_timeout());
+    self.redis_.record(r ? boost::system::error_code{} : r.error());
+    if (is_value && (!r || !r->is_status("OK"))) {
+        self.stats_.l2_write_errors.fetch_add(1, relaxed);
+    }
+}
+
+asio::awaitable<void> l2_cache::release(std::shared_ptr<write_back_done> done, cache::key k) {
+    l2_cache& self = *done->self;
+    std::vector<std::string> keys{self.lock_key(k)};
+    std::vector<std::string> args{self.instance_};
+    auto r = co_await self.redis_.for_current_worker().eval_script(
+        release_script(), std::move(keys), std::move(args),
+        steady::now() + self.redis_.op_timeout());
+    self.redis_.record(r ? boost::system::error_code{} : r.error());
+}
+
+void l2_cache::write_back(const cache::key& k, std::string value, std::int64_t px, bool held) {
+    // The commands go out pipelined, in this order, in one write on the worker's connection
+    // (each coroutine below queues its command before it first suspends), before the waiters
+    // of this flight are answered: Redis runs them in order, so the value exists before the
+    // lease is released and before "filled" reaches the other instances (an EVALSHA that
+    // meets NOSCRIPT releases the lease one round trip later, after the event: waiters then
+    // find the value, or see the lease taken and poll). Awaited one after another, each
+    // reply waited behind this worker's fan-out of answers: in the fleet benchmark's herds
+    // the L2 instances answered 11-13 ms after the fetching one, 3-6 ms now
+    // (tests/bench/PERFORMANCE.md, "Fleet tier").
+    auto done = std::make_shared<write_back_done>(shared_from_this(), &current());
+    const auto ex = redis_.for_current_worker().get_executor();
     if (!value.empty()) {
         // One SET with PX: the value never exists without its expiry.
-        self->stats_.l2_writes.fetch_add(1, relaxed);
-        auto r = co_await c.exec(
-            redis::make_command("SET", self->value_key(k), std::move(value), "PX", px),
-            steady::now() + timeout);
-        self->redis_.record(r ? boost::system::error_code{} : r.error());
-        if (!r || !r->is_status("OK")) {
-            self->stats_.l2_write_errors.fetch_add(1, relaxed);
-        }
+        stats_.l2_writes.fetch_add(1, relaxed);
+        asio::co_spawn(
+            ex,
+            send(done, redis::make_command("SET", value_key(k), std::move(value), "PX", px), true),
+            asio::detached);
     }
     if (held) {
-        std::vector<std::string> keys{self->lock_key(k)};
-        std::vector<std::string> args{self->instance_};
-        auto r = co_await c.eval_script(release_script(), std::move(keys), std::move(args),
-                                        steady::now() + timeout);
-        self->redis_.record(r ? boost::system::error_code{} : r.error());
+        asio::co_spawn(ex, release(done, cache::key(k.view())), asio::detached);
         const std::string payload = format_event({.kind = event_kind::filled,
-                                                  .origin = self->instance_,
+                                                  .origin = instance_,
                                                   .account = std::string(k.account()),
                                                   .id = std::string(k.image_id())});
-        auto p = co_await c.exec(redis::make_command("PUBLISH", self->channel_, payload),
-                                 steady::now() + timeout);
-        self->redis_.record(p ? boost::system::error_code{} : p.error());
+        asio::co_spawn(ex, send(done, redis::make_command("PUBLISH", channel_, payload), false),
+                       asio::detached);
     }
 }
 
@@ -296,11 +328,7 @@ void l2_cache::after_fetch(const cache::key& k, std::shared_ptr<const cache::ent
         }
     }
     ++ws.pending_writes;
-    auto self = shared_from_this();
-    auto done = [self](const std::exception_ptr&) { --self->current().pending_writes; };
-    asio::co_spawn(redis_.for_current_worker().get_executor(),
-                   write_back(self, cache::key(k.view()), std::move(value), px, held),
-                   std::move(done));
+    write_back(k, std::move(value), px, held);
 }
 
 }  // namespace imagegate::fleet

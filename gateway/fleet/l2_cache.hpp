@@ -26,6 +26,10 @@ namespace imagegate::cache {
 class sharded_cache;
 }
 
+namespace imagegate::redis {
+class command;
+}
+
 namespace imagegate::fleet {
 
 class redis_clients;
@@ -102,8 +106,13 @@ private:
                                         found& out);
     asio::awaitable<found> wait_for_fill(cache::key k, std::string image_id);
     worker_state& current();
-    static asio::awaitable<void> write_back(std::shared_ptr<l2_cache> self, cache::key k,
-                                            std::string value, std::int64_t px, bool held);
+    /// SET PX of the value (when not empty), then (when `held`) the lease release and the
+    /// "filled" event: pipelined, in the background.
+    void write_back(const cache::key& k, std::string value, std::int64_t px, bool held);
+    struct write_back_done;
+    static asio::awaitable<void> send(std::shared_ptr<write_back_done> done, redis::command cmd,
+                                      bool is_value);
+    static asio::awaitable<void> release(std::shared_ptr<write_back_done> done, cache::key k);
 
     redis_clients& redis_;
     cache::sharded_cache& l1_;

@@ -187,6 +187,23 @@ BOOST_AUTO_TEST_CASE(one_instance_fetches_the_others_answer_from_l2) {
     BOOST_TEST(nodes[1].metric("imagegate_fleet_l2_hits_total") >= 1);
 }
 
+BOOST_AUTO_TEST_CASE(every_fill_one_after_another_reaches_l2) {
+    // Write-backs in flight are counted per worker and bounded (max_pending_writes): the
+    // count must come back down after each one, or later fills are silently not shared.
+    constexpr int n = 40;
+    for (int i = 0; i < n; ++i) {
+        const std::string id = "l2-each-" + std::to_string(i);
+        BOOST_TEST(nodes[0].get(id).status == 200u);
+        BOOST_TEST(ts::eventually([&] {
+                       return contains(redis.command({"EXISTS", value_key(id)}), ":1");
+                   }),
+                   id);
+    }
+    BOOST_TEST(nodes[0].metric("imagegate_fleet_l2_writes_total") == n);
+    BOOST_TEST(nodes[0].metric("imagegate_fleet_l2_writes_dropped_total") == 0);
+    BOOST_TEST(nodes[0].metric("imagegate_fleet_l2_write_errors_total") == 0);
+}
+
 BOOST_AUTO_TEST_CASE(a_purge_on_one_instance_reaches_all_three_within_100ms) {
     const std::string id = "purge-1";
     BOOST_TEST(nodes[0].get(id).status == 200u);
