@@ -306,6 +306,16 @@ void local_gate::resize(const budget_sizes& sizes) {
     k.sizes = b;
 }
 
+void local_gate::start_empty(bool on, clock::time_point now) {
+    auto& k = *core_;
+    if (on) {
+        k.token->budget.drain(now);
+    }
+    if (k.shields) {
+        k.shields->start_empty(on, now);
+    }
+}
+
 void local_gate::render_metrics(std::string& out) const {
     using metrics::append_sample;
     const auto& k = *core_;

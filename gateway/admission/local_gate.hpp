@@ -41,6 +41,12 @@ public:
     std::optional<clock::duration> observe(const credential_digest* credential,
                                            const upstream_signals& s) override;
     void resize(const budget_sizes& sizes) override;
+    /// `true`: empties the token's bucket at `now` and, in passthrough, each credential's,
+    /// and credentials first seen from now on start empty too; `false`: they start full
+    /// again. (The shared budget of unproven credentials is this instance's own in any case.) The
+    /// fleet budget's local fallback takes over this way from a fleet budget that may have granted
+    /// its burst just before: N full local buckets would add N · burst/N on top.
+    void start_empty(bool on, clock::time_point now);
     void render_metrics(std::string& out) const override;
 
     const gate_stats& stats() const noexcept;

@@ -75,8 +75,7 @@ struct fleet_gate::core : std::enable_shared_from_this<fleet_gate::core> {
                        ? std::make_unique<shield::budget>(detail::unproven_options(options))
                        : nullptr),
           pauses(options.gate.passthrough ? options.gate.max_credentials : 1),
-          gate_in_effect(options.gate),
-          fallback_burst(fallback_options(options).budget.burst) {}
+          gate_in_effect(options.gate) {}
 
     std::string quota_of(const credential_digest* cred) const {
         return options.gate.passthrough && cred != nullptr ? hex(cred->data(), cred->size())
@@ -103,34 +102,40 @@ struct fleet_gate::core : std::enable_shared_from_this<fleet_gate::core> {
     void failed(clock::time_point now, fleet_budget_stats::counter& reason, std::string_view why) {
         reason.fetch_add(1, std::memory_order_relaxed);
         retry_at.store((now + options.retry_interval).time_since_epoch().count());
-        if (!stats.on_fallback.exchange(true)) {
-            if (log) {
-                log->warn(
-                    "fleet budget: Redis not usable ({}); deciding locally with 1/{} of "
-                    "the fleet budget",
-                    why, options.instances);
-            }
-            if (used_redis.load() && !options.gate.passthrough) {
-                drain_fallback(now);
-            }
+        if (stats.on_fallback.load()) {
+            return;
         }
-    }
-
-    /// The switch to the local budget starts it empty: Redis may have granted the fleet's
-    /// burst just before, and the N local buckets must not add N · burst/N on top.
-    void drain_fallback(clock::time_point now) {
-        for (std::uint64_t i = 0; i <= fallback_burst.load(); ++i) {
-            auto t = fallback.decide({.key = {}, .max_wait = {}}, now);
-            if (!t.granted()) {
-                break;
-            }
-            t.commit();
+        const std::lock_guard lock(switch_mu);
+        if (stats.on_fallback.load()) {
+            return;
+        }
+        // The local budget starts empty — the token's bucket, or in passthrough every
+        // credential's, those first seen during the outage included: Redis may have granted
+        // the fleet's burst just before, and the N local buckets must not add N · burst/N on
+        // top. Emptied before the switch is visible, so no call decides on a full bucket.
+        if (used_redis.load()) {
+            fallback.start_empty(true, now);
+        }
+        stats.on_fallback.store(true);
+        if (log) {
+            log->warn(
+                "fleet budget: Redis not usable ({}); deciding locally with 1/{} of the "
+                "fleet budget",
+                why, options.instances);
         }
     }
 
     void succeeded() {
         used_redis.store(true);
-        if (stats.on_fallback.exchange(false) && log) {
+        if (!stats.on_fallback.load()) {
+            return;
+        }
+        const std::lock_guard lock(switch_mu);
+        if (!stats.on_fallback.exchange(false)) {
+            return;
+        }
+        fallback.start_empty(false, clock::now());  // credentials new to it start full again
+        if (log) {
             log->info("fleet budget: Redis usable again; the fleet budget decides");
         }
     }
@@ -169,8 +174,7 @@ struct fleet_gate::core : std::enable_shared_from_this<fleet_gate::core> {
     std::atomic<std::int64_t> debt{0};
     std::mutex resize_mu;                          // one resize at a time
     admission::local_gate_options gate_in_effect;  // guarded by resize_mu
-    /// The fallback's burst in effect (drain_fallback).
-    std::atomic<std::uint64_t> fallback_burst;
+    std::mutex switch_mu;                          // one switch to or from the fallback at a time
 };
 
 namespace detail {

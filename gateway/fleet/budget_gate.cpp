@@ -199,7 +199,6 @@ void fleet_gate::resize(const admission::budget_sizes& sizes) {
     if (unproven) {
         k.unproven->resize(*unproven, clock::now());
     }
-    k.fallback_burst.store(local.budget.burst);
     k.budget.store(std::move(script));
     k.gate_in_effect = next.gate;
 }

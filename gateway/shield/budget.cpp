@@ -70,6 +70,12 @@ void budget::resize(const budget_options& options, time_point now) {
     sizes_ = next;
 }
 
+void budget::drain(time_point now) {
+    const std::lock_guard lock(mutex_);
+    const time_point empty = now + sizes_.interval * static_cast<rep>(sizes_.options.burst);
+    tat_ = std::max(tat_, empty);
+}
+
 budget_options budget::options() const {
     const std::lock_guard lock(mutex_);
     return sizes_.options;

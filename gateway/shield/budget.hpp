@@ -210,6 +210,13 @@ public:
     /// can still grant. Throws std::invalid_argument like the constructor, changing nothing.
     void resize(const budget_options& options, time_point now);
 
+    /// Empties the bucket at `now`: the schedule moves to where `burst` calls granted at
+    /// `now` would have put it (never backwards), so the next token exists one interval
+    /// later. Counts no grant; slots already granted or held keep their instants. For a
+    /// budget that takes over from another one that may have granted its burst just before
+    /// (the fleet budget's local fallback).
+    void drain(time_point now);
+
     budget_options options() const;
     /// The refill period of one token: ceil(window / budget) (300 ms at the defaults).
     duration interval() const;

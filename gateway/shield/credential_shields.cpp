@@ -115,9 +115,22 @@ shield_lookup credential_shields::get(const credential_digest& cred, time_point 
         }
         no_drop_before_ = time_point::min();  // the newcomer may be droppable soon: look again
     }
-    auto& node = shields_.touch(
-        cred, now, [this] { return std::make_shared<credential_shield>(budget_, options_.limit); });
+    auto& node = shields_.touch(cred, now, [&] {
+        auto s = std::make_shared<credential_shield>(budget_, options_.limit);
+        if (start_empty_) {
+            s->budget.drain(now);
+        }
+        return s;
+    });
     return {.shield = node.value, .retry_at = now};
+}
+
+void credential_shields::start_empty(bool on, time_point now) {
+    const std::lock_guard lock(mu_);
+    start_empty_ = on;
+    if (on) {
+        shields_.for_each([&](const auto& node) { node.value->budget.drain(now); });
+    }
 }
 
 std::size_t credential_shields::size() const {

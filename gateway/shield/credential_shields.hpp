@@ -74,6 +74,12 @@ public:
     /// std::invalid_argument like `budget` for unusable options, changing nothing.
     void resize(const budget_options& b, time_point now);
 
+    /// `true`: empties every tracked shield's bucket at `now` (budget::drain), and shields
+    /// created from now on start empty; `false`: new shields start full again. For the fleet
+    /// budget's local fallback, which must not add a full bucket per credential to what the
+    /// fleet's budget granted just before.
+    void start_empty(bool on, time_point now);
+
     /// Credentials tracked now.
     std::size_t size() const;
     /// Credentials whose upstream pause runs at `now`.
@@ -100,6 +106,7 @@ private:
     /// No shield may be dropped before this instant (a full table was scanned then); spares
     /// the scan for every refused credential of a flood.
     time_point no_drop_before_ = time_point::min();  // guarded by mu_
+    bool start_empty_ = false;                       // guarded by mu_
 };
 
 }  // namespace imagegate::shield

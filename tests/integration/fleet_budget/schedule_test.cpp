@@ -21,6 +21,26 @@ std::uint64_t refused(const fleet::fleet_gate& g, adm::refusal r) {
     return g.stats().decisions->refused[static_cast<std::size_t>(r)].load();
 }
 
+fleet::fleet_gate_options passthrough_options(std::string prefix) {
+    auto o = test_options(std::move(prefix));
+    o.gate.passthrough = true;
+    return o;
+}
+
+/// A caller credential whose digest starts with `tag`.
+credential_digest credential(unsigned char tag) {
+    credential_digest d{};
+    d[0] = tag;
+    return d;
+}
+
+/// A foreground call for key "k" with credential `d` (which must outlive it).
+adm::call fg_with(const credential_digest& d) {
+    auto c = fg("k");
+    c.credential = &d;
+    return c;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(fleet_schedule)
@@ -149,19 +169,14 @@ BOOST_AUTO_TEST_CASE(a_lost_script_cache_is_reloaded) {
 
 BOOST_AUTO_TEST_CASE(passthrough_quotas_per_credential) {
     redis::test::redis_server server;
-    auto o = test_options("s6");
-    o.gate.passthrough = true;
+    auto o = passthrough_options("s6");
     o.gate.unproven_budget = 3;
     instance a(server.port(), o);
     BOOST_TEST_REQUIRE(a.wait_up());
-    credential_digest x{};
-    x[0] = 0xab;
-    credential_digest y{};
-    y[0] = 0xcd;
-    auto call_x = fg("k");
-    call_x.credential = &x;
-    auto call_y = fg("k");
-    call_y.credential = &y;
+    const auto x = credential(0xab);
+    const auto y = credential(0xcd);
+    const auto call_x = fg_with(x);
+    const auto call_y = fg_with(y);
     // Each credential has its own fleet budget of 5 back to back.
     for (int i = 0; i < 5; ++i) {
         BOOST_TEST(a.spend(call_x));
@@ -188,6 +203,26 @@ BOOST_AUTO_TEST_CASE(passthrough_quotas_per_credential) {
     BOOST_TEST((a.reserve(call_x).reason() == adm::refusal::paused));
     BOOST_TEST((a.reserve(call_y).reason() != adm::refusal::paused));
     BOOST_TEST(server.command({"EXISTS", "s6:block:{" + hex_x + "}"}) == ":1");
+}
+
+BOOST_AUTO_TEST_CASE(passthrough_fallback_starts_every_credential_empty) {
+    redis::test::redis_server server;
+    instance a(server.port(), passthrough_options("s7"));
+    BOOST_TEST_REQUIRE(a.wait_up());
+    const auto x = credential(0x11);
+    const auto z = credential(0x22);
+    const auto call_x = fg_with(x);
+    const auto call_z = fg_with(z);
+    BOOST_TEST(a.spend(call_x));  // through Redis: the fleet budget is in use
+    // x's schedule unusable: the script fails and the local 1/N budget decides.
+    const std::string hex_x = fleet::hex(x.data(), x.size());
+    server.command({"SET", "s7:budget:{" + hex_x + "}:holds", "not-a-zset"});
+    auto t = a.reserve(call_x);
+    BOOST_TEST_REQUIRE(a.stats().on_fallback.load());
+    // Never open: x's local bucket starts empty, and so does that of z, first seen during the
+    // outage (the fleet may have granted both their bursts just before).
+    BOOST_TEST(!t.granted());
+    BOOST_TEST(!a.reserve(call_z).granted());
 }
 
 BOOST_AUTO_TEST_CASE(resize_keeps_what_the_fleet_spent) {

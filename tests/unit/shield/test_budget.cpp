@@ -178,6 +178,50 @@ BOOST_AUTO_TEST_CASE(counters_by_priority) {
                (budget_counters{.granted = 5, .refused_foreground = 1, .refused_background = 2}));
 }
 
+/// Spend `spent` tokens at t0, empty the bucket with drain(t0 + drained_at), then ask at t0.
+struct drain_case {
+    std::string_view name;
+    std::uint64_t spent;
+    duration drained_at;
+    acquire_result expected;
+};
+
+std::ostream& operator<<(std::ostream& os, const drain_case& c) {
+    return os << c.name << ": spent " << c.spent << ", drained at t0" << std::showpos
+              << c.drained_at.count() << std::noshowpos << "ns";
+}
+
+// `small_no_reserve`: burst 5, one token per 100 ms.
+const drain_case drain_cases[] = {
+    {"a full bucket is emptied", 0, 0ms, refused(100ms)},
+    {"a half-spent bucket is emptied", 2, 0ms, refused(100ms)},
+    {"an empty bucket stays as it is", 5, 0ms, refused(100ms)},
+    // the schedule never moves backwards: a lagging clock changes nothing
+    {"a lagging clock takes nothing back", 5, -1s, refused(100ms)},
+    {"a full bucket drained a second ago has refilled", 0, -1s, granted},
+    // emptied 50 ms ago: the first token comes 100 ms after the drain
+    {"refill runs from the drain", 0, -50ms, refused(50ms)},
+};
+
+BOOST_DATA_TEST_CASE(drain_empties_the_bucket, bdata::make(drain_cases), c) {
+    budget b(small_no_reserve);
+    drain(b, c.spent);
+    b.drain(t0 + c.drained_at);
+    BOOST_TEST(b.try_acquire(t0, priority::foreground) == c.expected);
+}
+
+BOOST_AUTO_TEST_CASE(drain_counts_no_grant_and_the_bucket_refills) {
+    budget b(small_no_reserve);
+    b.drain(t0);
+    BOOST_TEST(b.counters() == budget_counters{});
+    BOOST_TEST(b.tokens(t0) == 0.0);
+    // A whole burst again after burst × interval.
+    for (int i = 0; i < 5; ++i) {
+        BOOST_TEST(b.try_acquire(t0 + 500ms, priority::foreground).granted);
+    }
+    BOOST_TEST(!b.try_acquire(t0 + 500ms, priority::foreground).granted);
+}
+
 struct options_case {
     std::string_view name;
     budget_options options;

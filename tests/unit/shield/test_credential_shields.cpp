@@ -174,6 +174,25 @@ BOOST_AUTO_TEST_CASE(idle_shields_are_forgotten_one_per_new_credential) {
     BOOST_TEST(shields.limit_counters().upstream_429s == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(start_empty_drains_tracked_and_new_shields_until_turned_off) {
+    credential_shields shields(small_shields(16));
+    auto a = get(shields, 1, t0);  // full (2 tokens)
+    shields.start_empty(true, t0);
+    // The tracked shield is empty now, and so is one first seen while it is on.
+    BOOST_TEST(!a->budget.try_acquire(t0, priority::foreground).granted);
+    auto b = get(shields, 2, t0 + 100ms);
+    BOOST_TEST(!b->budget.try_acquire(t0 + 100ms, priority::foreground).granted);
+    // Both refill at the budget's rate from then on (one token per second).
+    BOOST_TEST(a->budget.try_acquire(t0 + 1s, priority::foreground).granted);
+    BOOST_TEST(b->budget.try_acquire(t0 + 1100ms, priority::foreground).granted);
+    // Turned off: new credentials start full again; the others keep their state.
+    shields.start_empty(false, t0 + 2s);
+    auto c = get(shields, 3, t0 + 2s);
+    BOOST_TEST(c->budget.try_acquire(t0 + 2s, priority::foreground).granted);
+    BOOST_TEST(c->budget.try_acquire(t0 + 2s, priority::foreground).granted);
+    BOOST_TEST(!b->budget.try_acquire(t0 + 1100ms, priority::foreground).granted);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace imagegate::shield
