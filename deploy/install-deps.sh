@@ -32,11 +32,12 @@ if ((test_tools)); then
   packages+=(clang libclang-rt-14-dev clang-format)
 fi
 if ((deploy_tools)); then
-  # The deploy tests (tests/deploy): systemd-analyze, Debian's python3 with YAML, the package
-  # test's adduser, node for the Kubernetes schema validator, and promtool (Debian ships it in
-  # the prometheus package) for the alert rules. On a machine where systemd runs, that package
-  # also enables a Prometheus server on port 9090, imagegate's default admin port: stop it
-  # with `systemctl disable --now prometheus` if it is in the way; the tests never use it.
+  # The deploy tests (tests/deploy) and the SDK test (tests/sdk): systemd-analyze, Debian's
+  # python3 with YAML, the package test's adduser, node for the Kubernetes schema validator
+  # and the SDK, and promtool (Debian ships it in the prometheus package) for the alert rules.
+  # On a machine where systemd runs, that package also enables a Prometheus server on port
+  # 9090, imagegate's default admin port: stop it with `systemctl disable --now prometheus`
+  # if it is in the way; the tests never use it.
   packages+=(systemd python3 python3-yaml adduser prometheus)
   command -v npm >/dev/null || packages+=(nodejs npm)
 fi
@@ -59,12 +60,16 @@ if ((${#missing[@]})); then
 fi
 
 if ((deploy_tools)); then
-  # The Kubernetes schema validator, exactly as package-lock.json pins it (into the source
-  # tree's tests/deploy/k8s/node_modules, ignored by git). Only when the lock file changed.
-  k8s_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/deploy/k8s"
-  if ! cmp -s "$k8s_dir/package-lock.json" "$k8s_dir/node_modules/.imagegate-lock"; then
-    echo "imagegate: installing the Kubernetes schema validator (npm ci)"
-    (cd "$k8s_dir" && npm ci --no-audit --no-fund --loglevel=error)
-    cp "$k8s_dir/package-lock.json" "$k8s_dir/node_modules/.imagegate-lock"
-  fi
+  # Node packages of the tests, exactly as each package-lock.json pins them (into the source
+  # tree's node_modules, ignored by git), each only when its lock file changed:
+  # tests/deploy/k8s, the Kubernetes schema validator; tests/sdk, the official Cloudflare
+  # TypeScript SDK and the TypeScript compiler of the SDK test.
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  for dir in tests/deploy/k8s tests/sdk; do
+    if ! cmp -s "$root/$dir/package-lock.json" "$root/$dir/node_modules/.imagegate-lock"; then
+      echo "imagegate: installing the node packages of $dir (npm ci)"
+      (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)
+      cp "$root/$dir/package-lock.json" "$root/$dir/node_modules/.imagegate-lock"
+    fi
+  done
 fi

@@ -13,14 +13,15 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 
 import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from servers import (Children, StartError, http, start_emulator,  # noqa: E402
+                     start_imagegate, wait_for)
 
 SOURCE, BINARY, EMULATOR, REDIS_HELPER = (os.path.abspath(p) for p in sys.argv[1:5])
 DASHBOARD = os.path.join(SOURCE, "deploy/grafana/imagegate.json")
@@ -86,27 +87,6 @@ def alert_expressions(doc):
             yield rule.get("alert") or rule.get("record"), rule["expr"]
 
 
-def wait_for(pred, limit=10.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.02)
-    return pred()
-
-
-def http(method, port, path, token=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def live_metric_names(scratch):
     """Runs a redis-server, the emulator and imagegate with `[redis]` (ports chosen at run
     time), sends a miss, a hit, a purge and a reload, and returns the sample names of
@@ -117,14 +97,10 @@ def live_metric_names(scratch):
     with open(admin_file, "w") as f:
         f.write(admin_token + "\n")
     os.chmod(admin_file, 0o600)
-    env = {"PATH": "/usr/bin:/bin", "EMULATOR_TOKEN": token}
-    procs = []
-    try:
+    with Children() as children:
         # The helper prints the port once redis-server answers, and stops it (by PID) when
         # its stdin closes, i.e. when this process ends, however it ends.
-        redis = subprocess.Popen([REDIS_HELPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 env={"PATH": "/usr/bin:/bin"}, text=True)
-        procs.append(redis)
+        redis = children.start([REDIS_HELPER], pipe=True)
         redis_port = redis.stdout.readline().strip()
         if not check(redis_port.isdigit(), "redis-server did not start (imagegate-test-redis)"):
             return set()
@@ -133,33 +109,12 @@ def live_metric_names(scratch):
             f.write(f'[admin]\ntoken_file = "{admin_file}"\n'
                     f'[redis]\nurl = "redis://127.0.0.1:{redis_port}"\n'
                     '[fleet]\ninstances = 2\n')
-        emu_log = open(os.path.join(scratch, "emu.log"), "wb")
-        procs.append(subprocess.Popen(
-            [EMULATOR, "--listen", "127.0.0.1:0", "--port-file", os.path.join(scratch, "emu.port"),
-             "--write-ca", os.path.join(scratch, "ca.pem"), "--any-image"],
-            env=env, stdout=emu_log, stderr=subprocess.STDOUT))
-        port_file = os.path.join(scratch, "emu.port")
-        emu_port = wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip())
-        if not check(emu_port, "the emulator did not start"):
+        try:
+            emu_port, ca = start_emulator(children, EMULATOR, scratch, token, "--any-image")
+            data, admin = start_imagegate(children, BINARY, scratch, token, config, emu_port, ca)
+        except StartError as e:
+            check(False, str(e))
             return set()
-        gw_out = os.path.join(scratch, "gw.log")
-        gw_log = open(gw_out, "wb")
-        procs.append(subprocess.Popen(
-            [BINARY, "--config", config, "--listen", "127.0.0.1:0", "--admin-listen",
-             "127.0.0.1:0", "--upstream", f"https://localhost:{emu_port}/client/v4",
-             "--upstream-ca", os.path.join(scratch, "ca.pem"), "--threads", "1"],
-            env={"PATH": "/usr/bin:/bin", "CLOUDFLARE_API_TOKEN": token},
-            stdout=gw_log, stderr=subprocess.STDOUT))
-
-        def ports():
-            text = open(gw_out, errors="replace").read()
-            m = re.search(r"imagegate listening on \S+ \(port (\d+)\), admin on \S+ \(port (\d+)\)",
-                          text)
-            return m and (int(m.group(1)), int(m.group(2)))
-        found = wait_for(ports)
-        if not check(found, "imagegate did not start: " + open(gw_out).read()[-2000:]):
-            return set()
-        data, admin = found
         path = f"/client/v4/accounts/{ACCOUNT}/images/v1/monitoring-1"
         check(http("GET", data, path)[0] == 200, "the miss was not answered 200")
         check(http("GET", data, path)[0] == 200, "the hit was not answered 200")
@@ -178,17 +133,6 @@ def live_metric_names(scratch):
             if line and not line.startswith("#"):
                 names.add(re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line).group(0))
         return names
-    finally:
-        for p in reversed(procs):
-            if p is procs[0]:
-                p.stdin.close()  # the helper stops redis-server by its PID and exits
-            else:
-                p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
 
 def main():
