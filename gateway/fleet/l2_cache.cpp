@@ -95,8 +95,7 @@ l2_cache::worker_state& l2_cache::current() {
     return *workers_[i];
 }
 
-asio::awaitable<l2_cache::get_result> l2_cache::get(const cache::key& k,
-                                                    const std::string& image_id, found& out,
+asio::awaitable<l2_cache::get_result> l2_cache::get(const cache::key& k, const want& w, found& out,
                                                     bool recheck) {
     if (!redis_.breaker().allow()) {
         stats_.l2_skipped.fetch_add(1, relaxed);
@@ -125,7 +124,7 @@ asio::awaitable<l2_cache::get_result> l2_cache::get(const cache::key& k,
                          ? decode(r->text, k.view(), now_ms, opts_.limits, rec)
                          : l2_refusal::bad_magic;
     if (why == l2_refusal::none) {
-        why = check_body(rec, image_id, thread_parser());
+        why = check_body(rec, w.image_id, thread_parser());
     }
     if (why != l2_refusal::none) {
         // Never served: the key is fetched again and the next fill overwrites the value.
@@ -137,7 +136,8 @@ asio::awaitable<l2_cache::get_result> l2_cache::get(const cache::key& k,
     }
     const auto now = steady::now();
     out.entry = cache::make_entry(to_entry_params(rec, k.view(), now, now_ms));
-    if (out.entry->classify(now) == cache::freshness::expired) {
+    const cache::freshness state = out.entry->classify(now);
+    if (state == cache::freshness::expired || (w.fresh_only && state != cache::freshness::fresh)) {
         out.entry.reset();
         if (!recheck) {
             stats_.l2_misses.fetch_add(1, relaxed);
@@ -161,22 +161,21 @@ asio::awaitable<bool> l2_cache::take_lease(const cache::key& k) {
     co_return r && r->is_status("OK");
 }
 
-asio::awaitable<l2_cache::found> l2_cache::before_fetch(cache::key k, std::string image_id,
-                                                        bool lease) {
+asio::awaitable<l2_cache::found> l2_cache::before_fetch(cache::key k, want w, bool lease) {
     found out;
     try {
-        const get_result g = co_await get(k, image_id, out);
+        const get_result g = co_await get(k, w, out);
         if (g != get_result::miss || !lease) {
             co_return out;  // a hit, or Redis unusable: fetch without a lease
         }
-        const lease_result l = co_await claim(k, image_id, out);
+        const lease_result l = co_await claim(k, w, out);
         if (l != lease_result::lost) {
             co_return out;  // won (fetch), or filled meanwhile (a hit)
         }
         if (!redis_.breaker().allow()) {
             co_return out;
         }
-        found waited = co_await wait_for_fill(k, std::move(image_id));
+        found waited = co_await wait_for_fill(k, std::move(w));
         co_return waited;
     } catch (const std::exception& e) {
         log_->error("L2 lookup of {} failed: {}", k, e.what());
@@ -184,14 +183,14 @@ asio::awaitable<l2_cache::found> l2_cache::before_fetch(cache::key k, std::strin
     co_return found{};
 }
 
-asio::awaitable<l2_cache::lease_result> l2_cache::claim(const cache::key& k,
-                                                        const std::string& image_id, found& out) {
+asio::awaitable<l2_cache::lease_result> l2_cache::claim(const cache::key& k, const want& w,
+                                                        found& out) {
     if (!co_await take_lease(k)) {
         co_return lease_result::lost;
     }
     current().held.insert(lock_key(k));
     found again;
-    const get_result g = co_await get(k, image_id, again, true);
+    const get_result g = co_await get(k, w, again, true);
     if (g != get_result::hit) {
         stats_.lease_wins.fetch_add(1, relaxed);
         co_return lease_result::won;  // a miss (or Redis trouble): this flight fetches
@@ -202,7 +201,7 @@ asio::awaitable<l2_cache::lease_result> l2_cache::claim(const cache::key& k,
     co_return lease_result::filled;
 }
 
-asio::awaitable<l2_cache::found> l2_cache::wait_for_fill(cache::key k, std::string image_id) {
+asio::awaitable<l2_cache::found> l2_cache::wait_for_fill(cache::key k, want what) {
     stats_.lease_waits.fetch_add(1, relaxed);
     const auto ex = co_await asio::this_coro::executor;
     const auto w = std::make_shared<fill_wait>(ex);
@@ -220,7 +219,7 @@ asio::awaitable<l2_cache::found> l2_cache::wait_for_fill(cache::key k, std::stri
             co_await w->timer.async_wait(use_nothrow);
         }
         w->fired = false;
-        const get_result g = co_await get(k, image_id, out);
+        const get_result g = co_await get(k, what, out);
         if (g == get_result::hit) {
             stats_.lease_wait_hits.fetch_add(1, relaxed);
             co_return out;
@@ -230,7 +229,7 @@ asio::awaitable<l2_cache::found> l2_cache::wait_for_fill(cache::key k, std::stri
         }
         // The holder released the lease without a value (its fetch failed or was refused),
         // or it died and the lease expired: whoever takes it now fetches.
-        const lease_result l = co_await claim(k, image_id, out);
+        const lease_result l = co_await claim(k, what, out);
         if (l == lease_result::filled) {
             stats_.lease_wait_hits.fetch_add(1, relaxed);
             co_return out;

@@ -59,12 +59,19 @@ public:
         bool stored = false;                        ///< entry was put in L1
     };
 
+    /// What a lookup wants.
+    struct want {
+        std::string image_id;     ///< the decoded id the body is validated against
+        bool fresh_only = false;  ///< a value past its freshness (stale) counts as a miss
+    };
+
     /// On the worker of a local flight's leader, right before it asks for an upstream slot:
     /// GET the key; on a miss take the key's fill lease, or wait (up to lease_timeout) for the
-    /// instance holding it to fill L2. `image_id` is the decoded id the body is validated
-    /// against. `lease`: false skips the lease (GET only). Never throws; any Redis trouble is
-    /// a miss.
-    asio::awaitable<found> before_fetch(cache::key k, std::string image_id, bool lease);
+    /// instance holding it to fill L2. `lease`: false skips the lease (GET only). A background
+    /// refresh of a stale L1 entry asks `fresh_only`: a value as stale as its own is no
+    /// answer, one another instance refreshed is (one refresh per key for the fleet). Never
+    /// throws; any Redis trouble is a miss.
+    asio::awaitable<found> before_fetch(cache::key k, want w, bool lease);
 
     /// On the same worker when that flight's fetch ended (or was refused or abandoned):
     /// writes `stored` (an entry put in L1 from a validated upstream answer) to L2, releases
@@ -94,7 +101,7 @@ private:
     enum class get_result : std::uint8_t { hit, miss, error };
 
     /// `recheck`: a second look by the same lookup, whose miss (or refusal) was counted already.
-    asio::awaitable<get_result> get(const cache::key& k, const std::string& image_id, found& out,
+    asio::awaitable<get_result> get(const cache::key& k, const want& w, found& out,
                                     bool recheck = false);
     asio::awaitable<bool> take_lease(const cache::key& k);
     /// Takes the fill lease; when won, GETs once more: the previous holder may have written
@@ -102,9 +109,8 @@ private:
     /// fetched twice). The value is written before the lease is released, so a lease won
     /// after that release always finds it. A hit gives the lease back and fills `out`.
     enum class lease_result : std::uint8_t { won, lost, filled };
-    asio::awaitable<lease_result> claim(const cache::key& k, const std::string& image_id,
-                                        found& out);
-    asio::awaitable<found> wait_for_fill(cache::key k, std::string image_id);
+    asio::awaitable<lease_result> claim(const cache::key& k, const want& w, found& out);
+    asio::awaitable<found> wait_for_fill(cache::key k, want what);
     worker_state& current();
     /// SET PX of the value (when not empty), then (when `held`) the lease release and the
     /// "filled" event: pipelined, in the background.

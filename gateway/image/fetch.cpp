@@ -290,6 +290,65 @@ void start_fetch(asio::any_io_executor ex, std::shared_ptr<image_handler::impl> 
                    std::move(done));
 }
 
+void start_or_refuse(asio::any_io_executor ex, std::shared_ptr<image_handler::impl> self,
+                     flight_key fk, image_route route, shield::priority prio,
+                     std::shared_ptr<const upstream::credential> cred, flight_ptr f,
+                     admission::ticket t) {
+    if (t.granted()) {
+        start_fetch(std::move(ex), std::move(self), std::move(fk), std::move(route), prio,
+                    std::move(cred), std::move(f), std::move(t));
+        return;
+    }
+    if (self->l2) {
+        self->l2->after_fetch(fk.k, nullptr);  // gives the fill lease back
+    }
+    self->flights.finish(fk, f, refusal_outcome(*self, t));
+}
+
+fetch_outcome l2_outcome(std::shared_ptr<const cache::entry> e, bool stored) {
+    fetch_outcome hit;
+    hit.entry = std::move(e);
+    hit.stored = stored;
+    hit.from_l2 = true;
+    return hit;
+}
+
+namespace {
+
+asio::awaitable<void> run_fleet_refresh(std::shared_ptr<image_handler::impl> self, flight_key fk,
+                                        image_route route,
+                                        std::shared_ptr<const upstream::credential> cred,
+                                        flight_ptr f) {
+    auto& s = *self;
+    // Fresh only: a value as stale as this instance's own would end the refresh with
+    // nothing refreshed, and every later request would start another one.
+    fleet::l2_cache::want want{.image_id = route.image_id, .fresh_only = true};  // named: g++ 12
+    fleet::l2_cache::found l2 = co_await s.l2->before_fetch(fk.k, std::move(want), true);
+    if (l2.entry) {
+        s.stats.fleet_refreshes_from_l2.fetch_add(1, relaxed);
+        s.flights.finish(fk, f, l2_outcome(std::move(l2.entry), l2.stored));
+        co_return;
+    }
+    const admission::call c = first_attempt_call(s, fk, shield::priority::background,
+                                                 cred != nullptr, s.policy.time->now());
+    admission::ticket t = co_await s.gate->reserve(c);
+    const auto ex = co_await asio::this_coro::executor;
+    start_or_refuse(ex, std::move(self), std::move(fk), std::move(route),
+                    shield::priority::background, std::move(cred), std::move(f), std::move(t));
+}
+
+}  // namespace
+
+void start_fleet_refresh(asio::any_io_executor ex, std::shared_ptr<image_handler::impl> self,
+                         flight_key fk, image_route route,
+                         std::shared_ptr<const upstream::credential> cred, flight_ptr f) {
+    fetch_done done{self, fk, f};
+    asio::co_spawn(ex,
+                   run_fleet_refresh(std::move(self), std::move(fk), std::move(route),
+                                     std::move(cred), std::move(f)),
+                   std::move(done));
+}
+
 fetch_outcome image_handler::impl::classify(const cache::key& k, const image_route& route,
                                             upstream::response& resp, clock::time_point received,
                                             const credential_digest* cred,

@@ -229,19 +229,22 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
     }
     auto joined = self.flights.join(fk);
     bool fetch = joined.leader;
-    if (fetch && self.l2 && !refresh &&
+    if (fetch && self.l2 &&
         (!caller.cred || self.proofs.is_proven(caller.digest, route.account(), now))) {
         // The fleet's L2 (and its fill lease) before the upstream; passthrough: only for a
         // caller who may read the account's cached entries, exactly as for L1.
-        fleet::l2_cache::found l2 =
-            co_await self.l2->before_fetch(fk.k, std::string(route.image_id()), true);
-        fetch = !l2.entry;
-        if (l2.entry) {
-            fetch_outcome hit;
-            hit.entry = std::move(l2.entry);
-            hit.stored = l2.stored;
-            hit.from_l2 = true;
-            self.flights.finish(fk, joined.f, std::move(hit));
+        if (refresh) {
+            start_fleet_refresh(ex, handler, fk, route.to_route(), caller.cred, joined.f);
+            fetch = false;
+        } else {
+            // A named argument, never a braced temporary in the co_await expression: g++ 12
+            // destroys that twice (STYLE: no braced initialisers in a co_await's arguments).
+            fleet::l2_cache::want want{.image_id = std::string(route.image_id())};
+            fleet::l2_cache::found l2 = co_await self.l2->before_fetch(fk.k, std::move(want), true);
+            fetch = !l2.entry;
+            if (l2.entry) {
+                self.flights.finish(fk, joined.f, l2_outcome(std::move(l2.entry), l2.stored));
+            }
         }
     }
     if (fetch) {
@@ -260,17 +263,10 @@ asio::awaitable<reply> answer_after_lookup(std::shared_ptr<image_handler::impl> 
             self.flights.finish(fk, joined.f, std::move(failed));
             throw;
         }
-        if (t.granted()) {
-            // A background refresh in passthrough uses the credential of the request that
-            // triggered it (which holds a proof for the account).
-            start_fetch(ex, handler, fk, route.to_route(), prio, caller.cred, joined.f,
+        // A background refresh in passthrough uses the credential of the request that
+        // triggered it (which holds a proof for the account).
+        start_or_refuse(ex, handler, fk, route.to_route(), prio, caller.cred, joined.f,
                         std::move(t));
-        } else {
-            if (self.l2) {
-                self.l2->after_fetch(fk.k, nullptr);  // gives the fill lease back
-            }
-            self.flights.finish(fk, joined.f, refusal_outcome(self, t));
-        }
     }
 
     if (refresh) {

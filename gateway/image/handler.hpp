@@ -81,12 +81,13 @@ struct image_stats {
     std::atomic<std::uint64_t> negative_hits{0};      ///< fresh "not found" answers from the cache
     std::atomic<std::uint64_t> stale_swr{0};          ///< stale answers while revalidating
     std::atomic<std::uint64_t> stale_error{0};        ///< stale answers because a fetch failed
-    std::atomic<std::uint64_t> budget_refused{0};     ///< fetches refused: no budget in time
-    std::atomic<std::uint64_t> paused_refused{0};     ///< fetches refused: upstream 429 pause
-    std::atomic<std::uint64_t> retries{0};            ///< second attempts (shield/retry.hpp)
-    std::atomic<std::uint64_t> retry_refused{0};      ///< retries the budget had no slot for
-    std::atomic<std::uint64_t> abandoned{0};          ///< queued fetches every client left
-    std::atomic<std::uint64_t> satisfied_elsewhere{0};    ///< queued fetches found cached after
+    std::atomic<std::uint64_t> fleet_refreshes_from_l2{0};  ///< refreshes another instance did
+    std::atomic<std::uint64_t> budget_refused{0};           ///< fetches refused: no budget in time
+    std::atomic<std::uint64_t> paused_refused{0};           ///< fetches refused: upstream 429 pause
+    std::atomic<std::uint64_t> retries{0};                  ///< second attempts (shield/retry.hpp)
+    std::atomic<std::uint64_t> retry_refused{0};            ///< retries the budget had no slot for
+    std::atomic<std::uint64_t> abandoned{0};                ///< queued fetches every client left
+    std::atomic<std::uint64_t> satisfied_elsewhere{0};      ///< queued fetches found cached after
     std::atomic<std::uint64_t> remembered_failures{0};    ///< answered from a failed fetch <1 s old
     std::atomic<std::uint64_t> clients_gone{0};           ///< clients that hung up while waiting
     std::atomic<std::uint64_t> unauthorized{0};           ///< refused: no or unknown client key

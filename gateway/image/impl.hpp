@@ -130,6 +130,26 @@ void start_fetch(asio::any_io_executor ex, std::shared_ptr<image_handler::impl> 
                  std::shared_ptr<const upstream::credential> cred,
                  std::shared_ptr<cache::flight<fetch_outcome>> f, admission::ticket first);
 
+/// The first call's ticket `t` decided (fetch.cpp): granted, starts the fetch; refused, gives
+/// the fleet's fill lease back and answers the flight with the refusal.
+void start_or_refuse(asio::any_io_executor ex, std::shared_ptr<image_handler::impl> self,
+                     flight_key fk, image_route route, shield::priority prio,
+                     std::shared_ptr<const upstream::credential> cred,
+                     std::shared_ptr<cache::flight<fetch_outcome>> f, admission::ticket t);
+
+/// What a flight answers with an entry from the fleet's L2 (`stored`: put in L1).
+fetch_outcome l2_outcome(std::shared_ptr<const cache::entry> e, bool stored);
+
+/// A background refresh with the fleet tier on, as its own task (fetch.cpp): first L2, for a
+/// value another instance refreshed already (taking the key's fill lease, or waiting for the
+/// instance that holds it), then, if there is none, the upstream through the gate at
+/// background priority. The client that triggered it has its stale answer already: neither
+/// the L2 lookup nor the lease wait delays it.
+void start_fleet_refresh(asio::any_io_executor ex, std::shared_ptr<image_handler::impl> self,
+                         flight_key fk, image_route route,
+                         std::shared_ptr<const upstream::credential> cred,
+                         std::shared_ptr<cache::flight<fetch_outcome>> f);
+
 /// The access-log / Cache-Status detail of a gateway error: the errc's name, or for a
 /// refusal the reason too ("budget_exhausted; reason=queue_full"). Static storage.
 std::string_view error_detail(errc e, admission::refusal why) noexcept;

@@ -44,6 +44,10 @@ void image_handler::render_metrics(std::string& out) const {
                   "reason=\"stale-while-revalidate\"");
     append_sample(out, "imagegate_stale_answers_total", "", "", v(s.stale_error),
                   "reason=\"stale-if-error\"");
+    append_sample(out, "imagegate_fleet_refreshes_from_l2_total", "counter",
+                  "Background refreshes answered by a fresher value in L2 (another instance "
+                  "refreshed the key): no upstream call.",
+                  v(s.fleet_refreshes_from_l2));
     out +=
         "# HELP imagegate_upstream_uncertain_answers_total Upstream answers not certainly the "
         "request's own (unframed or followed by stray bytes): served unstored on a new "

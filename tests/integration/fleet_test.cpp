@@ -54,8 +54,8 @@ struct instance {
 /// Redis + emulator + three gateways. Every gateway: 2 threads, op_timeout 100 ms, lease 2 s.
 struct fleet_fixture {
     /// `shield` is the [shield] section's keys (the default: a budget far above the cases'
-    /// load).
-    explicit fleet_fixture(std::string shield = default_shield) {
+    /// load); `more` is appended to the configuration (further sections).
+    explicit fleet_fixture(std::string shield = default_shield, std::string more = {}) {
         const auto token_file = (up.dir.path() / "admin.token").string();
         ts::write_file(token_file, admin_token + "\n");
         std::filesystem::permissions(
@@ -77,7 +77,8 @@ struct fleet_fixture {
                            "[redis]\nurl = \"redis://127.0.0.1:" +
                            std::to_string(redis.port()) +
                            "\"\nop_timeout = \"100ms\"\nconnect_timeout = \"200ms\"\n"
-                           "[fleet]\ninstances = 3\nlease_timeout = \"2s\"\n");
+                           "[fleet]\ninstances = 3\nlease_timeout = \"2s\"\n" +
+                           more);
         for (int i = 0; i < 3; ++i) {
             nodes.push_back(start(i));
         }
@@ -135,6 +136,13 @@ struct fleet_fixture {
 };
 
 }  // namespace
+
+/// Entries fresh for 1 s, then answered stale while one refresh runs.
+struct short_ttl_fleet : fleet_fixture {
+    short_ttl_fleet()
+        : fleet_fixture(default_shield,
+                        "[cache]\nttl = \"1s\"\nstale_while_revalidate = \"60s\"\n") {}
+};
 
 BOOST_FIXTURE_TEST_SUITE(fleet_tier, fleet_fixture)
 
@@ -202,6 +210,41 @@ BOOST_AUTO_TEST_CASE(every_fill_one_after_another_reaches_l2) {
     BOOST_TEST(nodes[0].metric("imagegate_fleet_l2_writes_total") == n);
     BOOST_TEST(nodes[0].metric("imagegate_fleet_l2_writes_dropped_total") == 0);
     BOOST_TEST(nodes[0].metric("imagegate_fleet_l2_write_errors_total") == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_stale_key_is_refreshed_once_for_the_fleet, short_ttl_fleet) {
+    // Every instance holds the key (A fetched it, B and C from L2), then it goes stale.
+    const std::string id = "refresh-once-1";
+    for (auto& n : nodes) {
+        try {
+            n.get(id);
+        } catch (...) {
+            const auto o = n.proc->output();
+            BOOST_TEST_MESSAGE(o.substr(o.size() > 3000 ? o.size() - 3000 : 0));
+        }
+        BOOST_TEST(n.get(id).status == 200u);
+        BOOST_TEST(ts::eventually([&] {
+            return contains(redis.command({"EXISTS", value_key(id)}), ":1");
+        }));
+    }
+    BOOST_TEST_REQUIRE(up.emu->requests_for(id) == 1u);
+    std::this_thread::sleep_for(1200ms);
+    // Each instance answers stale at once and refreshes in the background: the first through
+    // the upstream, the others from the value it wrote to L2 (or by waiting for its lease).
+    for (auto& n : nodes) {
+        const auto r = n.get(id);
+        BOOST_TEST(r.status == 200u);
+        BOOST_TEST(contains(r.header("Cache-Status"), "stale-while-revalidate"),
+                   r.header("Cache-Status"));
+        BOOST_TEST(ts::eventually(
+            [&] { return contains(n.get(id).header("Cache-Status"), "imagegate; hit"); }));
+    }
+    BOOST_TEST(up.emu->requests_for(id) == 2u);  // 1 fetch + 1 refresh, not 1 + 3
+    double from_l2 = 0;
+    for (const auto& n : nodes) {
+        from_l2 += n.metric("imagegate_fleet_refreshes_from_l2_total");
+    }
+    BOOST_TEST(from_l2 == 2);
 }
 
 BOOST_AUTO_TEST_CASE(a_purge_on_one_instance_reaches_all_three_within_100ms) {
