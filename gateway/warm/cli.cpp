@@ -33,7 +33,8 @@ constexpr std::string_view usage =
     "usage: imagegate warm --account ID [--admin http://HOST:PORT] [--admin-token-file FILE]\n"
     "                      [--per-page N] [--resume-from TOKEN] [--restart]\n"
     "Starts a warm job on a running gateway (POST /cache/warm on its admin listener), or\n"
-    "resumes the account's unfinished one from its position, and follows it until it ends. The admin token comes from --admin-token-file or\n"
+    "resumes the account's unfinished one from its position, and follows it until it ends. The "
+    "admin token comes from --admin-token-file or\n"
     "$IMAGEGATE_ADMIN_TOKEN. Ctrl-C stops following; the job keeps running.\n";
 
 volatile std::sig_atomic_t interrupted = 0;
@@ -344,8 +345,8 @@ int run_warm_command(const std::vector<std::string>& args) {
                          tty ? "\n" : "");
             return 1;
         }
-        const bool ended = j->state == "done" || j->state == "failed" ||
-                           j->state == "cancelled" || j->state == "interrupted";
+        const bool ended = j->state == "done" || j->state == "failed" || j->state == "cancelled" ||
+                           j->state == "interrupted";
         const auto now = std::chrono::steady_clock::now();
         if (tty) {
             std::printf("\r\033[K%s", progress_line(*j, true).c_str());

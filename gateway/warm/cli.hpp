@@ -14,7 +14,7 @@ struct cli_options {
     std::string account;
     std::string admin_host = "127.0.0.1";
     std::string admin_port = "9090";
-    std::string token_file;  ///< empty: $IMAGEGATE_ADMIN_TOKEN
+    std::string token_file;               ///< empty: $IMAGEGATE_ADMIN_TOKEN
     std::optional<std::size_t> per_page;  ///< nothing: the gateway decides (a resumed job's own)
     std::string resume_from;
     bool restart = false;

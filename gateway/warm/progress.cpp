@@ -22,8 +22,7 @@ std::string progress_json(const std::vector<job_progress>& jobs) {
                R"(,"refused":)" + std::to_string(p.refused) + R"(,"calls":)" +
                std::to_string(p.calls) + R"(,"l2_written":)" + std::to_string(p.l2_written) +
                R"(,"l2_failed":)" + std::to_string(p.l2_failed) + R"(,"per_page":)" +
-               std::to_string(p.per_page) +
-               R"(,"position":)";
+               std::to_string(p.per_page) + R"(,"position":)";
         out += p.position.empty() ? std::string("null") : "\"" + p.position + "\"";
         out += R"(,"total":)";
         out += p.total ? std::to_string(*p.total) : std::string("null");

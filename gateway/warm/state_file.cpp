@@ -27,8 +27,8 @@ enum class field : std::uint8_t {
     l2_failed,
 };
 constexpr std::array<std::string_view, 12> field_names{
-    "account", "state", "per_page", "position",   "pages",     "stored",
-    "invalid", "refused", "calls", "total", "l2_written", "l2_failed"};
+    "account", "state",   "per_page", "position", "pages",      "stored",
+    "invalid", "refused", "calls",    "total",    "l2_written", "l2_failed"};
 
 constexpr std::string_view job_prefix = "job ";
 constexpr std::size_t max_field_name = 32;

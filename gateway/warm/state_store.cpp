@@ -134,9 +134,10 @@ void state_store::write_now(std::uint64_t seq, const std::string& text) {
     write_errors_.fetch_add(1, std::memory_order_relaxed);
     if (!failing_) {  // once per run of failures: a full disk must not flood the log
         failing_ = true;
-        log_->warn("warm state file not written ({}): jobs go on, a restart resumes from the "
-                   "last position written",
-                   error);
+        log_->warn(
+            "warm state file not written ({}): jobs go on, a restart resumes from the "
+            "last position written",
+            error);
     }
 }
 

@@ -62,8 +62,8 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     std::atomic<std::uint64_t> writes_{0};
     std::atomic<std::uint64_t> write_errors_{0};
-    std::uint64_t written_seq_ = 0;  // the writer thread's only
-    bool failing_ = false;           // the writer thread's only: a failure was logged
+    std::uint64_t written_seq_ = 0;   // the writer thread's only
+    bool failing_ = false;            // the writer thread's only: a failure was logged
     std::unique_ptr<writer> writer_;  // last: destroyed (joined) first
 };
 

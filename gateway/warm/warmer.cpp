@@ -412,8 +412,9 @@ start_result warmer::start(asio::any_io_executor ex, start_request r) {
             const auto took = self->now() - j->run_started;
             j->p.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(took);
             j->p.rate = per_second(j->p.stored - j->stored_at_run_start, took);
-            self->log->info("warm {}: {} after {} page(s), {} image(s) stored, {} invalid", j->p.account,
-                            to_string(j->p.state), j->p.pages, j->p.stored, j->p.invalid);
+            self->log->info("warm {}: {} after {} page(s), {} image(s) stored, {} invalid",
+                            j->p.account, to_string(j->p.state), j->p.pages, j->p.stored,
+                            j->p.invalid);
         }
         // Done, failed, cancelled or interrupted: on disk as such (the writer thread finishes
         // it even while the gateway stops).

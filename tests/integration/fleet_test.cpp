@@ -246,7 +246,8 @@ BOOST_AUTO_TEST_CASE(a_warm_job_on_one_instance_serves_the_others_from_l2) {
         std::size_t from_l2 = 0;
         for (const auto& id : ids) {
             const auto r = nodes[i].get(imagegate::gateway::percent_encode(id));
-            from_l2 += r.status == 200 && contains(r.header("Cache-Status"), "detail=l2-hit") ? 1 : 0;
+            from_l2 +=
+                r.status == 200 && contains(r.header("Cache-Status"), "detail=l2-hit") ? 1 : 0;
         }
         BOOST_TEST(from_l2 == ids.size());
     }
@@ -258,10 +259,10 @@ BOOST_AUTO_TEST_CASE(a_warm_job_on_one_instance_serves_the_others_from_l2) {
 BOOST_AUTO_TEST_CASE(a_warm_job_with_redis_down_fills_l1_and_counts_what_l2_missed) {
     redis.kill();
     const auto t0 = std::chrono::steady_clock::now();
-    BOOST_TEST(nodes[0]
-                   .admin_call(verb::post,
-                               "/cache/warm?account=" + ts::test_account + "&per_page=10")
-                   .status == 202u);
+    BOOST_TEST(
+        nodes[0]
+            .admin_call(verb::post, "/cache/warm?account=" + ts::test_account + "&per_page=10")
+            .status == 202u);
     std::string shown;
     BOOST_REQUIRE(ts::eventually(
         [&] {
@@ -279,9 +280,9 @@ BOOST_AUTO_TEST_CASE(a_warm_job_with_redis_down_fills_l1_and_counts_what_l2_miss
     const auto ids = up.emu->image_ids(ts::test_account);
     up.emu->reset_counters();
     for (const auto& id : ids) {
-        BOOST_TEST(contains(nodes[0].get(imagegate::gateway::percent_encode(id)).header(
-                                "Cache-Status"),
-                            "imagegate; hit"));
+        BOOST_TEST(
+            contains(nodes[0].get(imagegate::gateway::percent_encode(id)).header("Cache-Status"),
+                     "imagegate; hit"));
     }
     BOOST_TEST(up.emu->snapshot().requests == 0u);
 }

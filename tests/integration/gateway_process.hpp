@@ -50,9 +50,10 @@ inline gateway_process start_gateway_process(const std::string& binary, const st
                     return false;
                 }
                 const auto line = log.substr(at, log.find('\n', at) - at);
-                return std::sscanf(line.c_str(),
-                                   "imagegate listening on %*[^(](port %u), admin on %*[^(](port %u)",
-                                   &a, &b) == 2;
+                return std::sscanf(
+                           line.c_str(),
+                           "imagegate listening on %*[^(](port %u), admin on %*[^(](port %u)", &a,
+                           &b) == 2;
             },
             std::chrono::seconds(10)),
         "imagegate did not start: " << n.proc->output());

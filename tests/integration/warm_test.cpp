@@ -76,17 +76,17 @@ struct binary_fixture : fixture {
     binary_fixture() : fixture(2000) {
         const auto token_file = (up.dir.path() / "admin.token").string();
         ts::write_file(token_file, admin_token + "\n");
-        std::filesystem::permissions(token_file, std::filesystem::perms::owner_read |
-                                                     std::filesystem::perms::owner_write);
+        std::filesystem::permissions(
+            token_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
         config = (up.dir.path() / "gw.toml").string();
-        ts::write_file(config, "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = "
-                               "\"127.0.0.1:0\"\nthreads = 2\ndrain_timeout = \"2s\"\n"
-                               "[upstream]\nurl = \"" +
-                                   up.settings.upstream.url + "\"\nca_file = \"" +
-                                   up.settings.upstream.ca_file +
-                                   "\"\n[log]\naccess_log = false\n[admin]\ntoken_file = \"" +
-                                   token_file + "\"\n[warm]\nstate_file = \"" + state_file() +
-                                   "\"\n");
+        ts::write_file(config,
+                       "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = "
+                       "\"127.0.0.1:0\"\nthreads = 2\ndrain_timeout = \"2s\"\n"
+                       "[upstream]\nurl = \"" +
+                           up.settings.upstream.url + "\"\nca_file = \"" +
+                           up.settings.upstream.ca_file +
+                           "\"\n[log]\naccess_log = false\n[admin]\ntoken_file = \"" + token_file +
+                           "\"\n[warm]\nstate_file = \"" + state_file() + "\"\n");
     }
     std::string state_file() const { return (up.dir.path() / "warm.state").string(); }
     ts::gateway_process start(int run) {
@@ -341,8 +341,7 @@ BOOST_FIXTURE_TEST_CASE(a_killed_gateway_resumes_from_the_saved_position, binary
     std::this_thread::sleep_for(300ms);
     BOOST_TEST(up.emu->snapshot().requests == calls_before);
     // No per_page: the saved one (100) is kept.
-    const auto resumed =
-        admin(gw, verb::post, "/cache/warm?account=" + ts::test_account);
+    const auto resumed = admin(gw, verb::post, "/cache/warm?account=" + ts::test_account);
     BOOST_TEST(contains(resumed.body, R"("state":"resumed")"), resumed.body);
     BOOST_TEST_REQUIRE(ts::eventually(
         [&] {
@@ -358,9 +357,9 @@ BOOST_FIXTURE_TEST_CASE(a_killed_gateway_resumes_from_the_saved_position, binary
     BOOST_TEST(warm::to_string(saved().state) == "done");
     // After the restart L1 holds what the resumed run stored: its pages are hits.
     const auto ids = up.emu->image_ids(ts::test_account);
-    const auto last = ts::request(gw.data, verb::get,
-                                  ts::gateway_runner::image_path(
-                                      imagegate::gateway::percent_encode(ids.back())));
+    const auto last =
+        ts::request(gw.data, verb::get,
+                    ts::gateway_runner::image_path(imagegate::gateway::percent_encode(ids.back())));
     BOOST_TEST(contains(last.header("Cache-Status"), "imagegate; hit"));
 }
 

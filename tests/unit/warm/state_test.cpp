@@ -31,9 +31,9 @@ const std::string header = std::string(warm::state_header) + "\n";
 std::string job(const std::string& account, std::string_view extra = {},
                 std::string_view drop = {}) {
     const std::vector<std::pair<std::string, std::string>> fields = {
-        {"account", account}, {"state", "running"},  {"per_page", "100"}, {"position", "tok_1"},
-        {"pages", "3"},       {"stored", "300"},     {"invalid", "1"},    {"refused", "2"},
-        {"calls", "5"},       {"total", "2000"},     {"l2_written", "290"}, {"l2_failed", "10"}};
+        {"account", account}, {"state", "running"}, {"per_page", "100"},   {"position", "tok_1"},
+        {"pages", "3"},       {"stored", "300"},    {"invalid", "1"},      {"refused", "2"},
+        {"calls", "5"},       {"total", "2000"},    {"l2_written", "290"}, {"l2_failed", "10"}};
     std::string line = "job";
     for (const auto& [name, value] : fields) {
         if (name != drop) {
@@ -46,9 +46,9 @@ std::string job(const std::string& account, std::string_view extra = {},
 struct state_case {
     std::string name;
     std::string text;
-    std::size_t jobs;                 // jobs accepted
-    std::vector<std::size_t> lines;   // lines refused (0: the whole file)
-    std::string reason{};             // a refusal's reason contains this (when given)
+    std::size_t jobs;                // jobs accepted
+    std::vector<std::size_t> lines;  // lines refused (0: the whole file)
+    std::string reason{};            // a refusal's reason contains this (when given)
 };
 std::ostream& operator<<(std::ostream& os, const state_case& c) { return os << c.name; }
 
@@ -61,25 +61,37 @@ const state_case cases[] = {
      header + "job account=" + a1 +
          " state=cancelled per_page=10 position= pages=0 stored=0 invalid=0 refused=0 calls=0 "
          "total= l2_written=0 l2_failed=0\n",
-     1, {}},
+     1,
+     {}},
     {"fields in another order",
      header + "job total=5 state=done position= per_page=10000 account=" + a1 +
          " l2_failed=0 pages=1 stored=5 invalid=0 refused=0 calls=2 l2_written=5\n",
-     1, {}},
+     1,
+     {}},
     // A newer writer's fields are ignored; its format version is not.
     {"future fields", header + job(a1, " eta_ms=1500 shard=3"), 1, {}},
     {"future version", "imagegate-warm-state 2\n" + job(a1), 0, {0}, "another version"},
     {"no header", job(a1), 0, {0}, "not an imagegate warm state file"},
     {"empty file", "", 0, {0}},
-    {"binary", std::string("\x7f" "ELF\x02\x01\x01\0\0", 9), 0, {0}},
+    {"binary",
+     std::string("\x7f"
+                 "ELF\x02\x01\x01\0\0",
+                 9),
+     0,
+     {0}},
     // Truncated: the cut line is refused, the whole ones kept.
     {"truncated in a line", header + job(a1) + job(a2).substr(0, 40), 1, {3}, "truncated"},
-    {"truncated before the newline", header + job(a1) + job(a2).substr(0, job(a2).size() - 1), 1,
+    {"truncated before the newline",
+     header + job(a1) + job(a2).substr(0, job(a2).size() - 1),
+     1,
      {3}},
     {"header without newline", std::string(warm::state_header), 0, {}},
     // Oversized.
     {"file over 256 KiB", header + std::string(warm::max_state_bytes, 'x'), 0, {0}, "256 KiB"},
-    {"line over 2048 bytes", header + job(a1, " pad=" + std::string(2100, 'p')) + job(a2), 1, {2},
+    {"line over 2048 bytes",
+     header + job(a1, " pad=" + std::string(2100, 'p')) + job(a2),
+     1,
+     {2},
      "longer"},
     // Bad accounts.
     {"account upper case", header + job("023E105F4ECEF8AD9CA31A8372D0C353"), 0, {2}, "account"},
@@ -87,26 +99,46 @@ const state_case cases[] = {
     {"account with a path", header + job("../../../../etc/passwd0000000000"), 0, {2}, "account"},
     {"account missing", header + job(a1, {}, "account"), 0, {2}, "account missing"},
     // Bad tokens.
-    {"token with a slash", header + job(a1, {}, "position").insert(4, "position=a/b "), 0, {2},
+    {"token with a slash",
+     header + job(a1, {}, "position").insert(4, "position=a/b "),
+     0,
+     {2},
      "position"},
-    {"token with an ampersand", header + job(a1, {}, "position").insert(4, "position=a&b=c "), 0,
-     {2}, "position"},
-    {"token too long", header + job(a1, {}, "position").insert(4, "position=" + std::string(257, 't') + " "),
-     0, {2}, "position"},
-    {"token with a control byte", header + job(a1, {}, "position").insert(4, "position=a\x01 "), 0,
+    {"token with an ampersand",
+     header + job(a1, {}, "position").insert(4, "position=a&b=c "),
+     0,
+     {2},
+     "position"},
+    {"token too long",
+     header + job(a1, {}, "position").insert(4, "position=" + std::string(257, 't') + " "),
+     0,
+     {2},
+     "position"},
+    {"token with a control byte",
+     header + job(a1, {}, "position").insert(4, "position=a\x01 "),
+     0,
      {2}},
     {"token with UTF-8", header + job(a1, {}, "position").insert(4, "position=\xc3\xa9 "), 0, {2}},
     // Other bad fields and lines.
-    {"per_page below 10", header + job(a1, {}, "per_page").insert(4, "per_page=9 "), 0, {2},
+    {"per_page below 10",
+     header + job(a1, {}, "per_page").insert(4, "per_page=9 "),
+     0,
+     {2},
      "per_page"},
-    {"count overflows", header + job(a1, {}, "stored").insert(4, "stored=18446744073709551616 "),
-     0, {2}, "stored"},
+    {"count overflows",
+     header + job(a1, {}, "stored").insert(4, "stored=18446744073709551616 "),
+     0,
+     {2},
+     "stored"},
     {"negative count", header + job(a1, {}, "pages").insert(4, "pages=-1 "), 0, {2}, "pages"},
     {"unknown state", header + job(a1, {}, "state").insert(4, "state=paused "), 0, {2}, "state"},
     {"a field twice", header + job(a1, " pages=4"), 0, {2}, "twice"},
     {"two spaces", header + job(a1).insert(3, " "), 0, {2}},
     {"trailing space", header + job(a1).insert(job(a1).size() - 1, " "), 0, {2}},
-    {"done with a position", header + job(a1, {}, "state").insert(4, "state=done "), 0, {2},
+    {"done with a position",
+     header + job(a1, {}, "state").insert(4, "state=done "),
+     0,
+     {2},
      "done"},
     {"same account twice", header + job(a1) + job(a1), 1, {3}, "same account"},
     {"empty line between jobs", header + job(a1) + "\n" + job(a2), 2, {3}},
@@ -141,8 +173,8 @@ BOOST_AUTO_TEST_CASE(a_good_line_gives_every_field) {
     BOOST_TEST_REQUIRE(st.jobs.size() == 1u);
     const auto& j = st.jobs.front();
     BOOST_TEST(j.account == a1);
-    BOOST_TEST(warm::to_string(j.state) == "running");  // as written: the warmer makes it
-                                                         // interrupted
+    // The state as written: the warmer, not the parser, makes a running job interrupted.
+    BOOST_TEST(warm::to_string(j.state) == "running");
     BOOST_TEST(j.per_page == 100u);
     BOOST_TEST(j.position == "tok_1");
     BOOST_TEST(j.pages == 3u);
