@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 
 namespace imagegate::warm {
 namespace {
@@ -84,7 +85,11 @@ std::string write_state_file(const std::string& path, std::string_view text) {
 class state_store::writer {
 public:
     asio::thread_pool pool{1};
-    ~writer() { pool.join(); }
+    std::once_flag joined;
+    void join() {
+        std::call_once(joined, [this] { pool.join(); });
+    }
+    ~writer() { join(); }
 };
 
 state_store::state_store(std::string path, std::shared_ptr<spdlog::logger> log)
@@ -151,6 +156,8 @@ asio::awaitable<void> state_store::save(std::uint64_t seq, std::string text) {
     co_await asio::co_spawn(writer_->pool.get_executor(), write_on(this, seq, std::move(text)),
                             use_awaitable);
 }
+
+void state_store::drain() { writer_->join(); }
 
 void state_store::save_detached(std::uint64_t seq, std::string text) {
     asio::post(writer_->pool.get_executor(),

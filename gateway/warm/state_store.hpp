@@ -45,6 +45,10 @@ public:
     asio::awaitable<void> save(std::uint64_t seq, std::string text);
     /// save() without waiting (a job's last write, from its completion handler).
     void save_detached(std::uint64_t seq, std::string text);
+    /// Waits for every write queued so far and stops the writer thread; later saves are
+    /// dropped. For the owner's destructor (the workers have stopped): no write completes
+    /// into an io_context that is being destroyed. Idempotent; not from the writer thread.
+    void drain();
 
     const std::string& path() const noexcept { return path_; }
     std::uint64_t writes() const noexcept { return writes_.load(std::memory_order_relaxed); }

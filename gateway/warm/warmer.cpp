@@ -344,7 +344,14 @@ warmer::warmer(cache::sharded_cache& cache, upstream::client& client,
     }
 }
 
-warmer::~warmer() { shutdown(); }
+warmer::~warmer() {
+    shutdown();
+    // The workers have stopped (the composition root's order): let the writes already queued
+    // finish now, not after the io_contexts their completions go to are gone.
+    if (core_->saved) {
+        core_->saved->drain();
+    }
+}
 
 start_result warmer::start(asio::any_io_executor ex, start_request r) {
     auto& k = *core_;

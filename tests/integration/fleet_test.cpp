@@ -44,6 +44,21 @@ struct instance : ts::gateway_process {
     ts::response admin_call(verb method, const std::string& target) const {
         return ts::request(admin, method, target, {{"Authorization", "Bearer " + admin_token}});
     }
+    // Warms the test account (ten pages of 10) and waits for the job to end; GET /cache/warm.
+    std::string warm_to_end() const {
+        const auto started =
+            admin_call(verb::post, "/cache/warm?account=" + ts::test_account + "&per_page=10");
+        BOOST_TEST(started.status == 202u, started.body);
+        std::string shown;
+        BOOST_REQUIRE(ts::eventually(
+            [&] {
+                shown = admin_call(verb::get, "/cache/warm").body;
+                const auto j = imagegate::warm::find_job(shown, ts::test_account);
+                return j && (j->state == "done" || j->state == "failed");
+            },
+            30s));
+        return shown;
+    }
 };
 
 /// Redis + emulator + three gateways. Every gateway: 2 threads, op_timeout 100 ms, lease 2 s.
@@ -223,17 +238,7 @@ BOOST_FIXTURE_TEST_CASE(a_stale_key_is_refreshed_once_for_the_fleet, short_ttl_f
 BOOST_AUTO_TEST_CASE(a_warm_job_on_one_instance_serves_the_others_from_l2) {
     const auto ids = up.emu->image_ids(ts::test_account);
     BOOST_REQUIRE(ids.size() == 100u);
-    const auto started =
-        nodes[0].admin_call(verb::post, "/cache/warm?account=" + ts::test_account + "&per_page=10");
-    BOOST_TEST(started.status == 202u, started.body);
-    std::string shown;
-    BOOST_REQUIRE(ts::eventually(
-        [&] {
-            shown = nodes[0].admin_call(verb::get, "/cache/warm").body;
-            const auto j = imagegate::warm::find_job(shown, ts::test_account);
-            return j && (j->state == "done" || j->state == "failed");
-        },
-        30s));
+    const std::string shown = nodes[0].warm_to_end();
     BOOST_TEST(contains(shown, R"("state":"done")"), shown);
     BOOST_TEST(contains(shown, R"("images_stored":100,)"), shown);
     BOOST_TEST(contains(shown, R"("l2_written":100,"l2_failed":0)"), shown);
@@ -259,18 +264,7 @@ BOOST_AUTO_TEST_CASE(a_warm_job_on_one_instance_serves_the_others_from_l2) {
 BOOST_AUTO_TEST_CASE(a_warm_job_with_redis_down_fills_l1_and_counts_what_l2_missed) {
     redis.kill();
     const auto t0 = std::chrono::steady_clock::now();
-    BOOST_TEST(
-        nodes[0]
-            .admin_call(verb::post, "/cache/warm?account=" + ts::test_account + "&per_page=10")
-            .status == 202u);
-    std::string shown;
-    BOOST_REQUIRE(ts::eventually(
-        [&] {
-            shown = nodes[0].admin_call(verb::get, "/cache/warm").body;
-            const auto j = imagegate::warm::find_job(shown, ts::test_account);
-            return j && (j->state == "done" || j->state == "failed");
-        },
-        30s));
+    const std::string shown = nodes[0].warm_to_end();
     // Ten pages with Redis gone: each costs no more than its calls (the breaker is open).
     BOOST_TEST((std::chrono::steady_clock::now() - t0 < 10s));
     BOOST_TEST(contains(shown, R"("state":"done")"), shown);
