@@ -2,8 +2,11 @@
 // the file system.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "config/files.hpp"
 #include "config/forward.hpp"
@@ -76,6 +79,33 @@ void check_fleet_keys(const settings& s, std::vector<config_error>& errors) {
     }
     if (!s.redis.username.empty() && s.redis.password_file.empty()) {
         errors.push_back({"redis.username", "an ACL user needs redis.password_file"});
+    }
+}
+
+// [warm] state_file: written as a temporary file in its directory and renamed over, so the
+// directory must exist and be writable, and the path, if it exists, must be a regular file.
+void check_warm_state_file(const std::string& path, std::vector<config_error>& errors) {
+    if (path.empty()) {
+        return;
+    }
+    const std::filesystem::path p(path);
+    const auto name = p.filename().string();
+    if (name.empty() || name == "." || name == "..") {
+        errors.push_back({"warm.state_file", "must name a file, not a directory"});
+        return;
+    }
+    const std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        errors.push_back({"warm.state_file", "its directory " + dir + " does not exist"});
+        return;
+    }
+    if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+        errors.push_back(
+            {"warm.state_file", "its directory " + dir + " is not writable by this user"});
+    }
+    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+        errors.push_back({"warm.state_file", path + " exists and is not a regular file"});
     }
 }
 
@@ -209,6 +239,7 @@ std::vector<config_error> check(const settings& s) {
         }
     }
     check_fleet_keys(s, errors);
+    check_warm_state_file(s.warm.state_file, errors);
     return errors;
 }
 

@@ -114,6 +114,8 @@ constexpr std::array key_table{
 
     IMAGEGATE_KEY(fleet, instances, count, 1, 10'000),
     IMAGEGATE_KEY(fleet, lease_timeout, interval, ms(10), minutes(10)),
+
+    IMAGEGATE_KEY(warm, state_file, text),
 };
 
 #undef IMAGEGATE_KEY

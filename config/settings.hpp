@@ -235,6 +235,16 @@ struct fleet_settings {
     friend bool operator==(const fleet_settings&, const fleet_settings&) = default;
 };
 
+/// `[warm]`: cache warming jobs (POST /cache/warm).
+struct warm_settings {
+    /// File the jobs (account, position, page size, counters) are written to after every
+    /// stored page, and read back at start-up so a POST resumes them; written atomically,
+    /// mode 0600, in a directory that must exist. Per instance, never shared. Empty: jobs are
+    /// kept in memory only.
+    std::string state_file;
+    friend bool operator==(const warm_settings&, const warm_settings&) = default;
+};
+
 /// Values that must never be printed. Filled from the environment or files, never flags.
 struct secrets {
     /// Bearer token sent upstream; empty means none.
@@ -268,6 +278,8 @@ struct settings {
     redis_settings redis;
     /// `[fleet]`: instances and the fill lease.
     fleet_settings fleet;
+    /// `[warm]`: where warm jobs are kept across restarts.
+    warm_settings warm;
     /// The upstream and admin tokens; see config/load.hpp for where they come from.
     secrets secret;
 

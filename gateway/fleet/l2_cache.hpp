@@ -79,6 +79,34 @@ public:
     /// clients are already answered.
     void after_fetch(const cache::key& k, std::shared_ptr<const cache::entry> stored);
 
+    /// One entry to write_batch: put in L1 (put_if_current returned true) under `generation`,
+    /// the L1 generation of its key read before the upstream call that brought it.
+    struct batch_entry {
+        std::shared_ptr<const cache::entry> entry;
+        std::uint64_t generation = 0;
+    };
+    /// What write_batch did with its entries (written + failed + skipped = entries).
+    struct batch_outcome {
+        std::uint64_t written = 0;  ///< SET … PX answered OK
+        std::uint64_t failed = 0;   ///< no OK (error reply, timeout, Redis down), breaker open,
+                                    ///< or not sent by the deadline
+        std::uint64_t skipped = 0;  ///< purged in L1 since (its generation moved), or expired
+    };
+    /// Commands of one write_batch waiting for their reply at once, on the worker's connection
+    /// that the request path shares (a GET queues behind at most this many SETs).
+    static constexpr std::size_t max_batch_in_flight = 32;
+
+    /// On an I/O worker: writes each entry to L2 as after_fetch does (the same record, one
+    /// `SET <value key> <value> PX <remaining life>`; never SET then EXPIRE), pipelined on this
+    /// worker's connection with at most max_batch_in_flight commands in flight. Each command
+    /// waits at most op_timeout; none is sent after `deadline` or while the breaker is open
+    /// (those count as failed, and in imagegate_fleet_l2_writes_dropped_total). An entry whose
+    /// key's L1 generation moved (a purge, a write, a flush since it was stored) is not written:
+    /// the purge fence holds for L2 too. Returns when every command has its reply or failed.
+    /// Never throws. For warm jobs (gateway/warm), which write a listing page at a time.
+    asio::awaitable<batch_outcome> write_batch(std::vector<batch_entry> entries,
+                                               std::chrono::steady_clock::time_point deadline);
+
     /// On an I/O worker, after the local purge: deletes the L2 key (or every key of the
     /// account when `id` is empty) and publishes the purge. False when it could not be
     /// broadcast (Redis down or slow): the caller answers 503.

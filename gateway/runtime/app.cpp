@@ -112,7 +112,9 @@ struct app::impl {
                     [this](std::string_view account) { return cache.erase_account(account); }},
                 settings.secret.admin_token, make_fleet_hooks(redis.get(), l2),
                 [this] { return reload(); }),
-          warmer(cache, *client, gate, image_policy_from(settings, time), log),
+          // With the fleet tier a warm job's entries go to L2 too (l2 is null without it).
+          warmer(cache, *client, gate, image_policy_from(settings, time), log,
+                 {.l2 = l2, .state_file = settings.warm.state_file}),
           warm_routes(
               warmer, [this](const request& r) { return admin.refuse_unless_admin(r, "warm"); },
               settings.auth.mode == "passthrough"

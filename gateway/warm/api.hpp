@@ -15,11 +15,12 @@ class warmer;
 
 /// What one query string asks for, checked (pure; table-tested).
 struct warm_query {
-    std::string account;          ///< `account`: 32 lowercase hex
-    std::size_t per_page = 1000;  ///< `per_page`: 10..10000
-    std::string resume_from;      ///< `resume_from`: a continuation token; empty: none
-    bool restart = false;         ///< `restart=1`: forget the remembered position
-    std::string error;            ///< why the query is refused; empty when usable
+    std::string account;  ///< `account`: 32 lowercase hex
+    /// `per_page`: 10..10000; nothing: a resumed job's own, or 1000 for a new one.
+    std::optional<std::size_t> per_page;
+    std::string resume_from;  ///< `resume_from`: a continuation token; empty: none
+    bool restart = false;     ///< `restart=1`: forget the remembered position
+    std::string error;        ///< why the query is refused; empty when usable
 };
 
 /// Parses `account`, `per_page`, `resume_from`, `restart` from `query` (the part after

@@ -32,8 +32,9 @@ using namespace std::chrono_literals;
 constexpr std::string_view usage =
     "usage: imagegate warm --account ID [--admin http://HOST:PORT] [--admin-token-file FILE]\n"
     "                      [--per-page N] [--resume-from TOKEN] [--restart]\n"
-    "Starts a warm job on a running gateway (POST /cache/warm on its admin listener) and\n"
-    "follows it until it ends. The admin token comes from --admin-token-file or\n"
+    "Starts a warm job on a running gateway (POST /cache/warm on its admin listener), or\n"
+    "resumes the account's unfinished one from its position, and follows it until it ends. The "
+    "admin token comes from --admin-token-file or\n"
     "$IMAGEGATE_ADMIN_TOKEN. Ctrl-C stops following; the job keeps running.\n";
 
 volatile std::sig_atomic_t interrupted = 0;
@@ -219,6 +220,7 @@ std::optional<shown_job> find_job(std::string_view body, std::string_view accoun
         read_number(o, "images_stored", j.stored);
         read_number(o, "invalid", j.invalid);
         read_number(o, "refused", j.refused);
+        read_number(o, "l2_failed", j.l2_failed);
         std::uint64_t total = 0;
         if (!o["total"].get_uint64().get(total)) {
             j.total = total;
@@ -262,6 +264,9 @@ std::string progress_line(const shown_job& j, bool bar) {
     if (j.invalid > 0) {
         out += ", " + std::to_string(j.invalid) + " invalid";
     }
+    if (j.l2_failed > 0) {
+        out += ", " + std::to_string(j.l2_failed) + " not in L2";
+    }
     if (j.state != "running") {
         out += " (" + j.state + (j.last_error.empty() ? "" : ": " + j.last_error) + ")";
     }
@@ -298,8 +303,10 @@ int run_warm_command(const std::vector<std::string>& args) {
                      "IMAGEGATE_ADMIN_TOKEN)\n");
         return 2;
     }
-    std::string target =
-        "/cache/warm?account=" + o.account + "&per_page=" + std::to_string(o.per_page);
+    std::string target = "/cache/warm?account=" + o.account;
+    if (o.per_page) {
+        target += "&per_page=" + std::to_string(*o.per_page);
+    }
     if (!o.resume_from.empty()) {
         target += "&resume_from=" + o.resume_from;
     }
@@ -338,7 +345,8 @@ int run_warm_command(const std::vector<std::string>& args) {
                          tty ? "\n" : "");
             return 1;
         }
-        const bool ended = j->state == "done" || j->state == "failed" || j->state == "cancelled";
+        const bool ended = j->state == "done" || j->state == "failed" || j->state == "cancelled" ||
+                           j->state == "interrupted";
         const auto now = std::chrono::steady_clock::now();
         if (tty) {
             std::printf("\r\033[K%s", progress_line(*j, true).c_str());

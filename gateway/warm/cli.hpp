@@ -14,8 +14,8 @@ struct cli_options {
     std::string account;
     std::string admin_host = "127.0.0.1";
     std::string admin_port = "9090";
-    std::string token_file;  ///< empty: $IMAGEGATE_ADMIN_TOKEN
-    std::size_t per_page = 1000;
+    std::string token_file;               ///< empty: $IMAGEGATE_ADMIN_TOKEN
+    std::optional<std::size_t> per_page;  ///< nothing: the gateway decides (a resumed job's own)
     std::string resume_from;
     bool restart = false;
     bool help = false;
@@ -26,7 +26,7 @@ cli_options parse_cli(const std::vector<std::string>& args);
 /// One job's line of GET /cache/warm, as the command shows it.
 struct shown_job {
     std::string state;
-    std::uint64_t pages = 0, stored = 0, invalid = 0, refused = 0;
+    std::uint64_t pages = 0, stored = 0, invalid = 0, refused = 0, l2_failed = 0;
     std::optional<std::uint64_t> total;
     double rate = 0;
     std::string last_error;

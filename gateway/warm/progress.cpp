@@ -6,17 +6,6 @@
 
 namespace imagegate::warm {
 
-std::string_view to_string(job_state s) noexcept {
-    switch (s) {
-    case job_state::running: return "running";
-    case job_state::waiting: return "waiting";
-    case job_state::done: return "done";
-    case job_state::failed: return "failed";
-    case job_state::cancelled: return "cancelled";
-    }
-    return "unknown";
-}
-
 std::string progress_json(const std::vector<job_progress>& jobs) {
     std::string out = R"({"success":true,"errors":[],"messages":[],"result":{"jobs":[)";
     for (std::size_t i = 0; i < jobs.size(); ++i) {
@@ -31,8 +20,9 @@ std::string progress_json(const std::vector<job_progress>& jobs) {
                R"(","pages":)" + std::to_string(p.pages) + R"(,"images_stored":)" +
                std::to_string(p.stored) + R"(,"invalid":)" + std::to_string(p.invalid) +
                R"(,"refused":)" + std::to_string(p.refused) + R"(,"calls":)" +
-               std::to_string(p.calls) + R"(,"per_page":)" + std::to_string(p.per_page) +
-               R"(,"position":)";
+               std::to_string(p.calls) + R"(,"l2_written":)" + std::to_string(p.l2_written) +
+               R"(,"l2_failed":)" + std::to_string(p.l2_failed) + R"(,"per_page":)" +
+               std::to_string(p.per_page) + R"(,"position":)";
         out += p.position.empty() ? std::string("null") : "\"" + p.position + "\"";
         out += R"(,"total":)";
         out += p.total ? std::to_string(*p.total) : std::string("null");

@@ -3,9 +3,12 @@
 #include "cache/sharded_cache.hpp"
 #include "gateway/admission/gate.hpp"
 #include "gateway/core/errc.hpp"
+#include "gateway/fleet/l2_cache.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/upstream/client.hpp"
 #include "gateway/warm/page.hpp"
+#include "gateway/warm/state_file.hpp"
+#include "gateway/warm/state_store.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
@@ -25,6 +28,8 @@ constexpr clock::duration min_wait = std::chrono::milliseconds(20);
 /// Failed calls in a row (connection, timeout, 5xx, an unclean answer) before the job
 /// gives up; it waits 1, 2, 4, 8 s between them.
 constexpr unsigned max_failures = 5;
+/// last_error of a job the gateway stopped (or a restart found running).
+constexpr std::string_view interrupted_error = "the gateway stopped while the job ran";
 
 }  // namespace
 
@@ -48,19 +53,45 @@ struct warmer::core {
     std::shared_ptr<spdlog::logger> log;
     std::function<clock::time_point()> now;
     std::function<std::chrono::system_clock::time_point()> wall;
+    std::shared_ptr<fleet::l2_cache> l2;  // null without the fleet tier
+    std::unique_ptr<state_store> saved;   // null without a state file
 
     mutable std::mutex mu;
     std::vector<std::shared_ptr<job>> jobs;  // guarded by mu; oldest first
+    std::uint64_t snapshot_seq = 0;          // guarded by mu: the state file's snapshots
+    bool stopping = false;                   // guarded by mu: shutdown() ran
 
     std::atomic<std::uint64_t> pages{0};
     std::atomic<std::uint64_t> stored{0};
     std::atomic<std::uint64_t> invalid{0};
     std::atomic<std::uint64_t> refused{0};
     std::atomic<std::int64_t> running{0};
+    std::atomic<std::uint64_t> l2_written{0};
+    std::atomic<std::uint64_t> l2_failed{0};
 
     core(cache::sharded_cache& c, upstream::client& cl, std::shared_ptr<admission::gate> g,
          gateway::image_policy p, std::shared_ptr<spdlog::logger> l)
         : cache(c), client(cl), gate(std::move(g)), policy(p), log(std::move(l)) {}
+
+    // The state file's text of every job now, numbered (the writer skips older snapshots).
+    std::pair<std::uint64_t, std::string> snapshot() {
+        const std::lock_guard lock(mu);
+        std::vector<job_progress> all;
+        all.reserve(jobs.size());
+        for (const auto& j : jobs) {
+            all.push_back(j->p);
+        }
+        return {++snapshot_seq, format_state(all)};
+    }
+
+    // A job's end, cancelled by DELETE or ended by the gateway stopping.
+    void stopped(job& j) {
+        const std::lock_guard lock(mu);
+        j.p.state = stopping ? job_state::interrupted : job_state::cancelled;
+        if (stopping) {
+            j.p.last_error = std::string(interrupted_error);
+        }
+    }
 
     void set(job& j, job_state s, std::string error) {
         const std::lock_guard lock(mu);
@@ -75,10 +106,13 @@ struct warmer::core {
         return j.cancel;
     }
 
-    // Stores the page's images; returns how many were stored.
-    std::uint64_t store(const job& j, const page& pg, const cache::sharded_cache::generations& gens,
-                        clock::time_point received) {
-        std::uint64_t n = 0;
+    // Stores the page's images in L1; returns those stored, each with the generation it was
+    // stored under (what L2 gets: an entry the purge fence refused goes nowhere).
+    std::vector<fleet::l2_cache::batch_entry> store(const job& j, const page& pg,
+                                                    const cache::sharded_cache::generations& gens,
+                                                    clock::time_point received) {
+        std::vector<fleet::l2_cache::batch_entry> out;
+        out.reserve(pg.images.size());
         for (const auto& img : pg.images) {
             const cache::key k(j.p.account, img.canonical_id);
             // The draft rule of the read path: a draft is an upload in progress, fresh
@@ -96,11 +130,12 @@ struct warmer::core {
                  .ttl = ttl,
                  .swr = swr,
                  .sie = sie});
-            if (cache.put_if_current(std::move(e), gens.of(k.view()))) {
-                ++n;
+            const std::uint64_t generation = gens.of(k.view());
+            if (cache.put_if_current(e, generation)) {
+                out.push_back({std::move(e), generation});
             }
         }
-        return n;
+        return out;
     }
 
     std::string target_of(const job& j, bool count) const {
@@ -132,6 +167,15 @@ asio::awaitable<bool> sleep(std::shared_ptr<warmer::core> k, std::shared_ptr<job
     co_return !k->cancelled(*j);
 }
 
+// Writes every job's state to the state file (when there is one) and waits until it is done.
+asio::awaitable<void> persist(std::shared_ptr<warmer::core> k) {
+    if (!k->saved) {
+        co_return;
+    }
+    auto [seq, text] = k->snapshot();
+    co_await k->saved->save(seq, std::move(text));
+}
+
 // The job: one coroutine on its worker, one upstream call at a time.
 asio::awaitable<void> run_job(std::shared_ptr<warmer::core> self, std::shared_ptr<job> j) {
     auto& k = *self;
@@ -139,7 +183,7 @@ asio::awaitable<void> run_job(std::shared_ptr<warmer::core> self, std::shared_pt
     bool count_asked = false;
     for (;;) {
         if (k.cancelled(*j)) {
-            k.set(*j, job_state::cancelled, {});
+            k.stopped(*j);
             co_return;
         }
         // One upstream call: a background slot or nothing. A refusal says truthfully when a
@@ -233,19 +277,37 @@ asio::awaitable<void> run_job(std::shared_ptr<warmer::core> self, std::shared_pt
             co_return;
         }
         failures = 0;
-        const std::uint64_t n = k.store(*j, pg, gens, received);
+        auto entries = k.store(*j, pg, gens, received);
+        const std::uint64_t n = entries.size();
+        // The same entries to the fleet's L2 before the position moves on: a restart resumes
+        // at this page until both tiers hold it. Redis down or slow costs the job at most the
+        // deadline (the breaker makes a dead Redis cost nothing); L1 is stored either way.
+        fleet::l2_cache::batch_outcome l2;
+        if (k.l2 && !entries.empty()) {
+            l2 = co_await k.l2->write_batch(std::move(entries),
+                                            clock::now() + k.policy.request_timeout);
+            k.l2_written.fetch_add(l2.written, relaxed);
+            k.l2_failed.fetch_add(l2.failed, relaxed);
+        }
         k.pages.fetch_add(1, relaxed);
         k.stored.fetch_add(n, relaxed);
         k.invalid.fetch_add(pg.invalid, relaxed);
-        const std::lock_guard lock(k.mu);
-        ++j->p.pages;
-        j->p.stored += n;
-        j->p.invalid += pg.invalid;
-        j->p.position = pg.continuation.value_or(std::string());
-        if (!pg.continuation) {
-            j->p.state = job_state::done;
-            co_return;
+        {
+            const std::lock_guard lock(k.mu);
+            ++j->p.pages;
+            j->p.stored += n;
+            j->p.invalid += pg.invalid;
+            j->p.l2_written += l2.written;
+            j->p.l2_failed += l2.failed;
+            j->p.position = pg.continuation.value_or(std::string());
+            if (!pg.continuation) {
+                j->p.state = job_state::done;
+                co_return;  // the completion handler writes the state file
+            }
         }
+        // The position is on disk before the next page is asked for: a restart fetches again
+        // at most the page in flight.
+        co_await persist(self);
     }
 }
 
@@ -253,14 +315,43 @@ asio::awaitable<void> run_job(std::shared_ptr<warmer::core> self, std::shared_pt
 
 warmer::warmer(cache::sharded_cache& cache, upstream::client& client,
                std::shared_ptr<admission::gate> gate, gateway::image_policy policy,
-               std::shared_ptr<spdlog::logger> log, std::function<clock::time_point()> now,
+               std::shared_ptr<spdlog::logger> log, warmer_options opts,
+               std::function<clock::time_point()> now,
                std::function<std::chrono::system_clock::time_point()> wall)
     : core_(std::make_shared<core>(cache, client, std::move(gate), policy, std::move(log))) {
-    core_->now = now ? std::move(now) : [] { return clock::now(); };
-    core_->wall = wall ? std::move(wall) : [] { return std::chrono::system_clock::now(); };
+    auto& k = *core_;
+    k.now = now ? std::move(now) : [] { return clock::now(); };
+    k.wall = wall ? std::move(wall) : [] { return std::chrono::system_clock::now(); };
+    k.l2 = std::move(opts.l2);
+    if (opts.state_file.empty()) {
+        return;
+    }
+    k.saved = std::make_unique<state_store>(std::move(opts.state_file), k.log);
+    // Nothing resumes by itself: a restart (a crash loop, a rollout of the whole fleet) must
+    // not spend the token's budget until someone asks, and the jobs wait for a POST.
+    for (auto& p : k.saved->load()) {
+        auto j = std::make_shared<job>();
+        j->p = std::move(p);
+        if (is_live(j->p.state)) {
+            j->p.state = job_state::interrupted;  // it ran when the gateway stopped or died
+        }
+        if (j->p.state == job_state::interrupted) {
+            j->p.last_error = std::string(interrupted_error);
+        } else if (j->p.state == job_state::failed) {
+            j->p.last_error = "failed before the gateway restarted (its log says why)";
+        }
+        k.jobs.push_back(std::move(j));
+    }
 }
 
-warmer::~warmer() { shutdown(); }
+warmer::~warmer() {
+    shutdown();
+    // The workers have stopped (the composition root's order): let the writes already queued
+    // finish now, not after the io_contexts their completions go to are gone.
+    if (core_->saved) {
+        core_->saved->drain();
+    }
+}
 
 start_result warmer::start(asio::any_io_executor ex, start_request r) {
     auto& k = *core_;
@@ -272,7 +363,7 @@ start_result warmer::start(asio::any_io_executor ex, start_request r) {
                                [&](const auto& x) { return x->p.account == r.account; });
         if (it != k.jobs.end()) {
             const job_state s = (*it)->p.state;
-            if (s == job_state::running || s == job_state::waiting) {
+            if (is_live(s)) {
                 return start_result::running;
             }
             // An unfinished job goes on from where it stopped, with its counters.
@@ -287,9 +378,8 @@ start_result warmer::start(asio::any_io_executor ex, start_request r) {
             j = std::make_shared<job>();
             if (k.jobs.size() >= max_jobs) {
                 // Forget the oldest ended job; running ones are never forgotten.
-                auto ended = std::find_if(k.jobs.begin(), k.jobs.end(), [](const auto& x) {
-                    return x->p.state != job_state::running && x->p.state != job_state::waiting;
-                });
+                auto ended = std::find_if(k.jobs.begin(), k.jobs.end(),
+                                          [](const auto& x) { return !is_live(x->p.state); });
                 if (ended == k.jobs.end()) {
                     return start_result::full;
                 }
@@ -297,7 +387,10 @@ start_result warmer::start(asio::any_io_executor ex, start_request r) {
             }
         }
         j->p.account = r.account;
-        j->p.per_page = r.per_page;
+        // A resumed job keeps its page size unless the request names one.
+        if (r.per_page || result != start_result::resumed) {
+            j->p.per_page = r.per_page.value_or(default_per_page);
+        }
         if (r.resume_from) {
             j->p.position = *r.resume_from;
         }
@@ -312,7 +405,7 @@ start_result warmer::start(asio::any_io_executor ex, start_request r) {
     }
     k.running.fetch_add(1, relaxed);
     k.log->info("warm {}: {} ({} per page{})", r.account,
-                result == start_result::resumed ? "resumed" : "started", r.per_page,
+                result == start_result::resumed ? "resumed" : "started", j->p.per_page,
                 j->p.position.empty() ? "" : ", from a continuation token");
     auto self = core_;
     asio::co_spawn(ex, run_job(self, j), [self, j](const std::exception_ptr& ep) {
@@ -321,12 +414,21 @@ start_result warmer::start(asio::any_io_executor ex, start_request r) {
             self->set(*j, job_state::failed, "internal error");
             self->log->error("warm {}: the job threw", j->p.account);
         }
-        const std::lock_guard lock(self->mu);
-        const auto took = self->now() - j->run_started;
-        j->p.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(took);
-        j->p.rate = per_second(j->p.stored - j->stored_at_run_start, took);
-        self->log->info("warm {}: {} after {} page(s), {} image(s) stored, {} invalid",
-                        j->p.account, to_string(j->p.state), j->p.pages, j->p.stored, j->p.invalid);
+        {
+            const std::lock_guard lock(self->mu);
+            const auto took = self->now() - j->run_started;
+            j->p.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(took);
+            j->p.rate = per_second(j->p.stored - j->stored_at_run_start, took);
+            self->log->info("warm {}: {} after {} page(s), {} image(s) stored, {} invalid",
+                            j->p.account, to_string(j->p.state), j->p.pages, j->p.stored,
+                            j->p.invalid);
+        }
+        // Done, failed, cancelled or interrupted: on disk as such (the writer thread finishes
+        // it even while the gateway stops).
+        if (self->saved) {
+            auto [seq, text] = self->snapshot();
+            self->saved->save_detached(seq, std::move(text));
+        }
     });
     return result;
 }
@@ -335,8 +437,7 @@ bool warmer::cancel(std::string_view account) {
     auto& k = *core_;
     const std::lock_guard lock(k.mu);
     for (const auto& j : k.jobs) {
-        if (j->p.account == account &&
-            (j->p.state == job_state::running || j->p.state == job_state::waiting)) {
+        if (j->p.account == account && is_live(j->p.state)) {
             j->cancel = true;
             // The timer belongs to the job's worker: cancelled there.
             asio::post(j->ex, [t = j->timer] { t->cancel(); });
@@ -354,8 +455,7 @@ std::vector<job_progress> warmer::jobs() const {
     out.reserve(k.jobs.size());
     for (const auto& j : k.jobs) {
         job_progress p = j->p;
-        const bool live = p.state == job_state::running || p.state == job_state::waiting;
-        if (live) {
+        if (is_live(p.state)) {
             p.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(now - j->run_started);
             p.rate = per_second(p.stored - j->stored_at_run_start, now - j->run_started);
         }
@@ -369,6 +469,7 @@ void warmer::shutdown() {
     std::vector<std::string> accounts;
     {
         const std::lock_guard lock(k.mu);
+        k.stopping = true;  // the jobs end as interrupted, not cancelled
         for (const auto& j : k.jobs) {
             accounts.push_back(j->p.account);
         }
@@ -393,6 +494,19 @@ void warmer::render_metrics(std::string& out) const {
                   k.refused.load(relaxed));
     append_sample(out, "imagegate_warm_jobs_running", "gauge",
                   "Warm jobs running or waiting for the budget.", k.running.load(relaxed));
+    append_sample(out, "imagegate_warm_l2_written_total", "counter",
+                  "Entries warm jobs stored in L1 and wrote to the fleet's L2.",
+                  k.l2_written.load(relaxed));
+    append_sample(out, "imagegate_warm_l2_failed_total", "counter",
+                  "Entries warm jobs stored in L1 but could not write to L2 (Redis down, slow, "
+                  "breaker open, error reply).",
+                  k.l2_failed.load(relaxed));
+    append_sample(out, "imagegate_warm_state_writes_total", "counter",
+                  "Writes of the warm state file ([warm] state_file).",
+                  k.saved ? k.saved->writes() : 0);
+    append_sample(out, "imagegate_warm_state_write_errors_total", "counter",
+                  "Writes of the warm state file that failed (the jobs went on).",
+                  k.saved ? k.saved->write_errors() : 0);
 }
 
 }  // namespace imagegate::warm

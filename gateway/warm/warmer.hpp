@@ -4,6 +4,7 @@
 
 #include "gateway/core/net.hpp"
 #include "gateway/image/handler.hpp"
+#include "gateway/warm/job.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -32,44 +33,13 @@ namespace imagegate::admission {
 class gate;
 }
 
+namespace imagegate::fleet {
+class l2_cache;
+}
+
 namespace imagegate::warm {
 
 using clock = std::chrono::steady_clock;
-
-/// Page sizes the v2 listing takes (upstream-api.md "Listing").
-inline constexpr std::size_t min_per_page = 10;
-inline constexpr std::size_t max_per_page = 10000;
-/// Jobs remembered (running or ended) at once; the oldest ended one goes first.
-inline constexpr std::size_t max_jobs = 64;
-
-enum class job_state {
-    running,    ///< calling, or about to
-    waiting,    ///< refused by the budget or paused by an upstream 429: resumes by itself
-    done,       ///< the last page was stored
-    failed,     ///< an answer the job cannot go past (see last_error); resumable
-    cancelled,  ///< DELETE /cache/warm, or the gateway stopping; resumable
-};
-std::string_view to_string(job_state s) noexcept;
-
-/// One job as GET /cache/warm shows it.
-struct job_progress {
-    std::string account;
-    job_state state = job_state::running;
-    std::uint64_t pages = 0;    ///< listing pages stored
-    std::uint64_t stored = 0;   ///< images stored as detail entries
-    std::uint64_t invalid = 0;  ///< listed items refused by validation (never stored)
-    std::uint64_t refused = 0;  ///< calls the gate refused (budget reserve or pause)
-    std::uint64_t calls = 0;    ///< upstream calls made (pages, retries, the count)
-    std::size_t per_page = 0;
-    /// The continuation token of the next page; empty: the first page (or done).
-    std::string position;
-    /// Images in the account (its stats), when the upstream told: for an ETA.
-    std::optional<std::uint64_t> total;
-    double rate = 0;  ///< images stored per second since this run started
-    std::chrono::system_clock::time_point started{};
-    std::chrono::milliseconds elapsed{};  ///< of this run
-    std::string last_error;               ///< empty when none; never upstream bytes
-};
 
 /// `{"success":true,…,"result":{"jobs":[…]}}` for GET /cache/warm.
 std::string progress_json(const std::vector<job_progress>& jobs);
@@ -80,7 +50,8 @@ double per_second(std::uint64_t n, clock::duration elapsed) noexcept;
 /// What POST /cache/warm asks for.
 struct start_request {
     std::string account;
-    std::size_t per_page = 1000;
+    /// Items per page; nothing: the resumed job's own, or default_per_page for a new one.
+    std::optional<std::size_t> per_page;
     /// Start from this continuation token instead of the remembered position.
     std::optional<std::string> resume_from;
     /// Forget the remembered position and counters: from the first page.
@@ -94,16 +65,30 @@ enum class start_result {
     full,     ///< max_jobs jobs run for other accounts (409)
 };
 
+/// Where a warmer's entries go besides L1, and where its jobs are kept.
+struct warmer_options {
+    /// The fleet tier's L2 (null without `[redis]`): every entry a job stores in L1 is written
+    /// there too, a page at a time, before the job goes on.
+    std::shared_ptr<fleet::l2_cache> l2;
+    /// `[warm] state_file`: the jobs are written there after every stored page and when they
+    /// end, and read back at start-up (as interrupted, cancelled, failed or done: a POST
+    /// resumes one). Empty: in memory only.
+    std::string state_file;
+};
+
 /// Owned by the composition root, next to the services it references (which outlive it).
-/// Jobs run on the I/O worker given to start() (the upstream client needs a worker).
+/// Jobs run on the I/O worker given to start() (the upstream client needs a worker); the
+/// workers stop before the warmer is destroyed.
 /// Thread-safety: every member may be called from any thread.
 class warmer {
 public:
     /// `policy` gives the TTLs (drafts per the draft rule) and the request timeout; `now` and
-    /// `wall` are the clocks rates and start times are read from (tests inject them).
+    /// `wall` are the clocks rates and start times are read from (tests inject them). With a
+    /// state file, its jobs are read here (blocking: at start-up).
     warmer(cache::sharded_cache& cache, upstream::client& client,
            std::shared_ptr<admission::gate> gate, gateway::image_policy policy,
-           std::shared_ptr<spdlog::logger> log, std::function<clock::time_point()> now = {},
+           std::shared_ptr<spdlog::logger> log, warmer_options opts = {},
+           std::function<clock::time_point()> now = {},
            std::function<std::chrono::system_clock::time_point()> wall = {});
     ~warmer();
     warmer(const warmer&) = delete;
@@ -116,7 +101,7 @@ public:
     bool cancel(std::string_view account);
     /// Every remembered job, oldest first.
     std::vector<job_progress> jobs() const;
-    /// Cancels every job (the gateway stops).
+    /// Ends every job (the gateway stops): each is kept as interrupted, resumable.
     void shutdown();
     /// imagegate_warm_* metrics in Prometheus text.
     void render_metrics(std::string& out) const;

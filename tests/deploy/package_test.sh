@@ -168,6 +168,15 @@ run_check 0 IMAGEGATE_UPSTREAM_TOKEN_FILE="$creds/empty"
 run_check 2 IMAGEGATE_UPSTREAM_TOKEN_FILE="$creds/open"
 grep -q "upstream.token_file" "$work/check.log" || fail "the refusal does not name the key"
 
+# The warm state file where the unit puts it: StateDirectory=imagegate, as systemd makes it.
+"${as_root[@]}" install -d -m 700 -o imagegate -g imagegate /var/lib/imagegate
+run_check 0 IMAGEGATE_WARM_STATE_FILE=/var/lib/imagegate/warm.state
+# ... and the check does look at that directory: one the service user cannot write fails.
+"${as_root[@]}" chown root:root /var/lib/imagegate
+run_check 2 IMAGEGATE_WARM_STATE_FILE=/var/lib/imagegate/warm.state
+grep -q "warm.state_file" "$work/check.log" || fail "the refusal does not name warm.state_file"
+"${as_root[@]}" chown imagegate:imagegate /var/lib/imagegate
+
 as_imagegate runuser -u imagegate -- /usr/bin/imagegate --help >"$work/help.txt" ||
     fail "the installed imagegate --help failed"
 grep -q '^Usage: imagegate' "$work/help.txt" || fail "--help does not start with Usage"
@@ -190,7 +199,7 @@ installed=0
 status=$(dpkg-query -W -f='${Status}' imagegate 2>/dev/null || true)
 [[ -z $status || $status == *not-installed* ]] || fail "dpkg still lists imagegate: $status"
 for path in /usr/bin/imagegate /etc/imagegate /lib/systemd/system/imagegate.service \
-            /usr/share/doc/imagegate /usr/share/man/man8/imagegate.8.gz; do
+            /usr/share/doc/imagegate /usr/share/man/man8/imagegate.8.gz /var/lib/imagegate; do
     [[ ! -e $path ]] || fail "$path is still there after purge"
 done
 ! getent passwd imagegate >/dev/null || fail "the user imagegate is still there after purge"

@@ -64,6 +64,8 @@ required=(
     "LoadCredential=token:/etc/imagegate/token"
     "Environment=IMAGEGATE_UPSTREAM_TOKEN_FILE=%d/token"
     "EnvironmentFile=-/etc/imagegate/env"
+    "StateDirectory=imagegate" "StateDirectoryMode=0700"
+    "Environment=IMAGEGATE_WARM_STATE_FILE=%S/imagegate/warm.state"
     "NoNewPrivileges=yes" "ProtectSystem=strict" "ProtectHome=yes" "PrivateTmp=yes"
     "PrivateDevices=yes" "ProtectKernelTunables=yes" "ProtectKernelModules=yes"
     "ProtectKernelLogs=yes" "ProtectControlGroups=yes" "ProtectClock=yes"

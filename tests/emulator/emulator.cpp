@@ -493,6 +493,7 @@ emulator_stats emulator::snapshot() const {
   s.by_status = state_->by_status;
   s.by_method.insert(state_->by_method.begin(), state_->by_method.end());
   s.by_image.insert(state_->by_image.begin(), state_->by_image.end());
+  s.by_listing_token.insert(state_->by_listing.begin(), state_->by_listing.end());
   return s;
 }
 

@@ -125,6 +125,8 @@ struct emulator_stats {
   std::map<unsigned, std::uint64_t> by_status;     ///< responses sent, by HTTP status
   std::map<std::string, std::uint64_t> by_image;   ///< requests per decoded image id
   std::map<std::string, std::uint64_t> by_method;  ///< requests per HTTP method
+  /// v2 listing pages served, per continuation_token ("" for the first page).
+  std::map<std::string, std::uint64_t> by_listing_token;
 };
 
 /// What an accepted upload carried (the bytes themselves are never kept).

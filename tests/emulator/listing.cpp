@@ -88,6 +88,10 @@ response_t emulator::state::list_images_v2(const std::string& account, std::stri
     after = c->second.last_id;
   }
   const account_store& acc = accounts.at(account);
+  if (const std::string token(query_param(query, "continuation_token").value_or(""));
+      by_listing.contains(token) || by_listing.size() < max_counted_ids) {
+    ++by_listing[token];
+  }
   // One more than a page: whether a next page exists.
   std::vector<const image*> page;
   auto take = [&](const image& img) {

@@ -202,6 +202,7 @@ void emulator::state::reset_counters() {
   by_image.clear();
   by_secret.clear();
   by_method.clear();
+  by_listing.clear();
   calls.clear();
   upload_log.clear();
 }

@@ -201,6 +201,7 @@ struct emulator::state {
   std::map<std::string, std::uint64_t, std::less<>> by_image;
   std::map<std::string, std::uint64_t, std::less<>> by_secret;  // see count_secret
   std::map<std::string, std::uint64_t, std::less<>> by_method;
+  std::map<std::string, std::uint64_t, std::less<>> by_listing;  // v2 pages per token
   std::vector<fault_rule> faults;
   rate_limiter limiter;
   call_log calls;

@@ -28,7 +28,7 @@ cxx=${FUZZ_CXX:-clang++}
 targets=("$@")
 if ((${#targets[@]} == 0)); then
   targets=(route_fuzz validator_fuzz response_fuzz config_fuzz http_request_fuzz l2_value_fuzz
-           page_fuzz)
+           page_fuzz state_fuzz)
 fi
 
 generator=()

@@ -3,9 +3,11 @@
 // broadcast, hostile L2 values, and Redis killed, restarted and paused under traffic.
 #define BOOST_TEST_MODULE fleet_test
 #include "gateway/fleet/l2_codec.hpp"
+#include "gateway/image/route.hpp"
+#include "gateway/warm/cli.hpp"
 #include "tests/integration/gateway_fixture.hpp"
+#include "tests/integration/gateway_process.hpp"
 #include "tests/support/herd.hpp"
-#include "tests/support/process.hpp"
 #include "tests/support/redis_server.hpp"
 
 #include <boost/beast/http/verb.hpp>
@@ -28,12 +30,8 @@ namespace {
 
 const std::string admin_token = "fleet-test-admin-token-7d1e";
 
-/// One imagegate process and its two ports.
-struct instance {
-    std::unique_ptr<ts::process> proc;
-    ts::endpoint data;
-    ts::endpoint admin;
-
+/// One imagegate process of the fleet.
+struct instance : ts::gateway_process {
     ts::response get(const std::string& id) const {
         return ts::request(data, verb::get, ts::gateway_runner::image_path(id));
     }
@@ -43,11 +41,23 @@ struct instance {
                            "/cache/accounts/" + ts::test_account + "/images/" + id,
                            {{"Authorization", "Bearer " + admin_token}});
     }
-    double metric(std::string_view name) const {
-        const auto r = ts::request(admin, verb::get, "/metrics");
-        const std::string needle = "\n" + std::string(name) + " ";
-        const auto at = r.body.find(needle);
-        return at == std::string::npos ? -1 : std::stod(r.body.substr(at + needle.size()));
+    ts::response admin_call(verb method, const std::string& target) const {
+        return ts::request(admin, method, target, {{"Authorization", "Bearer " + admin_token}});
+    }
+    // Warms the test account (ten pages of 10) and waits for the job to end; GET /cache/warm.
+    std::string warm_to_end() const {
+        const auto started =
+            admin_call(verb::post, "/cache/warm?account=" + ts::test_account + "&per_page=10");
+        BOOST_TEST(started.status == 202u, started.body);
+        std::string shown;
+        BOOST_REQUIRE(ts::eventually(
+            [&] {
+                shown = admin_call(verb::get, "/cache/warm").body;
+                const auto j = imagegate::warm::find_job(shown, ts::test_account);
+                return j && (j->state == "done" || j->state == "failed");
+            },
+            30s));
+        return shown;
     }
 };
 
@@ -89,34 +99,10 @@ struct fleet_fixture {
     }
 
     instance start(int i) {
-        instance n;
-        const auto out = up.dir.path() / ("gw" + std::to_string(i) + ".out");
-        n.proc = std::make_unique<ts::process>(
-            std::vector<std::string>{IMAGEGATE_BIN, "--config", config},
-            std::vector<std::string>{"PATH=/usr/bin:/bin",
-                                     "CLOUDFLARE_API_TOKEN=" + up.settings.secret.upstream_token},
-            out);
-        unsigned a = 0;
-        unsigned b = 0;
-        BOOST_REQUIRE(ts::eventually(
-            [&] {
-                const auto log = n.proc->output();
-                const auto at = log.find("imagegate listening on");
-                if (at == std::string::npos) {
-                    return false;
-                }
-                const auto line = log.substr(at, log.find('\n', at) - at);
-                return std::sscanf(
-                           line.c_str(),
-                           "imagegate listening on %*[^(](port %u), admin on %*[^(](port %u)", &a,
-                           &b) == 2;
-            },
-            10s));
-        n.data.port = static_cast<std::uint16_t>(a);
-        n.data.tls = false;
-        n.admin = n.data;
-        n.admin.port = static_cast<std::uint16_t>(b);
-        return n;
+        return {ts::start_gateway_process(
+            IMAGEGATE_BIN, config,
+            {"PATH=/usr/bin:/bin", "CLOUDFLARE_API_TOKEN=" + up.settings.secret.upstream_token},
+            up.dir.path() / ("gw" + std::to_string(i) + ".out"))};
     }
 
     std::string value_key(const std::string& id) const {
@@ -245,6 +231,54 @@ BOOST_FIXTURE_TEST_CASE(a_stale_key_is_refreshed_once_for_the_fleet, short_ttl_f
         from_l2 += n.metric("imagegate_fleet_refreshes_from_l2_total");
     }
     BOOST_TEST(from_l2 == 2);
+}
+
+// A warm job on one instance writes every entry it stores to L2 too: the other instances
+// answer every warmed id from L2 with no upstream call.
+BOOST_AUTO_TEST_CASE(a_warm_job_on_one_instance_serves_the_others_from_l2) {
+    const auto ids = up.emu->image_ids(ts::test_account);
+    BOOST_REQUIRE(ids.size() == 100u);
+    const std::string shown = nodes[0].warm_to_end();
+    BOOST_TEST(contains(shown, R"("state":"done")"), shown);
+    BOOST_TEST(contains(shown, R"("images_stored":100,)"), shown);
+    BOOST_TEST(contains(shown, R"("l2_written":100,"l2_failed":0)"), shown);
+    BOOST_TEST(nodes[0].metric("imagegate_warm_l2_written_total") == 100);
+    BOOST_TEST(contains(redis.command({"EXISTS", value_key(ids.front())}), ":1"));
+    // One SET with PX: the value never lives without its expiry.
+    BOOST_TEST(!contains(redis.command({"PTTL", value_key(ids.back())}), ":-1"));
+    up.emu->reset_counters();
+    for (std::size_t i = 1; i < 3; ++i) {
+        std::size_t from_l2 = 0;
+        for (const auto& id : ids) {
+            const auto r = nodes[i].get(imagegate::gateway::percent_encode(id));
+            from_l2 +=
+                r.status == 200 && contains(r.header("Cache-Status"), "detail=l2-hit") ? 1 : 0;
+        }
+        BOOST_TEST(from_l2 == ids.size());
+    }
+    BOOST_TEST(up.emu->snapshot().requests == 0u);
+}
+
+// Redis down: the job still stores every page in L1 and finishes, and the entries L2 could
+// not take are counted (GET /cache/warm and the metrics), never retried behind the job's back.
+BOOST_AUTO_TEST_CASE(a_warm_job_with_redis_down_fills_l1_and_counts_what_l2_missed) {
+    redis.kill();
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string shown = nodes[0].warm_to_end();
+    // Ten pages with Redis gone: each costs no more than its calls (the breaker is open).
+    BOOST_TEST((std::chrono::steady_clock::now() - t0 < 10s));
+    BOOST_TEST(contains(shown, R"("state":"done")"), shown);
+    BOOST_TEST(contains(shown, R"("images_stored":100,)"), shown);
+    BOOST_TEST(contains(shown, R"("l2_written":0,"l2_failed":100)"), shown);
+    BOOST_TEST(nodes[0].metric("imagegate_warm_l2_failed_total") == 100);
+    const auto ids = up.emu->image_ids(ts::test_account);
+    up.emu->reset_counters();
+    for (const auto& id : ids) {
+        BOOST_TEST(
+            contains(nodes[0].get(imagegate::gateway::percent_encode(id)).header("Cache-Status"),
+                     "imagegate; hit"));
+    }
+    BOOST_TEST(up.emu->snapshot().requests == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(a_purge_on_one_instance_reaches_all_three_within_100ms) {

@@ -1,13 +1,21 @@
 // Warming end to end: POST /cache/warm pages the emulator's v2 listing at background priority
 // through the gate and stores every listed image as its detail entry; then every image is a
-// hit with the bytes a detail fetch gives. Budget, foreground reserve, a 429 mid-run and a
-// cancelled-then-resumed job.
+// hit with the bytes a detail fetch gives. Budget, foreground reserve, a 429 mid-run, a
+// cancelled-then-resumed job, and the real binary killed or stopped mid-run and started again
+// on its state file, resuming where it stopped.
 #define BOOST_TEST_MODULE warm_test
 #include "tests/integration/gateway_fixture.hpp"
+#include "tests/integration/gateway_process.hpp"
 #include "gateway/image/route.hpp"
 #include "gateway/warm/cli.hpp"
+#include "gateway/warm/state_file.hpp"
 
 #include <boost/beast/http/verb.hpp>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 namespace ts = imagegate::testing;
 namespace warm = imagegate::warm;
@@ -60,6 +68,64 @@ struct fixture {
     }
 
     ts::emulated_upstream up;
+};
+
+/// The real imagegate binary in front of the emulator, with `[warm] state_file` in the test's
+/// directory; started and stopped by the test, by PID.
+struct binary_fixture : fixture {
+    binary_fixture() : fixture(2000) {
+        const auto token_file = (up.dir.path() / "admin.token").string();
+        ts::write_file(token_file, admin_token + "\n");
+        std::filesystem::permissions(
+            token_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+        config = (up.dir.path() / "gw.toml").string();
+        ts::write_file(config,
+                       "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = "
+                       "\"127.0.0.1:0\"\nthreads = 2\ndrain_timeout = \"2s\"\n"
+                       "[upstream]\nurl = \"" +
+                           up.settings.upstream.url + "\"\nca_file = \"" +
+                           up.settings.upstream.ca_file +
+                           "\"\n[log]\naccess_log = false\n[admin]\ntoken_file = \"" + token_file +
+                           "\"\n[warm]\nstate_file = \"" + state_file() + "\"\n");
+    }
+    std::string state_file() const { return (up.dir.path() / "warm.state").string(); }
+    ts::gateway_process start(int run) {
+        return ts::start_gateway_process(
+            IMAGEGATE_BIN, config,
+            {"PATH=/usr/bin:/bin", "CLOUDFLARE_API_TOKEN=" + up.settings.secret.upstream_token},
+            up.dir.path() / ("gw" + std::to_string(run) + ".out"));
+    }
+    ts::response admin(const ts::gateway_process& gw, verb method, const std::string& target) {
+        return ts::request(gw.admin, method, target, {{"Authorization", "Bearer " + admin_token}});
+    }
+    std::optional<warm::shown_job> job(const ts::gateway_process& gw) {
+        return warm::find_job(admin(gw, verb::get, "/cache/warm").body, ts::test_account);
+    }
+    // The job as the state file has it (the file must hold exactly one, and nothing refused).
+    warm::job_progress saved() const {
+        std::ifstream in(state_file());
+        std::stringstream ss;
+        ss << in.rdbuf();
+        const auto st = warm::parse_state(ss.str());
+        BOOST_TEST(st.refusals.empty());
+        BOOST_REQUIRE(st.jobs.size() == 1u);
+        return st.jobs.front();
+    }
+    // Pages the emulator served, per continuation token: twenty pages of 100, each once but
+    // for at most `twice` of them (the page in flight when the gateway stopped).
+    void check_pages_once(std::size_t twice) {
+        const auto pages = up.emu->snapshot().by_listing_token;
+        BOOST_TEST(pages.size() == 20u);
+        BOOST_TEST(pages.count("") == 1u);  // the first page
+        std::size_t again = 0;
+        for (const auto& [token, n] : pages) {
+            BOOST_TEST_CONTEXT(token) { BOOST_TEST(n <= 2u); }
+            again += n - 1;
+        }
+        BOOST_TEST(again <= twice);
+    }
+
+    std::string config;
 };
 
 struct ten_thousand : fixture {
@@ -240,4 +306,126 @@ BOOST_FIXTURE_TEST_CASE(the_routes_need_the_admin_token_and_checked_parameters, 
     BOOST_TEST(admin(gw, verb::put, "/cache/warm").status == 405u);
     BOOST_TEST(up.emu->snapshot().requests == 0u);
     BOOST_TEST(contains(admin(gw, verb::get, "/cache/warm").body, R"("jobs":[])"));
+}
+
+// SIGKILL mid-run: nothing is flushed, the state file holds the last stored page. The new
+// process lists the job as interrupted at that position, waits for a POST (nothing resumes
+// by itself), and resumes there: no page is fetched twice but the one in flight.
+BOOST_FIXTURE_TEST_CASE(a_killed_gateway_resumes_from_the_saved_position, binary_fixture) {
+    ts::fault_rule slow;  // every call takes 100 ms: the kill lands mid-run
+    slow.kind = ts::fault_kind::delay;
+    slow.delay = 100ms;
+    up.emu->add_fault(slow);
+    {
+        auto gw = start(0);
+        BOOST_TEST(admin(gw, verb::post, start_query(100)).status == 202u);
+        BOOST_TEST_REQUIRE(ts::eventually([&] { return job(gw)->pages >= 5u; }, 20s));
+        gw.proc->signal(SIGKILL);
+        BOOST_TEST(gw.proc->wait_exit(5s) == 128 + SIGKILL);
+    }
+    const auto before = saved();
+    BOOST_TEST(warm::to_string(before.state) == "running");  // as it was at the kill
+    BOOST_TEST(before.pages >= 4u);
+    BOOST_TEST(before.pages < 20u);
+    BOOST_TEST(before.stored == before.pages * 100);
+    BOOST_TEST(before.per_page == 100u);
+    BOOST_TEST(!before.position.empty());
+    up.emu->clear_faults();
+
+    auto gw = start(1);
+    const auto shown = admin(gw, verb::get, "/cache/warm").body;
+    BOOST_TEST(contains(shown, R"("state":"interrupted")"), shown);
+    BOOST_TEST(contains(shown, R"("position":")" + before.position + "\""), shown);
+    // It waits for a POST: no call after the restart until then.
+    const auto calls_before = up.emu->snapshot().requests;
+    std::this_thread::sleep_for(300ms);
+    BOOST_TEST(up.emu->snapshot().requests == calls_before);
+    // No per_page: the saved one (100) is kept.
+    const auto resumed = admin(gw, verb::post, "/cache/warm?account=" + ts::test_account);
+    BOOST_TEST(contains(resumed.body, R"("state":"resumed")"), resumed.body);
+    BOOST_TEST_REQUIRE(ts::eventually(
+        [&] {
+            const auto j = job(gw);
+            return j && (j->state == "done" || j->state == "failed");
+        },
+        30s));
+    const auto j = *job(gw);
+    BOOST_TEST(j.state == "done");
+    BOOST_TEST(j.pages == 20u);
+    BOOST_TEST(j.stored == 2000u);
+    check_pages_once(1);
+    BOOST_TEST(warm::to_string(saved().state) == "done");
+    // After the restart L1 holds what the resumed run stored: its pages are hits.
+    const auto ids = up.emu->image_ids(ts::test_account);
+    const auto last =
+        ts::request(gw.data, verb::get,
+                    ts::gateway_runner::image_path(imagegate::gateway::percent_encode(ids.back())));
+    BOOST_TEST(contains(last.header("Cache-Status"), "imagegate; hit"));
+}
+
+// SIGTERM mid-run: the gateway drains, the job ends as interrupted and the state file says
+// so, with the position of the last stored page; started again, a POST resumes it.
+BOOST_FIXTURE_TEST_CASE(a_stopped_gateway_keeps_the_job_as_interrupted, binary_fixture) {
+    ts::fault_rule slow;
+    slow.kind = ts::fault_kind::delay;
+    slow.delay = 100ms;
+    up.emu->add_fault(slow);
+    std::uint64_t pages = 0;
+    {
+        auto gw = start(0);
+        BOOST_TEST(admin(gw, verb::post, start_query(100)).status == 202u);
+        BOOST_TEST_REQUIRE(ts::eventually([&] { return job(gw)->pages >= 3u; }, 20s));
+        gw.proc->signal(SIGTERM);
+        BOOST_TEST(gw.proc->wait_exit(10s) == 0);
+    }
+    const auto before = saved();
+    BOOST_TEST(warm::to_string(before.state) == "interrupted");
+    BOOST_TEST(before.pages >= 3u);
+    BOOST_TEST(before.pages < 20u);
+    BOOST_TEST(!before.position.empty());
+    pages = before.pages;
+    up.emu->clear_faults();
+    auto gw = start(1);
+    const auto j0 = job(gw);
+    BOOST_TEST_REQUIRE(j0.has_value());
+    BOOST_TEST(j0->state == "interrupted");
+    BOOST_TEST(j0->pages == pages);
+    // The command resumes it like a POST and follows it to the end.
+    ::setenv("IMAGEGATE_ADMIN_TOKEN", admin_token.c_str(), 1);
+    BOOST_TEST(warm::run_warm_command({"--account", ts::test_account, "--admin",
+                                       "http://127.0.0.1:" + std::to_string(gw.admin.port)}) == 0);
+    ::unsetenv("IMAGEGATE_ADMIN_TOKEN");
+    const auto j = *job(gw);
+    BOOST_TEST(j.state == "done");
+    BOOST_TEST(j.pages == 20u);
+    BOOST_TEST(j.stored == 2000u);
+    check_pages_once(1);
+}
+
+// A hostile state file never stops the gateway: bad lines are refused with a log line, the
+// good ones are listed; a file that is not a state file is refused whole.
+BOOST_FIXTURE_TEST_CASE(a_hostile_state_file_is_refused_line_by_line, binary_fixture) {
+    const std::string good = "job account=" + ts::test_account +
+                             " state=running per_page=100 position=abc pages=2 stored=200 "
+                             "invalid=0 refused=0 calls=3 total= l2_written=0 l2_failed=0\n";
+    ts::write_file(state_file(), std::string(warm::state_header) + "\n" + good +
+                                     "job account=../../etc state=done\n" +
+                                     "job account=\x1b[31mred position=\x01\n" + good);
+    {
+        auto gw = start(0);
+        const auto shown = admin(gw, verb::get, "/cache/warm").body;
+        BOOST_TEST(contains(shown, R"("state":"interrupted")"), shown);
+        BOOST_TEST(contains(shown, R"("position":"abc")"), shown);
+        const auto log = gw.proc->output();
+        BOOST_TEST(contains(log, "line 3 refused"), log);
+        BOOST_TEST(contains(log, "line 4 refused"));
+        BOOST_TEST(contains(log, "line 5 refused: a second job for the same account"));
+        BOOST_TEST(!contains(log, "31mred"));  // no byte of the file reaches the log
+        gw.proc->signal(SIGTERM);
+        BOOST_TEST(gw.proc->wait_exit(10s) == 0);
+    }
+    ts::write_file(state_file(), std::string(4096, '\0'));
+    auto gw = start(1);
+    BOOST_TEST(contains(admin(gw, verb::get, "/cache/warm").body, R"("jobs":[])"));
+    BOOST_TEST(contains(gw.proc->output(), "refused: not an imagegate warm state file"));
 }

@@ -473,6 +473,28 @@ BOOST_DATA_TEST_CASE(check_rules, bdata::make(check_rows), row) {
     }
 }
 
+// [warm] state_file: written as a temporary file in its directory and renamed over it.
+BOOST_AUTO_TEST_CASE(warm_state_file_needs_an_existing_directory_and_a_file_name) {
+    const temp_dir dir;
+    const auto state_errors = [](const std::string& path) {
+        settings s;
+        s.warm.state_file = path;
+        return keys_of(check(s));
+    };
+    const std::vector<std::string> warm_key{"warm.state_file"};
+    BOOST_TEST(state_errors("").empty());  // the default: in memory only
+    BOOST_TEST(state_errors((dir.path() / "warm.state").string()).empty());  // not there yet
+    BOOST_TEST(state_errors(dir.write("warm.state", "x")).empty());          // there already
+    BOOST_TEST(state_errors((dir.path() / "missing" / "warm.state").string()) == warm_key,
+               boost::test_tools::per_element());
+    BOOST_TEST(state_errors(dir.path().string() + "/") == warm_key,
+               boost::test_tools::per_element());
+    BOOST_TEST(state_errors(dir.path().string()) == warm_key,  // a directory, not a file
+               boost::test_tools::per_element());
+    BOOST_TEST(state_errors(dir.write("a-file", "x") + "/warm.state") == warm_key,
+               boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(readable_ca_file_passes) {
     const temp_dir dir;
     settings s;
